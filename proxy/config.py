@@ -1,0 +1,147 @@
+"""Configuration: defaults, environment, and an optional YAML file.
+
+Precedence, highest first: command-line flags, the YAML file, environment
+variables, built-in defaults. The file may reference the environment as
+``${VAR}`` or ``${VAR:-default}``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DEFAULT_TRANSLATED_MODELS = [
+    "o1-pro*",
+    "o3-pro*",
+    "o3-deep-research*",
+    "o4-mini-deep-research*",
+    "codex-mini*",
+    "gpt-5*-pro*",
+    "gpt-5*-codex*",
+    "computer-use-preview*",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UpstreamConfig(_Section):
+    base_url: str = "https://api.openai.com/v1"
+    api_key: str | None = Field(default=None, repr=False)
+    connect_timeout: float = Field(default=10.0, gt=0)
+    first_byte_timeout: float = Field(default=900.0, gt=0, description="Seconds to wait for the upstream's answer to begin.")
+    idle_timeout: float = Field(default=600.0, gt=0, description="Seconds without a byte before a stream is declared dead.")
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class TranslateConfig(_Section):
+    models: list[str] = Field(default_factory=lambda: list(DEFAULT_TRANSLATED_MODELS))
+    all_models: bool = False
+    auto_detect: bool = True
+
+
+class ReasoningConfig(_Section):
+    summary: Literal["auto", "concise", "detailed", "off"] = "auto"
+
+
+class StreamConfig(_Section):
+    heartbeat_interval: float = Field(default=15.0, gt=0)
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+
+
+class Config(_Section):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
+    translate: TranslateConfig = Field(default_factory=TranslateConfig)
+    reasoning: ReasoningConfig = Field(default_factory=ReasoningConfig)
+    stream: StreamConfig = Field(default_factory=StreamConfig)
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the operator (no traceback)."""
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(text: str, env: Mapping[str, str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = env.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is None:
+                raise ConfigError(f"environment variable {name} is not set (referenced as ${{{name}}})")
+            return default
+        return value
+
+    return _ENV_REF.sub(replace, text)
+
+
+def _env_defaults(env: Mapping[str, str]) -> dict[str, Any]:
+    upstream: dict[str, Any] = {}
+    if env.get("OPENAI_BASE_URL"):
+        upstream["base_url"] = env["OPENAI_BASE_URL"]
+    if env.get("OPENAI_API_KEY"):
+        upstream["api_key"] = env["OPENAI_API_KEY"]
+    return {"upstream": upstream} if upstream else {}
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {where}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    env = os.environ if env is None else env
+    data = _env_defaults(env)
+    source = "the environment"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        try:
+            loaded = yaml.safe_load(expand_env(text, env)) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        data = _merge(data, loaded)
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+    config.upstream.base_url = config.upstream.base_url.rstrip("/")
+    return config

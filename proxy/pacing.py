@@ -1,0 +1,115 @@
+"""Heartbeats and the idle watchdog for long, mostly silent upstream streams.
+
+Reasoning models can think for many minutes without sending a byte, and
+idle timeouts in browsers, reverse proxies and aggregators (60-125 s is
+common) would cut the client off. :class:`Pacer` reads the upstream in its own
+task, so waiting for data can time out without disturbing the upstream read,
+and tells its consumer when a heartbeat is due or the upstream is dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Heartbeat:
+    """Yielded when nothing has been written to the client for a heartbeat interval."""
+
+
+HEARTBEAT = Heartbeat()
+
+
+class IdleTimeout(Exception):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"The upstream sent nothing for {seconds:g} s (idle timeout).")
+        self.seconds = seconds
+
+
+class _End:
+    pass
+
+
+_END = _End()
+
+
+class _Failure:
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class Pacer(Generic[T]):
+    """Iterate ``source`` with heartbeats and an idle watchdog.
+
+    A small bounded queue between the reader task and the consumer keeps
+    backpressure: a slow client slows the upstream read instead of growing memory.
+    """
+
+    def __init__(self, source: AsyncIterator[T], heartbeat: float | None, idle: float, queue_size: int = 16) -> None:
+        self._source = source
+        self._heartbeat = heartbeat
+        self._idle = idle
+        self._queue: asyncio.Queue[T | _End | _Failure] = asyncio.Queue(queue_size)
+        self._loop = asyncio.get_running_loop()
+        self._last_data = self._last_output = self._loop.time()
+        self._task: asyncio.Task[None] | None = None
+
+    def written(self) -> None:
+        """Tell the pacer the client just received bytes (resets the heartbeat timer)."""
+        self._last_output = self._loop.time()
+
+    async def _pump(self) -> None:
+        try:
+            async for item in self._source:
+                await self._queue.put(item)
+            await self._queue.put(_END)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # relayed to the consumer, which decides what it means
+            await self._queue.put(_Failure(exc))
+
+    def __aiter__(self) -> AsyncIterator[T | Heartbeat]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[T | Heartbeat]:
+        self._task = asyncio.create_task(self._pump())
+        try:
+            while True:
+                now = self._loop.time()
+                if self._heartbeat is not None and now - self._last_output >= self._heartbeat:
+                    self._last_output = now
+                    yield HEARTBEAT
+                    continue
+                try:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    deadline = self._last_data + self._idle
+                    if self._heartbeat is not None:
+                        deadline = min(deadline, self._last_output + self._heartbeat)
+                    try:
+                        async with asyncio.timeout(max(deadline - now, 0)):
+                            item = await self._queue.get()
+                    except TimeoutError:
+                        if self._loop.time() - self._last_data >= self._idle:
+                            raise IdleTimeout(self._idle) from None
+                        continue
+                if isinstance(item, _End):
+                    return
+                if isinstance(item, _Failure):
+                    raise item.exc
+                self._last_data = self._loop.time()
+                yield item
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            # asyncio.wait neither raises the reader's CancelledError nor hides our own.
+            await asyncio.wait({task}, timeout=5)

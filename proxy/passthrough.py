@@ -1,0 +1,87 @@
+"""Forwarding of everything that is not translated: bytes in, bytes out, streamed.
+
+Paths are normalised here, once: whatever prefix a client put in front of the
+endpoint (``/v1/v1/...``, ``//...``), the upstream gets ``{base_url}/<endpoint>``
+and no request can choose another host or climb out of the base path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+import httpx
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+
+from .errors import InvalidRequest, ProxyError
+from .upstream import HOP_BY_HOP, Upstream
+
+_RESPONSE_DROP = HOP_BY_HOP - {"content-length"}
+
+
+def upstream_path(client_path: str) -> str:
+    """``/v1/v1//embeddings`` -> ``/embeddings``; refuses ``.``/``..`` segments."""
+    segments = [segment for segment in client_path.split("/") if segment]
+    if any(segment in (".", "..") or "\\" in segment for segment in segments):
+        raise InvalidRequest("The request path may not contain '.' or '..' segments.", code="invalid_path")
+    while segments and segments[0] == "v1":
+        segments.pop(0)
+    return "/" + "/".join(segments)
+
+
+async def limited_body(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The request body as it arrives, refused once it grows past ``limit``."""
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise body_too_large(limit)
+        if chunk:
+            yield chunk
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise body_too_large(limit)
+    return b"".join([chunk async for chunk in limited_body(request, limit)])
+
+
+def body_too_large(limit: int) -> ProxyError:
+    return ProxyError(413, f"Request body too large: the limit is {limit} bytes.", "invalid_request_error",
+                      code="request_too_large")
+
+
+async def open_forward(upstream: Upstream, request: Request, path: str, body: bytes | None, limit: int) -> httpx.Response:
+    """Send the client's request on to the upstream, unchanged but for credentials and hop-by-hop headers."""
+    headers = upstream.headers(request.headers, keep_encoding=True)
+    if body is None:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise body_too_large(limit)
+        if declared:
+            headers["content-length"] = declared  # keeps uploads un-chunked, as sent
+        content = limited_body(request, limit) if declared != "0" and request.method not in ("GET", "HEAD") else None
+    else:
+        content = body
+    return await upstream.send(request.method, path, headers, content=content, params=request.url.query or None)
+
+
+def relay(response: httpx.Response, extra_headers: dict[str, str] | None = None) -> StreamingResponse:
+    """Stream an upstream answer to the client byte for byte (still compressed, if it was)."""
+    relayed = StreamingResponse(_raw(response), status_code=response.status_code)
+    # Raw pairs keep repeated headers (set-cookie, ...) apart.
+    relayed.raw_headers = [
+        (name, value) for name, value in response.headers.raw if name.lower().decode("latin-1") not in _RESPONSE_DROP
+    ] + [(name.encode("latin-1"), value.encode("latin-1")) for name, value in (extra_headers or {}).items()]
+    return relayed
+
+
+async def _raw(response: httpx.Response) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in response.aiter_raw():
+            yield chunk
+    finally:
+        with anyio.CancelScope(shield=True):
+            await response.aclose()

@@ -1,0 +1,53 @@
+"""The one place that decides which chat requests are translated.
+
+A model is translated when it matches a configured glob, when the proxy is
+told to translate everything, or when the upstream has said during this
+process's life that the model is served only by the Responses API.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+
+from .config import TranslateConfig
+
+# OpenAI answers 404 "This model is only supported in v1/responses and not in
+# v1/chat/completions."; gateways reword it, so match loosely on the text.
+_RESPONSES_ONLY = re.compile(
+    r"only supported in (?:/?v1/)?responses|not supported (?:in|on|with|by) (?:the )?(?:/?v1/)?chat[/ _]?completions"
+    r"|use the responses api|only available (?:in|via|through) the responses api",
+    re.IGNORECASE,
+)
+
+
+def says_responses_only(error_text: str) -> bool:
+    """True when an upstream error means "call this model through /v1/responses"."""
+    return bool(_RESPONSES_ONLY.search(error_text))
+
+
+class ModelRouter:
+    def __init__(self, config: TranslateConfig) -> None:
+        self._all = config.all_models
+        self.auto_detect = config.auto_detect
+        self._pattern = re.compile(
+            "|".join(fnmatch.translate(glob.lower()) for glob in config.models) or r"(?!)"
+        )
+        self._learned: set[str] = set()
+
+    def should_translate(self, model: str) -> bool:
+        if self._all:
+            return True
+        name = model.lower()
+        if name in self._learned:
+            return True
+        # Aggregators prefix a provider ("openai/o3-pro"); match the bare name too.
+        return any(self._pattern.match(part) for part in {name, name.rsplit("/", 1)[-1]})
+
+    def learn(self, model: str) -> None:
+        """Remember, for this process's life, that ``model`` is Responses-only."""
+        self._learned.add(model.lower())
+
+    @property
+    def learned(self) -> frozenset[str]:
+        return frozenset(self._learned)

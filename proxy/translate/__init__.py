@@ -1,0 +1,1 @@
+"""The pure translation core: plain functions and a state machine, no I/O."""

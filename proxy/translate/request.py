@@ -1,0 +1,507 @@
+"""Chat Completions request -> Responses request. Pure: no I/O, no framework.
+
+The chat request is validated while it is mapped, so every problem becomes an
+:class:`InvalidRequest` naming the offending parameter (``messages[2].content``)
+instead of an upstream error about a field the client never sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InvalidRequest
+
+MIN_OUTPUT_TOKENS = 16  # the Responses API rejects smaller max_output_tokens
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+
+# Sampling knobs that Responses-only (reasoning) models reject or that the
+# Responses API does not have; forwarding them would turn a usable request into a 400.
+_UNSUPPORTED_SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "logit_bias", "seed")
+# Chat parameters with a Responses counterpart that is copied unchanged.
+_COPIED = ("metadata", "service_tier", "prompt_cache_key", "prompt_cache_retention", "safety_identifier", "user",
+           "parallel_tool_calls")
+_HANDLED = frozenset(
+    ("model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "reasoning_effort",
+     "reasoning", "response_format", "verbosity", "web_search_options", "store", "tools", "tool_choice",
+     "functions", "function_call", "n", "stop", "logprobs", "top_logprobs", "audio", "modalities")
+    + _COPIED
+)
+
+
+@dataclass(slots=True)
+class MappingOptions:
+    """Operator settings that shape every translated request."""
+
+    reasoning_summary: str | None = "auto"
+
+
+@dataclass(slots=True)
+class Translation:
+    body: dict[str, Any]
+    model: str
+    stream: bool
+    include_usage: bool
+    dropped: list[str] = field(default_factory=list)
+    adjusted: list[str] = field(default_factory=list)
+
+
+def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Translation:
+    options = options or MappingOptions()
+    if not isinstance(chat, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    model = chat.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("you must provide a model parameter", "model")
+    stream = _optional(chat, "stream", bool) or False
+    stream_options = _optional(chat, "stream_options", dict) or {}
+    _reject_unemulated(chat)
+
+    body: dict[str, Any] = {"model": model}
+    instructions, items = map_messages(chat.get("messages"))
+    if instructions is not None:
+        body["instructions"] = instructions
+    body["input"] = items
+
+    translation = Translation(
+        body=body,
+        model=model,
+        stream=stream,
+        include_usage=bool(stream and stream_options.get("include_usage")),
+    )
+    _map_tools(chat, body)
+    _map_limits(chat, body, translation)
+    _map_reasoning(chat, body, options)
+    _map_text(chat, body)
+    for key in _COPIED:
+        if chat.get(key) is not None:
+            body[key] = chat[key]
+    body["store"] = _optional(chat, "store", bool) or False
+    if stream:
+        body["stream"] = True
+
+    for key in chat:
+        if key in _UNSUPPORTED_SAMPLING or key not in _HANDLED:
+            translation.dropped.append(key)
+    return translation
+
+
+# --- messages ---------------------------------------------------------------
+
+
+def map_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]]]:
+    """Map chat history to ``instructions`` and Responses input items.
+
+    Leading system/developer messages become ``instructions``: they are the
+    same on every turn, so the upstream's prompt cache keeps hitting. Ones that
+    appear later in the conversation stay where they are, as developer
+    messages, because their position carries meaning.
+    """
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("'messages' must be a non-empty array of message objects.", "messages")
+    instructions: list[str] = []
+    items: list[dict[str, Any]] = []
+    legacy_calls: list[tuple[str, str]] = []  # (name, synthetic call_id) of legacy function_call turns
+    for position, message in enumerate(messages):
+        where = f"messages[{position}]"
+        if not isinstance(message, dict):
+            raise InvalidRequest(f"'{where}' must be an object.", where)
+        role = message.get("role")
+        if role in ("system", "developer"):
+            text = _plain_text(message.get("content"), f"{where}.content")
+            if not items:
+                instructions.append(text)
+            else:
+                items.append({"role": "developer", "content": text})
+        elif role == "user":
+            items.append({"role": "user", "content": _user_content(message.get("content"), f"{where}.content")})
+        elif role == "assistant":
+            items.extend(_assistant_items(message, where, legacy_calls))
+        elif role == "tool":
+            call_id = message.get("tool_call_id")
+            if not isinstance(call_id, str) or not call_id:
+                raise InvalidRequest(f"'{where}.tool_call_id' must be a non-empty string.", f"{where}.tool_call_id")
+            output = _plain_text(message.get("content"), f"{where}.content")
+            items.append({"type": "function_call_output", "call_id": call_id, "output": output})
+        elif role == "function":
+            name = message.get("name")
+            call_id = _legacy_call_id(legacy_calls, name)
+            output = _plain_text(message.get("content"), f"{where}.content")
+            items.append({"type": "function_call_output", "call_id": call_id, "output": output})
+        else:
+            raise InvalidRequest(
+                f"Invalid value for '{where}.role': {role!r}. Supported roles are system, developer, user, "
+                "assistant, tool and function.",
+                f"{where}.role",
+            )
+    return ("\n\n".join(instructions) if instructions else None), items
+
+
+def _plain_text(content: Any, where: str) -> str:
+    """Text of system, tool and function messages: a string or text parts, joined."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for index, part in enumerate(content):
+            if not isinstance(part, dict) or part.get("type") not in ("text", "input_text", "output_text"):
+                raise InvalidRequest(f"'{where}[{index}]' must be a text content part.", f"{where}[{index}]")
+            texts.append(_string(part.get("text"), f"{where}[{index}].text"))
+        return "".join(texts)
+    raise InvalidRequest(f"'{where}' must be a string or an array of content parts.", where)
+
+
+def _user_content(content: Any, where: str) -> str | list[dict[str, Any]]:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise InvalidRequest(f"'{where}' must be a string or an array of content parts.", where)
+    return [_user_part(part, f"{where}[{index}]") for index, part in enumerate(content)]
+
+
+def _user_part(part: Any, where: str) -> dict[str, Any]:
+    if not isinstance(part, dict):
+        raise InvalidRequest(f"'{where}' must be a content part object.", where)
+    kind = part.get("type")
+    if kind in ("text", "input_text"):
+        return {"type": "input_text", "text": _string(part.get("text"), f"{where}.text")}
+    if kind == "image_url":
+        image = part.get("image_url")
+        if isinstance(image, str):
+            image = {"url": image}
+        if not isinstance(image, dict):
+            raise InvalidRequest(f"'{where}.image_url' must be an object with a 'url'.", f"{where}.image_url")
+        url = _string(image.get("url"), f"{where}.image_url.url")
+        detail = image.get("detail") or "auto"
+        if detail not in ("auto", "low", "high"):
+            raise InvalidRequest(f"'{where}.image_url.detail' must be auto, low or high.", f"{where}.image_url.detail")
+        return {"type": "input_image", "image_url": url, "detail": detail}
+    if kind == "file":
+        file = part.get("file")
+        if not isinstance(file, dict):
+            raise InvalidRequest(f"'{where}.file' must be an object.", f"{where}.file")
+        mapped = {"type": "input_file"}
+        for key in ("file_data", "file_id", "filename"):
+            if file.get(key) is not None:
+                mapped[key] = _string(file[key], f"{where}.file.{key}")
+        if "file_data" not in mapped and "file_id" not in mapped:
+            raise InvalidRequest(f"'{where}.file' needs 'file_data' or 'file_id'.", f"{where}.file")
+        return mapped
+    if kind in ("input_image", "input_file"):
+        return part
+    if kind == "input_audio":
+        raise InvalidRequest(
+            "Audio input ('input_audio' content parts) is not supported by the Responses API that serves this model.",
+            where,
+            "unsupported_content_type",
+        )
+    raise InvalidRequest(f"Invalid content part type {kind!r} at '{where}'.", f"{where}.type")
+
+
+def _assistant_items(message: dict[str, Any], where: str, legacy_calls: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    content = message.get("content")
+    if isinstance(content, str):
+        if content:
+            parts.append({"type": "output_text", "text": content, "annotations": []})
+    elif isinstance(content, list):
+        for index, part in enumerate(content):
+            spot = f"{where}.content[{index}]"
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind in ("text", "output_text", "input_text"):
+                parts.append({"type": "output_text", "text": _string(part.get("text"), f"{spot}.text"), "annotations": []})
+            elif kind == "refusal":
+                parts.append({"type": "refusal", "refusal": _string(part.get("refusal"), f"{spot}.refusal")})
+            else:
+                raise InvalidRequest(f"'{spot}' must be a text or refusal content part.", spot)
+    elif content is not None:
+        raise InvalidRequest(f"'{where}.content' must be a string, an array of content parts, or null.", f"{where}.content")
+    refusal = message.get("refusal")
+    if isinstance(refusal, str) and refusal:
+        parts.append({"type": "refusal", "refusal": refusal})
+
+    items: list[dict[str, Any]] = []
+    if parts:
+        items.append({"type": "message", "role": "assistant", "content": parts})
+    tool_calls = message.get("tool_calls")
+    if tool_calls is not None:
+        if not isinstance(tool_calls, list):
+            raise InvalidRequest(f"'{where}.tool_calls' must be an array.", f"{where}.tool_calls")
+        for index, call in enumerate(tool_calls):
+            items.append(_history_call(call, f"{where}.tool_calls[{index}]"))
+    function_call = message.get("function_call")
+    if function_call is not None:
+        spot = f"{where}.function_call"
+        if not isinstance(function_call, dict):
+            raise InvalidRequest(f"'{spot}' must be an object.", spot)
+        name = _string(function_call.get("name"), f"{spot}.name")
+        call_id = f"call_legacy_{len(legacy_calls)}"
+        legacy_calls.append((name, call_id))
+        items.append({"type": "function_call", "call_id": call_id, "name": name,
+                      "arguments": _arguments(function_call.get("arguments"), f"{spot}.arguments")})
+    return items
+
+
+def _history_call(call: Any, where: str) -> dict[str, Any]:
+    if not isinstance(call, dict):
+        raise InvalidRequest(f"'{where}' must be an object.", where)
+    call_id = _string(call.get("id"), f"{where}.id")
+    if call.get("type") == "custom":
+        custom = call.get("custom")
+        if not isinstance(custom, dict):
+            raise InvalidRequest(f"'{where}.custom' must be an object.", f"{where}.custom")
+        return {"type": "custom_tool_call", "call_id": call_id, "name": _string(custom.get("name"), f"{where}.custom.name"),
+                "input": _string(custom.get("input", ""), f"{where}.custom.input")}
+    function = call.get("function")
+    if not isinstance(function, dict):
+        raise InvalidRequest(f"'{where}.function' must be an object.", f"{where}.function")
+    return {"type": "function_call", "call_id": call_id, "name": _string(function.get("name"), f"{where}.function.name"),
+            "arguments": _arguments(function.get("arguments"), f"{where}.function.arguments")}
+
+
+def _legacy_call_id(legacy_calls: list[tuple[str, str]], name: Any) -> str:
+    """Pair a legacy ``function`` message with the assistant call it answers."""
+    for index in range(len(legacy_calls) - 1, -1, -1):
+        if legacy_calls[index][0] == name:
+            return legacy_calls.pop(index)[1]
+    if legacy_calls:
+        return legacy_calls.pop()[1]
+    raise InvalidRequest("A 'function' message must follow an assistant message with a 'function_call'.", "messages")
+
+
+def _arguments(value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    raise InvalidRequest(f"'{where}' must be a JSON-encoded string.", where)
+
+
+# --- tools ------------------------------------------------------------------
+
+
+def _map_tools(chat: dict[str, Any], body: dict[str, Any]) -> None:
+    tools: list[dict[str, Any]] = []
+    raw_tools = chat.get("tools")
+    if raw_tools is not None:
+        if not isinstance(raw_tools, list):
+            raise InvalidRequest("'tools' must be an array of tool objects.", "tools")
+        tools.extend(_tool(tool, f"tools[{index}]") for index, tool in enumerate(raw_tools))
+    functions = chat.get("functions")
+    if functions is not None:
+        if not isinstance(functions, list):
+            raise InvalidRequest("'functions' must be an array of function objects.", "functions")
+        tools.extend(_function_tool(fn, f"functions[{index}]") for index, fn in enumerate(functions))
+    web_search = chat.get("web_search_options")
+    if web_search is not None:
+        tools.append(_web_search_tool(web_search))
+    if tools:
+        body["tools"] = tools
+
+    choice = chat.get("tool_choice")
+    if choice is None and chat.get("function_call") is not None:
+        choice = _legacy_choice(chat["function_call"])
+    if choice is not None:
+        body["tool_choice"] = _tool_choice(choice)
+
+
+def _tool(tool: Any, where: str) -> dict[str, Any]:
+    if not isinstance(tool, dict):
+        raise InvalidRequest(f"'{where}' must be an object.", where)
+    kind = tool.get("type", "function")
+    if kind == "function":
+        return _function_tool(tool.get("function"), f"{where}.function")
+    if kind == "custom":
+        custom = tool.get("custom")
+        if not isinstance(custom, dict):
+            raise InvalidRequest(f"'{where}.custom' must be an object.", f"{where}.custom")
+        mapped = {"type": "custom", "name": _string(custom.get("name"), f"{where}.custom.name")}
+        for key in ("description", "format"):
+            if custom.get(key) is not None:
+                mapped[key] = custom[key]
+        return mapped
+    raise InvalidRequest(f"Unsupported tool type {kind!r} at '{where}.type'; use 'function' or 'custom'.", f"{where}.type")
+
+
+def _function_tool(function: Any, where: str) -> dict[str, Any]:
+    if not isinstance(function, dict):
+        raise InvalidRequest(f"'{where}' must be an object with a 'name'.", where)
+    parameters = function.get("parameters")
+    if parameters is None:
+        parameters = {"type": "object", "properties": {}}
+    elif not isinstance(parameters, dict):
+        raise InvalidRequest(f"'{where}.parameters' must be a JSON schema object.", f"{where}.parameters")
+    description = function.get("description")
+    if description is not None and not isinstance(description, str):
+        raise InvalidRequest(f"'{where}.description' must be a string.", f"{where}.description")
+    strict = function.get("strict")
+    if strict is not None and not isinstance(strict, bool):
+        raise InvalidRequest(f"'{where}.strict' must be a boolean.", f"{where}.strict")
+    tool = {"type": "function", "name": _string(function.get("name"), f"{where}.name"), "parameters": parameters,
+            # Responses treats a missing `strict` as true, chat as false: always say it.
+            "strict": bool(strict)}
+    if description is not None:
+        tool["description"] = description
+    return tool
+
+
+def _web_search_tool(options: Any) -> dict[str, Any]:
+    if not isinstance(options, dict):
+        raise InvalidRequest("'web_search_options' must be an object.", "web_search_options")
+    tool: dict[str, Any] = {"type": "web_search"}
+    size = options.get("search_context_size")
+    if size is not None:
+        if size not in ("low", "medium", "high"):
+            raise InvalidRequest("'web_search_options.search_context_size' must be low, medium or high.",
+                                 "web_search_options.search_context_size")
+        tool["search_context_size"] = size
+    location = options.get("user_location")
+    if location is not None:
+        approximate = location.get("approximate") if isinstance(location, dict) else None
+        if not isinstance(approximate, dict):
+            raise InvalidRequest("'web_search_options.user_location.approximate' must be an object.",
+                                 "web_search_options.user_location")
+        tool["user_location"] = {"type": "approximate", **{
+            key: approximate[key] for key in ("city", "country", "region", "timezone") if approximate.get(key) is not None
+        }}
+    return tool
+
+
+def _tool_choice(choice: Any) -> str | dict[str, Any]:
+    if choice in ("auto", "none", "required"):
+        return choice
+    if isinstance(choice, dict):
+        kind = choice.get("type")
+        if kind == "function" and isinstance(choice.get("function"), dict):
+            return {"type": "function", "name": _string(choice["function"].get("name"), "tool_choice.function.name")}
+        if kind == "custom" and isinstance(choice.get("custom"), dict):
+            return {"type": "custom", "name": _string(choice["custom"].get("name"), "tool_choice.custom.name")}
+        if kind == "allowed_tools" and isinstance(choice.get("allowed_tools"), dict):
+            allowed = choice["allowed_tools"]
+            tools = allowed.get("tools")
+            if not isinstance(tools, list) or allowed.get("mode") not in ("auto", "required"):
+                raise InvalidRequest("'tool_choice.allowed_tools' needs a mode (auto or required) and a tools array.",
+                                     "tool_choice.allowed_tools")
+            return {"type": "allowed_tools", "mode": allowed["mode"], "tools": [_allowed_tool(t) for t in tools]}
+    raise InvalidRequest(
+        "'tool_choice' must be 'auto', 'none', 'required' or {\"type\": \"function\", \"function\": {\"name\": ...}}.",
+        "tool_choice",
+    )
+
+
+def _allowed_tool(tool: Any) -> dict[str, Any]:
+    if isinstance(tool, dict) and isinstance(tool.get("function"), dict):
+        return {"type": "function", "name": _string(tool["function"].get("name"), "tool_choice.allowed_tools.tools")}
+    if isinstance(tool, dict) and isinstance(tool.get("custom"), dict):
+        return {"type": "custom", "name": _string(tool["custom"].get("name"), "tool_choice.allowed_tools.tools")}
+    raise InvalidRequest("Each of 'tool_choice.allowed_tools.tools' must name a function or custom tool.",
+                         "tool_choice.allowed_tools.tools")
+
+
+def _legacy_choice(function_call: Any) -> str | dict[str, Any]:
+    if function_call in ("auto", "none"):
+        return function_call
+    if isinstance(function_call, dict):
+        return {"type": "function", "function": {"name": function_call.get("name")}}
+    raise InvalidRequest("'function_call' must be 'auto', 'none' or {\"name\": ...}.", "function_call")
+
+
+# --- limits, reasoning, output format -----------------------------------------
+
+
+def _map_limits(chat: dict[str, Any], body: dict[str, Any], translation: Translation) -> None:
+    for key in ("max_completion_tokens", "max_tokens"):
+        value = chat.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidRequest(f"Invalid '{key}': expected an integer of at least 1, got {value!r}.", key)
+        if value < MIN_OUTPUT_TOKENS:
+            translation.adjusted.append(f"{key}={value}->{MIN_OUTPUT_TOKENS}")
+            value = MIN_OUTPUT_TOKENS
+        body["max_output_tokens"] = value
+        return
+
+
+def _map_reasoning(chat: dict[str, Any], body: dict[str, Any], options: MappingOptions) -> None:
+    reasoning: dict[str, Any] = {}
+    extra = _optional(chat, "reasoning", dict)
+    if extra:
+        reasoning.update({key: extra[key] for key in ("effort", "summary") if extra.get(key) is not None})
+    effort = chat.get("reasoning_effort")
+    if effort is not None:
+        reasoning["effort"] = effort
+    if "effort" in reasoning and reasoning["effort"] not in REASONING_EFFORTS:
+        raise InvalidRequest(
+            f"Invalid 'reasoning_effort': {reasoning['effort']!r}. Supported values are {', '.join(REASONING_EFFORTS)}.",
+            "reasoning_effort",
+        )
+    if "summary" not in reasoning and options.reasoning_summary:
+        reasoning["summary"] = options.reasoning_summary
+    if reasoning:
+        body["reasoning"] = reasoning
+
+
+def _map_text(chat: dict[str, Any], body: dict[str, Any]) -> None:
+    text: dict[str, Any] = {}
+    response_format = chat.get("response_format")
+    if response_format is not None:
+        text["format"] = _text_format(response_format)
+    verbosity = chat.get("verbosity")
+    if verbosity is not None:
+        if verbosity not in ("low", "medium", "high"):
+            raise InvalidRequest("'verbosity' must be low, medium or high.", "verbosity")
+        text["verbosity"] = verbosity
+    if text:
+        body["text"] = text
+
+
+def _text_format(response_format: Any) -> dict[str, Any]:
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind in ("text", "json_object"):
+        return {"type": kind}
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), dict):
+            raise InvalidRequest("'response_format.json_schema' must be an object with a 'name' and a 'schema'.",
+                                 "response_format.json_schema")
+        mapped = {"type": "json_schema", "name": _string(spec.get("name"), "response_format.json_schema.name"),
+                  "schema": spec.get("schema", {})}
+        for key in ("strict", "description"):
+            if spec.get(key) is not None:
+                mapped[key] = spec[key]
+        return mapped
+    raise InvalidRequest("'response_format.type' must be text, json_object or json_schema.", "response_format")
+
+
+def _reject_unemulated(chat: dict[str, Any]) -> None:
+    """Refuse, loudly, what the Responses API cannot do rather than answer wrongly."""
+    n = chat.get("n")
+    if n is not None and n != 1:
+        raise InvalidRequest("'n' other than 1 is not supported for this model.", "n", "unsupported_parameter")
+    stop = chat.get("stop")
+    if stop not in (None, "", []):
+        raise InvalidRequest("'stop' is not supported for this model.", "stop", "unsupported_parameter")
+    if chat.get("logprobs") or chat.get("top_logprobs"):
+        raise InvalidRequest("'logprobs' is not supported for this model.", "logprobs", "unsupported_parameter")
+    modalities = chat.get("modalities")
+    if chat.get("audio") is not None or (isinstance(modalities, list) and "audio" in modalities):
+        raise InvalidRequest("Audio output is not supported for this model.", "modalities", "unsupported_parameter")
+
+
+def _optional(chat: dict[str, Any], key: str, kind: type) -> Any:
+    value = chat.get(key)
+    if value is not None and (not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))):
+        raise InvalidRequest(f"Invalid type for '{key}': expected {_TYPE_NAMES[kind]}.", key)
+    return value
+
+
+_TYPE_NAMES = {bool: "a boolean", dict: "an object", str: "a string", list: "an array"}
+
+
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidRequest(f"'{where}' must be a string.", where)
+    return value
