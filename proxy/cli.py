@@ -20,7 +20,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8000)")
-    parser.add_argument("--config", default=os.environ.get("PROXY_CONFIG"),
+    parser.add_argument("--config", default=os.environ.get("PROXY_CONFIG") or None,
                         help="YAML configuration file (default: $PROXY_CONFIG, else none)")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"),
                         choices=["debug", "info", "warning", "error"])

@@ -177,7 +177,6 @@ def responses_to_chat(response: dict[str, Any], completion_id: str | None = None
             "logprobs": None,
             "finish_reason": finish_reason(response, bool(tool_calls)),
         }],
-        "system_fingerprint": None,
     }
     tier = response.get("service_tier")
     if tier in _CHAT_SERVICE_TIERS:

@@ -1,0 +1,63 @@
+"""Configuration loading: defaults, environment, YAML with ${VAR} expansion, clear errors."""
+
+import pytest
+
+from proxy.config import DEFAULT_TRANSLATED_MODELS, ConfigError, load_config
+
+
+def test_defaults_without_file_or_environment():
+    config = load_config(env={})
+    assert config.upstream.base_url == "https://api.openai.com/v1"
+    assert config.upstream.api_key is None
+    assert config.translate.models == DEFAULT_TRANSLATED_MODELS
+    assert config.server.port == 8000
+
+
+def test_environment_supplies_upstream():
+    config = load_config(env={"OPENAI_BASE_URL": "http://gateway.local/v1/", "OPENAI_API_KEY": "sk-env"})
+    assert config.upstream.base_url == "http://gateway.local/v1"
+    assert config.upstream.api_key == "sk-env"
+
+
+def test_yaml_overrides_environment_and_expands_variables(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "upstream:\n"
+        "  base_url: ${GATEWAY:-http://fallback/v1}\n"
+        "  api_key: ${GATEWAY_KEY}\n"
+        "translate:\n"
+        "  models: ['my-model*']\n"
+        "  all_models: true\n"
+    )
+    config = load_config(path, env={"OPENAI_BASE_URL": "http://env/v1", "GATEWAY_KEY": "sk-file"})
+    assert config.upstream.base_url == "http://fallback/v1"
+    assert config.upstream.api_key == "sk-file"
+    assert config.translate.models == ["my-model*"] and config.translate.all_models
+
+
+def test_missing_variable_is_named(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("upstream:\n  api_key: ${NOT_SET_ANYWHERE}\n")
+    with pytest.raises(ConfigError, match="NOT_SET_ANYWHERE"):
+        load_config(path, env={})
+
+
+@pytest.mark.parametrize("text, where", [
+    ("upstream:\n  base_ur: x\n", "upstream.base_ur"),
+    ("server:\n  port: eighty\n", "server.port"),
+    ("reasoning:\n  summary: loud\n", "reasoning.summary"),
+])
+def test_wrong_keys_and_types_are_named(tmp_path, text, where):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=where.replace(".", r"\.")):
+        load_config(path, env={})
+
+
+def test_unreadable_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml", env={})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("upstream: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad, env={})

@@ -1,0 +1,279 @@
+"""Chat request -> Responses request: every mapping rule, checked against the official schema."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.errors import InvalidRequest
+from proxy.translate.request import MappingOptions, chat_to_responses
+from spec_check import check_create_response
+
+
+def translate(**chat):
+    chat.setdefault("model", "o3-pro")
+    chat.setdefault("messages", [{"role": "user", "content": "hi"}])
+    translation = chat_to_responses(chat)
+    check_create_response(translation.body)
+    return translation
+
+
+def body(**chat):
+    return translate(**chat).body
+
+
+def test_minimal_request():
+    assert body() == {
+        "model": "o3-pro",
+        "input": [{"role": "user", "content": "hi"}],
+        "reasoning": {"summary": "auto"},
+        "store": False,
+    }
+
+
+def test_leading_system_and_developer_messages_become_instructions():
+    result = body(messages=[
+        {"role": "system", "content": "Be brief."},
+        {"role": "developer", "content": [{"type": "text", "text": "Answer in French."}]},
+        {"role": "user", "content": "hi"},
+    ])
+    assert result["instructions"] == "Be brief.\n\nAnswer in French."
+    assert result["input"] == [{"role": "user", "content": "hi"}]
+
+
+def test_instructions_are_identical_across_turns():
+    system = {"role": "system", "content": "Be brief."}
+    first = body(messages=[system, {"role": "user", "content": "a"}])
+    later = body(messages=[system, {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                           {"role": "user", "content": "c"}])
+    assert first["instructions"] == later["instructions"]
+
+
+def test_later_system_message_stays_in_place_as_developer_message():
+    result = body(messages=[
+        {"role": "user", "content": "a"},
+        {"role": "system", "content": "The user uploaded a file."},
+        {"role": "user", "content": "b"},
+    ])
+    assert "instructions" not in result
+    assert result["input"][1] == {"role": "developer", "content": "The user uploaded a file."}
+
+
+def test_user_content_parts():
+    result = body(messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "high"}},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0=", "filename": "a.pdf"}},
+        {"type": "file", "file": {"file_id": "file-123"}},
+    ]}])
+    assert result["input"][0]["content"] == [
+        {"type": "input_text", "text": "What is this?"},
+        {"type": "input_image", "image_url": "https://example.com/cat.png", "detail": "high"},
+        {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo=", "detail": "auto"},
+        {"type": "input_file", "file_data": "data:application/pdf;base64,JVBERi0=", "filename": "a.pdf"},
+        {"type": "input_file", "file_id": "file-123"},
+    ]
+
+
+def test_input_audio_is_a_clear_400():
+    with pytest.raises(InvalidRequest) as error:
+        translate(messages=[{"role": "user", "content": [
+            {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]}])
+    assert error.value.status == 400
+    assert error.value.param == "messages[0].content[0]"
+    assert "audio" in error.value.message.lower()
+
+
+def test_assistant_history_with_text_tool_calls_and_extra_fields():
+    result = body(messages=[
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": "Let me check.", "reasoning_content": "thinking...", "name": "bot",
+         "tool_calls": [
+             {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}},
+             {"id": "call_2", "type": "function", "function": {"name": "time", "arguments": "{}"}},
+         ]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "12:00"},
+                                                               {"type": "text", "text": " CET"}]},
+    ])
+    assert result["input"][1:] == [
+        {"type": "message", "role": "assistant",
+         "content": [{"type": "output_text", "text": "Let me check.", "annotations": []}]},
+        {"type": "function_call", "call_id": "call_1", "name": "weather", "arguments": "{\"city\":\"Paris\"}"},
+        {"type": "function_call", "call_id": "call_2", "name": "time", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+        {"type": "function_call_output", "call_id": "call_2", "output": "12:00 CET"},
+    ]
+
+
+def test_assistant_refusal_is_kept_and_empty_content_dropped():
+    result = body(messages=[
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": None, "refusal": "I can't help with that."},
+        {"role": "user", "content": "b"},
+        {"role": "assistant", "content": ""},
+        {"role": "user", "content": "c"},
+    ])
+    assert result["input"][1] == {"type": "message", "role": "assistant",
+                                  "content": [{"type": "refusal", "refusal": "I can't help with that."}]}
+    assert [item.get("role") for item in result["input"]] == ["user", "assistant", "user", "user"]
+
+
+def test_legacy_functions_and_function_role():
+    result = body(
+        messages=[
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": None, "function_call": {"name": "weather", "arguments": "{}"}},
+            {"role": "function", "name": "weather", "content": "sunny"},
+        ],
+        functions=[{"name": "weather", "parameters": {"type": "object", "properties": {}}}],
+        function_call={"name": "weather"},
+    )
+    call, output = result["input"][1], result["input"][2]
+    assert call["type"] == "function_call" and call["name"] == "weather"
+    assert output == {"type": "function_call_output", "call_id": call["call_id"], "output": "sunny"}
+    assert result["tools"] == [{"type": "function", "name": "weather",
+                                "parameters": {"type": "object", "properties": {}}, "strict": False}]
+    assert result["tool_choice"] == {"type": "function", "name": "weather"}
+
+
+def test_tools_are_flattened_and_strict_is_always_sent():
+    result = body(tools=[
+        {"type": "function", "function": {"name": "a", "description": "A.", "parameters": {"type": "object"}}},
+        {"type": "function", "function": {"name": "b", "strict": True, "parameters": {"type": "object"}}},
+        {"type": "function", "function": {"name": "c"}},
+    ], parallel_tool_calls=False)
+    assert result["tools"] == [
+        {"type": "function", "name": "a", "description": "A.", "parameters": {"type": "object"}, "strict": False},
+        {"type": "function", "name": "b", "parameters": {"type": "object"}, "strict": True},
+        {"type": "function", "name": "c", "parameters": {"type": "object", "properties": {}}, "strict": False},
+    ]
+    assert result["parallel_tool_calls"] is False
+
+
+@pytest.mark.parametrize("choice, expected", [
+    ("auto", "auto"),
+    ("none", "none"),
+    ("required", "required"),
+    ({"type": "function", "function": {"name": "a"}}, {"type": "function", "name": "a"}),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [
+        {"type": "function", "function": {"name": "a"}}]}},
+     {"type": "allowed_tools", "mode": "required", "tools": [{"type": "function", "name": "a"}]}),
+])
+def test_tool_choice_in_every_form(choice, expected):
+    tools = [{"type": "function", "function": {"name": "a", "parameters": {"type": "object"}}}]
+    assert body(tools=tools, tool_choice=choice)["tool_choice"] == expected
+
+
+@pytest.mark.parametrize("chat, expected, adjusted", [
+    ({"max_tokens": 500}, 500, []),
+    ({"max_completion_tokens": 700, "max_tokens": 500}, 700, []),
+    ({"max_tokens": 5}, 16, ["max_tokens=5->16"]),
+])
+def test_token_limits(chat, expected, adjusted):
+    translation = translate(**chat)
+    assert translation.body["max_output_tokens"] == expected
+    assert translation.adjusted == adjusted
+
+
+@pytest.mark.parametrize("value", [0, -3, "10", 1.5, True])
+def test_bad_token_limit_is_400(value):
+    with pytest.raises(InvalidRequest) as error:
+        translate(max_tokens=value)
+    assert error.value.param == "max_tokens"
+
+
+def test_reasoning_effort_and_summary():
+    assert body(reasoning_effort="high")["reasoning"] == {"effort": "high", "summary": "auto"}
+    off = chat_to_responses({"model": "o3-pro", "messages": [{"role": "user", "content": "x"}],
+                             "reasoning_effort": "low"}, MappingOptions(reasoning_summary=None)).body
+    assert off["reasoning"] == {"effort": "low"}
+    with pytest.raises(InvalidRequest):
+        translate(reasoning_effort="maximum")
+
+
+def test_response_format_and_verbosity():
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"],
+              "additionalProperties": False}
+    result = body(response_format={"type": "json_schema", "json_schema": {
+        "name": "thing", "schema": schema, "strict": True, "description": "A thing."}}, verbosity="low")
+    assert result["text"] == {"format": {"type": "json_schema", "name": "thing", "schema": schema, "strict": True,
+                                         "description": "A thing."}, "verbosity": "low"}
+    assert body(response_format={"type": "json_object"})["text"] == {"format": {"type": "json_object"}}
+
+
+def test_web_search_options_become_a_web_search_tool():
+    result = body(web_search_options={"search_context_size": "high", "user_location": {
+        "type": "approximate", "approximate": {"country": "GB", "city": "London"}}})
+    assert result["tools"] == [{"type": "web_search", "search_context_size": "high",
+                                "user_location": {"type": "approximate", "country": "GB", "city": "London"}}]
+
+
+def test_copied_parameters_and_store_default():
+    result = body(user="u-1", metadata={"k": "v"}, service_tier="flex", prompt_cache_key="pc", safety_identifier="s")
+    assert {key: result[key] for key in ("user", "metadata", "service_tier", "prompt_cache_key", "safety_identifier")} \
+        == {"user": "u-1", "metadata": {"k": "v"}, "service_tier": "flex", "prompt_cache_key": "pc",
+            "safety_identifier": "s"}
+    assert result["store"] is False
+    assert body(store=True)["store"] is True
+
+
+def test_stream_flags():
+    translation = translate(stream=True, stream_options={"include_usage": True})
+    assert translation.stream and translation.include_usage and translation.body["stream"] is True
+    assert "stream_options" not in translation.body
+
+
+def test_unsupported_and_unknown_parameters_are_dropped_and_listed():
+    translation = translate(temperature=0.2, top_p=0.9, presence_penalty=0.1, frequency_penalty=0.1,
+                            logit_bias={"1": 2}, seed=7, keep_alive="5m", num_ctx=4096, think=True,
+                            enable_thinking=True, extra_body={"x": 1})
+    assert set(translation.dropped) == {"temperature", "top_p", "presence_penalty", "frequency_penalty",
+                                        "logit_bias", "seed", "keep_alive", "num_ctx", "think", "enable_thinking",
+                                        "extra_body"}
+    for key in translation.dropped:
+        assert key not in translation.body
+
+
+@pytest.mark.parametrize("chat, param", [
+    ({"stop": "END"}, "stop"),
+    ({"stop": ["a", "b"]}, "stop"),
+    ({"n": 3}, "n"),
+    ({"logprobs": True}, "logprobs"),
+    ({"modalities": ["text", "audio"]}, "modalities"),
+    ({"audio": {"voice": "alloy", "format": "mp3"}}, "modalities"),
+])
+def test_parameters_without_emulation_yet_are_refused(chat, param):
+    with pytest.raises(InvalidRequest) as error:
+        translate(**chat)
+    assert error.value.param == param
+
+
+def test_harmless_defaults_of_unemulated_parameters_pass():
+    translate(n=1, stop=[], logprobs=False, modalities=["text"])
+
+
+@pytest.mark.parametrize("chat, param", [
+    ({"messages": "hi"}, "messages"),
+    ({"messages": []}, "messages"),
+    ({"messages": ["hi"]}, "messages[0]"),
+    ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+    ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+    ({"messages": [{"role": "user", "content": [{"type": "video", "video": "x"}]}]}, "messages[0].content[0].type"),
+    ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id"),
+    ({"tools": {"name": "a"}}, "tools"),
+    ({"tools": [{"type": "function"}]}, "tools[0].function"),
+    ({"tools": [{"type": "function", "function": {"name": 3}}]}, "tools[0].function.name"),
+    ({"tools": [{"type": "retrieval"}]}, "tools[0].type"),
+    ({"tool_choice": "sometimes"}, "tool_choice"),
+    ({"response_format": {"type": "yaml"}}, "response_format"),
+    ({"stream": "yes"}, "stream"),
+    ({"model": 42}, "model"),
+])
+def test_wrong_shapes_name_the_parameter(chat, param):
+    base = {"model": "o3-pro", "messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(InvalidRequest) as error:
+        chat_to_responses({**base, **chat})
+    assert error.value.status == 400
+    assert error.value.param == param
+    assert error.value.body()["error"]["type"] == "invalid_request_error"

@@ -1,0 +1,133 @@
+"""Responses result -> Chat Completion: every mapping rule, checked against the official schema."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.errors import ProxyError
+from proxy.translate.response import responses_to_chat
+from spec_check import check_chat_completion
+
+USAGE = {"input_tokens": 100, "input_tokens_details": {"cached_tokens": 40}, "output_tokens": 300,
+         "output_tokens_details": {"reasoning_tokens": 250}, "total_tokens": 400}
+
+
+def response(output, status="completed", **extra):
+    return {"id": "resp_1", "object": "response", "created_at": 1700000000, "status": status,
+            "model": "o3-pro-2025-06-10", "output": output, "usage": USAGE, **extra}
+
+
+def text_item(*texts, annotations=()):
+    return {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+            "content": [{"type": "output_text", "text": text, "annotations": list(annotations)} for text in texts]}
+
+
+def reasoning_item(*parts):
+    return {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": p} for p in parts]}
+
+
+def call_item(name, arguments, call_id):
+    return {"type": "function_call", "id": "fc_" + call_id, "call_id": call_id, "name": name,
+            "arguments": arguments, "status": "completed"}
+
+
+def chat(resp):
+    completion = responses_to_chat(resp)
+    check_chat_completion(completion)
+    return completion
+
+
+def test_text_reasoning_and_usage():
+    completion = chat(response([reasoning_item("First idea.", "Second idea."), text_item("Hello", " world")]))
+    assert completion["object"] == "chat.completion"
+    assert completion["id"].startswith("chatcmpl-")
+    assert completion["model"] == "o3-pro-2025-06-10"
+    assert completion["created"] == 1700000000
+    (choice,) = completion["choices"]
+    assert choice["index"] == 0 and choice["finish_reason"] == "stop" and choice["logprobs"] is None
+    assert choice["message"] == {"role": "assistant", "content": "Hello world", "refusal": None,
+                                 "reasoning_content": "First idea.\n\nSecond idea."}
+    assert completion["usage"] == {"prompt_tokens": 100, "completion_tokens": 300, "total_tokens": 400,
+                                   "prompt_tokens_details": {"cached_tokens": 40},
+                                   "completion_tokens_details": {"reasoning_tokens": 250}}
+
+
+def test_reasoning_from_several_items_in_order():
+    completion = chat(response([reasoning_item("a"), text_item("x"), reasoning_item("b", "c"), text_item("y")]))
+    message = completion["choices"][0]["message"]
+    assert message["reasoning_content"] == "a\n\nb\n\nc"
+    assert message["content"] == "xy"
+
+
+def test_tool_calls_use_call_id_and_keep_text():
+    completion = chat(response([text_item("Checking."), call_item("weather", '{"city":"Paris"}', "call_a"),
+                                call_item("time", "{}", "call_b")]))
+    choice = completion["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["content"] == "Checking."
+    assert choice["message"]["tool_calls"] == [
+        {"id": "call_a", "type": "function", "function": {"name": "weather", "arguments": '{"city":"Paris"}'}},
+        {"id": "call_b", "type": "function", "function": {"name": "time", "arguments": "{}"}},
+    ]
+
+
+def test_tool_calls_only_have_null_content():
+    message = chat(response([call_item("f", "{}", "call_1")]))["choices"][0]["message"]
+    assert message["content"] is None
+
+
+def test_refusal():
+    item = {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+            "content": [{"type": "refusal", "refusal": "I can't help with that."}]}
+    message = chat(response([item]))["choices"][0]["message"]
+    assert message["refusal"] == "I can't help with that." and message["content"] is None
+
+
+def test_annotations_are_nested_and_offset_across_parts():
+    citation = {"type": "url_citation", "start_index": 2, "end_index": 5, "url": "https://a.example/", "title": "A"}
+    completion = chat(response([text_item("abcdef"), text_item("0123456789", annotations=[citation])]))
+    assert completion["choices"][0]["message"]["annotations"] == [
+        {"type": "url_citation", "url_citation": {"start_index": 8, "end_index": 11, "url": "https://a.example/",
+                                                  "title": "A"}}]
+
+
+@pytest.mark.parametrize("reason, finish", [("max_output_tokens", "length"), ("content_filter", "content_filter")])
+def test_incomplete_keeps_partial_content(reason, finish):
+    completion = chat(response([text_item("partial")], status="incomplete", incomplete_details={"reason": reason}))
+    assert completion["choices"][0]["finish_reason"] == finish
+    assert completion["choices"][0]["message"]["content"] == "partial"
+    assert completion["usage"]["completion_tokens"] == 300
+
+
+def test_incomplete_with_only_reasoning_has_empty_content():
+    completion = chat(response([reasoning_item()], status="incomplete",
+                               incomplete_details={"reason": "max_output_tokens"}))
+    assert completion["choices"][0]["message"]["content"] == ""
+    assert completion["choices"][0]["finish_reason"] == "length"
+
+
+@pytest.mark.parametrize("code, status", [
+    ("server_error", 500), ("rate_limit_exceeded", 429), ("insufficient_quota", 429),
+    ("invalid_prompt", 400), ("vector_store_timeout", 502), (None, 502),
+])
+def test_failed_response_becomes_an_error(code, status):
+    failed = response([], status="failed", error={"code": code, "message": "It broke."})
+    with pytest.raises(ProxyError) as error:
+        responses_to_chat(failed)
+    assert error.value.status == status
+    assert error.value.body()["error"]["message"] == "It broke."
+    assert error.value.body()["error"]["code"] == code
+
+
+def test_failed_without_message_still_has_a_string_message():
+    with pytest.raises(ProxyError) as error:
+        responses_to_chat(response([], status="failed", error=None))
+    assert isinstance(error.value.message, str) and error.value.message
+
+
+def test_unknown_items_are_ignored_and_service_tier_kept():
+    completion = chat(response([{"type": "web_search_call", "id": "ws_1", "status": "completed",
+                                 "action": {"type": "search", "query": "x"}}, text_item("done")],
+                               service_tier="default"))
+    assert completion["choices"][0]["message"]["content"] == "done"
+    assert completion["service_tier"] == "default"

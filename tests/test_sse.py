@@ -1,0 +1,40 @@
+"""The SSE reader: framing rules and events split across network reads."""
+
+import pytest
+
+from proxy.sse import DONE, KEEPALIVE, SSEDecoder, encode_data, encode_event
+
+STREAM = (b"event: response.created\ndata: {\"a\":1}\n\n"
+          b": keep-alive\n\n"
+          b"data: line one\ndata: line two\n\n"
+          b"event: x\r\ndata:no-space\r\n\r\n"
+          b"data: [DONE]\n\n")
+EXPECTED = [("response.created", '{"a":1}'), (None, "line one\nline two"), ("x", "no-space"), (None, "[DONE]")]
+
+
+def decode(chunks):
+    decoder = SSEDecoder()
+    events = [event for chunk in chunks for event in decoder.feed(chunk)] + decoder.close()
+    return [(event.event, event.data) for event in events]
+
+
+def test_whole_stream():
+    assert decode([STREAM]) == EXPECTED
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64])
+def test_any_split_gives_the_same_events(size):
+    assert decode([STREAM[i:i + size] for i in range(0, len(STREAM), size)]) == EXPECTED
+
+
+def test_cr_only_line_ends_and_split_crlf():
+    assert decode([b"data: a\r", b"\n\r", b"\ndata: b\r\r"]) == [(None, "a"), (None, "b")]
+
+
+def test_final_event_without_blank_line_is_flushed():
+    assert decode([b"data: tail"]) == [(None, "tail")]
+
+
+def test_writer_round_trips_through_reader():
+    frames = encode_event("response.created", {"x": "a\nb"}) + encode_data({"y": 1}) + KEEPALIVE + DONE
+    assert decode([frames]) == [("response.created", '{"x":"a\\nb"}'), (None, '{"y":1}'), (None, "[DONE]")]
