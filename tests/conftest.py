@@ -1,0 +1,75 @@
+"""Shared fixtures: the fake upstream and the real proxy server, both on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import openai
+import pytest
+
+from fake_upstream import FakeUpstream, running_fake_upstream
+from proxy.config import Config, load_config
+from servers import running_proxy
+
+UPSTREAM_KEY = "sk-upstream-secret-4f8a9c"
+CLIENT_KEY = "client-key"
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def proxy_config(upstream_url: str, **sections: Any) -> Config:
+    """A proxy configuration pointed at ``upstream_url``; keyword arguments override whole config sections."""
+    base = {"upstream": {"base_url": upstream_url, "api_key": UPSTREAM_KEY}}
+    return load_config(env={}, overrides=_merge(base, sections))
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[FakeUpstream]:
+    with running_fake_upstream() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(fake_server: FakeUpstream) -> FakeUpstream:
+    fake_server.reset()
+    return fake_server
+
+
+@pytest.fixture(scope="session")
+def proxy_url(fake_server: FakeUpstream) -> Iterator[str]:
+    with running_proxy(proxy_config(fake_server.base_url)) as url:
+        yield url
+
+
+@pytest.fixture
+def make_proxy(fake_server: FakeUpstream):
+    """Start a proxy with its own configuration: ``with make_proxy(stream={...}) as url:``."""
+
+    @contextmanager
+    def start(upstream_url: str | None = None, **sections: Any) -> Iterator[str]:
+        with running_proxy(proxy_config(upstream_url or fake_server.base_url, **sections)) as url:
+            yield url
+
+    return start
+
+
+def sdk(url: str, **options: Any) -> openai.OpenAI:
+    return openai.OpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=options.pop("timeout", 30),
+                         **options)
+
+
+@pytest.fixture
+def client(proxy_url: str, fake: FakeUpstream) -> openai.OpenAI:
+    return sdk(proxy_url)
+
+
+@pytest.fixture
+def async_client(proxy_url: str, fake: FakeUpstream) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=proxy_url + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=30)

@@ -1,0 +1,144 @@
+"""Everything not translated reaches the upstream untouched, streamed both ways."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+
+import httpx
+import pytest
+
+from conftest import UPSTREAM_KEY
+from fake_upstream import SPEECH_BYTES, Reply, Respond, error_body, message_item
+
+
+def test_chat_for_other_models_is_byte_identical(proxy_url, fake):
+    raw = b'{"model":"gpt-4o",  "messages":[{"role":"user","content":"hi"}], "temperature":0.2, "x_custom":[1,2]}'
+    response = httpx.post(proxy_url + "/v1/chat/completions", content=raw, timeout=30,
+                          headers={"content-type": "application/json", "authorization": "Bearer client"})
+    assert response.status_code == 200
+    assert response.headers["x-proxy-mode"] == "passthrough"
+    (sent,) = fake.requests_to("/chat/completions")
+    assert sent.body == raw
+    assert sent.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+    assert response.json()["object"] == "chat.completion"
+    assert fake.requests_to("/responses") == []
+
+
+def test_streamed_chat_for_other_models_passes_through(client, fake):
+    chunks = list(client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hello"}],
+                                                 stream=True, stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert chunks[-1].usage is not None
+    assert fake.requests_to("/responses") == []
+
+
+def test_responses_only_error_is_learned_and_translated(client, fake):
+    fake.responses_only.add("brand-new-pro")
+    fake.script(Respond(output=[message_item("translated after all")]))
+    completion = client.chat.completions.create(model="brand-new-pro", messages=[{"role": "user", "content": "x"}])
+    assert completion.choices[0].message.content == "translated after all"
+    assert len(fake.requests_to("/chat/completions")) == 1
+
+    fake.requests.clear()
+    fake.script(Respond(output=[message_item("again")]))
+    again = client.chat.completions.create(model="brand-new-pro", messages=[{"role": "user", "content": "x"}])
+    assert again.choices[0].message.content == "again"
+    assert fake.requests_to("/chat/completions") == []  # remembered: straight to /responses
+
+
+def test_other_chat_errors_are_relayed_unchanged(proxy_url, fake):
+    body = error_body("Unsupported value: 'temperature' does not support 3.", param="temperature",
+                      code="unsupported_value")
+    fake.script(Reply(status=400, json=body))
+    response = httpx.post(proxy_url + "/v1/chat/completions", timeout=30, json={
+        "model": "gpt-4o", "messages": [{"role": "user", "content": "x"}], "temperature": 3})
+    assert response.status_code == 400
+    assert response.json() == body
+    assert fake.requests_to("/responses") == []
+    unknown = httpx.get(proxy_url + "/v1/no-such-endpoint", timeout=30)
+    assert unknown.status_code == 404
+    assert "error" in unknown.json()
+
+
+@pytest.mark.parametrize("path", ["/v1/models", "/models", "/api/v1/models", "/v1/v1/models"])
+def test_models_on_any_path_ending_in_models(proxy_url, fake, path):
+    response = httpx.get(proxy_url + path, timeout=30)
+    assert response.status_code == 200
+    assert any(model["id"] == "o3-pro" for model in response.json()["data"])
+    assert fake.requests[-1].path == "/v1/models"
+
+
+def test_embeddings_json(proxy_url, fake):
+    response = httpx.post(proxy_url + "/v1/embeddings", json={"model": "text-embedding-3-small", "input": "hello"},
+                          timeout=30)
+    assert response.status_code == 200
+    assert len(response.json()["data"][0]["embedding"]) > 0
+    assert fake.requests[-1].path == "/v1/embeddings"
+
+
+def test_multipart_upload_arrives_intact(proxy_url, fake):
+    audio = bytes(range(256)) * 4096  # 1 MiB
+    response = httpx.post(proxy_url + "/v1/audio/transcriptions", timeout=30,
+                          files={"file": ("speech.wav", audio, "audio/wav")}, data={"model": "whisper-1"})
+    assert response.status_code == 200, response.text
+    echoed = response.json()
+    assert echoed["file"]["filename"] == "speech.wav"
+    assert echoed["file"]["size"] == len(audio)
+    assert echoed["file"]["sha256"] == hashlib.sha256(audio).hexdigest()
+    assert echoed["fields"] == {"model": "whisper-1"}
+
+
+def test_binary_download_is_identical(proxy_url, fake):
+    with httpx.stream("POST", proxy_url + "/v1/audio/speech", timeout=30,
+                      json={"model": "tts-1", "input": "hello", "voice": "alloy"}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("audio/")
+        body = b"".join(response.iter_bytes())
+    assert body == SPEECH_BYTES
+
+
+def test_responses_endpoint_itself_passes_through_streamed(proxy_url, fake):
+    request = {"model": "o3-pro", "input": "hi", "stream": True}
+    with httpx.stream("POST", proxy_url + "/v1/responses", json=request, timeout=30) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        text = "".join(response.iter_text())
+    assert "event: response.created" in text and "event: response.completed" in text
+    (sent,) = fake.requests_to("/responses")
+    assert json.loads(sent.body) == request
+
+
+def test_query_strings_and_methods_are_kept(proxy_url, fake):
+    created = httpx.post(proxy_url + "/v1/responses", json={"model": "o3-pro", "input": "hi", "store": True},
+                         timeout=30).json()
+    fetched = httpx.get(f"{proxy_url}/v1/responses/{created['id']}?include[]=message.output_text.logprobs",
+                        timeout=30)
+    assert fetched.status_code == 200 and fetched.json()["id"] == created["id"]
+    assert fake.requests[-1].query == {"include[]": "message.output_text.logprobs"}
+    deleted = httpx.delete(f"{proxy_url}/v1/responses/{created['id']}", timeout=30)
+    assert deleted.status_code == 200
+    assert fake.requests[-1].method == "DELETE"
+
+
+def test_hop_by_hop_headers_are_not_forwarded(proxy_url, fake):
+    httpx.get(proxy_url + "/v1/models", timeout=30, headers={"connection": "keep-alive, x-secret-hop",
+                                                           "proxy-authorization": "Basic abc", "x-custom": "kept"})
+    headers = fake.requests[-1].headers
+    assert headers["x-custom"] == "kept"
+    assert "proxy-authorization" not in headers
+
+
+@pytest.mark.parametrize("path", ["/v1/../../etc/passwd", "/v1/%2e%2e/secret", "/v1/./models/.."])
+def test_path_traversal_is_refused(proxy_url, fake, path):
+    host, port = proxy_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:  # httpx would normalise the path itself
+        conn.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        raw = b""
+        while chunk := conn.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert json.loads(body)["error"]["code"] == "invalid_path"
+    assert fake.requests == []
