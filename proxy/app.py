@@ -14,13 +14,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import __version__
+from .calls import Capabilities
 from .chat import json_response, serve_translated
 from .config import Config
 from .errors import InvalidRequest, ProxyError, error_body
 from .passthrough import open_forward, read_body, relay, upstream_path
 from .routing import ModelRouter, says_responses_only
 from .translate.request import MappingOptions, chat_to_responses
-from .upstream import Upstream, read_json
+from .upstream import RETRYABLE_STATUSES, Upstream, read_json, upstream_error
 
 log = logging.getLogger("proxy")
 
@@ -34,6 +35,7 @@ class Proxy:
         self.config = config
         self.upstream = Upstream(config.upstream)
         self.router = ModelRouter(config.translate)
+        self.capabilities = Capabilities()
         summary = config.reasoning.summary
         self.mapping = MappingOptions(reasoning_summary=None if summary == "off" else summary)
 
@@ -50,27 +52,52 @@ class Proxy:
         model = chat.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequest("you must provide a model parameter", "model")
+        fallback = self.config.model_settings(model).fallback
+        try:
+            return await self._chat(request, chat, body)
+        except ProxyError as exc:
+            if not fallback or not fallback_worthy(exc):
+                raise
+            log.warning("model %s failed (%s %s); serving the request with fallback model %s",
+                        model, exc.status, exc.message, fallback)
+        chat = {**chat, "model": fallback}
+        response = await self._chat(request, chat, orjson.dumps(chat))
+        response.headers["x-proxy-fallback"] = fallback
+        return response
+
+    async def _chat(self, request: Request, chat: dict[str, Any], body: bytes) -> Response:
+        model = chat["model"]
         if self.router.should_translate(model):
             return await self.translate(request, chat)
-
         response = await open_forward(self.upstream, request, "/chat/completions", body,
                                       self.config.server.max_body_bytes)
-        if self.router.auto_detect and response.status_code in (400, 404):
-            payload, raw = await read_json(response)
-            if says_responses_only(raw.decode("utf-8", "replace")):
-                log.info("model %s is served only by the Responses API; translating it from now on", model)
-                self.router.learn(model)
-                return await self.translate(request, chat)
-            return Response(raw, status_code=response.status_code, media_type=response.headers.get("content-type"))
-        return relay(response, {"x-proxy-mode": "passthrough"})
+        if response.status_code < 400:
+            return relay(response, {"x-proxy-mode": "passthrough"})
+        payload, raw = await read_json(response)
+        if self.router.auto_detect and says_responses_only(raw.decode("utf-8", "replace")):
+            log.info("model %s is served only by the Responses API; translating it from now on", model)
+            self.router.learn(model)
+            return await self.translate(request, chat)
+        if fallback_worthy(upstream_error(response.status_code, payload, raw)):
+            raise upstream_error(response.status_code, payload, raw)
+        return Response(raw, status_code=response.status_code, media_type=response.headers.get("content-type"))
 
     async def translate(self, request: Request, chat: dict[str, Any]) -> Response:
         translation = chat_to_responses(chat, self.mapping)
-        return await serve_translated(self.config, self.upstream, request.headers, translation)
+        return await serve_translated(self.config, self.upstream, self.capabilities, request, translation)
 
     async def forward(self, request: Request, path: str) -> Response:
         response = await open_forward(self.upstream, request, path, None, self.config.server.max_body_bytes)
         return relay(response)
+
+
+def fallback_worthy(error: ProxyError) -> bool:
+    """Failures a fallback model can help with: overload, outage, or a model that is not there."""
+    if error.status in RETRYABLE_STATUSES:
+        return True
+    text = f"{error.code} {error.message}".lower()
+    return error.status in (400, 404) and ("model_not_found" in text or "does not exist" in text
+                                           or "overloaded" in text)
 
 
 def create_app(config: Config) -> FastAPI:

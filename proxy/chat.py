@@ -1,29 +1,32 @@
-"""Serving a translated chat request: the I/O around the pure translation core."""
+"""Serving a translated chat request to the client: a chat stream, or one completion."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from typing import Any, TypeVar
 
 import anyio
 import httpx
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from .calls import TERMINAL_TYPES, Capabilities, CallPlan, UpstreamCall, start_call
 from .config import Config
 from .errors import ProxyError
 from .pacing import HEARTBEAT, IdleTimeout, Pacer
-from .sse import DONE, KEEPALIVE, SSEDecoder, encode_data
+from .sse import DONE, KEEPALIVE, encode_data
 from .translate.request import Translation
-from .translate.response import new_completion_id, responses_to_chat
+from .translate.response import new_completion_id, responses_to_chat, upstream_failure
 from .translate.stream import StreamTranslator
-from .upstream import Upstream, read_json, upstream_error
+from .upstream import Upstream
 
 log = logging.getLogger("proxy.chat")
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-MAX_ANSWER_BYTES = 256 * 1024 * 1024
+T = TypeVar("T")
 
 
 def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -42,77 +45,109 @@ def translation_headers(translation: Translation) -> dict[str, str]:
     return headers
 
 
-async def serve_translated(
-    config: Config, upstream: Upstream, client_headers: Mapping[str, str], translation: Translation
-) -> Response:
-    headers = upstream.headers(client_headers)
-    extra = translation_headers(translation)
-    response = await upstream.send("POST", "/responses", headers, json=translation.body)
-    if response.status_code >= 400:
-        payload, raw = await read_json(response)
-        raise upstream_error(response.status_code, payload, raw)
-    translator = StreamTranslator(translation.model, include_usage=translation.include_usage)
-    if translation.stream and _is_event_stream(response):
-        return StreamingResponse(
-            _relay_stream(response, translator, config), media_type="text/event-stream",
-            headers={**SSE_HEADERS, **extra},
-        )
-    answer = await _final_response(response)
-    if not translation.stream:
-        return json_response(responses_to_chat(answer, new_completion_id()), headers=extra)
-    # The upstream ignored `stream: true` and answered in one piece: replay it as a stream.
-    frames = translator.start() + translator.feed({"type": "response.completed", "response": answer})
-    body = b"".join(encode_data(frame) for frame in frames) + (DONE if translator.error is None else b"")
-    return Response(body, media_type="text/event-stream", headers={**SSE_HEADERS, **extra})
+async def serve_translated(config: Config, upstream: Upstream, capabilities: Capabilities, request: Request,
+                           translation: Translation) -> Response:
+    settings = config.model_settings(translation.model)
+    plan = CallPlan(
+        body=translation.body,
+        model=translation.model,
+        # Non-streaming clients are served from an upstream stream too: its headers arrive at once, so no
+        # first-byte timeout of a gateway in between can cut a long reasoning run.
+        stream=True,
+        background=bool(settings.background),
+        first_byte_timeout=settings.first_byte_timeout,
+        idle_timeout=settings.idle_timeout or upstream.config.idle_timeout,
+    )
+    call = await start_call(upstream, upstream.headers(request.headers), plan, capabilities, config.background)
+    headers = translation_headers(translation)
+    if translation.stream:
+        translator = StreamTranslator(translation.model, include_usage=translation.include_usage)
+        return StreamingResponse(_relay_stream(call, translator, config), media_type="text/event-stream",
+                                 headers={**SSE_HEADERS, **headers})
+    if config.stream.non_stream_keepalive:
+        return StreamingResponse(_padded_completion(call, config), media_type="application/json", headers=headers)
+    return json_response(await _until_disconnect(request, _completion(call)), headers=headers)
 
 
-def _is_event_stream(response: httpx.Response) -> bool:
-    return response.headers.get("content-type", "").startswith("text/event-stream")
+async def _completion(call: UpstreamCall) -> dict[str, Any]:
+    """Follow the call to its end and map the final response to one chat completion."""
+    try:
+        final = None
+        async for event in call.events():
+            if event.get("type") in TERMINAL_TYPES:
+                final = event
+                break
+        if final is None:
+            raise ProxyError(502, "The upstream stream ended before the response was complete.", "server_error",
+                             code="upstream_stream_incomplete")
+        if final["type"] == "error":
+            raise upstream_failure(final)
+        return responses_to_chat(final.get("response") or {}, new_completion_id())
+    except httpx.HTTPError as exc:
+        raise ProxyError(502, f"The upstream connection failed: {str(exc) or type(exc).__name__}",
+                         "upstream_error", code="upstream_disconnected") from None
+    finally:
+        await call.aclose()
 
 
-async def _final_response(response: httpx.Response) -> dict[str, Any]:
-    payload, raw = await read_json(response, MAX_ANSWER_BYTES)
-    if not isinstance(payload, dict):
-        snippet = raw[:200].decode("utf-8", "replace")
-        raise ProxyError(502, f"The upstream answered with a body that is not a JSON response: {snippet!r}",
-                         "upstream_error", code="invalid_upstream_response")
-    if "error" in payload and "output" not in payload:
-        raise upstream_error(502, payload, raw)
-    return payload
+async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Run ``work``, abandoning it (and so cancelling the upstream job) if the client goes away."""
+    task = asyncio.ensure_future(work)
+
+    async def client_gone() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(client_gone())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+        watcher.cancel()
+    if task.cancelled():
+        log.info("client disconnected before its completion was ready")
+        raise ProxyError(499, "The client closed the connection.", "client_disconnected")
+    return task.result()
 
 
-def parse_events(decoder: SSEDecoder, chunk: bytes | None) -> list[dict[str, Any]]:
-    """Parsed Responses events in ``chunk`` (``None`` flushes the decoder at end of stream)."""
-    events = []
-    for sse in decoder.feed(chunk) if chunk is not None else decoder.close():
-        if not sse.data or sse.data == "[DONE]":
-            continue
+async def _padded_completion(call: UpstreamCall, config: Config) -> AsyncIterator[bytes]:
+    """Whitespace while the answer is prepared, then the JSON: JSON parsers skip leading whitespace.
+
+    The status is already 200 when the outcome is known, so a failure is sent as an error body.
+    """
+    task = asyncio.ensure_future(_completion(call))
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=config.stream.heartbeat_interval)
+            if done:
+                break
+            yield b" "
         try:
-            event = orjson.loads(sse.data)
-        except orjson.JSONDecodeError:
-            log.warning("skipping an upstream event that is not JSON: %.200r", sse.data)
-            continue
-        if isinstance(event, dict):
-            if "type" not in event and sse.event:
-                event["type"] = sse.event
-            events.append(event)
-    return events
+            yield orjson.dumps(task.result())
+        except ProxyError as exc:
+            yield orjson.dumps(exc.body())
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
 
 
-async def _relay_stream(response: httpx.Response, translator: StreamTranslator, config: Config) -> AsyncIterator[bytes]:
-    decoder = SSEDecoder()
-    pacer: Pacer[bytes] = Pacer(response.aiter_bytes(), config.stream.heartbeat_interval, config.upstream.idle_timeout)
+async def _relay_stream(call: UpstreamCall, translator: StreamTranslator, config: Config) -> AsyncIterator[bytes]:
+    # A background stream resumes after silence by itself, so only plain streams have an idle watchdog.
+    idle = float("inf") if call.plan.background else (call.plan.idle_timeout or config.upstream.idle_timeout)
+    pacer: Pacer[dict[str, Any]] = Pacer(call.events(), config.stream.heartbeat_interval, idle)
     try:
         yield b"".join(encode_data(frame) for frame in translator.start())
         pacer.written()
         frames: list[dict[str, Any]] = []
         try:
-            async for chunk in pacer:
-                if chunk is HEARTBEAT:
+            async for event in pacer:
+                if event is HEARTBEAT:
                     yield KEEPALIVE
                     continue
-                for event in parse_events(decoder, chunk):
-                    frames.extend(translator.feed(event))
+                frames = translator.feed(event)
                 if frames:
                     yield b"".join(encode_data(frame) for frame in frames)
                     pacer.written()
@@ -120,19 +155,19 @@ async def _relay_stream(response: httpx.Response, translator: StreamTranslator, 
                 if translator.done:
                     break
             else:
-                for event in parse_events(decoder, None):
-                    frames.extend(translator.feed(event))
-                frames.extend(translator.finish())
+                frames = translator.finish()
         except IdleTimeout as exc:
-            frames.extend(translator.fail(ProxyError(504, str(exc), "upstream_timeout", code="idle_timeout")))
+            frames = translator.fail(ProxyError(504, str(exc), "upstream_timeout", code="idle_timeout"))
+        except ProxyError as exc:
+            frames = translator.fail(exc)
         except httpx.HTTPError as exc:
-            frames.extend(translator.fail(ProxyError(
+            frames = translator.fail(ProxyError(
                 502, f"The upstream connection failed mid-stream: {str(exc) or type(exc).__name__}",
-                "upstream_error", code="upstream_disconnected")))
+                "upstream_error", code="upstream_disconnected"))
         if translator.error is not None:
             log.warning("stream for %s ended with an error: %s", translator.model, translator.error.message)
         yield b"".join(encode_data(frame) for frame in frames) + (DONE if translator.error is None else b"")
     finally:
         with anyio.CancelScope(shield=True):
             await pacer.aclose()
-            await response.aclose()
+            await call.aclose()

@@ -7,6 +7,7 @@ variables, built-in defaults. The file may reference the environment as
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 from collections.abc import Mapping
@@ -39,6 +40,34 @@ class UpstreamConfig(_Section):
     first_byte_timeout: float = Field(default=900.0, gt=0, description="Seconds to wait for the upstream's answer to begin.")
     idle_timeout: float = Field(default=600.0, gt=0, description="Seconds without a byte before a stream is declared dead.")
     headers: dict[str, str] = Field(default_factory=dict)
+    max_attempts: int = Field(default=3, ge=1, le=20, description="Tries per request, counting the first.")
+    retry_budget: float = Field(default=120.0, ge=0, description="Seconds all retries of one request may take together.")
+    backoff_initial: float = Field(default=0.5, ge=0)
+    backoff_max: float = Field(default=8.0, ge=0)
+
+
+class ModelSettings(_Section):
+    """Settings for the models matching one glob; unset fields fall through to the next match."""
+
+    background: bool | None = None
+    fallback: str | None = None
+    first_byte_timeout: float | None = Field(default=None, gt=0)
+    idle_timeout: float | None = Field(default=None, gt=0)
+
+
+# Long-running models are run in background mode unless configured otherwise.
+DEFAULT_MODEL_SETTINGS = {
+    "o3-pro*": ModelSettings(background=True),
+    "o1-pro*": ModelSettings(background=True),
+    "gpt-5*-pro*": ModelSettings(background=True),
+    "*deep-research*": ModelSettings(background=True),
+}
+
+
+class BackgroundConfig(_Section):
+    poll_initial: float = Field(default=1.0, gt=0, description="First wait between polls of a background response.")
+    poll_max: float = Field(default=5.0, gt=0, description="Longest wait between polls.")
+    max_resumes: int = Field(default=5, ge=0, description="Reconnections to a cut background stream.")
 
 
 class TranslateConfig(_Section):
@@ -53,6 +82,8 @@ class ReasoningConfig(_Section):
 
 class StreamConfig(_Section):
     heartbeat_interval: float = Field(default=15.0, gt=0)
+    non_stream_keepalive: bool = Field(
+        default=False, description="Send whitespace before a non-streamed JSON answer every heartbeat interval.")
 
 
 class ServerConfig(_Section):
@@ -67,6 +98,20 @@ class Config(_Section):
     translate: TranslateConfig = Field(default_factory=TranslateConfig)
     reasoning: ReasoningConfig = Field(default_factory=ReasoningConfig)
     stream: StreamConfig = Field(default_factory=StreamConfig)
+    background: BackgroundConfig = Field(default_factory=BackgroundConfig)
+    models: dict[str, ModelSettings] = Field(default_factory=dict)
+
+    def model_settings(self, model: str) -> ModelSettings:
+        """Merged settings for ``model``: configured globs first, then the built-in defaults."""
+        name = model.lower()
+        bare = name.rsplit("/", 1)[-1]
+        merged: dict[str, Any] = {}
+        for glob, settings in [*self.models.items(), *DEFAULT_MODEL_SETTINGS.items()]:
+            pattern = glob.lower()
+            if fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(bare, pattern):
+                for key, value in settings.model_dump(exclude_none=True).items():
+                    merged.setdefault(key, value)
+        return ModelSettings(**merged)
 
 
 class ConfigError(Exception):

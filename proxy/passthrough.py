@@ -62,10 +62,13 @@ async def open_forward(upstream: Upstream, request: Request, path: str, body: by
             raise body_too_large(limit)
         if declared:
             headers["content-length"] = declared  # keeps uploads un-chunked, as sent
-        content = limited_body(request, limit) if declared != "0" and request.method not in ("GET", "HEAD") else None
-    else:
-        content = body
-    return await upstream.send(request.method, path, headers, content=content, params=request.url.query or None)
+        if declared != "0" and request.method not in ("GET", "HEAD"):
+            # A body streamed through cannot be sent twice: no retries.
+            return await upstream.send(request.method, path, headers, content=limited_body(request, limit),
+                                       params=request.url.query or None)
+    response, _ = await upstream.send_retrying(request.method, path, headers, content=body,
+                                               params=request.url.query or None)
+    return response
 
 
 def relay(response: httpx.Response, extra_headers: dict[str, str] | None = None) -> StreamingResponse:

@@ -6,6 +6,11 @@ relay bytes as they come or read a (small) body; nothing here buffers.
 
 from __future__ import annotations
 
+import asyncio
+import datetime
+import email.utils
+import logging
+import random
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -14,6 +19,8 @@ import orjson
 
 from .config import UpstreamConfig
 from .errors import ProxyError, normalize_error
+
+log = logging.getLogger("proxy.upstream")
 
 # Hop-by-hop headers (RFC 9110 section 7.6.1) and headers httpx must set itself.
 HOP_BY_HOP = frozenset((
@@ -73,26 +80,110 @@ class Upstream:
         content: bytes | AsyncIterator[bytes] | None = None,
         json: Any = None,
         params: str | None = None,
+        first_byte_timeout: float | None = None,
     ) -> httpx.Response:
         """Send a request and return once the upstream's status and headers are in."""
         if json is not None:
             content = orjson.dumps(json)
             headers = {**headers, "content-type": "application/json"}
         url = self.url(path) + (f"?{params}" if params else "")
-        request = self.client.build_request(method, url, headers=headers, content=content)
+        wait = first_byte_timeout or self.config.first_byte_timeout
+        timeout = httpx.Timeout(connect=self.config.connect_timeout, read=wait, write=60.0, pool=self.config.connect_timeout)
+        request = self.client.build_request(method, url, headers=headers, content=content, timeout=timeout)
         try:
             return await self.client.send(request, stream=True)
         except httpx.ConnectTimeout:
-            raise ProxyError(504, f"Timed out connecting to the upstream after {self.config.connect_timeout:g} s.",
-                             "upstream_timeout", code="connect_timeout") from None
+            raise ProxyError(504, f"Timed out connecting to the upstream after {self.config.connect_timeout:g} s "
+                                  "(connect timeout).", "upstream_timeout", code="connect_timeout") from None
         except httpx.TimeoutException:
-            raise ProxyError(504, "The upstream sent no response within the first-byte timeout "
-                                  f"({self.config.first_byte_timeout:g} s).",
+            raise ProxyError(504, f"The upstream sent no response within {wait:g} s (first-byte timeout).",
                              "upstream_timeout", code="first_byte_timeout") from None
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError,
                 httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise ProxyError(502, f"Could not reach the upstream: {_describe(exc)}", "upstream_error",
                              code="upstream_unreachable") from None
+
+    async def send_retrying(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        params: str | None = None,
+        first_byte_timeout: float | None = None,
+    ) -> tuple[httpx.Response, int]:
+        """:meth:`send`, retried on 429/5xx and connection failures; returns the answer and the retry count.
+
+        Only whole, re-sendable bodies are retried, and only before anything
+        reached the client. ``Retry-After``/``retry-after-ms`` are honoured;
+        otherwise the wait grows exponentially, with jitter. The last answer
+        is returned (or the last error raised) when the attempts or the time
+        budget run out.
+        """
+        if json is not None:
+            content = orjson.dumps(json)
+            headers = {**headers, "content-type": "application/json"}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.retry_budget
+        for attempt in range(1, self.config.max_attempts + 1):
+            last = attempt == self.config.max_attempts
+            try:
+                response = await self.send(method, path, headers, content=content, params=params,
+                                           first_byte_timeout=first_byte_timeout)
+            except ProxyError as exc:
+                if last or exc.code not in _RETRYABLE_FAILURES:
+                    raise
+                delay = self._backoff(attempt)
+                if loop.time() + delay > deadline:
+                    raise
+                log.info("upstream %s %s failed (%s); retrying in %.2f s", method, path, exc.code, delay)
+                await asyncio.sleep(delay)
+                continue
+            if last or response.status_code not in RETRYABLE_STATUSES:
+                return response, attempt - 1
+            delay = retry_after(response.headers)
+            delay = self._backoff(attempt) if delay is None else delay
+            if loop.time() + delay > deadline:
+                return response, attempt - 1
+            log.info("upstream %s %s answered %d; retrying in %.2f s", method, path, response.status_code, delay)
+            await response.aclose()
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self.config.backoff_max, self.config.backoff_initial * 2 ** (attempt - 1))
+        return ceiling * random.uniform(0.5, 1.0)
+
+
+RETRYABLE_STATUSES = frozenset((429, 500, 502, 503, 504))
+# A first-byte timeout is not retried: the upstream may still be working, and paid, on the first try.
+_RETRYABLE_FAILURES = frozenset(("upstream_unreachable", "connect_timeout"))
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds the upstream asked us to wait (``retry-after-ms``, ``Retry-After`` seconds or date)."""
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(float(value) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max((when - datetime.datetime.now(datetime.timezone.utc)).total_seconds(), 0.0)
 
 
 async def read_json(response: httpx.Response, limit: int = ERROR_BODY_LIMIT) -> tuple[Any, bytes]:

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from fake_upstream import FakeUpstream, running_fake_upstream
-from proxy.config import Config, load_config
+from proxy.config import DEFAULT_MODEL_SETTINGS, Config, load_config
 from servers import running_proxy
 
 UPSTREAM_KEY = "sk-upstream-secret-4f8a9c"
@@ -24,9 +24,21 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+# Background mode off for the default long-running models, so most tests see plain calls;
+# background tests switch it back on per glob.
+NO_BACKGROUND = {glob: {"background": False} for glob in DEFAULT_MODEL_SETTINGS}
+
+
 def proxy_config(upstream_url: str, **sections: Any) -> Config:
-    """A proxy configuration pointed at ``upstream_url``; keyword arguments override whole config sections."""
-    base = {"upstream": {"base_url": upstream_url, "api_key": UPSTREAM_KEY}}
+    """A proxy configuration pointed at ``upstream_url``; keyword arguments override config sections.
+
+    Retry waits and background polls are shortened so tests stay fast.
+    """
+    base = {
+        "upstream": {"base_url": upstream_url, "api_key": UPSTREAM_KEY, "backoff_initial": 0.01, "backoff_max": 0.05},
+        "background": {"poll_initial": 0.02, "poll_max": 0.05},
+        "models": NO_BACKGROUND,
+    }
     return load_config(env={}, overrides=_merge(base, sections))
 
 

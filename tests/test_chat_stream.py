@@ -144,7 +144,7 @@ def test_rejection_before_streaming_is_a_json_error(client, fake, proxy_url):
     assert response.headers["content-type"].startswith("application/json")
     assert json.loads(text)["error"]["message"] == "Invalid 'input': too long."
 
-    fake.script(Reply(status=429, json=error_body("Slow down.", type="rate_limit_error")))
+    fake.script(*[Reply(status=429, json=error_body("Slow down.", type="rate_limit_error"))] * 3)
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model="o3-pro", messages=MESSAGES, stream=True)
 

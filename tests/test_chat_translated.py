@@ -54,7 +54,7 @@ def test_plain_answer_with_reasoning_and_usage(client, fake, proxy_url):
     assert request.json["max_output_tokens"] == 2000
     assert request.json["reasoning"] == {"effort": "high", "summary": "auto"}
     assert request.json["store"] is False
-    assert "stream" not in request.json
+    assert request.json["stream"] is True  # served from an upstream stream, assembled into one completion
 
 
 def test_body_validates_against_the_spec_and_leaks_no_key(proxy_url, fake):
@@ -143,7 +143,7 @@ def test_failed_generation_is_an_error_with_the_upstream_message(client, fake):
     (429, openai.RateLimitError),
 ])
 def test_upstream_errors_keep_their_status_and_body(client, fake, status, exception):
-    fake.script(Reply(status=status, json=error_body("Upstream says no.", param="input", code="nope")))
+    fake.script(*[Reply(status=status, json=error_body("Upstream says no.", param="input", code="nope"))] * 3)
     with pytest.raises(exception) as error:
         client.chat.completions.create(model="o3-pro", messages=[{"role": "user", "content": "x"}])
     assert error.value.status_code == status
@@ -152,7 +152,7 @@ def test_upstream_errors_keep_their_status_and_body(client, fake, status, except
 
 
 def test_upstream_error_that_is_not_json(proxy_url, fake):
-    fake.script(Reply(status=503, body=b"<html>Service Unavailable</html>", content_type="text/html"))
+    fake.script(*[Reply(status=503, body=b"<html>Service Unavailable</html>", content_type="text/html")] * 3)
     response = raw_completion(proxy_url, {"model": "o3-pro", "messages": [{"role": "user", "content": "x"}]})
     assert response.status_code == 503
     check_error_body(response.json())

@@ -1,0 +1,284 @@
+"""Running a translated request upstream: streamed, in one piece, or in background mode.
+
+Whatever the mode, a started :class:`UpstreamCall` yields Responses events up to
+and including a terminal one, so the client side (stream relay or completion
+assembly) does not care how the answer was obtained:
+
+- streamed: the upstream's SSE events as they arrive;
+- in one piece: a single terminal event carrying the whole response;
+- background (long reasoning runs): the create call returns at once; the
+  response is followed by a background stream that is resumed after a cut
+  (``GET /responses/{id}?stream=true&starting_after=N``), or by polling
+  ``GET /responses/{id}`` with growing waits. :meth:`UpstreamCall.cancel`
+  stops a background job nobody waits for any more.
+
+Upstreams that turn out not to support background mode or streaming for a
+model are remembered in :class:`Capabilities` and the request is sent again
+without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+
+from .config import BackgroundConfig
+from .errors import ProxyError
+from .sse import SSEDecoder
+from .upstream import Upstream, read_json, upstream_error
+
+log = logging.getLogger("proxy.calls")
+
+TERMINAL_TYPES = frozenset(("response.completed", "response.incomplete", "response.failed", "error"))
+_FINAL_STATUSES = {"completed": "response.completed", "incomplete": "response.incomplete",
+                   "failed": "response.failed", "cancelled": "response.failed"}
+MAX_ANSWER_BYTES = 256 * 1024 * 1024
+
+
+@dataclass
+class Capabilities:
+    """Features an upstream refused for a model; remembered for the life of the process."""
+
+    no_background: set[str] = field(default_factory=set)
+    no_stream: set[str] = field(default_factory=set)
+
+
+@dataclass
+class CallPlan:
+    body: dict[str, Any]
+    model: str
+    stream: bool
+    background: bool
+    first_byte_timeout: float | None = None
+    idle_timeout: float | None = None
+
+
+def terminal_event(response: dict[str, Any]) -> dict[str, Any] | None:
+    """The event that ends a stream for a finished Response object, or None if it is still running."""
+    kind = _FINAL_STATUSES.get(response.get("status", "completed"))
+    return {"type": kind, "response": response} if kind else None
+
+
+def parse_events(decoder: SSEDecoder, chunk: bytes | None) -> list[dict[str, Any]]:
+    """Parsed Responses events in ``chunk`` (``None`` flushes the decoder at end of stream)."""
+    events = []
+    for sse in decoder.feed(chunk) if chunk is not None else decoder.close():
+        if not sse.data or sse.data == "[DONE]":
+            continue
+        try:
+            event = orjson.loads(sse.data)
+        except orjson.JSONDecodeError:
+            log.warning("skipping an upstream event that is not JSON: %.200r", sse.data)
+            continue
+        if isinstance(event, dict):
+            if "type" not in event and sse.event:
+                event["type"] = sse.event
+            events.append(event)
+    return events
+
+
+async def json_answer(response: httpx.Response) -> dict[str, Any]:
+    """A whole Response object from a non-streamed answer; anything else is a 502."""
+    payload, raw = await read_json(response, MAX_ANSWER_BYTES)
+    if not isinstance(payload, dict):
+        snippet = raw[:200].decode("utf-8", "replace")
+        raise ProxyError(502, f"The upstream answered with a body that is not a JSON response: {snippet!r}",
+                         "upstream_error", code="invalid_upstream_response")
+    if "error" in payload and "output" not in payload:
+        raise upstream_error(502, payload, raw)
+    return payload
+
+
+def _refuses(error: ProxyError, word: str) -> bool:
+    return error.status == 400 and (error.param == word or word in error.message.lower())
+
+
+class UpstreamCall:
+    """A started upstream Responses request; iterate :meth:`events` once."""
+
+    def __init__(self, upstream: Upstream, headers: Mapping[str, str], plan: CallPlan,
+                 background: BackgroundConfig, retries: int) -> None:
+        self.upstream = upstream
+        self.headers = headers
+        self.plan = plan
+        self.background = background
+        self.retries = retries
+        self.response_id: str | None = None
+        self.finished = False
+        self._http: httpx.Response | None = None
+        self._answer: dict[str, Any] | None = None
+        self._last_sequence: int | None = None
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        if self._answer is not None:
+            first = terminal_event(self._answer)
+            if first is not None or not self.plan.background:
+                self.finished = True
+                yield first or {"type": "response.completed", "response": self._answer}
+                return
+            async for event in self._poll(self._answer):
+                yield event
+            return
+        async for event in self._stream():
+            yield event
+
+    async def _stream(self) -> AsyncIterator[dict[str, Any]]:
+        resumes = 0
+        while True:
+            decoder = SSEDecoder()
+            try:
+                async for chunk in self._chunks():
+                    for event in parse_events(decoder, chunk):
+                        self._track(event)
+                        yield event
+                        if event.get("type") in TERMINAL_TYPES:
+                            self.finished = True
+                            return
+                for event in parse_events(decoder, None):
+                    self._track(event)
+                    yield event
+                    if event.get("type") in TERMINAL_TYPES:
+                        self.finished = True
+                        return
+                if not self.plan.background:
+                    return  # the consumer reports the stream as cut short
+            except (httpx.HTTPError, TimeoutError) as exc:
+                if not self.plan.background or self.response_id is None:
+                    raise
+                log.info("background stream %s broke (%s); resuming", self.response_id, type(exc).__name__)
+            await self._close_http()
+            if self.response_id is None:
+                return
+            resumes += 1
+            if resumes > self.background.max_resumes or not await self._resume():
+                async for event in self._poll(None):
+                    yield event
+                return
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        """Upstream bytes; in background mode a silent connection is dropped and resumed."""
+        assert self._http is not None
+        iterator = self._http.aiter_bytes().__aiter__()
+        idle = self.plan.idle_timeout if self.plan.background else None
+        while True:
+            try:
+                if idle is None:
+                    chunk = await iterator.__anext__()
+                else:
+                    async with asyncio.timeout(idle):
+                        chunk = await iterator.__anext__()
+            except StopAsyncIteration:
+                return
+            yield chunk
+
+    def _track(self, event: dict[str, Any]) -> None:
+        sequence = event.get("sequence_number")
+        if isinstance(sequence, int):
+            self._last_sequence = sequence
+        response = event.get("response")
+        if self.response_id is None and isinstance(response, dict) and isinstance(response.get("id"), str):
+            self.response_id = response["id"]
+
+    async def _resume(self) -> bool:
+        params = "stream=true" + (f"&starting_after={self._last_sequence}" if self._last_sequence is not None else "")
+        try:
+            response, _ = await self.upstream.send_retrying("GET", f"/responses/{self.response_id}", self.headers,
+                                                            params=params)
+        except ProxyError as exc:
+            log.warning("could not resume background stream %s: %s", self.response_id, exc.message)
+            return False
+        if response.status_code >= 400 or not response.headers.get("content-type", "").startswith("text/event-stream"):
+            await response.aclose()
+            return False
+        self._http = response
+        return True
+
+    async def _poll(self, snapshot: dict[str, Any] | None) -> AsyncIterator[dict[str, Any]]:
+        """Follow a background response by polling until it reaches a final status."""
+        wait = self.background.poll_initial
+        while True:
+            if snapshot is not None:
+                final = terminal_event(snapshot)
+                if final is not None:
+                    self.finished = True
+                    yield final
+                    return
+                # Progress for the consumer: resets idle timers, carries no output.
+                yield {"type": "response.in_progress", "response": snapshot}
+                await asyncio.sleep(wait)
+                wait = min(wait * 1.5, self.background.poll_max)
+            response, _ = await self.upstream.send_retrying("GET", f"/responses/{self.response_id}", self.headers)
+            if response.status_code >= 400:
+                payload, raw = await read_json(response)
+                raise upstream_error(response.status_code, payload, raw)
+            snapshot = await json_answer(response)
+
+    async def cancel(self) -> None:
+        """Stop a background job whose answer nobody will read (client gone, or the proxy gave up)."""
+        if not self.plan.background or self.finished or self.response_id is None:
+            return
+        try:
+            with anyio.fail_after(10):
+                response = await self.upstream.send("POST", f"/responses/{self.response_id}/cancel", self.headers)
+                await response.aclose()
+            log.info("cancelled background response %s", self.response_id)
+        except (ProxyError, TimeoutError, httpx.HTTPError) as exc:
+            log.warning("could not cancel background response %s: %s", self.response_id, exc)
+
+    async def aclose(self) -> None:
+        """Release the upstream connection and cancel an unfinished background job. Safe to call twice."""
+        with anyio.CancelScope(shield=True):
+            await self._close_http()
+            await self.cancel()
+            self.finished = True
+
+    async def _close_http(self) -> None:
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
+
+
+async def start_call(upstream: Upstream, headers: Mapping[str, str], plan: CallPlan, capabilities: Capabilities,
+                     background: BackgroundConfig) -> UpstreamCall:
+    """Create the upstream response; errors before any event arrives are raised as :class:`ProxyError`."""
+    model = plan.model.lower()
+    plan.background = plan.background and model not in capabilities.no_background
+    plan.stream = plan.stream and model not in capabilities.no_stream
+    while True:
+        body = dict(plan.body)
+        body.pop("stream", None)
+        if plan.background:
+            body["background"] = True
+            body["store"] = True  # the Responses API keeps background responses only when stored
+        if plan.stream:
+            body["stream"] = True
+        response, retries = await upstream.send_retrying("POST", "/responses", headers, json=body,
+                                                         first_byte_timeout=plan.first_byte_timeout)
+        if response.status_code < 400:
+            break
+        payload, raw = await read_json(response)
+        error = upstream_error(response.status_code, payload, raw)
+        if plan.background and _refuses(error, "background"):
+            log.info("upstream refuses background mode for %s; sending plain requests from now on", plan.model)
+            capabilities.no_background.add(model)
+            plan.background = False
+        elif plan.stream and _refuses(error, "stream"):
+            log.info("upstream refuses streaming for %s; sending whole requests from now on", plan.model)
+            capabilities.no_stream.add(model)
+            plan.stream = False
+        else:
+            raise error
+    call = UpstreamCall(upstream, headers, plan, background, retries)
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        call._http = response
+    else:
+        call._answer = await json_answer(response)
+        call.response_id = call._answer.get("id") if isinstance(call._answer.get("id"), str) else None
+    return call
