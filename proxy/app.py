@@ -20,7 +20,9 @@ from .config import Config
 from .errors import InvalidRequest, ProxyError, error_body
 from .passthrough import open_forward, read_body, relay, upstream_path
 from .routing import ModelRouter, says_responses_only
+from .memory import ReasoningMemory
 from .translate.request import MappingOptions, chat_to_responses
+from .translate.stream import Presentation
 from .upstream import RETRYABLE_STATUSES, Upstream, read_json, upstream_error
 
 log = logging.getLogger("proxy")
@@ -34,10 +36,10 @@ class Proxy:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.upstream = Upstream(config.upstream)
-        self.router = ModelRouter(config.translate)
+        self.router = ModelRouter(config.translate, config.aliases)
         self.capabilities = Capabilities()
-        summary = config.reasoning.summary
-        self.mapping = MappingOptions(reasoning_summary=None if summary == "off" else summary)
+        keep = config.reasoning.keep_encrypted and config.reasoning.memory_entries > 0
+        self.memory = ReasoningMemory(config.reasoning.memory_entries, config.reasoning.memory_ttl) if keep else None
 
     async def chat(self, request: Request) -> Response:
         body = await read_body(request, self.config.server.max_body_bytes)
@@ -52,7 +54,11 @@ class Proxy:
         model = chat.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequest("you must provide a model parameter", "model")
-        fallback = self.config.model_settings(model).fallback
+        real_model, fixed = self.router.resolve(model)
+        if real_model != model or fixed:
+            chat = {**chat, **fixed, "model": real_model}
+            body = orjson.dumps(chat)
+        fallback = self.config.model_settings(real_model).fallback
         try:
             return await self._chat(request, chat, body)
         except ProxyError as exc:
@@ -83,12 +89,77 @@ class Proxy:
         return Response(raw, status_code=response.status_code, media_type=response.headers.get("content-type"))
 
     async def translate(self, request: Request, chat: dict[str, Any]) -> Response:
-        translation = chat_to_responses(chat, self.mapping)
-        return await serve_translated(self.config, self.upstream, self.capabilities, request, translation)
+        config = self.config
+        settings = config.model_settings(chat["model"])
+        if settings.reasoning_effort and chat.get("reasoning_effort") is None:
+            chat = {**chat, "reasoning_effort": settings.reasoning_effort}
+        summary = None if config.reasoning.summary == "off" or self.capabilities.no_summary else config.reasoning.summary
+        keep = self.memory is not None and chat["model"].lower() not in self.capabilities.no_encrypted_reasoning
+        options = MappingOptions(
+            reasoning_summary=summary,
+            max_n=config.translate.max_n,
+            require_search_tool=bool(settings.search_tool),
+            keep_reasoning=keep,
+            reasoning_lookup=self.memory.get if keep and self.memory is not None else None,
+        )
+        translation = chat_to_responses(chat, options)
+        presentation = Presentation(
+            reasoning=reasoning_output(request, config.reasoning.output),
+            stop=translation.stop,
+            sources_in_content=config.web_search.sources_in_content,
+            progress=bool(settings.progress),
+        )
+        return await serve_translated(config, self.upstream, self.capabilities, self.memory, request, translation,
+                                      presentation, settings)
+
+    async def models(self, request: Request) -> Response:
+        """The upstream's model list plus configured aliases and effort variants, for model pickers."""
+        response = await open_forward(self.upstream, request, "/models", None, self.config.server.max_body_bytes)
+        if response.status_code >= 400:
+            return relay(response)
+        payload, raw = await read_json(response, MODEL_LIST_LIMIT)
+        if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
+            return Response(raw, status_code=response.status_code, media_type=response.headers.get("content-type"))
+        return json_response(with_variants(payload, self.router, self.config))
 
     async def forward(self, request: Request, path: str) -> Response:
         response = await open_forward(self.upstream, request, path, None, self.config.server.max_body_bytes)
         return relay(response)
+
+
+MODEL_LIST_LIMIT = 16 * 1024 * 1024
+REASONING_OUTPUT_HEADER = "x-proxy-reasoning-output"
+
+
+def reasoning_output(request: Request, default: str) -> str:
+    """The reasoning display for this request: a header may choose another than the configured one."""
+    wanted = request.headers.get(REASONING_OUTPUT_HEADER, "").strip().lower()
+    if not wanted:
+        return default
+    if wanted not in ("reasoning_content", "think", "none"):
+        raise InvalidRequest(f"Header {REASONING_OUTPUT_HEADER} must be reasoning_content, think or none.",
+                             REASONING_OUTPUT_HEADER)
+    return wanted
+
+
+def with_variants(listing: dict[str, Any], router: ModelRouter, config: Config) -> dict[str, Any]:
+    models = [model for model in listing["data"] if isinstance(model, dict)]
+    known = {model.get("id") for model in models}
+    extra = []
+    for name, alias in config.aliases.items():
+        if name not in known:
+            extra.append({"id": name, "object": "model", "created": 0, "owned_by": "responses-proxy"})
+            known.add(name)
+    for model in models:
+        model_id = model.get("id")
+        if not isinstance(model_id, str) or not router.should_translate(model_id):
+            continue
+        for effort in config.translate.list_variants:
+            variant = f"{model_id}-{effort}"
+            if variant not in known:
+                extra.append({**model, "id": variant})
+                known.add(variant)
+    return {**listing, "data": models + extra}
 
 
 def fallback_worthy(error: ProxyError) -> bool:
@@ -147,7 +218,7 @@ def create_app(config: Config) -> FastAPI:
         if path.endswith("/chat/completions") and request.method == "POST":
             return await proxy.chat(request)
         if path.endswith("/models") and request.method == "GET":
-            return await proxy.forward(request, "/models")
+            return await proxy.models(request)
         return await proxy.forward(request, upstream_path(path))
 
     return app

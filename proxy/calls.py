@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,22 +33,24 @@ import orjson
 from .config import BackgroundConfig
 from .errors import ProxyError
 from .sse import SSEDecoder
+from .translate.response import terminal_event
+from .translate.stream import TERMINAL_EVENTS
 from .upstream import Upstream, read_json, upstream_error
 
 log = logging.getLogger("proxy.calls")
 
-TERMINAL_TYPES = frozenset(("response.completed", "response.incomplete", "response.failed", "error"))
-_FINAL_STATUSES = {"completed": "response.completed", "incomplete": "response.incomplete",
-                   "failed": "response.failed", "cancelled": "response.failed"}
 MAX_ANSWER_BYTES = 256 * 1024 * 1024
 
 
 @dataclass
 class Capabilities:
-    """Features an upstream refused for a model; remembered for the life of the process."""
+    """Features an upstream refused; remembered for the life of the process."""
 
-    no_background: set[str] = field(default_factory=set)
-    no_stream: set[str] = field(default_factory=set)
+    no_background: set[str] = field(default_factory=set)  # models
+    no_stream: set[str] = field(default_factory=set)  # models
+    no_encrypted_reasoning: set[str] = field(default_factory=set)  # models
+    # OpenAI refuses reasoning summaries to organizations that are not verified: a property of the key.
+    no_summary: bool = False
 
 
 @dataclass
@@ -58,12 +61,6 @@ class CallPlan:
     background: bool
     first_byte_timeout: float | None = None
     idle_timeout: float | None = None
-
-
-def terminal_event(response: dict[str, Any]) -> dict[str, Any] | None:
-    """The event that ends a stream for a finished Response object, or None if it is still running."""
-    kind = _FINAL_STATUSES.get(response.get("status", "completed"))
-    return {"type": kind, "response": response} if kind else None
 
 
 def parse_events(decoder: SSEDecoder, chunk: bytes | None) -> list[dict[str, Any]]:
@@ -96,8 +93,9 @@ async def json_answer(response: httpx.Response) -> dict[str, Any]:
     return payload
 
 
-def _refuses(error: ProxyError, word: str) -> bool:
-    return error.status == 400 and (error.param == word or word in error.message.lower())
+def _refuses(error: ProxyError, pattern: str) -> bool:
+    """A 400 that names the feature (by its parameter or in its message)."""
+    return error.status == 400 and re.search(pattern, f"{error.param or ''} {error.message}", re.IGNORECASE) is not None
 
 
 class UpstreamCall:
@@ -138,13 +136,13 @@ class UpstreamCall:
                     for event in parse_events(decoder, chunk):
                         self._track(event)
                         yield event
-                        if event.get("type") in TERMINAL_TYPES:
+                        if event.get("type") in TERMINAL_EVENTS:
                             self.finished = True
                             return
                 for event in parse_events(decoder, None):
                     self._track(event)
                     yield event
-                    if event.get("type") in TERMINAL_TYPES:
+                    if event.get("type") in TERMINAL_EVENTS:
                         self.finished = True
                         return
                 if not self.plan.background:
@@ -245,6 +243,28 @@ class UpstreamCall:
             await http.aclose()
 
 
+def without_summary(body: dict[str, Any]) -> dict[str, Any]:
+    reasoning = {key: value for key, value in body["reasoning"].items() if key != "summary"}
+    return {key: value for key, value in body.items() if key != "reasoning"} | ({"reasoning": reasoning} if reasoning else {})
+
+
+def _carries_encrypted_reasoning(body: dict[str, Any]) -> bool:
+    return "reasoning.encrypted_content" in (body.get("include") or ()) or any(
+        isinstance(item, dict) and item.get("type") == "reasoning" for item in body.get("input") or ())
+
+
+def without_encrypted_reasoning(body: dict[str, Any]) -> dict[str, Any]:
+    stripped = dict(body)
+    include = [entry for entry in body.get("include") or () if entry != "reasoning.encrypted_content"]
+    if include:
+        stripped["include"] = include
+    else:
+        stripped.pop("include", None)
+    stripped["input"] = [item for item in body.get("input") or ()
+                         if not (isinstance(item, dict) and item.get("type") == "reasoning")]
+    return stripped
+
+
 async def start_call(upstream: Upstream, headers: Mapping[str, str], plan: CallPlan, capabilities: Capabilities,
                      background: BackgroundConfig) -> UpstreamCall:
     """Create the upstream response; errors before any event arrives are raised as :class:`ProxyError`."""
@@ -265,14 +285,22 @@ async def start_call(upstream: Upstream, headers: Mapping[str, str], plan: CallP
             break
         payload, raw = await read_json(response)
         error = upstream_error(response.status_code, payload, raw)
-        if plan.background and _refuses(error, "background"):
+        if plan.background and _refuses(error, r"\bbackground\b"):
             log.info("upstream refuses background mode for %s; sending plain requests from now on", plan.model)
             capabilities.no_background.add(model)
             plan.background = False
-        elif plan.stream and _refuses(error, "stream"):
+        elif plan.stream and _refuses(error, r"\bstream(ing)?\b"):
             log.info("upstream refuses streaming for %s; sending whole requests from now on", plan.model)
             capabilities.no_stream.add(model)
             plan.stream = False
+        elif (plan.body.get("reasoning") or {}).get("summary") and _refuses(error, r"\bsummar(y|ies)\b"):
+            log.info("upstream refuses reasoning summaries; asking for none from now on")
+            capabilities.no_summary = True
+            plan.body = without_summary(plan.body)
+        elif _carries_encrypted_reasoning(plan.body) and _refuses(error, r"encrypted|\breasoning\b"):
+            log.info("upstream refuses encrypted reasoning for %s; not carrying it from now on", plan.model)
+            capabilities.no_encrypted_reasoning.add(model)
+            plan.body = without_encrypted_reasoning(plan.body)
         else:
             raise error
     call = UpstreamCall(upstream, headers, plan, background, retries)

@@ -1,10 +1,15 @@
-"""Serving a translated chat request to the client: a chat stream, or one completion."""
+"""Serving a translated chat request to the client: a chat stream, or one completion.
+
+With ``n > 1`` the request runs ``n`` times upstream at once; the choices are
+interleaved by index in a stream, or collected into one completion.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
@@ -13,19 +18,22 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from .calls import TERMINAL_TYPES, Capabilities, CallPlan, UpstreamCall, start_call
-from .config import Config
+from .calls import Capabilities, CallPlan, UpstreamCall, start_call
+from .config import Config, ModelSettings
 from .errors import ProxyError
+from .memory import ReasoningMemory
 from .pacing import HEARTBEAT, IdleTimeout, Pacer
 from .sse import DONE, KEEPALIVE, encode_data
+from .translate.completion import CompletionBuilder
 from .translate.request import Translation
-from .translate.response import new_completion_id, responses_to_chat, upstream_failure
-from .translate.stream import StreamTranslator
+from .translate.response import new_completion_id
+from .translate.stream import Presentation, StreamTranslator, usage_chunk
 from .upstream import Upstream
 
 log = logging.getLogger("proxy.chat")
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+PROGRESS_EVERY = 60.0  # seconds between "Still thinking" notes, when progress notes are on
 T = TypeVar("T")
 
 
@@ -45,10 +53,30 @@ def translation_headers(translation: Translation) -> dict[str, str]:
     return headers
 
 
-async def serve_translated(config: Config, upstream: Upstream, capabilities: Capabilities, request: Request,
-                           translation: Translation) -> Response:
-    settings = config.model_settings(translation.model)
-    plan = CallPlan(
+@dataclass
+class Exchange:
+    """The calls and translators of one chat request: one of each per choice."""
+
+    calls: list[UpstreamCall]
+    translators: list[StreamTranslator]
+    memory: ReasoningMemory | None
+
+    async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True):
+            for call in self.calls:
+                await call.aclose()
+
+    def remember(self) -> None:
+        if self.memory is not None:
+            for translator in self.translators:
+                if translator.error is None and not translator.stopped:
+                    self.memory.remember(translator.response)
+
+
+async def serve_translated(config: Config, upstream: Upstream, capabilities: Capabilities, memory: ReasoningMemory | None,
+                           request: Request, translation: Translation, presentation: Presentation,
+                           settings: ModelSettings) -> Response:
+    plan = dict(
         body=translation.body,
         model=translation.model,
         # Non-streaming clients are served from an upstream stream too: its headers arrive at once, so no
@@ -58,36 +86,107 @@ async def serve_translated(config: Config, upstream: Upstream, capabilities: Cap
         first_byte_timeout=settings.first_byte_timeout,
         idle_timeout=settings.idle_timeout or upstream.config.idle_timeout,
     )
-    call = await start_call(upstream, upstream.headers(request.headers), plan, capabilities, config.background)
-    headers = translation_headers(translation)
+    headers = upstream.headers(request.headers)
+    calls = await _start_all(upstream, headers, [CallPlan(**plan) for _ in range(translation.n)], capabilities, config)
+    completion_id = new_completion_id()
+    exchange = Exchange(calls, [
+        StreamTranslator(translation.model, choice_index=index, presentation=presentation, completion_id=completion_id,
+                         include_usage=translation.include_usage and translation.n == 1)
+        for index in range(translation.n)
+    ], memory)
+    extra = translation_headers(translation)
     if translation.stream:
-        translator = StreamTranslator(translation.model, include_usage=translation.include_usage)
-        return StreamingResponse(_relay_stream(call, translator, config), media_type="text/event-stream",
-                                 headers={**SSE_HEADERS, **headers})
+        return StreamingResponse(_relay_stream(exchange, config, translation.include_usage and translation.n > 1),
+                                 media_type="text/event-stream", headers={**SSE_HEADERS, **extra})
     if config.stream.non_stream_keepalive:
-        return StreamingResponse(_padded_completion(call, config), media_type="application/json", headers=headers)
-    return json_response(await _until_disconnect(request, _completion(call)), headers=headers)
+        return StreamingResponse(_padded_completion(exchange, config), media_type="application/json", headers=extra)
+    return json_response(await _until_disconnect(request, _completion(exchange)), headers=extra)
 
 
-async def _completion(call: UpstreamCall) -> dict[str, Any]:
-    """Follow the call to its end and map the final response to one chat completion."""
+async def _start_all(upstream: Upstream, headers: Mapping[str, str], plans: list[CallPlan], capabilities: Capabilities,
+                     config: Config) -> list[UpstreamCall]:
+    """Create every choice's upstream response; if one cannot start, none is left running."""
+    tasks = [asyncio.ensure_future(start_call(upstream, headers, plan, capabilities, config.background))
+             for plan in plans]
     try:
-        final = None
-        async for event in call.events():
-            if event.get("type") in TERMINAL_TYPES:
-                final = event
-                break
-        if final is None:
-            raise ProxyError(502, "The upstream stream ended before the response was complete.", "server_error",
-                             code="upstream_stream_incomplete")
-        if final["type"] == "error":
-            raise upstream_failure(final)
-        return responses_to_chat(final.get("response") or {}, new_completion_id())
-    except httpx.HTTPError as exc:
-        raise ProxyError(502, f"The upstream connection failed: {str(exc) or type(exc).__name__}",
-                         "upstream_error", code="upstream_disconnected") from None
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+        for task in tasks:
+            if not task.cancelled() and task.exception() is None:
+                await task.result().aclose()
+        raise
+
+
+async def _events(exchange: Exchange) -> AsyncIterator[tuple[int, dict[str, Any] | BaseException]]:
+    """Every choice's upstream events, tagged with the choice index, as they arrive."""
+    if len(exchange.calls) == 1:
+        async for event in exchange.calls[0].events():
+            yield 0, event
+        return
+    queue: asyncio.Queue[tuple[int, dict[str, Any] | BaseException | None]] = asyncio.Queue(64)
+
+    async def read(index: int, call: UpstreamCall) -> None:
+        try:
+            async for event in call.events():
+                await queue.put((index, event))
+            await queue.put((index, None))
+        except Exception as exc:  # handed to the consumer, which knows whether the choice still matters
+            await queue.put((index, exc))
+
+    readers = [asyncio.ensure_future(read(index, call)) for index, call in enumerate(exchange.calls)]
+    try:
+        running = len(readers)
+        while running:
+            index, item = await queue.get()
+            if item is None:
+                running -= 1
+            else:
+                yield index, item
     finally:
-        await call.aclose()
+        for reader in readers:
+            reader.cancel()
+        await asyncio.wait(readers)
+
+
+def _feed(translator: StreamTranslator, item: dict[str, Any] | BaseException) -> list[dict[str, Any]]:
+    if isinstance(item, BaseException):
+        if translator.done:
+            return []  # a choice that already ended (at a stop sequence) was closed on purpose
+        raise item
+    return translator.feed(item)
+
+
+async def _completion(exchange: Exchange) -> dict[str, Any]:
+    """Follow every call to its end and fold the chunks into one chat completion."""
+    builder = CompletionBuilder()
+    try:
+        async for index, item in _events(exchange):
+            translator = exchange.translators[index]
+            builder.add(_feed(translator, item))
+            if translator.done:
+                if translator.error is not None:
+                    raise translator.error
+                await exchange.calls[index].aclose()
+                if all(t.done for t in exchange.translators):
+                    break
+        for translator in exchange.translators:
+            builder.add(translator.finish())
+            if translator.error is not None:
+                raise translator.error
+        exchange.remember()
+        return builder.build(exchange.translators)
+    except httpx.HTTPError as exc:
+        raise _connection_failed(exc) from None
+    finally:
+        await exchange.aclose()
+
+
+def _connection_failed(exc: Exception) -> ProxyError:
+    return ProxyError(502, f"The upstream connection failed: {str(exc) or type(exc).__name__}",
+                      "upstream_error", code="upstream_disconnected")
 
 
 async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
@@ -112,12 +211,12 @@ async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
     return task.result()
 
 
-async def _padded_completion(call: UpstreamCall, config: Config) -> AsyncIterator[bytes]:
+async def _padded_completion(exchange: Exchange, config: Config) -> AsyncIterator[bytes]:
     """Whitespace while the answer is prepared, then the JSON: JSON parsers skip leading whitespace.
 
     The status is already 200 when the outcome is known, so a failure is sent as an error body.
     """
-    task = asyncio.ensure_future(_completion(call))
+    task = asyncio.ensure_future(_completion(exchange))
     try:
         while True:
             done, _ = await asyncio.wait({task}, timeout=config.stream.heartbeat_interval)
@@ -134,40 +233,71 @@ async def _padded_completion(call: UpstreamCall, config: Config) -> AsyncIterato
             await asyncio.wait({task})
 
 
-async def _relay_stream(call: UpstreamCall, translator: StreamTranslator, config: Config) -> AsyncIterator[bytes]:
+async def _relay_stream(exchange: Exchange, config: Config, summed_usage: bool) -> AsyncIterator[bytes]:
+    translators = exchange.translators
+    first_plan = exchange.calls[0].plan
     # A background stream resumes after silence by itself, so only plain streams have an idle watchdog.
-    idle = float("inf") if call.plan.background else (call.plan.idle_timeout or config.upstream.idle_timeout)
-    pacer: Pacer[dict[str, Any]] = Pacer(call.events(), config.stream.heartbeat_interval, idle)
+    idle = float("inf") if first_plan.background else (first_plan.idle_timeout or config.upstream.idle_timeout)
+    pacer: Pacer[tuple[int, Any]] = Pacer(_events(exchange), config.stream.heartbeat_interval, idle)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    notes = 0
     try:
-        yield b"".join(encode_data(frame) for frame in translator.start())
+        yield b"".join(encode_data(frame) for translator in translators for frame in translator.start())
         pacer.written()
         frames: list[dict[str, Any]] = []
         try:
-            async for event in pacer:
-                if event is HEARTBEAT:
-                    yield KEEPALIVE
+            async for item in pacer:
+                if item is HEARTBEAT:
+                    minutes = int((loop.time() - started) // PROGRESS_EVERY)
+                    if minutes > notes:
+                        notes = minutes
+                        frames = [f for t in translators for f in t.note(f"Still thinking ({minutes} min)")]
+                    yield b"".join(encode_data(frame) for frame in frames) if frames else KEEPALIVE
+                    frames = []
                     continue
-                frames = translator.feed(event)
+                index, event = item
+                translator = translators[index]
+                frames = _feed(translator, event)
                 if frames:
                     yield b"".join(encode_data(frame) for frame in frames)
                     pacer.written()
                     frames = []
-                if translator.done:
+                if translator.error is not None:
                     break
+                if translator.done:
+                    await exchange.calls[index].aclose()  # a stop sequence: no more tokens for nothing
+                    if all(t.done for t in translators):
+                        break
             else:
-                frames = translator.finish()
+                frames = [frame for translator in translators for frame in translator.finish()]
         except IdleTimeout as exc:
-            frames = translator.fail(ProxyError(504, str(exc), "upstream_timeout", code="idle_timeout"))
+            frames = _fail_all(translators, ProxyError(504, str(exc), "upstream_timeout", code="idle_timeout"))
         except ProxyError as exc:
-            frames = translator.fail(exc)
+            frames = _fail_all(translators, exc)
         except httpx.HTTPError as exc:
-            frames = translator.fail(ProxyError(
+            frames = _fail_all(translators, ProxyError(
                 502, f"The upstream connection failed mid-stream: {str(exc) or type(exc).__name__}",
                 "upstream_error", code="upstream_disconnected"))
-        if translator.error is not None:
-            log.warning("stream for %s ended with an error: %s", translator.model, translator.error.message)
-        yield b"".join(encode_data(frame) for frame in frames) + (DONE if translator.error is None else b"")
+        failed = next((t.error for t in translators if t.error is not None), None)
+        if failed is not None:
+            log.warning("stream for %s ended with an error: %s", translators[0].model, failed.message)
+            if frames:
+                yield b"".join(encode_data(frame) for frame in frames)
+            return
+        exchange.remember()
+        if summed_usage:
+            first = translators[0]
+            frames.append(usage_chunk(first.id, first.created, first.model, [t.response for t in translators]))
+        yield b"".join(encode_data(frame) for frame in frames) + DONE
     finally:
         with anyio.CancelScope(shield=True):
             await pacer.aclose()
-            await call.aclose()
+        await exchange.aclose()
+
+
+def _fail_all(translators: list[StreamTranslator], error: ProxyError) -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = []
+    for translator in translators:
+        frames.extend(translator.fail(error))
+    return frames[:1]

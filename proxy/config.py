@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 DEFAULT_TRANSLATED_MODELS = [
     "o1-pro*",
     "o3-pro*",
@@ -53,14 +54,18 @@ class ModelSettings(_Section):
     fallback: str | None = None
     first_byte_timeout: float | None = Field(default=None, gt=0)
     idle_timeout: float | None = Field(default=None, gt=0)
+    reasoning_effort: Literal[EFFORTS] | None = None  # type: ignore[valid-type]
+    progress: bool | None = Field(default=None, description="Progress notes in the reasoning stream.")
+    search_tool: bool | None = Field(default=None, description="Add web_search_preview when no search tool is sent.")
 
 
-# Long-running models are run in background mode unless configured otherwise.
+# Long-running models are run in background mode unless configured otherwise; deep research
+# needs a search tool and shows its searches as progress.
 DEFAULT_MODEL_SETTINGS = {
     "o3-pro*": ModelSettings(background=True),
     "o1-pro*": ModelSettings(background=True),
     "gpt-5*-pro*": ModelSettings(background=True),
-    "*deep-research*": ModelSettings(background=True),
+    "*deep-research*": ModelSettings(background=True, progress=True, search_tool=True),
 }
 
 
@@ -70,14 +75,38 @@ class BackgroundConfig(_Section):
     max_resumes: int = Field(default=5, ge=0, description="Reconnections to a cut background stream.")
 
 
+ReasoningOutput = Literal["reasoning_content", "think", "none"]
+
+
 class TranslateConfig(_Section):
     models: list[str] = Field(default_factory=lambda: list(DEFAULT_TRANSLATED_MODELS))
     all_models: bool = False
     auto_detect: bool = True
+    effort_suffixes: bool = Field(default=True, description="Accept o3-pro-high etc. for translated models.")
+    list_variants: list[Literal[EFFORTS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["low", "medium", "high"],
+        description="Effort variants listed in /v1/models for each translated model the upstream lists.")
+    max_n: int = Field(default=4, ge=1, le=16, description="Largest 'n' served (n upstream requests at once).")
 
 
 class ReasoningConfig(_Section):
     summary: Literal["auto", "concise", "detailed", "off"] = "auto"
+    output: ReasoningOutput = "reasoning_content"
+    keep_encrypted: bool = Field(default=True, description="Carry encrypted reasoning across turns.")
+    memory_entries: int = Field(default=2000, ge=0)
+    memory_ttl: float = Field(default=3600.0, gt=0)
+
+
+class WebSearchConfig(_Section):
+    sources_in_content: bool = Field(default=False, description="Append a Markdown list of cited sources.")
+
+
+class AliasConfig(_Section):
+    """A model name that stands for another model with fixed parameters."""
+
+    model: str
+    reasoning_effort: Literal[EFFORTS] | None = None  # type: ignore[valid-type]
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class StreamConfig(_Section):
@@ -99,7 +128,9 @@ class Config(_Section):
     reasoning: ReasoningConfig = Field(default_factory=ReasoningConfig)
     stream: StreamConfig = Field(default_factory=StreamConfig)
     background: BackgroundConfig = Field(default_factory=BackgroundConfig)
+    web_search: WebSearchConfig = Field(default_factory=WebSearchConfig)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
+    aliases: dict[str, AliasConfig] = Field(default_factory=dict)
 
     def model_settings(self, model: str) -> ModelSettings:
         """Merged settings for ``model``: configured globs first, then the built-in defaults."""

@@ -10,7 +10,9 @@ from __future__ import annotations
 import fnmatch
 import re
 
-from .config import TranslateConfig
+from typing import Any
+
+from .config import EFFORTS, AliasConfig, TranslateConfig
 
 # OpenAI answers 404 "This model is only supported in v1/responses and not in
 # v1/chat/completions."; gateways reword it, so match loosely on the text.
@@ -27,9 +29,11 @@ def says_responses_only(error_text: str) -> bool:
 
 
 class ModelRouter:
-    def __init__(self, config: TranslateConfig) -> None:
+    def __init__(self, config: TranslateConfig, aliases: dict[str, AliasConfig] | None = None) -> None:
         self._all = config.all_models
         self.auto_detect = config.auto_detect
+        self._effort_suffixes = config.effort_suffixes
+        self.aliases = {name.lower(): alias for name, alias in (aliases or {}).items()}
         self._pattern = re.compile(
             "|".join(fnmatch.translate(glob.lower()) for glob in config.models) or r"(?!)"
         )
@@ -43,6 +47,24 @@ class ModelRouter:
             return True
         # Aggregators prefix a provider ("openai/o3-pro"); match the bare name too.
         return any(self._pattern.match(part) for part in {name, name.rsplit("/", 1)[-1]})
+
+    def resolve(self, model: str) -> tuple[str, dict[str, Any]]:
+        """The real model behind an alias or an effort variant, and the parameters it fixes.
+
+        ``o3-pro-high`` means ``o3-pro`` with ``reasoning_effort: high``, for translated models only;
+        a name like ``o4-mini`` is never cut, since ``mini`` is not an effort.
+        """
+        alias = self.aliases.get(model.lower())
+        if alias is not None:
+            params = dict(alias.params)
+            if alias.reasoning_effort:
+                params["reasoning_effort"] = alias.reasoning_effort
+            return alias.model, params
+        if self._effort_suffixes:
+            base, dash, suffix = model.rpartition("-")
+            if dash and base and suffix.lower() in EFFORTS and self.should_translate(base):
+                return base, {"reasoning_effort": suffix.lower()}
+        return model, {}
 
     def learn(self, model: str) -> None:
         """Remember, for this process's life, that ``model`` is Responses-only."""

@@ -94,7 +94,8 @@ def test_tool_call_round_trip(client, fake):
     ])
     assert second.choices[0].message.content == "It is sunny in Paris."
     items = sent_upstream(fake).json["input"]
-    assert items[1:] == [
+    assert items[1]["type"] == "reasoning" and items[1]["encrypted_content"]  # the first step's thinking, kept
+    assert items[2:] == [
         {"type": "function_call", "call_id": "call_abc", "name": "get_weather", "arguments": '{"city":"Paris"}'},
         {"type": "function_call_output", "call_id": "call_abc", "output": "sunny, 21C"},
     ]

@@ -54,7 +54,7 @@ def test_wrong_shapes_are_400_naming_the_parameter(proxy_url, fake, body, param)
 
 def test_sdk_sees_bad_request(client, fake):
     with pytest.raises(openai.BadRequestError) as error:
-        client.chat.completions.create(model="o3-pro", messages=[{"role": "user", "content": "x"}], n=2)
+        client.chat.completions.create(model="o3-pro", messages=[{"role": "user", "content": "x"}], n=9)
     assert error.value.body["param"] == "n"
 
 

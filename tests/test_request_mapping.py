@@ -235,22 +235,69 @@ def test_unsupported_and_unknown_parameters_are_dropped_and_listed():
         assert key not in translation.body
 
 
+def test_stop_n_and_logprobs_are_emulated_or_mapped():
+    translation = translate(stop=["END", "###"], n=3, logprobs=True, top_logprobs=5)
+    assert translation.stop == ("END", "###") and translation.n == 3
+    assert translation.body["include"] == ["message.output_text.logprobs"]
+    assert translation.body["top_logprobs"] == 5
+    assert "stop" not in translation.body and "n" not in translation.body
+    assert translate(stop="END").stop == ("END",)
+
+
 @pytest.mark.parametrize("chat, param", [
-    ({"stop": "END"}, "stop"),
-    ({"stop": ["a", "b"]}, "stop"),
-    ({"n": 3}, "n"),
-    ({"logprobs": True}, "logprobs"),
+    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"stop": 5}, "stop"),
+    ({"n": 5}, "n"),
+    ({"n": 0}, "n"),
+    ({"top_logprobs": 3}, "top_logprobs"),
+    ({"logprobs": True, "top_logprobs": 50}, "top_logprobs"),
     ({"modalities": ["text", "audio"]}, "modalities"),
     ({"audio": {"voice": "alloy", "format": "mp3"}}, "modalities"),
 ])
-def test_parameters_without_emulation_yet_are_refused(chat, param):
+def test_unservable_values_are_refused(chat, param):
     with pytest.raises(InvalidRequest) as error:
         translate(**chat)
     assert error.value.param == param
 
 
-def test_harmless_defaults_of_unemulated_parameters_pass():
-    translate(n=1, stop=[], logprobs=False, modalities=["text"])
+def test_harmless_defaults_pass():
+    translation = translate(n=1, stop=[], logprobs=False, modalities=["text"])
+    assert translation.n == 1 and translation.stop == () and "include" not in translation.body
+
+
+def test_deep_research_gets_a_search_tool_unless_it_has_one():
+    options = MappingOptions(require_search_tool=True)
+    base = {"model": "o3-deep-research", "messages": [{"role": "user", "content": "x"}]}
+    assert chat_to_responses(base, options).body["tools"] == [{"type": "web_search_preview"}]
+    with_search = chat_to_responses({**base, "web_search_options": {}}, options).body["tools"]
+    assert with_search == [{"type": "web_search"}]
+    check_create_response(chat_to_responses(base, options).body)
+
+
+def test_earlier_reasoning_is_put_back_in_front_of_its_answer():
+    kept = [{"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAA-secret"}]
+    lookups = []
+
+    def lookup(key):
+        lookups.append(key)
+        return kept if key == "call_1" else None
+
+    options = MappingOptions(keep_reasoning=True, reasoning_lookup=lookup)
+    body = chat_to_responses({"model": "o3-pro", "messages": [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "ok"},
+        {"role": "assistant", "content": "<think>\nhmm\n</think>\n\nDone."},
+        {"role": "user", "content": "y"},
+    ]}, options).body
+    check_create_response(body)
+    assert body["include"] == ["reasoning.encrypted_content"]
+    assert [item.get("type", "message") for item in body["input"]] == [
+        "message", "reasoning", "function_call", "function_call_output", "message", "message"]
+    assert lookups[0] == "call_1"
+    import hashlib
+    assert lookups[1] == "text:" + hashlib.sha256(b"Done.").hexdigest()  # think tags are not part of the key
 
 
 @pytest.mark.parametrize("chat, param", [

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from proxy.errors import ProxyError
-from proxy.translate.response import responses_to_chat
+from proxy.translate.completion import responses_to_chat
 from spec_check import check_chat_completion
 
 USAGE = {"input_tokens": 100, "input_tokens_details": {"cached_tokens": 40}, "output_tokens": 300,
@@ -17,13 +19,16 @@ def response(output, status="completed", **extra):
             "model": "o3-pro-2025-06-10", "output": output, "usage": USAGE, **extra}
 
 
+IDS = itertools.count(1)
+
+
 def text_item(*texts, annotations=()):
-    return {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+    return {"type": "message", "id": f"msg_{next(IDS)}", "role": "assistant", "status": "completed",
             "content": [{"type": "output_text", "text": text, "annotations": list(annotations)} for text in texts]}
 
 
 def reasoning_item(*parts):
-    return {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": p} for p in parts]}
+    return {"type": "reasoning", "id": f"rs_{next(IDS)}", "summary": [{"type": "summary_text", "text": p} for p in parts]}
 
 
 def call_item(name, arguments, call_id):

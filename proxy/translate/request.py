@@ -7,6 +7,9 @@ instead of an upstream error about a field the client never sent.
 
 from __future__ import annotations
 
+import hashlib
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,9 +34,15 @@ _HANDLED = frozenset(
 
 @dataclass(slots=True)
 class MappingOptions:
-    """Operator settings that shape every translated request."""
+    """Operator settings that shape a translated request."""
 
     reasoning_summary: str | None = "auto"
+    max_n: int = 4
+    # Deep-research models refuse to run without a search tool; add one when the request has none.
+    require_search_tool: bool = False
+    # Ask for encrypted reasoning and put back what earlier answers carried (multi-turn continuity).
+    keep_reasoning: bool = False
+    reasoning_lookup: Callable[[str], list[dict[str, Any]] | None] | None = None
 
 
 @dataclass(slots=True)
@@ -42,6 +51,8 @@ class Translation:
     model: str
     stream: bool
     include_usage: bool
+    n: int = 1
+    stop: tuple[str, ...] = ()
     dropped: list[str] = field(default_factory=list)
     adjusted: list[str] = field(default_factory=list)
 
@@ -55,10 +66,10 @@ def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Trans
         raise InvalidRequest("you must provide a model parameter", "model")
     stream = _optional(chat, "stream", bool) or False
     stream_options = _optional(chat, "stream_options", dict) or {}
-    _reject_unemulated(chat)
+    _reject_audio(chat)
 
     body: dict[str, Any] = {"model": model}
-    instructions, items = map_messages(chat.get("messages"))
+    instructions, items = map_messages(chat.get("messages"), options.reasoning_lookup)
     if instructions is not None:
         body["instructions"] = instructions
     body["input"] = items
@@ -68,11 +79,14 @@ def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Trans
         model=model,
         stream=stream,
         include_usage=bool(stream and stream_options.get("include_usage")),
+        n=_choice_count(chat, options.max_n),
+        stop=_stop_sequences(chat),
     )
-    _map_tools(chat, body)
+    _map_tools(chat, body, options)
     _map_limits(chat, body, translation)
     _map_reasoning(chat, body, options)
     _map_text(chat, body)
+    _map_logprobs(chat, body)
     for key in _COPIED:
         if chat.get(key) is not None:
             body[key] = chat[key]
@@ -89,13 +103,17 @@ def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Trans
 # --- messages ---------------------------------------------------------------
 
 
-def map_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]]]:
+def map_messages(
+    messages: Any, reasoning_lookup: Callable[[str], list[dict[str, Any]] | None] | None = None
+) -> tuple[str | None, list[dict[str, Any]]]:
     """Map chat history to ``instructions`` and Responses input items.
 
     Leading system/developer messages become ``instructions``: they are the
     same on every turn, so the upstream's prompt cache keeps hitting. Ones that
     appear later in the conversation stay where they are, as developer
-    messages, because their position carries meaning.
+    messages, because their position carries meaning. With a
+    ``reasoning_lookup``, the reasoning items an earlier answer carried are put
+    back in front of it.
     """
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' must be a non-empty array of message objects.", "messages")
@@ -116,7 +134,10 @@ def map_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]]]:
         elif role == "user":
             items.append({"role": "user", "content": _user_content(message.get("content"), f"{where}.content")})
         elif role == "assistant":
-            items.extend(_assistant_items(message, where, legacy_calls))
+            answer = _assistant_items(message, where, legacy_calls)
+            if reasoning_lookup is not None and answer:
+                items.extend(_earlier_reasoning(answer, reasoning_lookup))
+            items.extend(answer)
         elif role == "tool":
             call_id = message.get("tool_call_id")
             if not isinstance(call_id, str) or not call_id:
@@ -135,6 +156,32 @@ def map_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]]]:
                 f"{where}.role",
             )
     return ("\n\n".join(instructions) if instructions else None), items
+
+
+_THINK_BLOCK = re.compile(r"^\s*<think>.*?</think>\s*", re.DOTALL)
+
+
+def reasoning_keys(answer: list[dict[str, Any]]) -> list[str]:
+    """What identifies an answer when its conversation comes back: its tool-call ids, else its text.
+
+    Chat clients send tool-call ids back unchanged; a plain answer is recognised by a hash of its text.
+    """
+    keys = [item["call_id"] for item in answer if item.get("type") in ("function_call", "custom_tool_call")]
+    if keys:
+        return keys
+    text = "".join(part.get("text", "") for item in answer if item.get("type") == "message"
+                   for part in item["content"] if part.get("type") == "output_text")
+    text = _THINK_BLOCK.sub("", text, count=1)  # clients in "think" mode send the tags back in their history
+    return ["text:" + hashlib.sha256(text.strip().encode()).hexdigest()] if text.strip() else []
+
+
+def _earlier_reasoning(answer: list[dict[str, Any]], lookup: Callable[[str], list[dict[str, Any]] | None]
+                       ) -> list[dict[str, Any]]:
+    for key in reasoning_keys(answer):
+        found = lookup(key)
+        if found:
+            return found
+    return []
 
 
 def _plain_text(content: Any, where: str) -> str:
@@ -282,7 +329,11 @@ def _arguments(value: Any, where: str) -> str:
 # --- tools ------------------------------------------------------------------
 
 
-def _map_tools(chat: dict[str, Any], body: dict[str, Any]) -> None:
+_SEARCH_TOOLS = frozenset(("web_search", "web_search_preview", "web_search_2025_08_26", "web_search_preview_2025_03_11",
+                           "file_search", "mcp"))
+
+
+def _map_tools(chat: dict[str, Any], body: dict[str, Any], options: MappingOptions) -> None:
     tools: list[dict[str, Any]] = []
     raw_tools = chat.get("tools")
     if raw_tools is not None:
@@ -297,6 +348,8 @@ def _map_tools(chat: dict[str, Any], body: dict[str, Any]) -> None:
     web_search = chat.get("web_search_options")
     if web_search is not None:
         tools.append(_web_search_tool(web_search))
+    if options.require_search_tool and not any(tool["type"] in _SEARCH_TOOLS for tool in tools):
+        tools.append({"type": "web_search_preview"})
     if tools:
         body["tools"] = tools
 
@@ -442,6 +495,8 @@ def _map_reasoning(chat: dict[str, Any], body: dict[str, Any], options: MappingO
         reasoning["summary"] = options.reasoning_summary
     if reasoning:
         body["reasoning"] = reasoning
+    if options.keep_reasoning:
+        body.setdefault("include", []).append("reasoning.encrypted_content")
 
 
 def _map_text(chat: dict[str, Any], body: dict[str, Any]) -> None:
@@ -476,16 +531,40 @@ def _text_format(response_format: Any) -> dict[str, Any]:
     raise InvalidRequest("'response_format.type' must be text, json_object or json_schema.", "response_format")
 
 
-def _reject_unemulated(chat: dict[str, Any]) -> None:
-    """Refuse, loudly, what the Responses API cannot do rather than answer wrongly."""
+def _map_logprobs(chat: dict[str, Any], body: dict[str, Any]) -> None:
+    logprobs = _optional(chat, "logprobs", bool)
+    top = chat.get("top_logprobs")
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= 20):
+        raise InvalidRequest("'top_logprobs' must be an integer from 0 to 20.", "top_logprobs")
+    if top and not logprobs:
+        raise InvalidRequest("'top_logprobs' requires 'logprobs' to be true.", "top_logprobs")
+    if logprobs:
+        body.setdefault("include", []).append("message.output_text.logprobs")
+        if top:
+            body["top_logprobs"] = top
+
+
+def _choice_count(chat: dict[str, Any], max_n: int) -> int:
     n = chat.get("n")
-    if n is not None and n != 1:
-        raise InvalidRequest("'n' other than 1 is not supported for this model.", "n", "unsupported_parameter")
+    if n is None:
+        return 1
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= max_n:
+        raise InvalidRequest(f"'n' must be an integer from 1 to {max_n}.", "n")
+    return n
+
+
+def _stop_sequences(chat: dict[str, Any]) -> tuple[str, ...]:
     stop = chat.get("stop")
-    if stop not in (None, "", []):
-        raise InvalidRequest("'stop' is not supported for this model.", "stop", "unsupported_parameter")
-    if chat.get("logprobs") or chat.get("top_logprobs"):
-        raise InvalidRequest("'logprobs' is not supported for this model.", "logprobs", "unsupported_parameter")
+    if stop is None or stop == "":
+        return ()
+    stops = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stops, list) or len(stops) > 4 or not all(isinstance(item, str) for item in stops):
+        raise InvalidRequest("'stop' must be a string or an array of up to 4 strings.", "stop")
+    return tuple(item for item in stops if item)
+
+
+def _reject_audio(chat: dict[str, Any]) -> None:
+    """Refuse, loudly, what the Responses API cannot do rather than answer wrongly."""
     modalities = chat.get("modalities")
     if chat.get("audio") is not None or (isinstance(modalities, list) and "audio" in modalities):
         raise InvalidRequest("Audio output is not supported for this model.", "modalities", "unsupported_parameter")

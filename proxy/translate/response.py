@@ -1,19 +1,18 @@
-"""Responses result -> Chat Completion. Pure: no I/O, no framework.
+"""Mapping helpers for Responses results -> chat shapes. Pure: no I/O, no framework.
 
-The helpers here (finish reason, usage, annotations, failures) are shared by
-the stream translator, so a streamed and a non-streamed answer to the same
-request can never disagree on them.
+Finish reason, usage, annotations, tool calls, logprobs and failures are
+decided here once, for the stream translator that produces both streamed and
+non-streamed answers.
 """
 
 from __future__ import annotations
 
 import secrets
-import time
 from typing import Any
 
 from ..errors import ProxyError
 
-_CHAT_SERVICE_TIERS = frozenset(("auto", "default", "flex", "scale", "priority"))
+CHAT_SERVICE_TIERS = frozenset(("auto", "default", "flex", "scale", "priority"))
 REASONING_PART_SEPARATOR = "\n\n"
 
 
@@ -119,72 +118,31 @@ def _failure_status(code: Any, etype: str | None) -> int:
     return 502
 
 
-def responses_to_chat(response: dict[str, Any], completion_id: str | None = None) -> dict[str, Any]:
-    """Map a finished Response object to a Chat Completion; raises :class:`ProxyError` for failures."""
-    if response.get("status") in ("failed", "cancelled"):
-        raise failure(response)
-    texts: list[str] = []
-    annotations: list[dict[str, Any]] = []
-    refusals: list[str] = []
-    reasoning: list[str] = []
-    tool_calls: list[dict[str, Any]] = []
-    length = 0
-    for item in response.get("output") or ():
-        if not isinstance(item, dict):
+def chat_logprobs(logprobs: Any) -> list[dict[str, Any]]:
+    """Responses token logprobs -> chat's ``logprobs.content`` entries (the shapes match field for field)."""
+    entries = []
+    for entry in logprobs if isinstance(logprobs, list) else ():
+        if not isinstance(entry, dict):
             continue
-        kind = item.get("type")
-        if kind == "message":
-            for part in item.get("content") or ():
-                if not isinstance(part, dict):
-                    continue
-                if part.get("type") == "output_text":
-                    text = part.get("text") or ""
-                    for annotation in part.get("annotations") or ():
-                        mapped = chat_annotation(annotation, length)
-                        if mapped:
-                            annotations.append(mapped)
-                    texts.append(text)
-                    length += len(text)
-                elif part.get("type") == "refusal":
-                    refusals.append(part.get("refusal") or "")
-        elif kind == "reasoning":
-            reasoning.extend(reasoning_texts(item))
-        else:
-            call = chat_tool_call(item)
-            if call:
-                tool_calls.append(call)
+        entries.append({
+            "token": entry.get("token", ""),
+            "logprob": entry.get("logprob", 0.0),
+            "bytes": entry.get("bytes"),
+            "top_logprobs": [{"token": top.get("token", ""), "logprob": top.get("logprob", 0.0),
+                              "bytes": top.get("bytes")}
+                             for top in entry.get("top_logprobs") or () if isinstance(top, dict)],
+        })
+    return entries
 
-    message: dict[str, Any] = {
-        "role": "assistant",
-        "content": "".join(texts) if texts or not (tool_calls or refusals) else None,
-        "refusal": "".join(refusals) if refusals else None,
-    }
-    if reasoning:
-        message["reasoning_content"] = REASONING_PART_SEPARATOR.join(reasoning)
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    if annotations:
-        message["annotations"] = annotations
 
-    completion: dict[str, Any] = {
-        "id": completion_id or new_completion_id(),
-        "object": "chat.completion",
-        "created": _int(response.get("created_at")) or int(time.time()),
-        "model": response.get("model") or "",
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "logprobs": None,
-            "finish_reason": finish_reason(response, bool(tool_calls)),
-        }],
-    }
-    tier = response.get("service_tier")
-    if tier in _CHAT_SERVICE_TIERS:
-        completion["service_tier"] = tier
-    usage = chat_usage(response.get("usage"))
-    if usage is not None:
-        completion["usage"] = usage
-    return completion
+_TERMINAL_BY_STATUS = {"completed": "response.completed", "incomplete": "response.incomplete",
+                       "failed": "response.failed", "cancelled": "response.failed"}
+
+
+def terminal_event(response: dict[str, Any]) -> dict[str, Any] | None:
+    """The stream event that ends a finished Response object; None while it is still running."""
+    kind = _TERMINAL_BY_STATUS.get(response.get("status", "completed"))
+    return {"type": kind, "response": response} if kind else None
 
 
 def _int(value: Any) -> int:

@@ -6,17 +6,22 @@ be known. The caller writes ``[DONE]`` after :attr:`StreamTranslator.done`
 when :attr:`StreamTranslator.error` is ``None``, and calls
 :meth:`StreamTranslator.finish` when the upstream stream ends, so a stream cut
 short is reported as an error instead of looking like a finished answer.
+
+Non-streamed answers are the same chunks folded into one completion
+(:mod:`proxy.translate.completion`), so both forms always agree.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ProxyError
 from .response import (
     REASONING_PART_SEPARATOR,
     chat_annotation,
+    chat_logprobs,
     chat_tool_call,
     chat_usage,
     failure,
@@ -27,6 +32,47 @@ from .response import (
 )
 
 TERMINAL_EVENTS = frozenset(("response.completed", "response.incomplete", "response.failed", "error"))
+THINK_OPEN = "<think>\n"
+THINK_CLOSE = "\n</think>\n\n"
+
+
+@dataclass(slots=True)
+class Presentation:
+    """How an answer is shown to the client: operator settings plus request options."""
+
+    reasoning: str = "reasoning_content"  # "reasoning_content", "think" (tags in content) or "none"
+    stop: tuple[str, ...] = ()  # emulated stop sequences
+    sources_in_content: bool = False  # append a Markdown list of cited sources to the content
+    progress: bool = False  # progress notes (web searches) in the reasoning stream
+
+
+class StopScanner:
+    """Finds the first stop sequence in streamed text, holding back only what a match could still need."""
+
+    __slots__ = ("_stops", "_keep", "_pending")
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self._stops = tuple(stop for stop in stops if stop)
+        self._keep = max((len(stop) for stop in self._stops), default=1) - 1
+        self._pending = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """Text that is safe to emit, and whether a stop sequence was reached."""
+        buffer = self._pending + text
+        hits = [index for index in (buffer.find(stop) for stop in self._stops) if index >= 0]
+        if hits:
+            self._pending = ""
+            return buffer[:min(hits)], True
+        cut = len(buffer) - self._keep
+        if cut <= 0:
+            self._pending = buffer
+            return "", False
+        self._pending = buffer[cut:]
+        return buffer[:cut], False
+
+    def flush(self) -> str:
+        pending, self._pending = self._pending, ""
+        return pending
 
 
 class _Call:
@@ -43,6 +89,8 @@ class StreamTranslator:
         model: str,
         *,
         include_usage: bool = False,
+        choice_index: int = 0,
+        presentation: Presentation | None = None,
         completion_id: str | None = None,
         created: int | None = None,
     ) -> None:
@@ -50,9 +98,14 @@ class StreamTranslator:
         self.created = created or int(time.time())
         self.model = model
         self.include_usage = include_usage
+        self.choice_index = choice_index
+        self.presentation = presentation or Presentation()
         self.done = False
+        self.stopped = False  # ended by an emulated stop sequence, before the upstream finished
         self.error: ProxyError | None = None
         self.response: dict[str, Any] | None = None  # the final Response object, once known
+        self._stop = StopScanner(self.presentation.stop) if self.presentation.stop else None
+        self._think_open = False
         self._calls: dict[str, _Call] = {}  # by item id
         self._call_ids_by_output: dict[int, str] = {}
         self._text_sent: dict[str, int] = {}  # characters of output_text sent, by item id
@@ -60,12 +113,20 @@ class StreamTranslator:
         self._content_length = 0
         self._reasoning_parts: set[tuple[str, Any]] = set()
         self._reasoning_items: set[str] = set()
+        self._sources: dict[str, str] = {}  # cited url -> title
+        self._pending_logprobs: list[dict[str, Any]] = []
+        self._answered = False  # anything but reasoning has been sent
 
     # --- public API ---------------------------------------------------------
 
     def start(self) -> list[dict[str, Any]]:
-        """The first chunk, sent as soon as the upstream accepts the request."""
-        return [self._chunk({"role": "assistant"})]
+        """The first chunks, sent as soon as the upstream accepts the request."""
+        frames = [self._chunk({"role": "assistant"})]
+        if self.presentation.reasoning == "think":
+            # Sent at once, so clients that only read content show "thinking" during long silence.
+            self._think_open = True
+            frames.append(self._raw_content(THINK_OPEN))
+        return frames
 
     def feed(self, event: Any) -> list[dict[str, Any]]:
         if self.done or not isinstance(event, dict):
@@ -88,42 +149,51 @@ class StreamTranslator:
         self.error = error
         return [error.body()]
 
+    def note(self, text: str) -> list[dict[str, Any]]:
+        """A progress note in the reasoning stream ("Still thinking (2 min)"), while nothing else is shown."""
+        if self.done or self._answered or not self.presentation.progress:
+            return []
+        return self._reasoning(("note", len(self._reasoning_parts)), text)
+
     # --- event handlers -----------------------------------------------------
 
     def _text_delta(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         delta = event.get("delta")
         if not isinstance(delta, str) or not delta:
             return []
-        item_id = str(event.get("item_id"))
+        item_id = _key(event.get("item_id"), event.get("output_index"))
+        frames = self._close_think()
         self._part_offsets.setdefault((item_id, event.get("content_index", 0)), self._content_length)
         self._text_sent[item_id] = self._text_sent.get(item_id, 0) + len(delta)
-        self._content_length += len(delta)
-        return [self._chunk({"content": delta})]
+        logprobs = event.get("logprobs")
+        if logprobs:
+            self._pending_logprobs.extend(chat_logprobs(logprobs))
+        return frames + self._content(delta)
 
     def _refusal_delta(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         delta = event.get("delta")
         if not isinstance(delta, str) or not delta:
             return []
-        self._text_sent.setdefault(str(event.get("item_id")), 0)
-        return [self._chunk({"refusal": delta})]
+        self._text_sent.setdefault(_key(event.get("item_id"), event.get("output_index")), 0)
+        return self._answer({"refusal": delta})
 
     def _annotation(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        offset = self._part_offsets.get((str(event.get("item_id")), event.get("content_index", 0)), 0)
+        offset = self._part_offsets.get((_key(event.get("item_id"), event.get("output_index")),
+                                         event.get("content_index", 0)), 0)
         annotation = chat_annotation(event.get("annotation"), offset)
-        return [self._chunk({"annotations": [annotation]})] if annotation else []
+        if not annotation:
+            return []
+        citation = annotation["url_citation"]
+        self._sources.setdefault(citation["url"], citation["title"])
+        return self._answer({"annotations": [annotation]})
 
     def _reasoning_delta(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         delta = event.get("delta")
         if not isinstance(delta, str) or not delta:
             return []
-        item_id = str(event.get("item_id"))
-        part = (item_id, event.get("summary_index", event.get("content_index", 0)))
-        if part not in self._reasoning_parts:
-            if self._reasoning_parts:
-                delta = REASONING_PART_SEPARATOR + delta
-            self._reasoning_parts.add(part)
-            self._reasoning_items.add(item_id)
-        return [self._chunk({"reasoning_content": delta})]
+        item_id = _key(event.get("item_id"), event.get("output_index"))
+        self._reasoning_items.add(item_id)
+        return self._reasoning((item_id, event.get("summary_index", event.get("content_index", 0))), delta)
 
     def _item_added(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         item = event.get("item")
@@ -137,7 +207,7 @@ class StreamTranslator:
         if call is None or not isinstance(delta, str) or not delta:
             return []
         call.sent += len(delta)
-        return [self._tool_delta(call.index, {"function": {"arguments": delta}})]
+        return self._tool_delta(call.index, {"function": {"arguments": delta}})
 
     def _arguments_done(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         call = self._call_for(event)
@@ -158,20 +228,86 @@ class StreamTranslator:
         for index, item in enumerate(response.get("output") or ()):
             if isinstance(item, dict):
                 frames.extend(self._reconcile(item, index))
-        frames.append(self._chunk({}, finish_reason(response, bool(self._calls))))
+        if self.done:  # a stop sequence turned up in text only the final response carried
+            return frames
+        if self.presentation.sources_in_content and self._sources:
+            frames.extend(self._content("\n\nSources:\n" + "\n".join(
+                f"{number}. [{title or url}]({url})" for number, (url, title) in enumerate(self._sources.items(), 1))))
+        if self.done:
+            return frames
+        frames.extend(self._end(finish_reason(response, bool(self._calls))))
         if self.include_usage:
-            frames.append({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                           "model": self.model, "choices": [], "usage": chat_usage(response.get("usage"))})
-        self.done = True
+            frames.append(usage_chunk(self.id, self.created, self.model, [response]))
         return frames
 
     def _error_event(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         return self.fail(upstream_failure(event))
 
+    # --- output -------------------------------------------------------------
+
+    def _content(self, text: str) -> list[dict[str, Any]]:
+        """Answer text, through the stop-sequence scanner when there is one."""
+        self._content_length += len(text)
+        if self._stop is None:
+            return self._answer({"content": text})
+        safe, stopped = self._stop.feed(text)
+        frames = self._answer({"content": safe}) if safe else []
+        if stopped:
+            self.stopped = True
+            frames.extend(self._end("stop"))
+        return frames
+
+    def _answer(self, delta: dict[str, Any]) -> list[dict[str, Any]]:
+        """A chunk of the answer proper: closes an open think block, and releases held-back text first."""
+        self._answered = True
+        frames = self._close_think()
+        if "content" not in delta:
+            frames.extend(self._release())
+        chunk = self._chunk(delta)
+        if "content" in delta and self._pending_logprobs:
+            chunk["choices"][0]["logprobs"] = {"content": self._pending_logprobs, "refusal": None}
+            self._pending_logprobs = []
+        frames.append(chunk)
+        return frames
+
+    def _release(self) -> list[dict[str, Any]]:
+        """Text held back for a possible stop sequence, once no stop can follow it."""
+        held = self._stop.flush() if self._stop is not None else ""
+        return [self._chunk({"content": held})] if held else []
+
+    def _reasoning(self, part: tuple[str, Any], text: str) -> list[dict[str, Any]]:
+        mode = self.presentation.reasoning
+        if mode == "none" or (mode == "think" and not self._think_open):
+            return []
+        if part not in self._reasoning_parts:
+            if self._reasoning_parts:
+                text = REASONING_PART_SEPARATOR + text
+            self._reasoning_parts.add(part)
+        if mode == "think":
+            return [self._raw_content(text)]
+        return [self._chunk({"reasoning_content": text})]
+
+    def _raw_content(self, text: str) -> dict[str, Any]:
+        """Content outside the answer proper (think tags and reasoning), never scanned for stops."""
+        self._content_length += len(text)
+        return self._chunk({"content": text})
+
+    def _close_think(self) -> list[dict[str, Any]]:
+        if not self._think_open:
+            return []
+        self._think_open = False
+        return [self._raw_content(THINK_CLOSE)]
+
+    def _end(self, reason: str) -> list[dict[str, Any]]:
+        frames = self._close_think() + self._release()
+        frames.append(self._chunk({}, reason))
+        self.done = True
+        return frames
+
     # --- helpers ------------------------------------------------------------
 
     def _announce(self, item: dict[str, Any], output_index: Any) -> list[dict[str, Any]]:
-        item_id = str(item.get("id") or f"output-{output_index}")
+        item_id = _key(item.get("id"), output_index)
         if item_id in self._calls:
             return []
         arguments = item.get("arguments") or ""
@@ -179,16 +315,16 @@ class StreamTranslator:
         self._calls[item_id] = call
         if isinstance(output_index, int):
             self._call_ids_by_output[output_index] = item_id
-        return [self._tool_delta(call.index, {
+        return self._tool_delta(call.index, {
             "id": item.get("call_id") or item_id, "type": "function",
             "function": {"name": item.get("name") or "", "arguments": arguments},
-        })]
+        })
 
     def _call_for(self, event: dict[str, Any]) -> _Call | None:
         item_id = event.get("item_id")
         if item_id is None:
             item_id = self._call_ids_by_output.get(event.get("output_index"))
-        return self._calls.get(str(item_id)) if item_id is not None else None
+        return self._calls.get(_key(item_id, event.get("output_index"))) if item_id is not None else None
 
     def _rest_of_arguments(self, call: _Call, arguments: Any) -> list[dict[str, Any]]:
         """Arguments that arrived only in a ``done`` event must still reach the client."""
@@ -196,51 +332,60 @@ class StreamTranslator:
             return []
         rest = arguments[call.sent:]
         call.sent = len(arguments)
-        return [self._tool_delta(call.index, {"function": {"arguments": rest}})]
+        return self._tool_delta(call.index, {"function": {"arguments": rest}})
 
     def _reconcile(self, item: dict[str, Any], output_index: Any) -> list[dict[str, Any]]:
         """Send whatever a finished item holds that its delta events did not carry."""
+        if self.done:
+            return []
         kind = item.get("type")
-        item_id = str(item.get("id"))
+        item_id = _key(item.get("id"), output_index)
         if kind == "function_call":
             frames = self._announce(item, output_index)
-            call = self._calls[str(item.get("id") or f"output-{output_index}")]
+            call = self._calls[item_id]
             return frames + self._rest_of_arguments(call, item.get("arguments"))
         if kind == "message":
             if item_id not in self._text_sent:
-                return self._whole_message(item)
+                return self._whole_message(item, item_id)
             text = "".join(part.get("text") or "" for part in item.get("content") or ()
                            if isinstance(part, dict) and part.get("type") == "output_text")
             if len(text) > self._text_sent[item_id]:
                 return self._text_delta({"item_id": item_id, "delta": text[self._text_sent[item_id]:]})
             return []
         if kind == "reasoning" and item_id not in self._reasoning_items:
+            self._reasoning_items.add(item_id)
             return [frame for index, text in enumerate(reasoning_texts(item))
-                    for frame in self._reasoning_delta({"item_id": item_id, "summary_index": index, "delta": text})]
+                    for frame in self._reasoning((item_id, index), text)]
         if kind == "custom_tool_call" and item_id not in self._calls:
             call = _Call(len(self._calls), 0)
             self._calls[item_id] = call
-            return [self._tool_delta(call.index, chat_tool_call(item) or {})]
+            return self._tool_delta(call.index, chat_tool_call(item) or {})
+        if kind == "web_search_call" and self.presentation.progress and item_id not in self._reasoning_items:
+            self._reasoning_items.add(item_id)
+            query = (item.get("action") or {}).get("query")
+            return self.note(f"Searching the web: {query}") if query else []
         return []
 
-    def _whole_message(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+    def _whole_message(self, item: dict[str, Any], item_id: str) -> list[dict[str, Any]]:
         frames: list[dict[str, Any]] = []
-        item_id = str(item.get("id"))
         for index, part in enumerate(item.get("content") or ()):
             if not isinstance(part, dict):
                 continue
             if part.get("type") == "output_text":
-                frames.extend(self._text_delta({"item_id": item_id, "content_index": index, "delta": part.get("text")}))
+                frames.extend(self._text_delta({"item_id": item_id, "content_index": index, "delta": part.get("text"),
+                                                "logprobs": part.get("logprobs")}))
                 for annotation in part.get("annotations") or ():
                     frames.extend(self._annotation({"item_id": item_id, "content_index": index,
                                                     "annotation": annotation}))
             elif part.get("type") == "refusal":
                 frames.extend(self._refusal_delta({"item_id": item_id, "delta": part.get("refusal")}))
+            if self.done:
+                break
         self._text_sent.setdefault(item_id, 0)
         return frames
 
-    def _tool_delta(self, index: int, fields: dict[str, Any]) -> dict[str, Any]:
-        return self._chunk({"tool_calls": [{"index": index, **fields}]})
+    def _tool_delta(self, index: int, fields: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._answer({"tool_calls": [{"index": index, **fields}]})
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {
@@ -248,8 +393,33 @@ class StreamTranslator:
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            "choices": [{"index": self.choice_index, "delta": delta, "logprobs": None, "finish_reason": finish}],
         }
+
+
+def _key(item_id: Any, output_index: Any) -> str:
+    """Identifies an output item; by position when an upstream sends no item ids."""
+    return str(item_id) if item_id else f"#{output_index}"
+
+
+def usage_chunk(completion_id: str, created: int, model: str, responses: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """The final ``include_usage`` chunk; with ``n > 1`` the usage of every choice's response, summed."""
+    return {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [], "usage": summed_usage(responses)}
+
+
+def summed_usage(responses: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    usages = [chat_usage(response.get("usage")) for response in responses if response]
+    usages = [usage for usage in usages if usage]
+    if not usages:
+        return None
+    total = usages[0]
+    for usage in usages[1:]:
+        for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+            total[key] += usage[key]
+        total["prompt_tokens_details"]["cached_tokens"] += usage["prompt_tokens_details"]["cached_tokens"]
+        total["completion_tokens_details"]["reasoning_tokens"] += usage["completion_tokens_details"]["reasoning_tokens"]
+    return total
 
 
 _HANDLERS = {

@@ -1,0 +1,115 @@
+"""Chat chunks -> one Chat Completion. Pure: no I/O, no framework.
+
+A non-streamed answer is the streamed answer folded, so the two cannot
+disagree: every mapping rule lives in the stream translator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .response import CHAT_SERVICE_TIERS, terminal_event
+from .stream import Presentation, StreamTranslator, summed_usage
+
+
+class _Choice:
+    __slots__ = ("content", "reasoning", "refusal", "annotations", "calls", "logprobs", "finish_reason")
+
+    def __init__(self) -> None:
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.refusal: list[str] = []
+        self.annotations: list[dict[str, Any]] = []
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.logprobs: list[dict[str, Any]] | None = None
+        self.finish_reason: str | None = None
+
+    def add(self, choice: dict[str, Any]) -> None:
+        delta = choice.get("delta") or {}
+        if delta.get("content"):
+            self.content.append(delta["content"])
+        if delta.get("reasoning_content"):
+            self.reasoning.append(delta["reasoning_content"])
+        if delta.get("refusal"):
+            self.refusal.append(delta["refusal"])
+        self.annotations.extend(delta.get("annotations") or ())
+        for call in delta.get("tool_calls") or ():
+            self._add_call(call)
+        if choice.get("logprobs"):
+            self.logprobs = (self.logprobs or []) + list(choice["logprobs"].get("content") or ())
+        if choice.get("finish_reason"):
+            self.finish_reason = choice["finish_reason"]
+
+    def _add_call(self, call: dict[str, Any]) -> None:
+        slot = self.calls.get(call["index"])
+        if slot is None:
+            slot = {key: value for key, value in call.items() if key != "index"}
+            if slot.get("type") == "function":
+                slot["function"] = dict(slot.get("function") or {})
+            self.calls[call["index"]] = slot
+            return
+        arguments = (call.get("function") or {}).get("arguments")
+        if arguments:
+            slot["function"]["arguments"] = slot["function"].get("arguments", "") + arguments
+
+    def message(self) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": "".join(self.content) if self.content or not (self.calls or self.refusal) else None,
+            "refusal": "".join(self.refusal) if self.refusal else None,
+        }
+        if self.reasoning:
+            message["reasoning_content"] = "".join(self.reasoning)
+        if self.calls:
+            message["tool_calls"] = [self.calls[index] for index in sorted(self.calls)]
+        if self.annotations:
+            message["annotations"] = self.annotations
+        return message
+
+
+class CompletionBuilder:
+    """Collects the chunks of one or more choices and builds the completion."""
+
+    def __init__(self) -> None:
+        self._choices: dict[int, _Choice] = {}
+
+    def add(self, frames: list[dict[str, Any]]) -> None:
+        for frame in frames:
+            for choice in frame.get("choices") or ():
+                self._choices.setdefault(choice.get("index", 0), _Choice()).add(choice)
+
+    def build(self, translators: list[StreamTranslator]) -> dict[str, Any]:
+        first = translators[0]
+        responses = [translator.response for translator in translators]
+        final = next((response for response in responses if response), {})
+        completion: dict[str, Any] = {
+            "id": first.id,
+            "object": "chat.completion",
+            "created": final.get("created_at") if isinstance(final.get("created_at"), int) else first.created,
+            "model": final.get("model") or first.model,
+            "choices": [
+                {"index": index, "message": choice.message(),
+                 "logprobs": {"content": choice.logprobs, "refusal": None} if choice.logprobs is not None else None,
+                 "finish_reason": choice.finish_reason or "stop"}
+                for index, choice in sorted(self._choices.items())
+            ],
+        }
+        if final.get("service_tier") in CHAT_SERVICE_TIERS:
+            completion["service_tier"] = final["service_tier"]
+        usage = summed_usage(responses)
+        if usage is not None:
+            completion["usage"] = usage
+        return completion
+
+
+def responses_to_chat(response: dict[str, Any], presentation: Presentation | None = None,
+                      completion_id: str | None = None) -> dict[str, Any]:
+    """Map a finished Response object to a Chat Completion; raises ProxyError for a failed one."""
+    translator = StreamTranslator(response.get("model") or "", presentation=presentation, completion_id=completion_id)
+    builder = CompletionBuilder()
+    builder.add(translator.start())
+    builder.add(translator.feed(terminal_event(response) or {"type": "response.completed", "response": response}))
+    builder.add(translator.finish())
+    if translator.error is not None:
+        raise translator.error
+    return builder.build([translator])
