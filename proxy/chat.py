@@ -162,6 +162,8 @@ def _feed(translator: StreamTranslator, item: dict[str, Any] | BaseException) ->
 async def _completion(exchange: Exchange) -> dict[str, Any]:
     """Follow every call to its end and fold the chunks into one chat completion."""
     builder = CompletionBuilder()
+    for translator in exchange.translators:
+        builder.add(translator.start())
     try:
         async for index, item in _events(exchange):
             translator = exchange.translators[index]

@@ -206,6 +206,28 @@ def _with_encrypted_reasoning(item: dict, include: list) -> dict:
             **{k: v for k, v in item.items() if k not in ("id", "type")}}
 
 
+def _token_logprobs(text: str, top: int) -> list[dict]:
+    """Per-token logprobs for a text, shaped as the API returns them (one token per word here)."""
+    entries = []
+    for rank, token in enumerate(re.findall(r"\S+\s*|\s+", text)):
+        logprob = -0.01 * (rank % 7 + 1)
+        alternatives = [{"token": token, "logprob": logprob, "bytes": list(token.encode())}] + [
+            {"token": f"alt{n}", "logprob": logprob - n, "bytes": list(f"alt{n}".encode())} for n in range(1, top)]
+        entries.append({"token": token, "logprob": logprob, "bytes": list(token.encode()),
+                        "top_logprobs": alternatives[:top]})
+    return entries
+
+
+def _with_logprobs(item: dict, include: list, top: int) -> dict:
+    """Output text carries token logprobs when the request includes them."""
+    if item.get("type") != "message" or "message.output_text.logprobs" not in include:
+        return item
+    for part in item["content"]:
+        if part["type"] == "output_text" and not part.get("logprobs"):
+            part["logprobs"] = _token_logprobs(part["text"], top)
+    return item
+
+
 def _item_text(item: dict) -> str:
     if item.get("type") == "message":
         return "".join(part.get("text") or part.get("refusal") or "" for part in item.get("content", []))
@@ -244,7 +266,8 @@ def build_response(request: dict | None, output: list[dict], status: str = "comp
     requested_model = _given(request, "model", "gpt-4o")
     model = model or MODEL_SNAPSHOTS.get(requested_model, requested_model)
     include = request.get("include") or []
-    output = [_with_encrypted_reasoning(copy.deepcopy(item), include) for item in output]
+    output = [_with_logprobs(_with_encrypted_reasoning(copy.deepcopy(item), include), include,
+                             request.get("top_logprobs") or 0) for item in output]
     if status == "incomplete":
         incomplete_details = incomplete_details or {"reason": "max_output_tokens"}
         if output and output[-1].get("type") == "message":
@@ -350,8 +373,10 @@ def _message_events(w: _EventWriter, index: int, item: dict, size: int) -> None:
                    part={"type": "output_text", "annotations": [], "logprobs": [], "text": ""})
             spans = [(a["start_index"], a["end_index"]) for a in annotations if "start_index" in a]
             written, pending = 0, 0
-            for piece in _pieces(text, size, spans):
-                w.delta("response.output_text.delta", piece, **where, logprobs=[])
+            tokens = part.get("logprobs") or []
+            pieces = [entry["token"] for entry in tokens] if tokens else _pieces(text, size, spans)
+            for n, piece in enumerate(pieces):
+                w.delta("response.output_text.delta", piece, **where, logprobs=tokens[n:n + 1])
                 written += len(piece)
                 # Each annotation follows the delta that completes its span.
                 while pending < len(annotations) and _annotation_end(annotations[pending], text) <= written:
@@ -361,7 +386,7 @@ def _message_events(w: _EventWriter, index: int, item: dict, size: int) -> None:
             for ai in range(pending, len(annotations)):
                 w.emit("response.output_text.annotation.added", **where, annotation_index=ai,
                        annotation=annotations[ai])
-            w.emit("response.output_text.done", **where, logprobs=[], text=text)
+            w.emit("response.output_text.done", **where, logprobs=tokens, text=text)
         w.emit("response.content_part.done", **where, part=part)
 
 

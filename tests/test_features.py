@@ -1,0 +1,332 @@
+"""What chat users see: reasoning display, variants, web search, deep research, stop, n, logprobs, continuity."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from chunks import fold
+from conftest import sdk
+from fake_upstream import (
+    Reply,
+    Respond,
+    Stream,
+    build_response,
+    error_body,
+    function_call_item,
+    message_item,
+    reasoning_item,
+    stream_events,
+    url_citation,
+    web_search_call_item,
+)
+from spec_check import check_chat_chunk, check_chat_completion, check_create_response
+
+MESSAGES = [{"role": "user", "content": "Why is the sky blue?"}]
+THOUGHT = [reasoning_item(["Rayleigh scattering.", "Shorter wavelengths scatter more."]),
+           message_item("Because of Rayleigh scattering.")]
+
+
+def streamed(url, body, headers=None):
+    response = httpx.post(url + "/v1/chat/completions", json={**body, "stream": True}, headers=headers, timeout=30)
+    payloads = [line[6:] for line in response.text.split("\n") if line.startswith("data: ")]
+    assert payloads[-1] == "[DONE]", response.text
+    frames = [json.loads(p) for p in payloads[:-1]]
+    for frame in frames:
+        check_chat_chunk(frame)
+    return response, frames
+
+
+def completed(url, body, headers=None):
+    response = httpx.post(url + "/v1/chat/completions", json=body, headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    check_chat_completion(response.json())
+    return response.json()
+
+
+# --- reasoning display ---------------------------------------------------------------
+
+
+def test_summaries_are_requested_and_shown_as_reasoning_content(proxy_url, fake):
+    fake.script(Respond(output=THOUGHT))
+    message = completed(proxy_url, {"model": "o3-pro", "messages": MESSAGES})["choices"][0]["message"]
+    assert message["reasoning_content"] == "Rayleigh scattering.\n\nShorter wavelengths scatter more."
+    assert fake.requests_to("/responses")[0].json["reasoning"]["summary"] == "auto"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_think_mode_by_header(proxy_url, fake, stream):
+    fake.script(Respond(output=THOUGHT))
+    headers = {"x-proxy-reasoning-output": "think"}
+    body = {"model": "o3-pro", "messages": MESSAGES}
+    if stream:
+        _, frames = streamed(proxy_url, body, headers)
+        assert frames[1]["choices"][0]["delta"] == {"content": "<think>\n"}  # the opening tag comes at once
+        message = fold(frames)["message"]
+    else:
+        message = completed(proxy_url, body, headers)["choices"][0]["message"]
+    assert message["content"] == ("<think>\nRayleigh scattering.\n\nShorter wavelengths scatter more.\n</think>\n\n"
+                                  "Because of Rayleigh scattering.")
+    assert "reasoning_content" not in message
+
+
+def test_none_mode_by_config(make_proxy, fake):
+    fake.script(Respond(output=THOUGHT))
+    with make_proxy(reasoning={"output": "none"}) as url:
+        message = completed(url, {"model": "o3-pro", "messages": MESSAGES})["choices"][0]["message"]
+    assert message["content"] == "Because of Rayleigh scattering." and "reasoning_content" not in message
+
+
+def test_summary_off_by_config(make_proxy, fake):
+    with make_proxy(reasoning={"summary": "off"}) as url:
+        completed(url, {"model": "o3-pro", "messages": MESSAGES})
+    assert "summary" not in fake.requests_to("/responses")[0].json.get("reasoning", {})
+
+
+def test_bad_reasoning_output_header_is_400(proxy_url, fake):
+    response = httpx.post(proxy_url + "/v1/chat/completions", json={"model": "o3-pro", "messages": MESSAGES},
+                          headers={"x-proxy-reasoning-output": "loud"}, timeout=30)
+    assert response.status_code == 400 and response.json()["error"]["param"] == "x-proxy-reasoning-output"
+
+
+def test_unverified_organization_gets_answers_without_summaries(make_proxy, fake):
+    fake.script(Reply(status=400, json=error_body(
+        "Your organization must be verified to generate reasoning summaries. Please go to: "
+        "https://platform.openai.com/settings/organization/general and click on Verify Organization.",
+        param="reasoning.summary", code="unsupported_value")))
+    with make_proxy() as url:
+        first = completed(url, {"model": "o3-pro", "messages": MESSAGES})
+        second = completed(url, {"model": "o3-pro", "messages": MESSAGES})
+    assert first["choices"][0]["message"]["content"].startswith("Echo:")
+    assert second["choices"][0]["message"]["content"].startswith("Echo:")
+    summaries = [r.json.get("reasoning", {}).get("summary") for r in fake.requests_to("/responses")]
+    assert summaries == ["auto", None, None]  # refused once, retried without, remembered
+
+
+# --- variants ----------------------------------------------------------------------------
+
+
+def test_effort_suffix_and_alias(make_proxy, fake):
+    aliases = {"deep-thinker": {"model": "o3-pro", "reasoning_effort": "high", "params": {"max_tokens": 5000}}}
+    with make_proxy(aliases=aliases) as url:
+        completed(url, {"model": "o3-pro-low", "messages": MESSAGES})
+        completed(url, {"model": "deep-thinker", "messages": MESSAGES})
+        completed(url, {"model": "gpt-4o-mini", "messages": MESSAGES})
+        listing = httpx.get(url + "/v1/models", timeout=30).json()
+    low, alias = fake.requests_to("/responses")
+    assert low.json["model"] == "o3-pro" and low.json["reasoning"]["effort"] == "low"
+    assert alias.json["model"] == "o3-pro" and alias.json["reasoning"]["effort"] == "high"
+    assert alias.json["max_output_tokens"] == 5000
+    (chat,) = fake.requests_to("/chat/completions")
+    assert chat.json["model"] == "gpt-4o-mini"  # "-mini" is no effort: never cut
+    ids = [model["id"] for model in listing["data"]]
+    assert {"o3-pro", "o3-pro-low", "o3-pro-medium", "o3-pro-high", "deep-thinker", "gpt-4o"} <= set(ids)
+    assert "gpt-4o-high" not in ids
+    assert len(ids) == len(set(ids))
+
+
+def test_sdk_model_list_shows_variants(client, fake):
+    ids = [model.id for model in client.models.list()]
+    assert "o3-pro-high" in ids
+
+
+# --- web search and deep research ---------------------------------------------------------
+
+
+CITED = [web_search_call_item("sky colour"), message_item(
+    "The sky is blue due to Rayleigh scattering.",
+    annotations=[url_citation("https://en.wikipedia.org/wiki/Rayleigh_scattering", "Rayleigh scattering", 26, 43)])]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_citations_as_annotations_and_as_a_sources_list(make_proxy, fake, stream):
+    body = {"model": "o3-pro", "messages": MESSAGES, "web_search_options": {"search_context_size": "medium"}}
+    with make_proxy(web_search={"sources_in_content": True}) as url:
+        fake.script(Respond(output=CITED))
+        message = fold(streamed(url, body)[1])["message"] if stream else \
+            completed(url, body)["choices"][0]["message"]
+    assert message["annotations"][0]["url_citation"]["url"] == "https://en.wikipedia.org/wiki/Rayleigh_scattering"
+    assert message["content"] == ("The sky is blue due to Rayleigh scattering.\n\nSources:\n"
+                                  "1. [Rayleigh scattering](https://en.wikipedia.org/wiki/Rayleigh_scattering)")
+    assert fake.requests_to("/responses")[0].json["tools"] == [{"type": "web_search", "search_context_size": "medium"}]
+
+
+def test_deep_research_gets_a_search_tool_background_mode_and_progress(make_proxy, fake):
+    fake.script(Respond(output=[reasoning_item(["Planning the research."]), web_search_call_item("sky colour"),
+                                message_item("Report: it is Rayleigh scattering.")]))
+    with make_proxy(models={"*deep-research*": {"background": True}}) as url:  # the built-in default
+        _, frames = streamed(url, {"model": "o3-deep-research", "messages": MESSAGES})
+    request = fake.requests_to("/responses")[0].json
+    check_create_response(request)
+    assert request["tools"] == [{"type": "web_search_preview"}]
+    assert request["background"] is True and request["store"] is True
+    message = fold(frames)["message"]
+    assert "Searching the web: sky colour" in message["reasoning_content"]
+    assert message["content"] == "Report: it is Rayleigh scattering."
+
+
+# --- stop ------------------------------------------------------------------------------------
+
+
+LONG = "First line of the answer.\nSTOP-HERE and everything after it costs tokens " + "blah " * 200
+
+
+def test_stop_in_a_stream_cuts_and_closes_the_upstream(proxy_url, fake):
+    fake.script(Stream(events=stream_events(build_response(None, [message_item(LONG)]), text_chunk=3), delay=0.002))
+    _, frames = streamed(proxy_url, {"model": "o3-pro", "messages": MESSAGES, "stop": ["STOP-HERE", "never"]})
+    folded = fold(frames)
+    assert folded["message"]["content"] == "First line of the answer.\n"
+    assert folded["finish_reasons"] == ["stop"]
+    fake.wait_for_disconnect(timeout=5)
+    assert fake.disconnects == 1  # the upstream stream was closed early
+
+
+def test_stop_without_a_stream(client, fake):
+    fake.script(Stream(events=stream_events(build_response(None, [message_item(LONG)]), text_chunk=3), delay=0.002))
+    completion = client.chat.completions.create(model="o3-pro", messages=MESSAGES, stop="STOP-HERE")
+    assert completion.choices[0].message.content == "First line of the answer.\n"
+    assert completion.choices[0].finish_reason == "stop"
+    fake.wait_for_disconnect(timeout=5)
+    assert fake.disconnects == 1
+
+
+def test_stop_that_never_matches_changes_nothing(client, fake):
+    fake.script(Respond(output=[message_item("Short and sweet.")]))
+    completion = client.chat.completions.create(model="o3-pro", messages=MESSAGES, stop=["zzz"])
+    assert completion.choices[0].message.content == "Short and sweet."
+
+
+# --- n ------------------------------------------------------------------------------------------
+
+
+def test_n_choices_without_a_stream(client, fake):
+    fake.script(*[Respond(output=[message_item(f"Answer {i}")]) for i in range(3)])
+    completion = client.chat.completions.create(model="o3-pro", messages=MESSAGES, n=3)
+    check_chat_completion(completion.model_dump(exclude_unset=True))
+    assert [c.index for c in completion.choices] == [0, 1, 2]
+    assert sorted(c.message.content for c in completion.choices) == ["Answer 0", "Answer 1", "Answer 2"]
+    singles = [build_response({"input": [{"role": "user", "content": MESSAGES[0]["content"]}]},
+                              [message_item(f"Answer {i}")])["usage"] for i in range(3)]
+    assert completion.usage.completion_tokens == sum(u["output_tokens"] for u in singles)
+    assert len(fake.requests_to("/responses")) == 3
+
+
+def test_n_choices_streamed_interleaved(proxy_url, fake):
+    fake.script(*[Stream(events=stream_events(build_response(None, [message_item(f"Choice number {i}")]),
+                                              text_chunk=2), delay=0.003) for i in range(3)])
+    _, frames = streamed(proxy_url, {"model": "o3-pro", "messages": MESSAGES, "n": 3,
+                                     "stream_options": {"include_usage": True}})
+    by_index = {}
+    order = []
+    for frame in frames:
+        for choice in frame["choices"]:
+            by_index.setdefault(choice["index"], []).append(choice)
+            order.append(choice["index"])
+    assert sorted(by_index) == [0, 1, 2]
+    texts = sorted("".join(c["delta"].get("content") or "" for c in choices) for choices in by_index.values())
+    assert texts == ["Choice number 0", "Choice number 1", "Choice number 2"]
+    assert all(sum(1 for c in choices if c["finish_reason"]) == 1 for choices in by_index.values())
+    switches = sum(1 for a, b in zip(order, order[1:]) if a != b)
+    assert switches > 3  # interleaved as they arrived, not one after another
+    assert frames[-1]["choices"] == [] and frames[-1]["usage"]["completion_tokens"] > 0
+
+
+# --- logprobs ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_logprobs(client, fake, stream):
+    fake.script(Respond(output=[message_item("Blue sky today")]))
+    request = fake.requests
+    if stream:
+        chunks = list(client.chat.completions.create(model="o3-pro", messages=MESSAGES, logprobs=True,
+                                                     top_logprobs=2, stream=True))
+        tokens = [t for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    else:
+        completion = client.chat.completions.create(model="o3-pro", messages=MESSAGES, logprobs=True, top_logprobs=2)
+        tokens = completion.choices[0].logprobs.content
+    assert "".join(t.token for t in tokens) == "Blue sky today"
+    assert all(t.logprob < 0 and len(t.top_logprobs) == 2 for t in tokens)
+    sent = [r for r in request if r.path.endswith("/responses")][0].json
+    assert sent["include"] == ["message.output_text.logprobs", "reasoning.encrypted_content"] or \
+        sent["include"] == ["reasoning.encrypted_content", "message.output_text.logprobs"]
+    assert sent["top_logprobs"] == 2
+
+
+# --- multi-turn reasoning continuity --------------------------------------------------------------
+
+
+def test_three_step_tool_loop_carries_the_first_steps_reasoning(client, fake):
+    tools = [{"type": "function", "function": {"name": "add", "parameters": {"type": "object", "properties": {
+        "a": {"type": "number"}, "b": {"type": "number"}}}}}]
+    messages = [{"role": "user", "content": "What is (1+2)+3?"}]
+
+    fake.script(Respond(output=[reasoning_item(["Add 1 and 2 first."]), function_call_item("add", {"a": 1, "b": 2},
+                                                                                          call_id="call_one")]))
+    first = client.chat.completions.create(model="o3-pro", messages=messages, tools=tools)
+    first_reasoning = [i for i in fake.requests_to("/responses")]
+    assert "reasoning.encrypted_content" in first_reasoning[0].json["include"]
+    messages += [first.choices[0].message.model_dump(exclude_none=True),
+                 {"role": "tool", "tool_call_id": "call_one", "content": "3"}]
+
+    fake.reset()
+    fake.script(Respond(output=[reasoning_item(["Now add 3."]), function_call_item("add", {"a": 3, "b": 3},
+                                                                                 call_id="call_two")]))
+    second = client.chat.completions.create(model="o3-pro", messages=messages, tools=tools)
+    second_input = fake.requests_to("/responses")[0].json["input"]
+    check_create_response(fake.requests_to("/responses")[0].json)
+    step_one = second_input[1]
+    assert step_one["type"] == "reasoning" and step_one["encrypted_content"].startswith("gAAAA")
+    assert second_input[2]["call_id"] == "call_one"
+    messages += [second.choices[0].message.model_dump(exclude_none=True),
+                 {"role": "tool", "tool_call_id": "call_two", "content": "6"}]
+
+    fake.reset()
+    fake.script(Respond(output=[message_item("The answer is 6.")]))
+    third = client.chat.completions.create(model="o3-pro", messages=messages, tools=tools)
+    assert third.choices[0].message.content == "The answer is 6."
+    third_input = fake.requests_to("/responses")[0].json["input"]
+    kinds = [item.get("type", "message") for item in third_input]
+    assert kinds == ["message", "reasoning", "function_call", "function_call_output",
+                     "reasoning", "function_call", "function_call_output"]
+    assert third_input[1] == step_one  # the first step's reasoning, again, unchanged
+
+
+def test_unknown_history_degrades_to_plain_history(client, fake):
+    client.chat.completions.create(model="o3-pro", messages=[
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_never_seen", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_never_seen", "content": "ok"}])
+    kinds = [item.get("type", "message") for item in fake.requests_to("/responses")[0].json["input"]]
+    assert kinds == ["message", "function_call", "function_call_output"]
+
+
+def test_upstream_refusing_encrypted_reasoning_is_remembered(make_proxy, fake):
+    fake.script(Reply(status=400, json=error_body(
+        "Encrypted content is not supported with this model.", param="include", code="unsupported_parameter")))
+    with make_proxy() as url:
+        client = sdk(url)
+        client.chat.completions.create(model="o3-pro", messages=MESSAGES)
+        client.chat.completions.create(model="o3-pro", messages=MESSAGES)
+    includes = [r.json.get("include") for r in fake.requests_to("/responses")]
+    assert includes == [["reasoning.encrypted_content"], None, None]
+
+
+def test_openai_sdk_parse_with_a_pydantic_format(client, fake):
+    from pydantic import BaseModel
+
+    class Answer(BaseModel):
+        colour: str
+        reason: str
+
+    fake.script(Respond(output=[message_item('{"colour": "blue", "reason": "Rayleigh scattering"}')]))
+    parsed = client.chat.completions.parse(model="o3-pro", messages=MESSAGES, response_format=Answer)
+    assert parsed.choices[0].message.parsed == Answer(colour="blue", reason="Rayleigh scattering")
+    fmt = fake.requests_to("/responses")[0].json["text"]["format"]
+    assert fmt["type"] == "json_schema" and fmt["name"] == "Answer" and fmt["strict"] is True
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="o3-pro", messages=MESSAGES, n=99)
