@@ -111,7 +111,9 @@ async def _relay_stream(response: httpx.Response, translator: StreamTranslator, 
                 if chunk is HEARTBEAT:
                     yield KEEPALIVE
                     continue
-                for event in parse_events(decoder, chunk):
+                # What else has already arrived goes out in the same write: under load that is
+                # one client write for a burst of upstream chunks instead of one write each.
+                for event in parse_events(decoder, b"".join((chunk, *pacer.ready()))):
                     frames.extend(translator.feed(event))
                 if frames:
                     yield b"".join(encode_data(frame) for frame in frames)

@@ -58,10 +58,30 @@ class Pacer(Generic[T]):
         self._loop = asyncio.get_running_loop()
         self._last_data = self._last_output = self._loop.time()
         self._task: asyncio.Task[None] | None = None
+        self._held: list[_End | _Failure] = []  # an end or failure found by ready(), reported next
 
     def written(self) -> None:
         """Tell the pacer the client just received bytes (resets the heartbeat timer)."""
         self._last_output = self._loop.time()
+
+    def ready(self) -> list[T]:
+        """The items that have already arrived, taken without waiting, so the consumer can handle them in one go.
+
+        An end or a failure is left for the iteration to report.
+        """
+        items: list[T] = []
+        while not self._held:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if isinstance(item, (_End, _Failure)):
+                self._held.append(item)
+            else:
+                items.append(item)
+        if items:
+            self._last_data = self._loop.time()
+        return items
 
     async def _pump(self) -> None:
         try:
@@ -86,7 +106,7 @@ class Pacer(Generic[T]):
                     yield HEARTBEAT
                     continue
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._held.pop() if self._held else self._queue.get_nowait()
                 except asyncio.QueueEmpty:
                     deadline = self._last_data + self._idle
                     if self._heartbeat is not None:
