@@ -8,7 +8,8 @@ POST .../responses          a Response JSON (reasoning item with summary + messa
                             or with ``"stream": true`` a Responses SSE stream of N events
 POST .../chat/completions   a chat.completion JSON, or a chunk stream of N events + [DONE]
 POST /bench/config          JSON {"events", "think_ms", "silent_ms"}: change the defaults
-GET  /bench/stats           JSON {"requests", "responses", "chat", "open_connections", "silent_streams"}
+GET  /bench/stats           JSON {"requests", "responses", "chat", "connections", "open_connections",
+                            "silent_streams"}
 
 Per request, the headers ``x-bench-events``, ``x-bench-think-ms`` and
 ``x-bench-silent-ms`` override the defaults. Think time delays the whole
@@ -49,11 +50,12 @@ class Stats:
     requests = 0
     responses = 0  # of which POST .../responses
     chat = 0  # of which POST .../chat/completions
+    connections = 0  # accepted since start
     open_connections = 0
     silent_streams = 0
 
 
-STATS = ("requests", "responses", "chat", "open_connections", "silent_streams")
+STATS = ("requests", "responses", "chat", "connections", "open_connections", "silent_streams")
 
 
 def _words(count: int) -> list[str]:
@@ -191,6 +193,7 @@ class UpstreamProtocol(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.closed = False
         self._reset()
+        Stats.connections += 1
         Stats.open_connections += 1
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -52,6 +52,9 @@ class Exchange(asyncio.Protocol):
             if self.done is not None and not self.done.done():
                 self.done.set_exception(exc)
 
+    def on_headers_complete(self) -> None:
+        self.keep_alive = self.parser.should_keep_alive()
+
     def on_body(self, body: bytes) -> None:
         if self.first_byte == 0:
             self.first_byte = time.perf_counter_ns()
@@ -74,7 +77,7 @@ class Exchange(asyncio.Protocol):
         end = time.perf_counter_ns()
         first = self.first_byte or end
         return (self.parser.get_status_code(), first - start, end - start, b"".join(self.tail), self.size,
-                self.parser.should_keep_alive())
+                self.keep_alive)
 
 
 def build_request(url: str, body: bytes, headers: list[str], api_key: str) -> tuple[str, int, bytes]:

@@ -213,6 +213,8 @@ def run_all(args: argparse.Namespace) -> dict:
                         server_cpu_us_per_request=(cpu_seconds(pids) - before_cpu) * 1e6 / max(result["ok"], 1),
                         upstream_endpoint_ok=after[endpoint] - before[endpoint] >= result["ok"],
                         steal_pct=100 * steal / max(all_ticks, 1),
+                        upstream_connections_per_request=(after["connections"] - before["connections"])
+                        / max(result["ok"], 1),
                     )
                     runs.append(result)
                     print(one_line(result), flush=True)
@@ -230,6 +232,7 @@ def one_line(r: dict) -> str:
             f"cpu {r['server_cpu_us_per_request']:8.0f} us/req  steal {r['steal_pct']:3.0f}%")
     if r["errors"]:
         text += f"  ERRORS {r['errors']}: {r['error_samples']}"
+    text += f"  conn/req {r['upstream_connections_per_request']:.2f}"
     if not r["upstream_endpoint_ok"]:
         text += "  WRONG UPSTREAM ENDPOINT"
     return text
