@@ -258,19 +258,20 @@ async def _relay_stream(exchange: Exchange, config: Config, summed_usage: bool) 
                     yield b"".join(encode_data(frame) for frame in frames) if frames else KEEPALIVE
                     frames = []
                     continue
-                index, event = item
-                translator = translators[index]
-                frames = _feed(translator, event)
+                # Whatever else has arrived goes out in the same write: one client write for a burst.
+                for index, event in [item, *pacer.ready()]:
+                    translator = translators[index]
+                    frames.extend(_feed(translator, event))
+                    if translator.done and not exchange.calls[index].finished:
+                        await exchange.calls[index].aclose()  # a stop sequence: no more tokens for nothing
+                    if translator.error is not None:
+                        break
                 if frames:
                     yield b"".join(encode_data(frame) for frame in frames)
                     pacer.written()
                     frames = []
-                if translator.error is not None:
+                if any(t.error is not None for t in translators) or all(t.done for t in translators):
                     break
-                if translator.done:
-                    await exchange.calls[index].aclose()  # a stop sequence: no more tokens for nothing
-                    if all(t.done for t in translators):
-                        break
             else:
                 frames = [frame for translator in translators for frame in translator.finish()]
         except IdleTimeout as exc:

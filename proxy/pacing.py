@@ -13,6 +13,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Generic, TypeVar
 
+import anyio
+
 T = TypeVar("T")
 
 
@@ -58,20 +60,46 @@ class Pacer(Generic[T]):
         self._loop = asyncio.get_running_loop()
         self._last_data = self._last_output = self._loop.time()
         self._task: asyncio.Task[None] | None = None
+        self._stop = anyio.CancelScope()
+        self._held: list[_End | _Failure] = []  # an end or failure found by ready(), reported next
 
     def written(self) -> None:
         """Tell the pacer the client just received bytes (resets the heartbeat timer)."""
         self._last_output = self._loop.time()
 
+    def ready(self) -> list[T]:
+        """The items that have already arrived, taken without waiting, so the consumer can handle them in one go.
+
+        An end or a failure is left for the iteration to report.
+        """
+        items: list[T] = []
+        while not self._held:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if isinstance(item, (_End, _Failure)):
+                self._held.append(item)
+            else:
+                items.append(item)
+        if items:
+            self._last_data = self._loop.time()
+        return items
+
     async def _pump(self) -> None:
-        try:
-            async for item in self._source:
-                await self._queue.put(item)
-            await self._queue.put(_END)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # relayed to the consumer, which decides what it means
-            await self._queue.put(_Failure(exc))
+        # Stopped through an anyio cancel scope, not Task.cancel(): httpx closes a response
+        # it has read to the end inside a shielded scope, and only an anyio cancellation
+        # waits for that. Interrupted half-way, the close would leave the connection
+        # checked out of the pool, and its socket open, forever.
+        with self._stop:
+            try:
+                async for item in self._source:
+                    await self._queue.put(item)
+                await self._queue.put(_END)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # relayed to the consumer, which decides what it means
+                await self._queue.put(_Failure(exc))
 
     def __aiter__(self) -> AsyncIterator[T | Heartbeat]:
         return self._iterate()
@@ -86,7 +114,7 @@ class Pacer(Generic[T]):
                     yield HEARTBEAT
                     continue
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._held.pop() if self._held else self._queue.get_nowait()
                 except asyncio.QueueEmpty:
                     deadline = self._last_data + self._idle
                     if self._heartbeat is not None:
@@ -110,6 +138,6 @@ class Pacer(Generic[T]):
     async def aclose(self) -> None:
         task, self._task = self._task, None
         if task is not None and not task.done():
-            task.cancel()
+            self._stop.cancel()
             # asyncio.wait neither raises the reader's CancelledError nor hides our own.
             await asyncio.wait({task}, timeout=5)

@@ -31,21 +31,38 @@ HOP_BY_HOP = frozenset((
 # and the client's accepted encodings are not the proxy's when it decodes the body.
 _CLIENT_ONLY = frozenset(("authorization", "x-api-key", "cookie", "accept-encoding", "expect"))
 ERROR_BODY_LIMIT = 1024 * 1024
+# httpcore's pool scans every pooled connection (with a poll() on each idle one),
+# and compares each idle one with all others, whenever a request starts or ends:
+# O(connections²) per request. Several small pools keep that cost flat under load.
+POOL_SHARDS = 8
+MAX_KEEPALIVE = 256
 
 
 class Upstream:
     def __init__(self, config: UpstreamConfig, client: httpx.AsyncClient | None = None) -> None:
         self.config = config
-        self.client = client or httpx.AsyncClient(
+        self.clients = [client] if client else [self._new_client(MAX_KEEPALIVE // POOL_SHARDS)
+                                                for _ in range(POOL_SHARDS)]
+        self._turn = 0
+
+    def _new_client(self, keepalive: int) -> httpx.AsyncClient:
+        config = self.config
+        return httpx.AsyncClient(
             timeout=httpx.Timeout(connect=config.connect_timeout, read=config.first_byte_timeout, write=60.0,
                                   pool=config.connect_timeout),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=keepalive),
             follow_redirects=False,
             trust_env=False,
         )
 
+    def _pick(self) -> httpx.AsyncClient:
+        """The next pool, in turn."""
+        self._turn = (self._turn + 1) % len(self.clients)
+        return self.clients[self._turn]
+
     async def aclose(self) -> None:
-        await self.client.aclose()
+        for client in self.clients:
+            await client.aclose()
 
     def url(self, path: str) -> str:
         return self.config.base_url + path
@@ -89,9 +106,10 @@ class Upstream:
         url = self.url(path) + (f"?{params}" if params else "")
         wait = first_byte_timeout or self.config.first_byte_timeout
         timeout = httpx.Timeout(connect=self.config.connect_timeout, read=wait, write=60.0, pool=self.config.connect_timeout)
-        request = self.client.build_request(method, url, headers=headers, content=content, timeout=timeout)
+        client = self._pick()
+        request = client.build_request(method, url, headers=headers, content=content, timeout=timeout)
         try:
-            return await self.client.send(request, stream=True)
+            return await client.send(request, stream=True)
         except httpx.ConnectTimeout:
             raise ProxyError(504, f"Timed out connecting to the upstream after {self.config.connect_timeout:g} s "
                                   "(connect timeout).", "upstream_timeout", code="connect_timeout") from None

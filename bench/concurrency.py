@@ -1,0 +1,243 @@
+"""Many concurrent client streams held open on a silent upstream, kept alive by heartbeats.
+
+    python bench/concurrency.py                                  # 10,000 streams, 60 s of silence
+    python bench/concurrency.py --streams 1000 --silent 15 --heartbeat 2   # quick run
+
+Starts the fake upstream (every stream sends response.created and
+response.in_progress, then nothing for --silent seconds, then the rest of a
+short answer) and the proxy (stream.heartbeat_interval = --heartbeat), then
+several client processes that open the streams at --ramp per second and read
+them to the end. Reports the proxy's memory (VmRSS/VmHWM from
+/proc/<pid>/status) and open file descriptors over time, the heartbeats each
+stream received, and the streams lost (no HTTP 200, or no ``data: [DONE]``
+at the end). Every process stops by itself after the run.
+
+Each stream holds two descriptors in the proxy (client side and upstream
+side), so the streams that fit are bounded by the hard RLIMIT_NOFILE, which
+an unprivileged process cannot raise; the script says so and runs as many as fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from procs import BENCH, HOST, free_port, python, raise_fd_limit, start, status, stop, wait_port  # noqa: E402
+
+RESULTS = BENCH / "results"
+EVENTS = 20  # a short answer after the silence: the run measures holding streams, not relaying them
+SPARE_FDS = 64  # listening sockets, log files, the event loop's own descriptors
+
+
+# --- client process ----------------------------------------------------------------------------------
+
+
+class StreamClient(asyncio.Protocol):
+    """Reads one SSE answer to the end (the request asks the proxy to close afterwards)."""
+
+    def __init__(self, done: asyncio.Future) -> None:
+        self.done = done
+        self.head = b""
+        self.tail = b""
+        self.heartbeats = 0
+        self.finished = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if not self.head:
+            self.head = data[:12]
+        window = self.tail + data
+        # Count only what starts in the new data, so a marker split across reads counts once.
+        self.heartbeats += window.count(b": keep-alive") - self.tail.count(b": keep-alive")
+        self.finished = self.finished or b"data: [DONE]" in window
+        self.tail = window[-16:]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(exc)
+
+
+async def one_stream(port: int, request: bytes, deadline: float) -> tuple[str | None, int]:
+    """-> (why the stream was lost or None, heartbeats received)."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    try:
+        transport, client = await asyncio.wait_for(
+            loop.create_connection(lambda: StreamClient(done), HOST, port), 30)
+    except (OSError, asyncio.TimeoutError) as exc:
+        return f"connect: {type(exc).__name__}", 0
+    transport.write(request)
+    try:
+        await asyncio.wait_for(done, max(deadline - loop.time(), 0))
+    except asyncio.TimeoutError:
+        transport.close()
+        return "still open at the deadline", client.heartbeats
+    if not client.head.startswith(b"HTTP/1.1 200"):
+        return f"status {client.head[9:12].decode(errors='replace') or 'none'}", client.heartbeats
+    if not client.finished:
+        return "ended without [DONE]", client.heartbeats
+    return None, client.heartbeats
+
+
+async def clients(port: int, count: int, ramp: float, duration: float) -> dict:
+    body = json.dumps({"model": "o3-pro", "stream": True,
+                       "messages": [{"role": "user", "content": "How do I cross the street safely?"}]}).encode()
+    request = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+               b"authorization: Bearer sk-bench\r\nconnection: close\r\ncontent-length: %d\r\n\r\n" % len(body)
+               + body)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    deadline = began + duration
+    tasks = []
+    for number in range(count):
+        await asyncio.sleep(max(began + number / ramp - loop.time(), 0))
+        tasks.append(asyncio.create_task(one_stream(port, request, deadline)))
+    outcomes = await asyncio.gather(*tasks)
+    lost: dict[str, int] = {}
+    for reason, _ in outcomes:
+        if reason is not None:
+            lost[reason] = lost.get(reason, 0) + 1
+    return {"streams": count, "lost": lost, "heartbeats": [beats for _, beats in outcomes]}
+
+
+# --- driver ------------------------------------------------------------------------------------------
+
+
+def sample(proxy_pid: int, fake_port: int, began: float) -> dict:
+    from run import http_json
+
+    point = {"t": round(time.monotonic() - began, 1), **status(proxy_pid)}
+    try:
+        stats = http_json(fake_port, "/bench/stats")
+        point.update(upstream_open=stats["open_connections"], upstream_silent=stats["silent_streams"])
+    except OSError:
+        pass
+    return point
+
+
+def run(args: argparse.Namespace) -> dict:
+    hard = raise_fd_limit()
+    fits = (hard - SPARE_FDS) // 2
+    streams = args.streams
+    if streams > fits:
+        print(f"RLIMIT_NOFILE hard limit is {hard}: the proxy holds 2 descriptors per stream, so at most "
+              f"{fits:,} streams fit; running {fits:,} instead of {streams:,}.", flush=True)
+        streams = fits
+    RESULTS.mkdir(exist_ok=True)
+    logs = RESULTS / "logs"
+    logs.mkdir(exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-concurrency-"))
+    fake_port, proxy_port = free_port(), free_port()
+    (workdir / "proxy.yaml").write_text(
+        f"upstream:\n  base_url: http://{HOST}:{fake_port}/v1\n  api_key: sk-bench-upstream\n"
+        f"  idle_timeout: {args.silent + 60}\nstream:\n  heartbeat_interval: {args.heartbeat}\n")
+    fake = start(python(str(BENCH / "fake_upstream.py"), "--port", str(fake_port), "--events", str(EVENTS),
+                        "--silent-ms", str(args.silent * 1000)), log=logs / "concurrency-fake.log")
+    proxy = start(python("-m", "proxy", "--host", HOST, "--port", str(proxy_port), "--config",
+                         str(workdir / "proxy.yaml"), "--log-level", "warning"), log=logs / "concurrency-proxy.log")
+    ramp_time = streams / args.ramp
+    duration = ramp_time + args.silent + args.drain
+    procs = []
+    try:
+        wait_port(fake_port, fake)
+        wait_port(proxy_port, proxy)
+        began = time.monotonic()
+        timeline = [sample(proxy.pid, fake_port, began)]
+        share = [streams // args.clients + (1 if i < streams % args.clients else 0) for i in range(args.clients)]
+        procs = [subprocess.Popen(python(__file__, "--client", "--port", str(proxy_port), "--streams", str(n),
+                                         "--ramp", str(args.ramp / args.clients), "--duration", str(duration)),
+                                  stdout=subprocess.PIPE, text=True) for n in share if n]
+        while any(p.poll() is None for p in procs) and time.monotonic() - began < duration + 30:
+            time.sleep(1)
+            timeline.append(sample(proxy.pid, fake_port, began))
+            if len(timeline) % 5 == 0:
+                point = timeline[-1]
+                print(f"t={point['t']:6.1f}s  proxy RSS {point['VmRSS'] / 1024:7.1f} MiB  fds {point['fds']:6}  "
+                      f"upstream open {point.get('upstream_open', '?')} (silent {point.get('upstream_silent', '?')})",
+                      flush=True)
+        results = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+        time.sleep(3)
+        after = sample(proxy.pid, fake_port, began)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        stop(proxy)
+        stop(fake)
+    lost: dict[str, int] = {}
+    beats = []
+    for result in results:
+        beats += result["heartbeats"]
+        for reason, count in result["lost"].items():
+            lost[reason] = lost.get(reason, 0) + count
+    base, peak = timeline[0], max(timeline, key=lambda point: point["VmRSS"])
+    expected = math.floor(args.silent / args.heartbeat) - 1
+    return {
+        "requested_streams": args.streams, "streams": streams, "fd_hard_limit": hard, "silent_s": args.silent,
+        "heartbeat_s": args.heartbeat, "ramp_per_s": args.ramp, "client_processes": len(procs),
+        "lost": sum(lost.values()), "lost_reasons": lost,
+        "heartbeats_total": sum(beats), "heartbeats_min": min(beats), "heartbeats_max": max(beats),
+        "heartbeats_mean": sum(beats) / len(beats), "streams_below_expected_heartbeats": sum(b < expected for b in beats),
+        "expected_heartbeats_at_least": expected,
+        "rss_idle_mib": base["VmRSS"] / 1024, "rss_peak_mib": peak["VmRSS"] / 1024, "hwm_mib": after["VmHWM"] / 1024,
+        "rss_after_mib": after["VmRSS"] / 1024, "rss_per_stream_kib": (peak["VmRSS"] - base["VmRSS"]) / streams,
+        "fds_idle": base["fds"], "fds_peak": max(point["fds"] for point in timeline), "fds_after": after["fds"],
+        "upstream_open_after": after.get("upstream_open"), "timeline": timeline,
+    }
+
+
+def report(data: dict) -> str:
+    lines = [
+        f"| streams held | {data['streams']:,} (asked {data['requested_streams']:,}; fd hard limit {data['fd_hard_limit']:,}) |",
+        f"| silence / heartbeat interval | {data['silent_s']:g} s / {data['heartbeat_s']:g} s |",
+        f"| streams lost | {data['lost']} {data['lost_reasons'] or ''} |",
+        f"| heartbeats delivered | {data['heartbeats_total']:,} (per stream min {data['heartbeats_min']}, "
+        f"mean {data['heartbeats_mean']:.1f}, max {data['heartbeats_max']}; "
+        f"{data['streams_below_expected_heartbeats']} streams got fewer than {data['expected_heartbeats_at_least']}) |",
+        f"| proxy RSS idle / peak / after | {data['rss_idle_mib']:.0f} / {data['rss_peak_mib']:.0f} / "
+        f"{data['rss_after_mib']:.0f} MiB (VmHWM {data['hwm_mib']:.0f} MiB) |",
+        f"| RSS per held stream | {data['rss_per_stream_kib']:.1f} KiB |",
+        f"| proxy fds idle / peak / after | {data['fds_idle']} / {data['fds_peak']:,} / {data['fds_after']} |",
+        f"| upstream connections still open after | {data['upstream_open_after']} |",
+    ]
+    return "| measure | value |\n|---|---|\n" + "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=10_000)
+    parser.add_argument("--silent", type=float, default=60.0, help="seconds the upstream stays silent")
+    parser.add_argument("--heartbeat", type=float, default=5.0, help="the proxy's stream.heartbeat_interval")
+    parser.add_argument("--ramp", type=float, default=500.0, help="new streams per second")
+    parser.add_argument("--clients", type=int, default=4, help="client processes")
+    parser.add_argument("--drain", type=float, default=60.0, help="seconds allowed for the answers after the silence")
+    parser.add_argument("--name", help="results file name (default: concurrency-<time>)")
+    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--duration", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.client:
+        raise_fd_limit()
+        print(json.dumps(uvloop.run(clients(args.port, args.streams, args.ramp, args.duration))))
+        return
+    data = run(args)
+    path = RESULTS / f"{args.name or time.strftime('concurrency-%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(data, indent=1))
+    print(f"\nresults: {path}\n")
+    print(report(data))
+
+
+if __name__ == "__main__":
+    main()
