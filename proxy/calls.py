@@ -139,12 +139,6 @@ class UpstreamCall:
                         if event.get("type") in TERMINAL_EVENTS:
                             self.finished = True
                             return
-                for event in parse_events(decoder, None):
-                    self._track(event)
-                    yield event
-                    if event.get("type") in TERMINAL_EVENTS:
-                        self.finished = True
-                        return
                 if not self.plan.background:
                     return  # the consumer reports the stream as cut short
             except (httpx.HTTPError, TimeoutError) as exc:
@@ -160,8 +154,8 @@ class UpstreamCall:
                     yield event
                 return
 
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        """Upstream bytes; in background mode a silent connection is dropped and resumed."""
+    async def _chunks(self) -> AsyncIterator[bytes | None]:
+        """Upstream bytes, then ``None`` to flush the decoder; in background mode a silent connection is dropped."""
         assert self._http is not None
         iterator = self._http.aiter_bytes().__aiter__()
         idle = self.plan.idle_timeout if self.plan.background else None
@@ -173,6 +167,7 @@ class UpstreamCall:
                     async with asyncio.timeout(idle):
                         chunk = await iterator.__anext__()
             except StopAsyncIteration:
+                yield None
                 return
             yield chunk
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+
 
 def fold(frames: list[dict[str, Any]]) -> dict[str, Any]:
     """Return ``{"message", "finish_reasons", "usage", "error"}`` for a list of stream payloads."""
@@ -52,3 +54,12 @@ def comparable(message: dict[str, Any]) -> dict[str, Any]:
     out = {key: value for key, value in message.items() if key != "role"}
     out["content"] = out.get("content") or ""
     return out
+
+
+async def read_first_content_then_leave(proxy_url: str, body: dict[str, Any]) -> None:
+    """Stream a chat request, and hang up as soon as the first content arrives."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        async with http.stream("POST", proxy_url + "/v1/chat/completions", json={**body, "stream": True}) as response:
+            async for line in response.aiter_lines():
+                if '"content"' in line:
+                    return

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from chunks import fold
+from chunks import fold, read_first_content_then_leave
 from conftest import sdk
 from fake_upstream import (
     Reply,
@@ -220,12 +220,7 @@ def test_idle_watchdog_ends_a_dead_stream(make_proxy, fake):
 async def test_client_disconnect_closes_the_upstream_stream(proxy_url, fake):
     events = stream_events(build_response(None, [message_item("x" * 400)]), text_chunk=4)
     fake.script(Stream(events=events, delay=0.05))
-    async with httpx.AsyncClient(timeout=30) as http:
-        async with http.stream("POST", proxy_url + "/v1/chat/completions",
-                               json={"model": "o3-pro", "messages": MESSAGES, "stream": True}) as response:
-            async for line in response.aiter_lines():
-                if '"content"' in line:
-                    break
+    await read_first_content_then_leave(proxy_url, {"model": "o3-pro", "messages": MESSAGES})
     await asyncio.wait_for(fake.wait_for_disconnect(timeout=5), 6)
     assert fake.disconnects == 1
 

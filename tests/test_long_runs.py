@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from chunks import fold
+from chunks import fold, read_first_content_then_leave
 from conftest import sdk
 from fake_upstream import (
     Reply,
@@ -28,6 +28,14 @@ from spec_check import check_create_response
 
 MESSAGES = [{"role": "user", "content": "Prove it."}]
 BACKGROUND = {"models": {"o3-pro*": {"background": True}}}
+
+
+async def until(condition, seconds=5.0):
+    """Wait for something the proxy does in the background (a cancel call, a disconnect)."""
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
 
 
 def retrievals(fake):
@@ -90,16 +98,8 @@ async def test_client_disconnect_cancels_the_background_job(make_proxy, fake):
                                           [message_item("y" * 300)]), text_chunk=3)
     fake.script(Stream(events=events, delay=0.05))
     with make_proxy(**BACKGROUND) as url:
-        async with httpx.AsyncClient(timeout=30) as http:
-            async with http.stream("POST", url + "/v1/chat/completions",
-                                   json={"model": "o3-pro", "messages": MESSAGES, "stream": True}) as response:
-                async for line in response.aiter_lines():
-                    if '"content"' in line:
-                        break
-        for _ in range(100):
-            if fake.cancelled:
-                break
-            await asyncio.sleep(0.05)
+        await read_first_content_then_leave(url, {"model": "o3-pro", "messages": MESSAGES})
+        await until(lambda: fake.cancelled)
     assert fake.cancelled == [events[0]["response"]["id"]]
 
 
@@ -111,10 +111,7 @@ async def test_non_streaming_client_disconnect_cancels_too(make_proxy, fake):
         async with httpx.AsyncClient(timeout=0.5) as http:
             with pytest.raises(httpx.ReadTimeout):
                 await http.post(url + "/v1/chat/completions", json={"model": "o3-pro", "messages": MESSAGES})
-        for _ in range(100):
-            if fake.cancelled:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: fake.cancelled)
     assert fake.cancelled == [events[0]["response"]["id"]]
 
 
