@@ -23,7 +23,7 @@ from .routing import ModelRouter, says_responses_only
 from .memory import ReasoningMemory
 from .translate.request import MappingOptions, chat_to_responses
 from .translate.stream import Presentation
-from .upstream import RETRYABLE_STATUSES, Upstream, read_json, upstream_error
+from .upstream import RETRYABLE_STATUSES, Upstream, read_json, relayed_headers, upstream_error
 
 log = logging.getLogger("proxy")
 
@@ -60,18 +60,18 @@ class Proxy:
             body = orjson.dumps(chat)
         fallback = self.config.model_settings(real_model).fallback
         try:
-            return await self._chat(request, chat, body)
+            return await self._chat(request, chat, body, can_fall_back=bool(fallback))
         except ProxyError as exc:
             if not fallback or not fallback_worthy(exc):
                 raise
             log.warning("model %s failed (%s %s); serving the request with fallback model %s",
                         model, exc.status, exc.message, fallback)
         chat = {**chat, "model": fallback}
-        response = await self._chat(request, chat, orjson.dumps(chat))
+        response = await self._chat(request, chat, orjson.dumps(chat), can_fall_back=False)
         response.headers["x-proxy-fallback"] = fallback
         return response
 
-    async def _chat(self, request: Request, chat: dict[str, Any], body: bytes) -> Response:
+    async def _chat(self, request: Request, chat: dict[str, Any], body: bytes, can_fall_back: bool) -> Response:
         model = chat["model"]
         if self.router.should_translate(model):
             return await self.translate(request, chat)
@@ -84,9 +84,15 @@ class Proxy:
             log.info("model %s is served only by the Responses API; translating it from now on", model)
             self.router.learn(model)
             return await self.translate(request, chat)
-        if fallback_worthy(upstream_error(response.status_code, payload, raw)):
-            raise upstream_error(response.status_code, payload, raw)
-        return Response(raw, status_code=response.status_code, media_type=response.headers.get("content-type"))
+        error = upstream_error(response.status_code, payload, raw, response.headers)
+        if can_fall_back and fallback_worthy(error):
+            raise error
+        # Relayed as it came (the body is already decoded, so its length and encoding are the proxy's).
+        relayed = Response(raw, status_code=response.status_code)
+        relayed.raw_headers = [(name, value) for name, value in relayed_headers(response)
+                               if name.lower() not in (b"content-length", b"content-encoding")]
+        relayed.raw_headers.append((b"content-length", str(len(raw)).encode()))
+        return relayed
 
     async def translate(self, request: Request, chat: dict[str, Any]) -> Response:
         config = self.config

@@ -210,7 +210,7 @@ class UpstreamCall:
             response, _ = await self.upstream.send_retrying("GET", f"/responses/{self.response_id}", self.headers)
             if response.status_code >= 400:
                 payload, raw = await read_json(response)
-                raise upstream_error(response.status_code, payload, raw)
+                raise upstream_error(response.status_code, payload, raw, response.headers)
             snapshot = await json_answer(response)
 
     async def cancel(self) -> None:
@@ -279,7 +279,7 @@ async def start_call(upstream: Upstream, headers: Mapping[str, str], plan: CallP
         if response.status_code < 400:
             break
         payload, raw = await read_json(response)
-        error = upstream_error(response.status_code, payload, raw)
+        error = upstream_error(response.status_code, payload, raw, response.headers)
         if plan.background and _refuses(error, r"\bbackground\b"):
             log.info("upstream refuses background mode for %s; sending plain requests from now on", plan.model)
             capabilities.no_background.add(model)

@@ -15,10 +15,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from .errors import InvalidRequest, ProxyError
-from .upstream import HOP_BY_HOP, Upstream
-
-_RESPONSE_DROP = HOP_BY_HOP - {"content-length"}
-
+from .upstream import Upstream, relayed_headers
 
 def upstream_path(client_path: str) -> str:
     """``/v1/v1//embeddings`` -> ``/embeddings``; refuses ``.``/``..`` segments."""
@@ -74,10 +71,8 @@ async def open_forward(upstream: Upstream, request: Request, path: str, body: by
 def relay(response: httpx.Response, extra_headers: dict[str, str] | None = None) -> StreamingResponse:
     """Stream an upstream answer to the client byte for byte (still compressed, if it was)."""
     relayed = StreamingResponse(_raw(response), status_code=response.status_code)
-    # Raw pairs keep repeated headers (set-cookie, ...) apart.
-    relayed.raw_headers = [
-        (name, value) for name, value in response.headers.raw if name.lower().decode("latin-1") not in _RESPONSE_DROP
-    ] + [(name.encode("latin-1"), value.encode("latin-1")) for name, value in (extra_headers or {}).items()]
+    relayed.raw_headers = relayed_headers(response) + [
+        (name.encode("latin-1"), value.encode("latin-1")) for name, value in (extra_headers or {}).items()]
     return relayed
 
 

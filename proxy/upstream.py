@@ -227,12 +227,25 @@ async def _read_limited(response: httpx.Response, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def upstream_error(status: int, payload: Any, raw: bytes) -> ProxyError:
-    """An upstream error answer, relayed with its status and OpenAI-style body."""
+def upstream_error(status: int, payload: Any, raw: bytes, headers: Mapping[str, str] | None = None) -> ProxyError:
+    """An upstream error answer, relayed with its status, OpenAI-style body and retry hints."""
     snippet = raw[:300].decode("utf-8", "replace").strip()
     fallback = f"The upstream answered HTTP {status}" + (f": {snippet}" if snippet else ".")
     body = normalize_error(payload, fallback)["error"]
-    return ProxyError(status, body["message"], body["type"], body["param"], body["code"])
+    hints = {name: headers[name] for name in _RETRY_HINTS if headers and name in headers}
+    return ProxyError(status, body["message"], body["type"], body["param"], body["code"], hints)
+
+
+_RETRY_HINTS = ("retry-after", "retry-after-ms")
+
+
+def relayed_headers(response: httpx.Response) -> list[tuple[bytes, bytes]]:
+    """The upstream's response headers that may reach the client (raw pairs keep repeated ones apart)."""
+    return [(name, value) for name, value in response.headers.raw
+            if name.lower().decode("latin-1") not in RESPONSE_HOP_BY_HOP]
+
+
+RESPONSE_HOP_BY_HOP = HOP_BY_HOP - {"content-length"}
 
 
 def _describe(exc: Exception) -> str:

@@ -243,3 +243,12 @@ def test_recorded_bodies_through_the_server(proxy_url, fake, recording):
         assert completion["usage"]["completion_tokens"] == body["usage"]["output_tokens"]
         assert completion["usage"]["completion_tokens_details"]["reasoning_tokens"] == \
             body["usage"]["output_tokens_details"]["reasoning_tokens"]
+
+
+def test_rate_limit_keeps_the_retry_hint(proxy_url, fake):
+    fake.script(*[Reply(status=429, json=error_body("Slow down.", type="rate_limit_error"),
+                        headers={"retry-after": "0"})] * 3)
+    response = raw_completion(proxy_url, {"model": "o3-pro", "messages": [{"role": "user", "content": "x"}]})
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "0"
+    check_error_body(response.json())

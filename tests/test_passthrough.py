@@ -142,3 +142,16 @@ def test_path_traversal_is_refused(proxy_url, fake, path):
     assert head.startswith(b"HTTP/1.1 400")
     assert json.loads(body)["error"]["code"] == "invalid_path"
     assert fake.requests == []
+
+
+def test_exhausted_retries_relay_the_upstream_answer_with_its_headers(proxy_url, fake):
+    body = error_body("Rate limit reached for gpt-4o.", type="rate_limit_error", code="rate_limit_exceeded")
+    fake.script(*[Reply(status=429, json=body, headers={"retry-after-ms": "10", "x-ratelimit-remaining-requests": "0"})]
+                * 3)
+    response = httpx.post(proxy_url + "/v1/chat/completions", timeout=30,
+                          json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]})
+    assert response.status_code == 429
+    assert response.json() == body
+    assert response.headers["retry-after-ms"] == "10"
+    assert response.headers["x-ratelimit-remaining-requests"] == "0"
+    assert len(fake.requests_to("/chat/completions")) == 3
