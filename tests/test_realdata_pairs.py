@@ -79,6 +79,10 @@ def real_answer(chat: realdata.Recording) -> dict[str, Any]:
     return {"chunks": chat.events} if chat.kind == "stream" else {"completion": chat.body}
 
 
+def real_answer_was_cut(chat: realdata.Recording) -> bool:
+    return folded(real_answer(chat))["finish_reason"] == ["length"]
+
+
 def tool_outputs(chat_request: dict[str, Any]) -> list[str]:
     return [message["content"] for message in chat_request["messages"] if message.get("role") == "tool"]
 
@@ -135,10 +139,6 @@ def test_usage_matches_where_both_apis_count_the_same(translating_proxy, fake, r
         assert ours["prompt_tokens"] == real["prompt_tokens"]
     if real_answer_was_cut(chat):
         assert ours["completion_tokens"] == real["completion_tokens"] == request["max_tokens"]
-
-
-def real_answer_was_cut(chat: realdata.Recording) -> bool:
-    return folded(real_answer(chat))["finish_reason"] == ["length"]
 
 
 def test_the_pairs_cover_each_comparison():

@@ -6,7 +6,6 @@ The proxy and fake upstream fixtures (`fake`, `proxy_url`, ...) come from tests/
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -41,10 +40,9 @@ def run_node(node_bin: str, proxy_url: str) -> NodeRunner:
     """``run_node("openai_sdk.mjs", "plain")``: run one scenario against the proxy, return the JSON it printed."""
 
     def run(script: str, scenario: str, url: str = proxy_url) -> dict[str, Any]:
-        env = {key: value for key, value in os.environ.items() if not key.lower().endswith("_proxy")}
         done = subprocess.run([node_bin, str(CLIENTS / "node" / script), url + "/v1", scenario,
                                json.dumps(node_data())],
-                              capture_output=True, text=True, timeout=NODE_TIMEOUT, cwd=CLIENTS, env=env)
+                              capture_output=True, text=True, timeout=NODE_TIMEOUT, cwd=CLIENTS)
         assert done.returncode == 0, f"{script} {scenario} exited with {done.returncode}:\n{done.stderr}"
         return json.loads(done.stdout)
 

@@ -73,11 +73,15 @@ def script_silent_answer(fake: FakeUpstream) -> None:
     fake.script(Stream(events=stream_events(response), heartbeat_pause=SILENCE))
 
 
-def script_tool_round_trip(fake: FakeUpstream) -> None:
-    """First leg: reasoning then two parallel calls; second leg: the answer built from the results."""
+def tool_calls_answer() -> Respond:
+    """Reasoning, then two parallel calls of the weather tool."""
     calls = [function_call_item(TOOL_NAME, {"city": city}, call_id=call_id) for call_id, city in CALLS.items()]
-    fake.script(Respond(output=[reasoning_item(["Two cities, two lookups."]), *calls]),
-                Respond(output=[message_item(FINAL_ANSWER)]))
+    return Respond(output=[reasoning_item(["Two cities, two lookups."]), *calls])
+
+
+def script_tool_round_trip(fake: FakeUpstream) -> None:
+    """First leg: the tool calls; second leg: the answer built from their results."""
+    fake.script(tool_calls_answer(), Respond(output=[message_item(FINAL_ANSWER)]))
 
 
 def failing_stream() -> tuple[list[dict[str, Any]], str]:

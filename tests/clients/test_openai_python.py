@@ -34,6 +34,7 @@ from .scenarios import (
     script_failure,
     script_silent_answer,
     script_tool_round_trip,
+    tool_calls_answer,
     weather,
 )
 
@@ -289,7 +290,7 @@ def test_streamed_parse_pydantic_response_format(client, fake):
 
 
 def test_parse_strict_pydantic_tool(client, fake):
-    script_tool_round_trip(fake)
+    fake.script(tool_calls_answer())
     completion = client.chat.completions.parse(model=MODEL, messages=[{"role": "user", "content": TOOL_QUESTION}],
                                                tools=[openai.pydantic_function_tool(GetWeather, name=TOOL_NAME)])
     calls = completion.choices[0].message.tool_calls
