@@ -20,8 +20,8 @@ from .config import Config
 from .errors import InvalidRequest, ProxyError, error_body
 from .passthrough import open_forward, read_body, relay, upstream_path
 from .routing import ModelRouter, says_responses_only
-from .memory import ReasoningMemory
-from .translate.request import MappingOptions, chat_to_responses
+from .memory import open_memory
+from .translate.request import MappingOptions, chat_to_responses, restore_reasoning
 from .translate.stream import Presentation
 from .upstream import RETRYABLE_STATUSES, Upstream, read_json, relayed_headers, upstream_error
 
@@ -38,8 +38,7 @@ class Proxy:
         self.upstream = Upstream(config.upstream)
         self.router = ModelRouter(config.translate, config.aliases)
         self.capabilities = Capabilities()
-        keep = config.reasoning.keep_encrypted and config.reasoning.memory_entries > 0
-        self.memory = ReasoningMemory(config.reasoning.memory_entries, config.reasoning.memory_ttl) if keep else None
+        self.memory = open_memory(config.reasoning)
 
     async def chat(self, request: Request) -> Response:
         body = await read_body(request, self.config.server.max_body_bytes)
@@ -106,9 +105,11 @@ class Proxy:
             max_n=config.translate.max_n,
             require_search_tool=bool(settings.search_tool),
             keep_reasoning=keep,
-            reasoning_lookup=self.memory.get if keep and self.memory is not None else None,
         )
         translation = chat_to_responses(chat, options)
+        if keep and self.memory is not None and translation.answers:
+            restore_reasoning(translation, await self.memory.fetch(
+                [key for _, keys in translation.answers for key in keys]))
         presentation = Presentation(
             reasoning=reasoning_output(request, config.reasoning.output),
             stop=translation.stop,
@@ -184,6 +185,8 @@ def create_app(config: Config) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         await proxy.upstream.aclose()
+        if proxy.memory is not None:
+            await proxy.memory.aclose()
 
     app = FastAPI(title="responses-proxy", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)

@@ -66,11 +66,11 @@ class Exchange:
             for call in self.calls:
                 await call.aclose()
 
-    def remember(self) -> None:
+    async def remember(self) -> None:
         if self.memory is not None:
             for translator in self.translators:
                 if translator.error is None and not translator.stopped:
-                    self.memory.remember(translator.response)
+                    await self.memory.remember(translator.response)
 
 
 async def serve_translated(config: Config, upstream: Upstream, capabilities: Capabilities, memory: ReasoningMemory | None,
@@ -178,7 +178,7 @@ async def _completion(exchange: Exchange) -> dict[str, Any]:
             builder.add(translator.finish())
             if translator.error is not None:
                 raise translator.error
-        exchange.remember()
+        await exchange.remember()
         return builder.build(exchange.translators)
     except httpx.HTTPError as exc:
         raise _connection_failed(exc) from None
@@ -288,7 +288,7 @@ async def _relay_stream(exchange: Exchange, config: Config, summed_usage: bool) 
             if frames:
                 yield b"".join(encode_data(frame) for frame in frames)
             return
-        exchange.remember()
+        await exchange.remember()
         if summed_usage:
             first = translators[0]
             frames.append(usage_chunk(first.id, first.created, first.model, [t.response for t in translators]))

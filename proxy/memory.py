@@ -1,59 +1,141 @@
 """Encrypted reasoning of recent answers, so a reasoning model keeps its thinking across turns.
 
 Chat apps resend the whole history but cannot carry Responses reasoning
-items. With ``store: false`` the proxy asks for ``reasoning.encrypted_content``
-and keeps each answer's reasoning items here, keyed by what the client will
-send back unchanged: the answer's tool-call ids, or a hash of its text. When
-the conversation returns, the request mapping puts them back in front of the
-answer. A bounded in-process LRU with a time limit: a miss simply means the
-model starts that turn without its earlier reasoning, as with any chat proxy.
+items. The proxy asks for ``reasoning.encrypted_content`` and keeps each
+answer's reasoning items here, keyed by what the client will send back
+unchanged: the answer's tool-call ids, or a hash of its text. When the
+conversation returns, they are put back in front of the answer.
+
+Two stores: a bounded in-process LRU with a time limit (the default), and
+Redis, so several replicas share what they keep. A miss, or a store that is
+down, only means the model starts that turn without its earlier reasoning, as
+with any chat proxy; it never fails a request.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Protocol
 
+import orjson
+
+from .config import ReasoningConfig
 from .translate.request import reasoning_keys
 
+log = logging.getLogger("proxy.memory")
 
-class ReasoningMemory:
+
+def kept_reasoning(response: dict[str, Any] | None) -> tuple[list[str], list[dict[str, Any]]]:
+    """The keys a finished answer will come back under, and the reasoning items worth keeping for it."""
+    if not response:
+        return [], []
+    output = [item for item in response.get("output") or () if isinstance(item, dict)]
+    reasoning = [
+        {"type": "reasoning", "id": item.get("id"), "summary": item.get("summary") or [],
+         "encrypted_content": item["encrypted_content"]}
+        for item in output if item.get("type") == "reasoning" and item.get("encrypted_content")
+    ]
+    if not reasoning:
+        return [], []
+    answer = [item for item in output if item.get("type") in ("message", "function_call", "custom_tool_call")]
+    return reasoning_keys(answer), reasoning
+
+
+class ReasoningMemory(Protocol):
+    async def fetch(self, keys: list[str]) -> dict[str, list[dict[str, Any]]]: ...
+
+    async def remember(self, response: dict[str, Any] | None) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class LocalMemory:
+    """In this process: bounded, least recently used first out, each entry for ``ttl`` seconds."""
+
     def __init__(self, max_entries: int = 2000, ttl: float = 3600.0) -> None:
         self.max_entries = max_entries
         self.ttl = ttl
         self._entries: OrderedDict[str, tuple[float, list[dict[str, Any]]]] = OrderedDict()
 
-    def get(self, key: str) -> list[dict[str, Any]] | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        stored_at, items = entry
-        if time.monotonic() - stored_at > self.ttl:
-            del self._entries[key]
-            return None
-        self._entries.move_to_end(key)
-        return items
-
-    def remember(self, response: dict[str, Any] | None) -> None:
-        """Keep the encrypted reasoning items of a finished response under the keys of its answer."""
-        if not response or self.max_entries <= 0:
-            return
-        output = [item for item in response.get("output") or () if isinstance(item, dict)]
-        reasoning = [
-            {"type": "reasoning", "id": item.get("id"), "summary": item.get("summary") or [],
-             "encrypted_content": item["encrypted_content"]}
-            for item in output if item.get("type") == "reasoning" and item.get("encrypted_content")
-        ]
-        if not reasoning:
-            return
-        answer = [item for item in output if item.get("type") in ("message", "function_call", "custom_tool_call")]
+    async def fetch(self, keys: list[str]) -> dict[str, list[dict[str, Any]]]:
+        found = {}
         now = time.monotonic()
-        for key in reasoning_keys(answer):
+        for key in keys:
+            entry = self._entries.get(key)
+            if entry is None:
+                continue
+            if now - entry[0] > self.ttl:
+                del self._entries[key]
+                continue
+            self._entries.move_to_end(key)
+            found[key] = entry[1]
+        return found
+
+    async def remember(self, response: dict[str, Any] | None) -> None:
+        keys, reasoning = kept_reasoning(response)
+        now = time.monotonic()
+        for key in keys:
             self._entries[key] = (now, reasoning)
             self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
+    async def aclose(self) -> None:
+        self._entries.clear()
+
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class RedisMemory:
+    """In Redis, shared by every replica; entries expire after ``ttl`` seconds."""
+
+    PREFIX = "responses-proxy:reasoning:"
+
+    def __init__(self, client: Any, ttl: float = 3600.0) -> None:
+        self.client = client
+        self.ttl = ttl
+
+    @classmethod
+    def from_url(cls, url: str, ttl: float) -> RedisMemory:
+        try:
+            import redis.asyncio
+        except ImportError:  # pragma: no cover - depends on the installation
+            raise RuntimeError("reasoning.redis_url needs the redis package: pip install 'responses-proxy[redis]'")
+        return cls(redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2), ttl)
+
+    async def fetch(self, keys: list[str]) -> dict[str, list[dict[str, Any]]]:
+        if not keys:
+            return {}
+        try:
+            values = await self.client.mget([self.PREFIX + key for key in keys])
+        except Exception as exc:  # a store that is down costs continuity, never the answer
+            log.warning("could not read kept reasoning from Redis: %s", exc)
+            return {}
+        return {key: orjson.loads(value) for key, value in zip(keys, values) if value}
+
+    async def remember(self, response: dict[str, Any] | None) -> None:
+        keys, reasoning = kept_reasoning(response)
+        if not keys:
+            return
+        value = orjson.dumps(reasoning)
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.set(self.PREFIX + key, value, ex=max(int(self.ttl), 1))
+                await pipe.execute()
+        except Exception as exc:
+            log.warning("could not keep reasoning in Redis: %s", exc)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def open_memory(config: ReasoningConfig) -> ReasoningMemory | None:
+    if not config.keep_encrypted:
+        return None
+    if config.redis_url:
+        return RedisMemory.from_url(config.redis_url, config.memory_ttl)
+    return LocalMemory(config.memory_entries, config.memory_ttl) if config.memory_entries > 0 else None

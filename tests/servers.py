@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 
@@ -41,9 +42,12 @@ class ServerThread:
 
 
 @contextmanager
-def running_proxy(config: Config) -> Iterator[str]:
-    """Yield the proxy's base URL (``http://127.0.0.1:PORT``)."""
-    server = ServerThread(create_app(config))
+def running_proxy(config: Config, prepare: Callable[[Any], None] | None = None) -> Iterator[str]:
+    """Yield the proxy's base URL (``http://127.0.0.1:PORT``); ``prepare`` may adjust the app first."""
+    app = create_app(config)
+    if prepare is not None:
+        prepare(app)
+    server = ServerThread(app)
     server.start()
     try:
         yield f"http://127.0.0.1:{server.port}"

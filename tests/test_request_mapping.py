@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from proxy.errors import InvalidRequest
-from proxy.translate.request import MappingOptions, chat_to_responses
+from proxy.translate.request import MappingOptions, chat_to_responses, restore_reasoning
 from spec_check import check_create_response
 
 
@@ -276,28 +278,29 @@ def test_deep_research_gets_a_search_tool_unless_it_has_one():
 
 def test_earlier_reasoning_is_put_back_in_front_of_its_answer():
     kept = [{"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAA-secret"}]
-    lookups = []
-
-    def lookup(key):
-        lookups.append(key)
-        return kept if key == "call_1" else None
-
-    options = MappingOptions(keep_reasoning=True, reasoning_lookup=lookup)
-    body = chat_to_responses({"model": "o3-pro", "messages": [
+    translation = chat_to_responses({"model": "o3-pro", "messages": [
         {"role": "user", "content": "x"},
         {"role": "assistant", "content": None, "tool_calls": [
             {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
         {"role": "tool", "tool_call_id": "call_1", "content": "ok"},
         {"role": "assistant", "content": "<think>\nhmm\n</think>\n\nDone."},
         {"role": "user", "content": "y"},
-    ]}, options).body
+    ]}, MappingOptions(keep_reasoning=True))
+    text_key = "text:" + hashlib.sha256(b"Done.").hexdigest()  # think tags are not part of the key
+    assert translation.answers == [(1, ["call_1"]), (3, [text_key])]
+    assert translation.body["include"] == ["reasoning.encrypted_content"]
+    assert restore_reasoning(translation, {"call_1": kept}) == 1
+    body = translation.body
     check_create_response(body)
-    assert body["include"] == ["reasoning.encrypted_content"]
     assert [item.get("type", "message") for item in body["input"]] == [
         "message", "reasoning", "function_call", "function_call_output", "message", "message"]
-    assert lookups[0] == "call_1"
-    import hashlib
-    assert lookups[1] == "text:" + hashlib.sha256(b"Done.").hexdigest()  # think tags are not part of the key
+    assert body["input"][1] == kept[0]
+
+
+def test_without_keep_reasoning_nothing_is_asked_or_tracked():
+    translation = translate(messages=[{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"},
+                                      {"role": "user", "content": "z"}])
+    assert translation.answers == [] and "include" not in translation.body
 
 
 @pytest.mark.parametrize("chat, param", [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,9 +40,8 @@ class MappingOptions:
     max_n: int = 4
     # Deep-research models refuse to run without a search tool; add one when the request has none.
     require_search_tool: bool = False
-    # Ask for encrypted reasoning and put back what earlier answers carried (multi-turn continuity).
+    # Ask for encrypted reasoning, so it can be carried into later turns (multi-turn continuity).
     keep_reasoning: bool = False
-    reasoning_lookup: Callable[[str], list[dict[str, Any]] | None] | None = None
 
 
 @dataclass(slots=True)
@@ -53,6 +52,8 @@ class Translation:
     include_usage: bool
     n: int = 1
     stop: tuple[str, ...] = ()
+    # Where each earlier answer starts in ``body["input"]``, and the keys its reasoning may be kept under.
+    answers: list[tuple[int, list[str]]] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     adjusted: list[str] = field(default_factory=list)
 
@@ -69,7 +70,7 @@ def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Trans
     _reject_audio(chat)
 
     body: dict[str, Any] = {"model": model}
-    instructions, items = map_messages(chat.get("messages"), options.reasoning_lookup)
+    instructions, items, answers = map_messages(chat.get("messages"))
     if instructions is not None:
         body["instructions"] = instructions
     body["input"] = items
@@ -81,6 +82,7 @@ def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Trans
         include_usage=bool(stream and stream_options.get("include_usage")),
         n=_choice_count(chat, options.max_n),
         stop=_stop_sequences(chat),
+        answers=answers if options.keep_reasoning else [],
     )
     _map_tools(chat, body, options)
     _map_limits(chat, body, translation)
@@ -103,22 +105,19 @@ def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Trans
 # --- messages ---------------------------------------------------------------
 
 
-def map_messages(
-    messages: Any, reasoning_lookup: Callable[[str], list[dict[str, Any]] | None] | None = None
-) -> tuple[str | None, list[dict[str, Any]]]:
-    """Map chat history to ``instructions`` and Responses input items.
+def map_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]], list[tuple[int, list[str]]]]:
+    """Map chat history to ``instructions``, Responses input items, and where earlier answers start.
 
     Leading system/developer messages become ``instructions``: they are the
     same on every turn, so the upstream's prompt cache keeps hitting. Ones that
     appear later in the conversation stay where they are, as developer
-    messages, because their position carries meaning. With a
-    ``reasoning_lookup``, the reasoning items an earlier answer carried are put
-    back in front of it.
+    messages, because their position carries meaning.
     """
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' must be a non-empty array of message objects.", "messages")
     instructions: list[str] = []
     items: list[dict[str, Any]] = []
+    answers: list[tuple[int, list[str]]] = []
     legacy_calls: list[tuple[str, str]] = []  # (name, synthetic call_id) of legacy function_call turns
     for position, message in enumerate(messages):
         where = f"messages[{position}]"
@@ -135,8 +134,9 @@ def map_messages(
             items.append({"role": "user", "content": _user_content(message.get("content"), f"{where}.content")})
         elif role == "assistant":
             answer = _assistant_items(message, where, legacy_calls)
-            if reasoning_lookup is not None and answer:
-                items.extend(_earlier_reasoning(answer, reasoning_lookup))
+            keys = reasoning_keys(answer)
+            if keys:
+                answers.append((len(items), keys))
             items.extend(answer)
         elif role == "tool":
             call_id = message.get("tool_call_id")
@@ -155,7 +155,7 @@ def map_messages(
                 "assistant, tool and function.",
                 f"{where}.role",
             )
-    return ("\n\n".join(instructions) if instructions else None), items
+    return ("\n\n".join(instructions) if instructions else None), items, answers
 
 
 _THINK_BLOCK = re.compile(r"^\s*<think>.*?</think>\s*", re.DOTALL)
@@ -175,13 +175,16 @@ def reasoning_keys(answer: list[dict[str, Any]]) -> list[str]:
     return ["text:" + hashlib.sha256(text.strip().encode()).hexdigest()] if text.strip() else []
 
 
-def _earlier_reasoning(answer: list[dict[str, Any]], lookup: Callable[[str], list[dict[str, Any]] | None]
-                       ) -> list[dict[str, Any]]:
-    for key in reasoning_keys(answer):
-        found = lookup(key)
+def restore_reasoning(translation: Translation, kept: Mapping[str, list[dict[str, Any]]]) -> int:
+    """Put the reasoning items kept for earlier answers back in front of them; returns how many answers got some."""
+    items = translation.body["input"]
+    restored = 0
+    for start, keys in reversed(translation.answers):  # from the end, so earlier positions stay valid
+        found = next((kept[key] for key in keys if kept.get(key)), None)
         if found:
-            return found
-    return []
+            items[start:start] = found
+            restored += 1
+    return restored
 
 
 def _plain_text(content: Any, where: str) -> str:
