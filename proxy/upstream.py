@@ -6,14 +6,17 @@ relay bytes as they come or read a (small) body; nothing here buffers.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
 import orjson
 
+from . import logs, metrics
 from .config import UpstreamConfig
 from .errors import ProxyError, normalize_error
+from .keys import REST_STATUSES, KeyRing, bearer_key, retry_after_seconds
 
 # Hop-by-hop headers (RFC 9110 section 7.6.1) and headers httpx must set itself.
 HOP_BY_HOP = frozenset((
@@ -36,6 +39,9 @@ class Upstream:
             follow_redirects=False,
             trust_env=False,
         )
+        self.keys = KeyRing(config.keys, config.key_rest_seconds)
+        self.client.event_hooks["request"].append(self._on_request)
+        self.client.event_hooks["response"].append(self._on_response)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -54,8 +60,9 @@ class Upstream:
             if name.lower() not in HOP_BY_HOP and (name.lower() not in _CLIENT_ONLY or
                                                    (keep_encoding and name.lower() == "accept-encoding"))
         }
-        if self.config.api_key:
-            headers["authorization"] = f"Bearer {self.config.api_key}"
+        key = self.keys.pick()
+        if key is not None:
+            headers["authorization"] = f"Bearer {key}"
         else:
             for name in ("authorization", "x-api-key"):
                 value = client_headers.get(name)
@@ -63,6 +70,33 @@ class Upstream:
                     headers[name] = value
         headers.update(self.config.headers)
         return headers
+
+    def rekey(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """``headers`` with the next key of the ring, for another attempt (unchanged without upstream keys)."""
+        key = self.keys.pick()
+        if key is None:
+            return dict(headers)
+        return {**{name: value for name, value in headers.items() if name.lower() != "authorization"},
+                "authorization": f"Bearer {key}"}
+
+    async def _on_request(self, request: httpx.Request) -> None:
+        request.extensions["proxy_sent_at"] = time.monotonic()
+
+    async def _on_response(self, response: httpx.Response) -> None:
+        """Every upstream answer: the request's log and metrics, and a rest for a key it refused."""
+        name = self.config.name
+        status = response.status_code
+        sent_at = response.request.extensions.get("proxy_sent_at")
+        if sent_at is not None:
+            metrics.UPSTREAM_LATENCY.labels(name).observe(time.monotonic() - sent_at)
+        metrics.UPSTREAM_RESPONSES.labels(name, str(status)).inc()
+        record = logs.current()
+        record.upstream, record.upstream_status = name, status
+        if status in REST_STATUSES:
+            key = bearer_key(response.request.headers.get("authorization"))
+            if key is not None and key in self.keys:
+                self.keys.rest(key, retry_after_seconds(response.headers.get("retry-after")) if status == 429 else None)
+                metrics.UPSTREAM_KEY_RESTS.labels(name, str(status)).inc()
 
     async def send(
         self,
