@@ -138,6 +138,7 @@ def create_app(config: Config) -> FastAPI:
 
     @app.exception_handler(ProxyError)
     async def proxy_error(_: Request, exc: ProxyError) -> Response:
+        logs.current().error = str(exc.code or exc.type)
         return json_response(exc.body(), exc.status, exc.headers)
 
     @app.exception_handler(HTTPException)

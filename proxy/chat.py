@@ -11,6 +11,7 @@ import httpx
 import orjson
 from starlette.responses import Response, StreamingResponse
 
+from . import logs, metrics
 from .config import Config
 from .errors import ProxyError
 from .pacing import HEARTBEAT, IdleTimeout, Pacer
@@ -58,6 +59,7 @@ async def serve_translated(
             headers={**SSE_HEADERS, **extra},
         )
     answer = await _final_response(response)
+    logs.current().count_usage(answer.get("usage"))
     if not translation.stream:
         return json_response(responses_to_chat(answer, new_completion_id()), headers=extra)
     # The upstream ignored `stream: true` and answered in one piece: replay it as a stream.
@@ -109,6 +111,7 @@ async def _relay_stream(response: httpx.Response, translator: StreamTranslator, 
         try:
             async for chunk in pacer:
                 if chunk is HEARTBEAT:
+                    metrics.HEARTBEATS.inc()
                     yield KEEPALIVE
                     continue
                 for event in parse_events(decoder, chunk):
@@ -129,7 +132,9 @@ async def _relay_stream(response: httpx.Response, translator: StreamTranslator, 
             frames.extend(translator.fail(ProxyError(
                 502, f"The upstream connection failed mid-stream: {str(exc) or type(exc).__name__}",
                 "upstream_error", code="upstream_disconnected")))
+        logs.current().count_usage((translator.response or {}).get("usage"))
         if translator.error is not None:
+            logs.current().error = str(translator.error.code)
             log.warning("stream for %s ended with an error: %s", translator.model, translator.error.message)
         yield b"".join(encode_data(frame) for frame in frames) + (DONE if translator.error is None else b"")
     finally:

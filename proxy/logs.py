@@ -154,9 +154,13 @@ def setup_logging(level: str = "info", log_format: str = "auto") -> None:
     root.setLevel(level.upper())
     # httpx logs every upstream request at INFO; the request line already says it.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # The request line (proxy.access) replaces uvicorn's access log, which would also print query strings.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
 
 
 def write(record: RequestLog, level: int = logging.INFO) -> None:
