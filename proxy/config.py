@@ -234,6 +234,16 @@ def _layer(origins: Origins, layer: Origins, data: Mapping[str, Any]) -> None:
     origins.update(layer)
 
 
+def _upstreams_replace(data: dict[str, Any], layer: Mapping[str, Any], origins: Origins) -> dict[str, Any]:
+    """A layer that lists ``upstreams`` replaces the one ``upstream`` that lower layers describe."""
+    if "upstreams" not in layer:
+        return data
+    if "upstream" in layer:
+        raise ConfigError(describe([(("upstream",), "set either upstream (one upstream) or upstreams (a list), "
+                                                    "not both")], origins))
+    return {key: value for key, value in data.items() if key != "upstream"}
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
@@ -249,16 +259,12 @@ def load_config(
     if path is not None:
         loaded, file_origins = read_yaml(path, env)
         loaded = normalize_legacy(loaded, file_origins)
-        if "upstreams" in loaded and "upstream" in loaded:
-            raise ConfigError(describe([(("upstream",), "set either upstream (one upstream) or upstreams (a list), "
-                                                       "not both")], file_origins))
-        if "upstreams" in loaded:
-            data.pop("upstream", None)  # the list replaces the one upstream the environment describes
-        data = _merge(data, loaded)
+        data = _merge(_upstreams_replace(data, loaded, file_origins), loaded)
         _layer(origins, file_origins, loaded)
     if overrides:
-        data = _merge(data, overrides)
-        _layer(origins, {path: Origin("command line") for path in _leaves(overrides)}, overrides)
+        override_origins = {path: Origin("command line") for path in _leaves(overrides)}
+        data = _merge(_upstreams_replace(data, overrides, override_origins), overrides)
+        _layer(origins, override_origins, overrides)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
