@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
 
 import httpx
 import pytest
@@ -104,15 +104,26 @@ def test_a_key_the_upstream_refuses_rests(make_proxy, fake, status):
     assert f'proxy_upstream_key_rests_total{{status="{status}",upstream="default"}}' in metrics
 
 
-def test_retry_after_sets_the_rest(make_proxy, fake):
-    fake.script(Reply(429, json=error_body("Slow down"), headers={"retry-after": "0.3"}))
-    with make_proxy(upstream={"api_key": "sk-a", "api_keys": ["sk-b"]}) as url:
-        chat(url)
-        chat(url)
-        chat(url)  # sk-a still rests
-        time.sleep(0.4)
-        chat(url)
-    assert keys_used(fake) == ["Bearer sk-a", "Bearer sk-b", "Bearer sk-b", "Bearer sk-a"]
+async def test_retry_after_sets_the_rest():
+    def answer(request):
+        if request.headers["authorization"] == "Bearer sk-a":
+            return httpx.Response(429, headers={"retry-after": "0.2"}, json=error_body("Slow down"))
+        return httpx.Response(200, json={})
+
+    config = load_config(env={}, overrides={"upstream": {"api_key": "sk-a", "api_keys": ["sk-b"]}}).upstream
+    upstream = Upstream(config, httpx.AsyncClient(transport=httpx.MockTransport(answer)))
+    try:
+        statuses = []
+        for _ in range(3):
+            response = await upstream.send("POST", "/responses", upstream.headers({}), json={})
+            statuses.append(response.status_code)
+            await response.aclose()
+        assert statuses == [429, 200, 200]
+        assert upstream.keys.resting() == ["sk-a"]
+        await asyncio.sleep(0.25)
+        assert upstream.keys.resting() == [] and upstream.keys.pick() == "sk-a"
+    finally:
+        await upstream.aclose()
 
 
 def two_upstreams(fake):
