@@ -21,7 +21,7 @@ from .chat import json_response, serve_translated
 from .config import Config, load_config
 from .errors import InvalidRequest, ProxyError, error_body
 from .health import Readiness
-from .middleware import ObserveMiddleware
+from .middleware import InFlight, ObserveMiddleware
 from .passthrough import open_forward, read_body, relay, upstream_path
 from .routing import ModelRouter, says_responses_only
 from .translate.request import MappingOptions, chat_to_responses
@@ -31,6 +31,7 @@ from .upstreams import Upstreams
 log = logging.getLogger("proxy")
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
+SETTLE_SECONDS = 5.0
 # Response headers a browser app may read (CORS): the request id and what the proxy changed.
 EXPOSED_HEADERS = ["x-request-id", "x-upstream-request-id", "x-proxy-mode", "x-proxy-dropped-params",
                    "x-proxy-adjusted-params"]
@@ -120,9 +121,13 @@ def create_app(config: Config) -> FastAPI:
     readiness = Readiness(proxy.upstreams.all, config.server.readiness_check)
     logs.register_secrets([*config.server.api_keys, *(key for upstream in config.upstreams for key in upstream.keys)])
 
+    inflight = InFlight()
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        # Requests the server cancelled after the grace period end their answers with an error first.
+        await inflight.settle(SETTLE_SECONDS)
         await proxy.upstreams.aclose()
 
     app = FastAPI(title="responses-proxy", version=__version__, lifespan=lifespan,
@@ -134,7 +139,7 @@ def create_app(config: Config) -> FastAPI:
     if config.server.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=config.server.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=EXPOSED_HEADERS, max_age=600)
-    app.add_middleware(ObserveMiddleware)
+    app.add_middleware(ObserveMiddleware, inflight=inflight)
 
     @app.exception_handler(ProxyError)
     async def proxy_error(_: Request, exc: ProxyError) -> Response:

@@ -15,6 +15,7 @@ import logging
 import re
 import secrets
 import time
+from typing import Any
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -49,9 +50,21 @@ class _Answer:
         self.stream_label: str | None = None
 
 
+class InFlight:
+    """The tasks answering requests, so that shutdown can let cancelled ones write their last words."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    async def settle(self, timeout: float) -> None:
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=timeout)
+
+
 class ObserveMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, inflight: InFlight | None = None) -> None:
         self.app = app
+        self.inflight = inflight or InFlight()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -63,6 +76,9 @@ class ObserveMiddleware:
         scope.setdefault("state", {})["request_id"] = record.request_id
         answer = _Answer()
         token = logs.begin(record)
+        task = asyncio.current_task()
+        if task is not None:
+            self.inflight.tasks.add(task)
 
         async def observed_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -95,7 +111,6 @@ class ObserveMiddleware:
             record.error = "server_shutting_down"
             if not await self._close_for_shutdown(answer, send):
                 raise
-            task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
         except BaseException:
@@ -104,6 +119,7 @@ class ObserveMiddleware:
             raise
         finally:
             logs.end(token)
+            self.inflight.tasks.discard(task)  # type: ignore[arg-type]
             self._finish(record, answer)
 
     @staticmethod
