@@ -73,7 +73,6 @@ class ObserveMiddleware:
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
         record = logs.RequestLog(request_id=request_id(headers.get("x-request-id")), method=scope["method"],
                                  path=scope["path"])
-        scope.setdefault("state", {})["request_id"] = record.request_id
         answer = _Answer()
         token = logs.begin(record)
         task = asyncio.current_task()

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from proxy import cli
 from proxy.config import DEFAULT_TRANSLATED_MODELS, Config, ConfigError, load_config, normalize_legacy
-from proxy.configfile import _unwrap, read_yaml
+from proxy.configfile import _unwrap
 
 ROOT = Path(__file__).resolve().parent.parent
 

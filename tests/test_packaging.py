@@ -54,20 +54,21 @@ def free_port():
 
 
 @pytest.mark.packaging
-def test_the_images_steps_install_a_server_that_answers_its_healthcheck(image_root):
+def test_the_images_steps_install_a_server_that_answers_its_healthcheck(image_root, fake):
+    """The installed console script, as `docker run IMAGE --workers 2` starts it, against the fake upstream."""
     image = build(image_root, execute=False)
     port = free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PROXY_", "PYTHONPATH"))},
-           **image.env, "PORT": str(port)}
+           **image.env, "PORT": str(port), "OPENAI_BASE_URL": fake.base_url}
     (entrypoint,) = parse()[-1].all("ENTRYPOINT")
     command = [arg if arg != "0.0.0.0" else "127.0.0.1" for arg in entrypoint.exec_form]  # loopback only here
     executable = shutil.which(command[0], path=env["PATH"])
     assert executable is not None and executable.startswith(str(image_root)), "the console script is installed"
-    server = subprocess.Popen([executable, *command[1:]], env=env, cwd=image_root, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE)
+    server = subprocess.Popen([executable, *command[1:], "--workers", "2"], env=env, cwd=image_root,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while True:
             try:
                 health = httpx.get(url + "/healthz", timeout=1)
@@ -76,13 +77,20 @@ def test_the_images_steps_install_a_server_that_answers_its_healthcheck(image_ro
                 assert server.poll() is None and time.monotonic() < deadline, server.stderr.read().decode()
                 time.sleep(0.1)
         assert health.json() == {"status": "ok"}
-        assert httpx.get(url + "/metrics", timeout=5).text.count("proxy_requests") > 0
         (healthcheck,) = parse()[-1].all("HEALTHCHECK")
         python = shutil.which("python", path=env["PATH"])
         assert subprocess.run([python, *healthcheck.exec_form[1:]], env=env, timeout=10).returncode == 0
+        # Both workers serve; /metrics adds their counts up, whichever of them answers.
+        for _ in range(6):
+            assert httpx.get(url + "/v1/models", timeout=10).status_code == 200
+        for _ in range(3):
+            metrics = httpx.get(url + "/metrics", timeout=5).text
+            served = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                         if line.startswith("proxy_requests_total{") and 'mode="passthrough"' in line)
+            assert served == 6
     finally:
         server.terminate()
-        server.wait(10)
+        server.wait(15)
 
 
 # ---------------------------------------------------------------- docker-compose.yml and Kubernetes
