@@ -1,18 +1,27 @@
 # syntax=docker/dockerfile:1
+# Build: docker build -t responses-proxy .
+# Run:   docker run -p 8000:8000 -e OPENAI_API_KEY=sk-... -e PROXY_API_KEYS=team-key responses-proxy
+# Config: mount a file at /config/config.yaml (the default PROXY_CONFIG); without one, the example config
+# shipped there reads OPENAI_BASE_URL, OPENAI_API_KEY, PROXY_API_KEYS and PORT from the environment.
+
 FROM python:3.12-slim AS build
 WORKDIR /src
+RUN python -m venv /opt/venv
 COPY pyproject.toml README.md ./
 COPY proxy ./proxy
-RUN pip install --no-cache-dir --prefix=/install .
+RUN /opt/venv/bin/pip install --no-cache-dir .
 
 FROM python:3.12-slim
 RUN useradd --create-home --uid 10001 proxy
-COPY --from=build /install /usr/local
-USER proxy
-ENV PYTHONUNBUFFERED=1
+COPY --from=build /opt/venv /opt/venv
+COPY config.example.yaml /config/config.yaml
+ENV PATH="/opt/venv/bin:$PATH" \
+    PYTHONUNBUFFERED=1 \
+    PORT=8000 \
+    PROXY_CONFIG=/config/config.yaml
+USER 10001
 EXPOSE 8000
-# Mount a config file here (or point PROXY_CONFIG elsewhere); without one, OPENAI_BASE_URL/OPENAI_API_KEY are used.
-ENV PROXY_CONFIG=""
-HEALTHCHECK --interval=30s --timeout=3s --start-period=5s \
-  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status == 200 else 1)"
-ENTRYPOINT ["responses-proxy", "--host", "0.0.0.0", "--port", "8000"]
+HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=2)"]
+# Flags after the image name are appended, e.g. `--workers 4` or `--log-level debug`.
+ENTRYPOINT ["responses-proxy", "--host", "0.0.0.0"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,34 +11,48 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import __version__
+from . import __version__, logs, metrics
+from .auth import OPEN_PATHS, ProxyKeyMiddleware
 from .calls import Capabilities
 from .chat import json_response, serve_translated
-from .config import Config
+from .config import Config, load_config
 from .errors import InvalidRequest, ProxyError, error_body
-from .passthrough import open_forward, read_body, relay, upstream_path
-from .routing import ModelRouter, says_responses_only
+from .health import Readiness
 from .memory import open_memory
+from .middleware import InFlight, ObserveMiddleware
+from .passthrough import open_forward, read_body, relay, replay, upstream_path
+from .routing import ModelRouter, says_responses_only
 from .translate.request import MappingOptions, chat_to_responses, restore_reasoning
 from .translate.stream import Presentation
-from .upstream import RETRYABLE_STATUSES, Upstream, read_json, relayed_headers, upstream_error
+from .upstream import RETRYABLE_STATUSES, Upstream, read_json, upstream_error
+from .upstreams import Upstreams
 
 log = logging.getLogger("proxy")
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
+SETTLE_SECONDS = 5.0
+# Response headers a browser app may read (CORS): the request id and what the proxy changed.
+EXPOSED_HEADERS = ["x-request-id", "x-upstream-request-id", "x-proxy-mode", "x-proxy-dropped-params",
+                   "x-proxy-adjusted-params", "x-proxy-fallback"]
 
 
 class Proxy:
-    """Everything a request needs: configuration, the upstream client, the model router."""
+    """Everything a request needs: configuration, the upstreams, the model router, what was learned."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.upstream = Upstream(config.upstream)
+        self.upstreams = Upstreams(config.upstreams)
+        self.upstream = self.upstreams.default
+        # What chat.py reads as `config.upstream` is the upstream serving the request.
+        self._configs = {upstream.config.name: config.model_copy(update={"upstream": upstream.config})
+                         for upstream in self.upstreams.all}
+        # What an upstream refused (background mode, streaming, summaries) is a property of that upstream.
+        self._capabilities = {upstream.config.name: Capabilities() for upstream in self.upstreams.all}
         self.router = ModelRouter(config.translate, config.aliases)
-        self.capabilities = Capabilities()
         self.memory = open_memory(config.reasoning)
 
     async def chat(self, request: Request) -> Response:
@@ -53,6 +68,9 @@ class Proxy:
         model = chat.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequest("you must provide a model parameter", "model")
+        record = logs.current()
+        record.model, record.stream = model, chat.get("stream") is True
+        log.debug("chat request %s: %s", record.request_id, body[:4000].decode("utf-8", "replace"))
         real_model, fixed = self.router.resolve(model)
         if real_model != model or fixed:
             chat = {**chat, **fixed, "model": real_model}
@@ -65,6 +83,7 @@ class Proxy:
                 raise
             log.warning("model %s failed (%s %s); serving the request with fallback model %s",
                         model, exc.status, exc.message, fallback)
+        record.fallback = fallback
         chat = {**chat, "model": fallback}
         response = await self._chat(request, chat, orjson.dumps(chat), can_fall_back=False)
         response.headers["x-proxy-fallback"] = fallback
@@ -72,10 +91,11 @@ class Proxy:
 
     async def _chat(self, request: Request, chat: dict[str, Any], body: bytes, can_fall_back: bool) -> Response:
         model = chat["model"]
+        upstream = self.upstreams.for_model(model)
         if self.router.should_translate(model):
             return await self.translate(request, chat)
-        response = await open_forward(self.upstream, request, "/chat/completions", body,
-                                      self.config.server.max_body_bytes)
+        logs.current().mode = "passthrough"
+        response = await open_forward(upstream, request, "/chat/completions", body, self.config.server.max_body_bytes)
         if response.status_code < 400:
             return relay(response, {"x-proxy-mode": "passthrough"})
         payload, raw = await read_json(response)
@@ -86,22 +106,21 @@ class Proxy:
         error = upstream_error(response.status_code, payload, raw, response.headers)
         if can_fall_back and fallback_worthy(error):
             raise error
-        # Relayed as it came (the body is already decoded, so its length and encoding are the proxy's).
-        relayed = Response(raw, status_code=response.status_code)
-        relayed.raw_headers = [(name, value) for name, value in relayed_headers(response)
-                               if name.lower() not in (b"content-length", b"content-encoding")]
-        relayed.raw_headers.append((b"content-length", str(len(raw)).encode()))
-        return relayed
+        return replay(response, raw)
 
     async def translate(self, request: Request, chat: dict[str, Any]) -> Response:
-        config = self.config
+        logs.current().mode = "translated"
+        upstream = self.upstreams.for_model(chat["model"])
+        config = self._configs[upstream.config.name]
+        capabilities = self._capabilities[upstream.config.name]
         settings = config.model_settings(chat["model"])
         if settings.reasoning_effort and chat.get("reasoning_effort") is None:
             chat = {**chat, "reasoning_effort": settings.reasoning_effort}
-        summary = None if config.reasoning.summary == "off" or self.capabilities.no_summary else config.reasoning.summary
-        keep = self.memory is not None and chat["model"].lower() not in self.capabilities.no_encrypted_reasoning
+        summary = None if config.reasoning.summary == "off" or capabilities.no_summary else config.reasoning.summary
+        keep = self.memory is not None and chat["model"].lower() not in capabilities.no_encrypted_reasoning
         options = MappingOptions(
             reasoning_summary=summary,
+            reasoning_effort=config.reasoning.effort,
             max_n=config.translate.max_n,
             require_search_tool=bool(settings.search_tool),
             keep_reasoning=keep,
@@ -116,22 +135,44 @@ class Proxy:
             sources_in_content=config.web_search.sources_in_content,
             progress=bool(settings.progress),
         )
-        return await serve_translated(config, self.upstream, self.capabilities, self.memory, request, translation,
+        return await serve_translated(config, upstream, capabilities, self.memory, request, translation,
                                       presentation, settings)
 
     async def models(self, request: Request) -> Response:
         """The upstream's model list plus configured aliases and effort variants, for model pickers."""
+        logs.current().mode = "passthrough"
         response = await open_forward(self.upstream, request, "/models", None, self.config.server.max_body_bytes)
         if response.status_code >= 400:
             return relay(response)
         payload, raw = await read_json(response, MODEL_LIST_LIMIT)
         if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
-            return Response(raw, status_code=response.status_code, media_type=response.headers.get("content-type"))
-        return json_response(with_variants(payload, self.router, self.config))
+            return replay(response, raw)
+        return replay(response, orjson.dumps(with_variants(payload, self.router, self.config)), "application/json")
 
     async def forward(self, request: Request, path: str) -> Response:
-        response = await open_forward(self.upstream, request, path, None, self.config.server.max_body_bytes)
+        logs.current().mode = "passthrough"
+        upstream, body = await self._route_forward(request)
+        response = await open_forward(upstream, request, path, body, self.config.server.max_body_bytes)
         return relay(response)
+
+    async def _route_forward(self, request: Request) -> tuple[Upstream, bytes | None]:
+        """With several upstreams, a JSON request goes by its ``model``; everything else to the first.
+
+        Reading the body costs nothing extra for these requests: JSON bodies are
+        small and bounded by ``max_body_bytes``, and the bytes are sent on unchanged.
+        """
+        if len(self.upstreams.all) == 1 or request.method != "POST" or \
+                not request.headers.get("content-type", "").startswith("application/json"):
+            return self.upstream, None
+        body = await read_body(request, self.config.server.max_body_bytes)
+        try:
+            model = orjson.loads(body).get("model")
+        except (orjson.JSONDecodeError, AttributeError):
+            model = None
+        if not isinstance(model, str) or not model:
+            return self.upstream, body
+        logs.current().model = model
+        return self.upstreams.for_model(model), body
 
 
 MODEL_LIST_LIMIT = 16 * 1024 * 1024
@@ -180,20 +221,34 @@ def fallback_worthy(error: ProxyError) -> bool:
 
 def create_app(config: Config) -> FastAPI:
     proxy = Proxy(config)
+    readiness = Readiness(proxy.upstreams.all, config.server.readiness_check)
+    logs.register_secrets([*config.server.api_keys, *(key for upstream in config.upstreams for key in upstream.keys)])
+
+    inflight = InFlight()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        await proxy.upstream.aclose()
+        # Requests the server cancelled after the grace period end their answers with an error first.
+        await inflight.settle(SETTLE_SECONDS)
+        await proxy.upstreams.aclose()
         if proxy.memory is not None:
             await proxy.memory.aclose()
 
     app = FastAPI(title="responses-proxy", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.proxy = proxy
+    # Added innermost first: the observer sees every answer, CORS headers go on 401s too.
+    open_paths = OPEN_PATHS if config.server.metrics_require_key else OPEN_PATHS | {"/metrics"}
+    app.add_middleware(ProxyKeyMiddleware, keys=config.server.api_keys, open_paths=open_paths)
+    if config.server.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=config.server.cors_origins, allow_methods=["*"],
+                           allow_headers=["*"], expose_headers=EXPOSED_HEADERS, max_age=600)
+    app.add_middleware(ObserveMiddleware, inflight=inflight)
 
     @app.exception_handler(ProxyError)
     async def proxy_error(_: Request, exc: ProxyError) -> Response:
+        logs.current().error = str(exc.code or exc.type)
         return json_response(exc.body(), exc.status, exc.headers)
 
     @app.exception_handler(HTTPException)
@@ -214,12 +269,25 @@ def create_app(config: Config) -> FastAPI:
             "description": "OpenAI-compatible proxy: Chat Completions requests for Responses-only models "
                            "are translated to the Responses API; everything else passes through.",
             "upstream": config.upstream.base_url,
+            "upstreams": [{"name": upstream.name, "base_url": upstream.base_url, "models": upstream.models}
+                          for upstream in config.upstreams],
             "translated_models": config.translate.models if not config.translate.all_models else ["*"],
         })
 
     @app.get("/healthz")
     async def healthz() -> Response:
         return json_response({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        ready, upstreams = await readiness.status()
+        return json_response({"status": "ready" if ready else "not ready", "check": config.server.readiness_check,
+                              "upstreams": upstreams}, 200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics_page() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
 
     @app.api_route("/{path:path}", methods=_METHODS)
     async def dispatch(request: Request) -> Response:
@@ -231,3 +299,13 @@ def create_app(config: Config) -> FastAPI:
         return await proxy.forward(request, upstream_path(path))
 
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app for ``uvicorn --factory proxy.app:app_from_env``, as each ``--workers`` process builds it.
+
+    The configuration comes from ``PROXY_CONFIG`` and the environment, logging
+    from ``PROXY_LOG_LEVEL`` and ``PROXY_LOG_FORMAT``, all set by the command line.
+    """
+    logs.setup_logging(os.environ.get("PROXY_LOG_LEVEL", "info"), os.environ.get("PROXY_LOG_FORMAT", "auto"))
+    return create_app(load_config(os.environ.get("PROXY_CONFIG") or None))

@@ -135,9 +135,10 @@ class UpstreamCall:
                 async for chunk in self._chunks():
                     for event in parse_events(decoder, chunk):
                         self._track(event)
+                        # Known finished before the consumer sees the end, so closing now cancels nothing.
+                        self.finished = event.get("type") in TERMINAL_EVENTS
                         yield event
-                        if event.get("type") in TERMINAL_EVENTS:
-                            self.finished = True
+                        if self.finished:
                             return
                 if not self.plan.background:
                     return  # the consumer reports the stream as cut short

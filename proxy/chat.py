@@ -18,6 +18,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from . import logs, metrics
 from .calls import Capabilities, CallPlan, UpstreamCall, start_call
 from .config import Config, ModelSettings
 from .errors import ProxyError
@@ -65,12 +66,17 @@ class Exchange:
         with anyio.CancelScope(shield=True):
             for call in self.calls:
                 await call.aclose()
+            await self.conclude()
 
-    async def remember(self) -> None:
-        if self.memory is not None:
-            for translator in self.translators:
-                if translator.error is None and not translator.stopped:
-                    await self.memory.remember(translator.response)
+    async def conclude(self) -> None:
+        """Account for the request: usage and errors in the request log, reasoning kept for later turns."""
+        record = logs.current()
+        for translator in self.translators:
+            record.count_usage((translator.response or {}).get("usage"))
+            if translator.error is not None:
+                record.error = str(translator.error.code or translator.error.type)
+            elif self.memory is not None and not translator.stopped:
+                await self.memory.remember(translator.response)
 
 
 async def serve_translated(config: Config, upstream: Upstream, capabilities: Capabilities, memory: ReasoningMemory | None,
@@ -178,7 +184,6 @@ async def _completion(exchange: Exchange) -> dict[str, Any]:
             builder.add(translator.finish())
             if translator.error is not None:
                 raise translator.error
-        await exchange.remember()
         return builder.build(exchange.translators)
     except httpx.HTTPError as exc:
         raise _connection_failed(exc) from None
@@ -251,6 +256,7 @@ async def _relay_stream(exchange: Exchange, config: Config, summed_usage: bool) 
         try:
             async for item in pacer:
                 if item is HEARTBEAT:
+                    metrics.HEARTBEATS.inc()
                     minutes = int((loop.time() - started) // PROGRESS_EVERY)
                     if minutes > notes:
                         notes = minutes
@@ -288,7 +294,6 @@ async def _relay_stream(exchange: Exchange, config: Config, summed_usage: bool) 
             if frames:
                 yield b"".join(encode_data(frame) for frame in frames)
             return
-        await exchange.remember()
         if summed_usage:
             first = translators[0]
             frames.append(usage_chunk(first.id, first.created, first.model, [t.response for t in translators]))

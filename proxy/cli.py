@@ -1,30 +1,45 @@
-"""Command line: ``python -m proxy --host 127.0.0.1 --port 8000 [--config FILE]``."""
+"""Command line: ``python -m proxy --host 127.0.0.1 --port 8000 [--config FILE] [--workers N]``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 import uvicorn
 
+from . import logs
+from .auth import exposure_warnings
 from .config import ConfigError, load_config
+
+log = logging.getLogger("proxy")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="responses-proxy",
         description="Serve OpenAI's Responses-only models to Chat Completions clients.",
+        epilog="Precedence, highest first: these flags, the config file, environment variables "
+               "(OPENAI_BASE_URL, OPENAI_API_KEY, PROXY_API_KEYS, PORT), defaults.",
     )
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    parser.add_argument("--port", type=int, help="port to listen on (default $PORT, else 8000)")
     parser.add_argument("--config", default=os.environ.get("PROXY_CONFIG") or None,
                         help="YAML configuration file (default: $PROXY_CONFIG, else none)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes (default 1); each keeps its own learned models and key rests")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"),
                         choices=["debug", "info", "warning", "error"])
-    return parser.parse_args(argv)
+    parser.add_argument("--log-format", default=os.environ.get("LOG_FORMAT", "auto"), choices=["auto", "json", "text"],
+                        help="json lines, readable text, or auto: text on a terminal, else json (default auto)")
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,10 +54,28 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"responses-proxy: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup_logging(args.log_level, args.log_format)
+    for warning in exposure_warnings(config):
+        log.warning(warning)
 
-    from .app import create_app
+    options: dict[str, Any] = {
+        "host": config.server.host, "port": config.server.port, "log_level": args.log_level, "log_config": None,
+        "access_log": False, "timeout_graceful_shutdown": config.server.shutdown_grace_seconds,
+    }
+    if args.workers == 1:
+        from .app import create_app
 
-    uvicorn.run(create_app(config), host=config.server.host, port=config.server.port,
-                log_level=args.log_level, timeout_graceful_shutdown=30)
+        uvicorn.run(create_app(config), **options)
+        return 0
+    # Each worker builds its own app from the environment (see proxy.app.app_from_env).
+    os.environ["PROXY_CONFIG"] = os.path.abspath(args.config) if args.config else ""
+    os.environ["PROXY_LOG_LEVEL"], os.environ["PROXY_LOG_FORMAT"] = args.log_level, args.log_format
+    metrics_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="responses-proxy-metrics-")
+    try:
+        uvicorn.run("proxy.app:app_from_env", factory=True, workers=args.workers, **options)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import re
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .configfile import ConfigError, Origin, Origins, describe, describe_validation, read_yaml
+from .configfile import expand_env as expand_env  # re-exported: part of this module's interface
 
 EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 DEFAULT_TRANSLATED_MODELS = [
@@ -34,6 +34,18 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _comma_list(value: Any) -> Any:
+    """Accept ``"a, b"`` for a list of strings, as ``${PROXY_API_KEYS}`` expands to (empty: none)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+KeyList = Annotated[list[str], BeforeValidator(_comma_list)]
+
+
 class UpstreamConfig(_Section):
     base_url: str = "https://api.openai.com/v1"
     api_key: str | None = Field(default=None, repr=False)
@@ -45,6 +57,27 @@ class UpstreamConfig(_Section):
     retry_budget: float = Field(default=120.0, ge=0, description="Seconds all retries of one request may take together.")
     backoff_initial: float = Field(default=0.5, ge=0)
     backoff_max: float = Field(default=8.0, ge=0)
+
+    name: str = Field(default="default", min_length=1, description="Shown in logs and metrics.")
+    api_keys: KeyList = Field(default_factory=list, repr=False,
+                              description="More keys, used in turn with api_key (round-robin).")
+    key_rest_seconds: float = Field(default=60.0, gt=0,
+                                    description="How long a key that got 401/429 is left out of the rotation.")
+    models: list[str] = Field(default_factory=lambda: ["*"], min_length=1,
+                              description="Globs of the models this upstream serves; the first match wins.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    @property
+    def keys(self) -> list[str]:
+        """Every configured key, ``api_key`` first, without blanks or repeats."""
+        keys = [self.api_key] if self.api_key else []
+        return list(dict.fromkeys(keys + [key for key in self.api_keys if key]))
 
 
 class ModelSettings(_Section):
@@ -91,6 +124,8 @@ class TranslateConfig(_Section):
 
 class ReasoningConfig(_Section):
     summary: Literal["auto", "concise", "detailed", "off"] = "auto"
+    effort: Literal[EFFORTS] | None = Field(  # type: ignore[valid-type]
+        default=None, description="reasoning_effort for translated requests that set none.")
     output: ReasoningOutput = "reasoning_content"
     keep_encrypted: bool = Field(default=True, description="Carry encrypted reasoning across turns.")
     memory_entries: int = Field(default=2000, ge=0, description="Answers kept in process memory.")
@@ -120,6 +155,12 @@ class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    api_keys: KeyList = Field(default_factory=list, repr=False,
+                              description="Keys clients must present; empty: no access control.")
+    metrics_require_key: bool = False
+    cors_origins: list[str] = Field(default_factory=list)
+    readiness_check: Literal["none", "connect", "models"] = "connect"
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
 
 class Config(_Section):
@@ -132,6 +173,7 @@ class Config(_Section):
     web_search: WebSearchConfig = Field(default_factory=WebSearchConfig)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
     aliases: dict[str, AliasConfig] = Field(default_factory=dict)
+    upstreams: list[UpstreamConfig] = Field(default_factory=list)
 
     def model_settings(self, model: str) -> ModelSettings:
         """Merged settings for ``model``: configured globs first, then the built-in defaults."""
@@ -145,34 +187,99 @@ class Config(_Section):
                     merged.setdefault(key, value)
         return ModelSettings(**merged)
 
-
-class ConfigError(Exception):
-    """A configuration problem, worded for the operator (no traceback)."""
-
-
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def expand_env(text: str, env: Mapping[str, str]) -> str:
-    def replace(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        value = env.get(name)
-        if value is None or (value == "" and default is not None):
-            if default is None:
-                raise ConfigError(f"environment variable {name} is not set (referenced as ${{{name}}})")
-            return default
-        return value
-
-    return _ENV_REF.sub(replace, text)
+    @model_validator(mode="after")
+    def _one_upstream_list(self) -> Config:
+        """``upstreams`` always lists every upstream; ``upstream`` is the first (default) one."""
+        if self.upstreams:
+            self.upstream = self.upstreams[0]
+        else:
+            self.upstreams = [self.upstream]
+        names = [upstream.name for upstream in self.upstreams]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"upstreams: every upstream needs its own name (repeated: {', '.join(duplicates)})")
+        return self
 
 
-def _env_defaults(env: Mapping[str, str]) -> dict[str, Any]:
-    upstream: dict[str, Any] = {}
-    if env.get("OPENAI_BASE_URL"):
-        upstream["base_url"] = env["OPENAI_BASE_URL"]
-    if env.get("OPENAI_API_KEY"):
-        upstream["api_key"] = env["OPENAI_API_KEY"]
-    return {"upstream": upstream} if upstream else {}
+# Environment variables for the common cases: (variable, config path).
+ENVIRONMENT = (
+    ("OPENAI_BASE_URL", ("upstream", "base_url")),
+    ("OPENAI_API_KEY", ("upstream", "api_key")),
+    ("PROXY_API_KEYS", ("server", "api_keys")),
+    ("PORT", ("server", "port")),
+)
+
+
+def _env_defaults(env: Mapping[str, str], origins: Origins | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for variable, (section, key) in ENVIRONMENT:
+        if env.get(variable):
+            data.setdefault(section, {})[key] = env[variable]
+            if origins is not None:
+                origins[(section, key)] = Origin(f"environment variable {variable}")
+    return data
+
+
+# The shape popular o3-pro setup guides use, and where each of its keys lives here.
+_LEGACY_API = {"endpoint": "base_url", "key": "api_key", "timeout": "first_byte_timeout"}
+
+
+def normalize_legacy(data: dict[str, Any], origins: Origins | None = None) -> dict[str, Any]:
+    """Rewrite the setup-guide shape into the native one, so one model validates both.
+
+    ``api.endpoint``/``api.key``/``api.timeout`` become ``upstream.base_url``/
+    ``api_key``/``first_byte_timeout``; ``models.reasoning`` (a model name) is
+    added to ``translate.models``; ``models.fallback`` becomes the per-model
+    setting ``models: {<reasoning model>: {fallback: ...}}``. ``reasoning.effort``
+    is native. Moved keys keep their origin, so errors name them as written.
+    """
+    origins = {} if origins is None else origins
+    data = dict(data)
+    problems: list[tuple[tuple[Any, ...], str]] = []
+
+    def move(old: tuple[Any, ...], new: tuple[Any, ...]) -> None:
+        for path, origin in list(origins.items()):
+            if path[:len(old)] == old:
+                origins[new + path[len(old):]] = Origin(origin.where, origin.written or path, origin.line)
+
+    api = data.pop("api", None)
+    if api is not None:
+        if not isinstance(api, dict):
+            problems.append((("api",), "must be a mapping (endpoint, key, timeout)"))
+        else:
+            upstream = dict(data.get("upstream") or {})
+            for key, value in api.items():
+                target = _LEGACY_API.get(key)
+                if target is None:
+                    problems.append((("api", key), f"unknown key (known keys: {', '.join(_LEGACY_API)})"))
+                elif target in upstream:
+                    problems.append((("api", key), f"conflicts with upstream.{target}; set only one"))
+                else:
+                    upstream[target] = value
+                    move(("api", key), ("upstream", target))
+            data["upstream"] = upstream
+
+    models = data.get("models")
+    if isinstance(models, dict) and isinstance(models.get("reasoning"), str):
+        models = dict(models)
+        reasoning = models.pop("reasoning")
+        fallback = models.pop("fallback", None)
+        translate = dict(data.get("translate") or {})
+        listed = translate.get("models", list(DEFAULT_TRANSLATED_MODELS))
+        if isinstance(listed, list) and reasoning not in listed:
+            translate["models"] = [*listed, reasoning]
+            move(("models", "reasoning"), ("translate", "models", len(listed)))
+        data["translate"] = translate
+        if fallback is not None:
+            models[reasoning] = {"fallback": fallback}
+            move(("models", "fallback"), ("models", reasoning, "fallback"))
+        if models:
+            data["models"] = models
+        else:
+            del data["models"]
+    if problems:
+        raise ConfigError(describe(problems, origins))
+    return data
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -185,12 +292,34 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _describe(error: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration in {source}:"]
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {where}: {item['msg']}")
-    return "\n".join(lines)
+def _leaves(data: Mapping[str, Any], prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    paths: list[tuple[Any, ...]] = []
+    for key, value in data.items():
+        path = prefix + (key,)
+        paths.extend(_leaves(value, path) if isinstance(value, Mapping) and value else [path])
+    return paths
+
+
+def _layer(origins: Origins, layer: Origins, data: Mapping[str, Any]) -> None:
+    """A later layer's values replace earlier ones, and so do their origins."""
+    for path in layer:
+        value: Any = data
+        for part in path:
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if not isinstance(value, Mapping):
+            for old in [old for old in origins if len(old) > len(path) and old[:len(path)] == path]:
+                del origins[old]
+    origins.update(layer)
+
+
+def _upstreams_replace(data: dict[str, Any], layer: Mapping[str, Any], origins: Origins) -> dict[str, Any]:
+    """A layer that lists ``upstreams`` replaces the one ``upstream`` that lower layers describe."""
+    if "upstreams" not in layer:
+        return data
+    if "upstream" in layer:
+        raise ConfigError(describe([(("upstream",), "set either upstream (one upstream) or upstreams (a list), "
+                                                    "not both")], origins))
+    return {key: value for key, value in data.items() if key != "upstream"}
 
 
 def load_config(
@@ -198,27 +327,31 @@ def load_config(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Config:
+    """Defaults, then the environment, then the file, then ``overrides`` (command-line flags).
+
+    Every problem raises :class:`ConfigError` naming the key and where it was set.
+    """
     env = os.environ if env is None else env
-    data = _env_defaults(env)
-    source = "the environment"
+    origins: Origins = {}
+    data = _env_defaults(env, origins)
     if path is not None:
-        source = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-        try:
-            loaded = yaml.safe_load(expand_env(text, env)) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping at the top level")
-        data = _merge(data, loaded)
+        loaded, file_origins = read_yaml(path, env)
+        loaded = normalize_legacy(loaded, file_origins)
+        data = _merge(_upstreams_replace(data, loaded, file_origins), loaded)
+        _layer(origins, file_origins, loaded)
     if overrides:
-        data = _merge(data, overrides)
+        override_origins = {path: Origin("command line") for path in _leaves(overrides)}
+        data = _merge(_upstreams_replace(data, overrides, override_origins), overrides)
+        _layer(origins, override_origins, overrides)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source)) from None
-    config.upstream.base_url = config.upstream.base_url.rstrip("/")
+        raise ConfigError(describe_validation(exc.errors(), origins, Config)) from None
+    if config.server.api_keys:
+        keyless = [upstream.name for upstream in config.upstreams if not upstream.keys]
+        if keyless:
+            raise ConfigError(
+                "invalid configuration: server.api_keys is set, so clients' own keys are not forwarded, but "
+                f"upstream {', '.join(keyless)} has no key: set upstream.api_key (or OPENAI_API_KEY), "
+                "or remove server.api_keys")
     return config

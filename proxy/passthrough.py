@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import anyio
 import httpx
 from starlette.requests import Request
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from .errors import InvalidRequest, ProxyError
 from .upstream import Upstream, relayed_headers
@@ -74,6 +74,16 @@ def relay(response: httpx.Response, extra_headers: dict[str, str] | None = None)
     relayed.raw_headers = relayed_headers(response) + [
         (name.encode("latin-1"), value.encode("latin-1")) for name, value in (extra_headers or {}).items()]
     return relayed
+
+
+def replay(response: httpx.Response, body: bytes, media_type: str | None = None) -> Response:
+    """An upstream answer whose body the proxy read (and decoded, or rewrote), with the upstream's headers."""
+    replayed = Response(body, status_code=response.status_code)
+    replayed.raw_headers = [(name, value) for name, value in relayed_headers(response)
+                            if name.lower() not in (b"content-length", b"content-encoding", b"content-type")]
+    replayed.raw_headers += [(b"content-length", str(len(body)).encode()),
+                             (b"content-type", (media_type or response.headers.get("content-type", "")).encode())]
+    return replayed
 
 
 async def _raw(response: httpx.Response) -> AsyncIterator[bytes]:

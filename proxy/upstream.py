@@ -7,18 +7,19 @@ relay bytes as they come or read a (small) body; nothing here buffers.
 from __future__ import annotations
 
 import asyncio
-import datetime
-import email.utils
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
 import orjson
 
+from . import logs, metrics
 from .config import UpstreamConfig
 from .errors import ProxyError, normalize_error
+from .keys import REST_STATUSES, KeyRing, bearer_key, retry_after
 
 log = logging.getLogger("proxy.upstream")
 
@@ -44,6 +45,10 @@ class Upstream:
         self.clients = [client] if client else [self._new_client(MAX_KEEPALIVE // POOL_SHARDS)
                                                 for _ in range(POOL_SHARDS)]
         self._turn = 0
+        self.keys = KeyRing(config.keys, config.key_rest_seconds)
+        for pool in self.clients:
+            pool.event_hooks["request"].append(self._on_request)
+            pool.event_hooks["response"].append(self._on_response)
 
     def _new_client(self, keepalive: int) -> httpx.AsyncClient:
         config = self.config
@@ -78,8 +83,9 @@ class Upstream:
             if name.lower() not in HOP_BY_HOP and (name.lower() not in _CLIENT_ONLY or
                                                    (keep_encoding and name.lower() == "accept-encoding"))
         }
-        if self.config.api_key:
-            headers["authorization"] = f"Bearer {self.config.api_key}"
+        key = self.keys.pick()
+        if key is not None:
+            headers["authorization"] = f"Bearer {key}"
         else:
             for name in ("authorization", "x-api-key"):
                 value = client_headers.get(name)
@@ -87,6 +93,33 @@ class Upstream:
                     headers[name] = value
         headers.update(self.config.headers)
         return headers
+
+    def rekey(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """``headers`` with the next key of the ring, for another attempt (unchanged without upstream keys)."""
+        key = self.keys.pick()
+        if key is None:
+            return dict(headers)
+        return {**{name: value for name, value in headers.items() if name.lower() != "authorization"},
+                "authorization": f"Bearer {key}"}
+
+    async def _on_request(self, request: httpx.Request) -> None:
+        request.extensions["proxy_sent_at"] = time.monotonic()
+
+    async def _on_response(self, response: httpx.Response) -> None:
+        """Every upstream answer: the request's log and metrics, and a rest for a key it refused."""
+        name = self.config.name
+        status = response.status_code
+        sent_at = response.request.extensions.get("proxy_sent_at")
+        if sent_at is not None:
+            metrics.UPSTREAM_LATENCY.labels(name).observe(time.monotonic() - sent_at)
+        metrics.UPSTREAM_RESPONSES.labels(name, str(status)).inc()
+        record = logs.current()
+        record.upstream, record.upstream_status = name, status
+        if status in REST_STATUSES:
+            key = bearer_key(response.request.headers.get("authorization"))
+            if key is not None and key in self.keys:
+                self.keys.rest(key, retry_after(response.headers) if status == 429 else None)
+                metrics.UPSTREAM_KEY_RESTS.labels(name, str(status)).inc()
 
     async def send(
         self,
@@ -158,16 +191,23 @@ class Upstream:
                     raise
                 log.info("upstream %s %s failed (%s); retrying in %.2f s", method, path, exc.code, delay)
                 await asyncio.sleep(delay)
+                logs.current().retries += 1
                 continue
             if last or response.status_code not in RETRYABLE_STATUSES:
                 return response, attempt - 1
+            # The refused key now rests; another key that is not resting can be tried at once.
+            rekeyed = self.rekey(headers)
+            fresh_key = response.status_code == 429 and rekeyed.get("authorization") != headers.get("authorization") \
+                and bearer_key(rekeyed.get("authorization")) not in self.keys.resting()
             delay = retry_after(response.headers)
-            delay = self._backoff(attempt) if delay is None else delay
+            delay = 0.0 if fresh_key else self._backoff(attempt) if delay is None else delay
             if loop.time() + delay > deadline:
                 return response, attempt - 1
             log.info("upstream %s %s answered %d; retrying in %.2f s", method, path, response.status_code, delay)
             await response.aclose()
             await asyncio.sleep(delay)
+            logs.current().retries += 1
+            headers = rekeyed
         raise AssertionError("unreachable")
 
     def _backoff(self, attempt: int) -> float:
@@ -178,30 +218,6 @@ class Upstream:
 RETRYABLE_STATUSES = frozenset((429, 500, 502, 503, 504))
 # A first-byte timeout is not retried: the upstream may still be working, and paid, on the first try.
 _RETRYABLE_FAILURES = frozenset(("upstream_unreachable", "connect_timeout"))
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds the upstream asked us to wait (``retry-after-ms``, ``Retry-After`` seconds or date)."""
-    value = headers.get("retry-after-ms")
-    if value:
-        try:
-            return max(float(value) / 1000, 0.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
-    return max((when - datetime.datetime.now(datetime.timezone.utc)).total_seconds(), 0.0)
 
 
 async def read_json(response: httpx.Response, limit: int = ERROR_BODY_LIMIT) -> tuple[Any, bytes]:

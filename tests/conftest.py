@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -13,6 +18,7 @@ from fake_upstream import FakeUpstream, running_fake_upstream
 from proxy.config import DEFAULT_MODEL_SETTINGS, Config, load_config
 from servers import running_proxy
 
+IMAGE_BUILD = pytest.StashKey[tuple[Path, subprocess.Popen]]()
 UPSTREAM_KEY = "sk-upstream-secret-4f8a9c"
 CLIENT_KEY = "client-key"
 
@@ -85,3 +91,33 @@ def client(proxy_url: str, fake: FakeUpstream) -> openai.OpenAI:
 @pytest.fixture
 def async_client(proxy_url: str, fake: FakeUpstream) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=proxy_url + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=30)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start building the Docker image's steps now, so the slow install runs beside the other tests."""
+    if not any(item.get_closest_marker("packaging") for item in session.items):
+        return
+    root = Path(tempfile.mkdtemp(prefix="responses-proxy-image-"))
+    process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("dockerfile.py")), str(root)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    session.config.stash[IMAGE_BUILD] = (root, process)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    build = session.config.stash.get(IMAGE_BUILD, None)
+    if build is not None:
+        root, process = build
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def image_root(request: pytest.FixtureRequest) -> Path:
+    """The scratch root the Dockerfile's steps were carried out in (see tests/dockerfile.py)."""
+    root, process = request.config.stash[IMAGE_BUILD]
+    _, errors = process.communicate(timeout=600)
+    if process.returncode != 0:
+        pytest.fail(f"the Dockerfile's steps failed:\n{errors.decode(errors='replace')[-4000:]}")
+    return root

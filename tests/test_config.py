@@ -62,13 +62,3 @@ def test_unreadable_and_invalid_files(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad, env={})
 
-
-def test_example_config_loads_and_matches_the_defaults():
-    from pathlib import Path
-
-    config = load_config(Path(__file__).parent.parent / "config.example.yaml", env={})
-    assert config.upstream.base_url == "https://api.openai.com/v1"
-    assert config.upstream.api_key in (None, "")
-    default = load_config(env={})
-    for section in ("server", "translate", "reasoning", "stream", "background", "web_search"):
-        assert getattr(config, section) == getattr(default, section), section

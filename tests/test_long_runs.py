@@ -55,6 +55,7 @@ def test_background_stream_for_a_streaming_client(make_proxy, fake):
         chunks = list(sdk(url).chat.completions.create(model="o3-pro", messages=MESSAGES, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Q.E.D."
     assert background_request(fake).json["stream"] is True
+    assert fake.cancelled == []  # finished jobs are left alone
 
 
 def test_background_poll_when_the_upstream_cannot_stream(make_proxy, fake):
@@ -72,6 +73,7 @@ def test_background_poll_when_the_upstream_cannot_stream(make_proxy, fake):
         fake.reset()  # remembered: the next request does not try streaming first
         streamed = list(client.chat.completions.create(model="o3-pro", messages=MESSAGES, stream=True))
     assert "stream" not in fake.requests_to("/responses")[0].json
+    assert fake.cancelled == []
     assert "".join(c.choices[0].delta.content or "" for c in streamed).startswith("Echo: Prove it.")
 
 
@@ -88,6 +90,7 @@ def test_cut_background_stream_is_resumed_without_duplicates(make_proxy, fake):
     folded = fold([json.loads(p) for p in payloads[:-1]])
     assert folded["message"]["content"] == text
     assert folded["message"]["reasoning_content"] == "Plan."
+    assert fake.cancelled == []
     (resume,) = retrievals(fake)
     assert resume.query["stream"] == "true"
     assert int(resume.query["starting_after"]) == events[11]["sequence_number"]
@@ -232,3 +235,12 @@ def test_silent_upstream_survives_a_client_idle_timeout_thanks_to_heartbeats(mak
         client = sdk(url, timeout=httpx.Timeout(CLIENT_IDLE, connect=5))
         chunks = list(client.chat.completions.create(model="o3-pro", messages=MESSAGES, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Finally."
+
+
+def test_finished_background_jobs_are_not_cancelled(make_proxy, fake):
+    with make_proxy(**BACKGROUND) as url:
+        client = sdk(url)
+        client.chat.completions.create(model="o3-pro", messages=MESSAGES)
+        list(client.chat.completions.create(model="o3-pro", messages=MESSAGES, stream=True))
+    assert len(fake.requests_to("/responses")) == 2
+    assert fake.cancelled == []

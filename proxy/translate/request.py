@@ -42,6 +42,7 @@ class MappingOptions:
     require_search_tool: bool = False
     # Ask for encrypted reasoning, so it can be carried into later turns (multi-turn continuity).
     keep_reasoning: bool = False
+    reasoning_effort: str | None = None  # used when the client sends none
 
 
 @dataclass(slots=True)
@@ -489,6 +490,8 @@ def _map_reasoning(chat: dict[str, Any], body: dict[str, Any], options: MappingO
     effort = chat.get("reasoning_effort")
     if effort is not None:
         reasoning["effort"] = effort
+    if "effort" not in reasoning and options.reasoning_effort:
+        reasoning["effort"] = options.reasoning_effort
     if "effort" in reasoning and reasoning["effort"] not in REASONING_EFFORTS:
         raise InvalidRequest(
             f"Invalid 'reasoning_effort': {reasoning['effort']!r}. Supported values are {', '.join(REASONING_EFFORTS)}.",

@@ -1,0 +1,102 @@
+"""Prometheus metrics, served at ``GET /metrics``.
+
+Most series are counted once per request from its :class:`~proxy.logs.RequestLog`
+(:func:`observe`); events inside a request that the log does not hold are
+counted where they happen (``HEARTBEATS.inc()``, ``with BACKGROUND_JOBS.track_inprogress():``).
+
+Values live in the process. When ``PROMETHEUS_MULTIPROC_DIR`` is set (the
+command line sets it for ``--workers N``), every worker writes there and
+``/metrics`` adds them up, whichever worker answers.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+# Reasoning models answer in seconds to many minutes.
+_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+
+REQUESTS = Counter("proxy_requests", "Client requests answered, by model, mode and HTTP status.",
+                   ["model", "mode", "status"])
+REQUEST_ERRORS = Counter("proxy_request_errors", "Requests that ended in an error (also after a 200 stream began), "
+                         "by error code.", ["mode", "code"])
+REQUEST_DURATION = Histogram("proxy_request_duration_seconds", "Time from request to the end of the answer.",
+                             ["mode"], buckets=_SECONDS)
+TIME_TO_FIRST_BYTE = Histogram("proxy_time_to_first_byte_seconds",
+                               "Time from request to the first byte of the answer's body.", ["mode"], buckets=_SECONDS)
+UPSTREAM_LATENCY = Histogram("proxy_upstream_latency_seconds",
+                             "Time from sending a request upstream to its status and headers.", ["upstream"],
+                             buckets=_SECONDS)
+UPSTREAM_RESPONSES = Counter("proxy_upstream_responses", "Upstream answers, by upstream and HTTP status.",
+                             ["upstream", "status"])
+UPSTREAM_KEY_RESTS = Counter("proxy_upstream_key_rests", "Upstream keys left out of the rotation after 401/429.",
+                             ["upstream", "status"])
+TOKENS = Counter("proxy_tokens", "Tokens reported by the upstream, by model and kind (prompt, completion, "
+                 "reasoning).", ["model", "kind"])
+RETRIES = Counter("proxy_upstream_retries", "Upstream attempts repeated after a failure.", ["upstream"])
+FALLBACKS = Counter("proxy_fallbacks", "Requests answered by a fallback model.", ["model", "fallback"])
+HEARTBEATS = Counter("proxy_heartbeats", "Keep-alive comments sent during silent streams.")
+CLIENT_DISCONNECTS = Counter("proxy_client_disconnects", "Clients that left before their answer ended.", ["mode"])
+ACTIVE_STREAMS = Gauge("proxy_active_streams", "Event streams being sent to clients.", ["mode"],
+                       multiprocess_mode="livesum")
+BACKGROUND_JOBS = Gauge("proxy_background_jobs", "Background responses being polled or streamed.",
+                        multiprocess_mode="livesum")
+
+# Model names come from clients: past this many distinct names, new ones are counted as "other".
+MAX_MODEL_LABELS = 200
+_models: set[str] = set()
+
+
+def model_label(model: str | None) -> str:
+    if not model:
+        return "none"
+    if model in _models:
+        return model
+    if len(_models) >= MAX_MODEL_LABELS:
+        return "other"
+    _models.add(model)
+    return model
+
+
+def observe(record: Any) -> None:
+    """Count one finished request from its :class:`~proxy.logs.RequestLog`."""
+    mode = record.mode or "none"
+    model = model_label(record.model)
+    REQUESTS.labels(model, mode, str(record.status or 0)).inc()
+    if record.error:
+        REQUEST_ERRORS.labels(mode, record.error).inc()
+    if record.duration is not None:
+        REQUEST_DURATION.labels(mode).observe(record.duration)
+    if record.ttfb is not None:
+        TIME_TO_FIRST_BYTE.labels(mode).observe(record.ttfb)
+    for kind in ("prompt", "completion", "reasoning"):
+        value = getattr(record, f"{kind}_tokens")
+        if value:
+            TOKENS.labels(model, kind).inc(value)
+    if record.retries:
+        RETRIES.labels(record.upstream or "none").inc(record.retries)
+    if record.fallback:
+        FALLBACKS.labels(model, model_label(record.fallback)).inc()
+    if record.client_disconnected:
+        CLIENT_DISCONNECTS.labels(mode).inc()
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text and its content type (all workers' values in multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

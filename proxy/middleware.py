@@ -1,0 +1,165 @@
+"""The outermost layer of every request: request id, the request's log line and metrics, shutdown.
+
+It wraps the ASGI ``send``, so it sees the answer as the client does: the
+status, the first body byte (time to first byte) and the last one, which for
+a stream is when the line is written. When the server stops and a request is
+still running after the grace period, the server cancels it; a stream then
+ends with an error event instead of a silent cut, and an unanswered request
+gets a 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import logs, metrics
+from .errors import error_body
+from .sse import encode_data
+
+# Probes and scrapes are not requests worth a line at INFO, nor a series.
+QUIET_PATHS = frozenset(("/healthz", "/readyz", "/metrics"))
+_SANE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+SHUTDOWN_ERROR = error_body("The server is shutting down and could not finish this answer in time; retry the request.",
+                            "server_error", code="server_shutting_down")
+
+
+def request_id(incoming: str | None) -> str:
+    """The client's ``x-request-id`` when it is a short plain token, else a new one."""
+    if incoming and _SANE_ID.fullmatch(incoming):
+        return incoming
+    return f"req_{secrets.token_hex(12)}"
+
+
+class _Answer:
+    __slots__ = ("started", "complete", "event_stream", "tail", "stream_label")
+
+    def __init__(self) -> None:
+        self.started = False
+        self.complete = False
+        self.event_stream = False
+        self.tail = b""
+        self.stream_label: str | None = None
+
+
+class InFlight:
+    """The tasks answering requests, so that shutdown can let cancelled ones write their last words."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    async def settle(self, timeout: float) -> None:
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=timeout)
+
+
+class ObserveMiddleware:
+    def __init__(self, app: ASGIApp, inflight: InFlight | None = None) -> None:
+        self.app = app
+        self.inflight = inflight or InFlight()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+        record = logs.RequestLog(request_id=request_id(headers.get("x-request-id")), method=scope["method"],
+                                 path=scope["path"])
+        answer = _Answer()
+        token = logs.begin(record)
+        task = asyncio.current_task()
+        if task is not None:
+            self.inflight.tasks.add(task)
+
+        async def observed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answer.started = True
+                record.status = message["status"]
+                message["headers"] = self._headers(message.get("headers", []), record, answer)
+                if answer.event_stream:
+                    answer.stream_label = record.mode or "none"
+                    metrics.ACTIVE_STREAMS.labels(answer.stream_label).inc()
+            elif message["type"] == "http.response.body":
+                body = message.get("body", b"")
+                if body:
+                    if record.ttfb is None:
+                        record.ttfb = time.monotonic() - record.started
+                    answer.tail = (answer.tail + body)[-2:]
+                if not message.get("more_body", False):
+                    answer.complete = True
+            await send(message)
+
+        async def observed_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect" and answer.started and not answer.complete:
+                record.client_disconnected = True
+            return message
+
+        try:
+            await self.app(scope, observed_receive, observed_send)
+        except asyncio.CancelledError:
+            # Only the server cancels a request: it is stopping and the grace period is over.
+            record.error = "server_shutting_down"
+            if not await self._close_for_shutdown(answer, send):
+                raise
+            if task is not None:
+                task.uncancel()
+        except BaseException:
+            if record.status is None or not answer.started:
+                record.status = 500
+            raise
+        finally:
+            logs.end(token)
+            self.inflight.tasks.discard(task)  # type: ignore[arg-type]
+            self._finish(record, answer)
+
+    @staticmethod
+    def _headers(raw: list[tuple[bytes, bytes]], record: logs.RequestLog, answer: _Answer) -> list[tuple[bytes, bytes]]:
+        """Ours ``x-request-id``; an upstream's own is kept as ``x-upstream-request-id``."""
+        headers = []
+        for name, value in raw:
+            lower = name.lower()
+            if lower == b"x-request-id":
+                record.upstream_request_id = value.decode("latin-1")
+                headers.append((b"x-upstream-request-id", value))
+                continue
+            if lower == b"content-type" and value.startswith(b"text/event-stream"):
+                answer.event_stream = True
+            headers.append((name, value))
+        headers.append((b"x-request-id", record.request_id.encode("latin-1")))
+        return headers
+
+    @staticmethod
+    async def _close_for_shutdown(answer: _Answer, send: Send) -> bool:
+        """End the answer with an error the client can read; False when that is impossible."""
+        if not answer.started:
+            body = orjson.dumps(SHUTDOWN_ERROR)
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", b"application/json"), (b"retry-after", b"5")]})
+            await send({"type": "http.response.body", "body": body})
+            return True
+        if answer.event_stream and not answer.complete:
+            separator = b"" if answer.tail == b"\n\n" else b"\n\n"
+            await send({"type": "http.response.body", "body": separator + encode_data(SHUTDOWN_ERROR)})
+            return True
+        return answer.complete
+
+    @staticmethod
+    def _finish(record: logs.RequestLog, answer: _Answer) -> None:
+        record.duration = time.monotonic() - record.started
+        if answer.stream_label is not None:
+            metrics.ACTIVE_STREAMS.labels(answer.stream_label).dec()
+        if record.path in QUIET_PATHS:
+            logs.write(record, logging.DEBUG)
+            return
+        metrics.observe(record)
+        logs.write(record)
+

@@ -1,0 +1,296 @@
+"""Request ids, the per-request log line, log redaction, Prometheus metrics and readiness."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import socket
+import sys
+import time
+from contextlib import contextmanager
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import UPSTREAM_KEY, sdk
+from fake_upstream import Reply, Stream, build_response, error_body, message_item, reasoning_item, stream_events
+from proxy import logs
+from proxy.config import load_config
+from proxy.health import Readiness
+from proxy.upstream import Upstream
+
+MESSAGES = [{"role": "user", "content": "Hi"}]
+TEAM_KEY = "pk-team-observed-5b2a"
+
+
+@contextmanager
+def captured_logs(level=logging.INFO, formatter=None):
+    """Everything logged, formatted as the proxy formats it."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter or logs.JsonFormatter())
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(level)
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+
+def access_lines(stream):
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    return [line for line in lines if line["logger"] == "proxy.access"]
+
+
+def line_for(stream, request_id, timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in access_lines(stream):
+            if line.get("request_id") == request_id:
+                return line
+        time.sleep(0.02)
+    return None
+
+
+def metric(text, name, **labels):
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+def scrape(url):
+    return httpx.get(url + "/metrics", timeout=10).text
+
+
+# ---------------------------------------------------------------- request id
+
+
+def test_every_answer_carries_a_request_id(proxy_url, fake):
+    first = httpx.post(proxy_url + "/v1/chat/completions", json={"model": "o3-pro", "messages": MESSAGES})
+    second = httpx.get(proxy_url + "/healthz")
+    assert first.headers["x-request-id"].startswith("req_") and second.headers["x-request-id"].startswith("req_")
+    assert first.headers["x-request-id"] != second.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("incoming, kept", [("abc-123_X.y:z", True), ("has space", False), ("x" * 129, False),
+                                            ("ünïcode", False)])
+def test_a_sane_incoming_request_id_is_kept(proxy_url, fake, incoming, kept):
+    response = httpx.get(proxy_url + "/healthz", headers={"x-request-id": incoming.encode("utf-8")})
+    assert (response.headers["x-request-id"] == incoming) is kept
+
+
+def test_the_upstreams_request_id_is_kept_apart(proxy_url, fake):
+    response = httpx.get(proxy_url + "/v1/models", headers={"x-request-id": "mine-1"})
+    assert response.headers.get_list("x-request-id") == ["mine-1"]
+    assert response.headers["x-upstream-request-id"].startswith("req_")
+    assert fake.requests[0].headers["x-request-id"] == "mine-1"
+
+
+# ---------------------------------------------------------------- the request line
+
+
+def test_one_line_per_request_with_its_fields(proxy_url, fake):
+    with captured_logs() as stream:
+        translated = httpx.post(proxy_url + "/v1/chat/completions", json={"model": "o3-pro", "messages": MESSAGES})
+        passed = httpx.post(proxy_url + "/v1/chat/completions", json={"model": "gpt-4o", "messages": MESSAGES})
+        fake.script(Reply(400, json=error_body("Bad thing", param="input", code="bad_thing")))
+        failed = httpx.post(proxy_url + "/v1/chat/completions", json={"model": "o3-pro", "messages": MESSAGES})
+        httpx.get(proxy_url + "/healthz")
+        line = line_for(stream, translated.headers["x-request-id"])
+        other = line_for(stream, passed.headers["x-request-id"])
+        error = line_for(stream, failed.headers["x-request-id"])
+    assert line["message"] == "POST /v1/chat/completions 200"
+    assert {key: line[key] for key in ("method", "path", "model", "mode", "status", "upstream", "upstream_status")} == {
+        "method": "POST", "path": "/v1/chat/completions", "model": "o3-pro", "mode": "translated", "status": 200,
+        "upstream": "default", "upstream_status": 200}
+    assert line["prompt_tokens"] > 0 and line["completion_tokens"] > 0
+    assert 0 <= line["ttfb"] <= line["duration"]
+    assert (other["mode"], other["model"], other["upstream_status"]) == ("passthrough", "gpt-4o", 200)
+    assert (error["status"], error["upstream_status"], error["error"]) == (400, 400, "bad_thing")
+    assert not [entry for entry in access_lines(stream) if entry["path"] == "/healthz"]
+
+
+def test_a_streams_line_is_written_when_it_ends(make_proxy, fake):
+    events = stream_events(build_response(None, [reasoning_item(["Thinking."]), message_item("Slow answer.")],
+                                          usage={"input_tokens": 11, "output_tokens": 22,
+                                                 "output_tokens_details": {"reasoning_tokens": 7}}))
+    fake.script(Stream(events=events, delay=0.08, heartbeat_pause=0.5))
+    with make_proxy(stream={"heartbeat_interval": 0.1}) as url, captured_logs() as stream:
+        before = scrape(url)
+        body = {"model": "o3-pro", "messages": MESSAGES, "stream": True}
+        with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=30) as response:
+            chunks = response.iter_bytes()
+            next(chunks)
+            request_id = response.headers["x-request-id"]
+            during = scrape(url)
+            assert line_for(stream, request_id, timeout=0.2) is None
+            rest = b"".join(chunks)
+        line = line_for(stream, request_id)
+        after = scrape(url)
+    assert rest.endswith(b"data: [DONE]\n\n")
+    assert line["stream"] is True and line["duration"] >= 0.5 and line["ttfb"] < line["duration"]
+    assert (line["prompt_tokens"], line["completion_tokens"], line["reasoning_tokens"]) == (11, 22, 7)
+    active = {"mode": "translated"}
+    assert metric(during, "proxy_active_streams", **active) == metric(before, "proxy_active_streams", **active) + 1
+    assert metric(after, "proxy_active_streams", **active) == metric(before, "proxy_active_streams", **active)
+    assert metric(after, "proxy_heartbeats_total") >= metric(before, "proxy_heartbeats_total") + 2
+
+
+def test_a_client_that_leaves_is_logged_and_counted(make_proxy, fake):
+    events = stream_events(build_response(None, [message_item("x" * 400)]), text_chunk=4)
+    fake.script(Stream(events=events, delay=0.05))
+    with make_proxy() as url, captured_logs() as stream:
+        before = metric(scrape(url), "proxy_client_disconnects_total", mode="translated")
+        body = {"model": "o3-pro", "messages": MESSAGES, "stream": True}
+        with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=30) as response:
+            next(response.iter_bytes())
+            request_id = response.headers["x-request-id"]
+        fake.wait_for_disconnect()
+        line = line_for(stream, request_id)
+        after = metric(scrape(url), "proxy_client_disconnects_total", mode="translated")
+    assert line["client_disconnected"] is True
+    assert after == before + 1
+
+
+def test_keys_never_reach_the_logs(make_proxy, fake):
+    """A whole run at DEBUG, in both formats: neither the upstream key nor the client's key is written."""
+    for formatter in (logs.JsonFormatter(), logs.TextFormatter()):
+        fake.reset()
+        with make_proxy(server={"api_keys": [TEAM_KEY]}) as url, captured_logs(logging.DEBUG, formatter) as stream:
+            headers = {"authorization": f"Bearer {TEAM_KEY}"}
+            leaky = [{"role": "user", "content": f"my keys are {UPSTREAM_KEY} and {TEAM_KEY}"}]
+            for model, streamed in (("o3-pro", False), ("o3-pro", True), ("gpt-4o", False), ("gpt-4o", True)):
+                httpx.post(url + "/v1/chat/completions", json={"model": model, "messages": leaky, "stream": streamed},
+                           headers=headers, timeout=30)
+            httpx.get(url + "/v1/models", headers=headers)
+            httpx.get(url + "/v1/models", headers={"authorization": "Bearer wrong-key"})
+            fake.script(Reply(401, json=error_body(f"Incorrect API key provided: {UPSTREAM_KEY}.")))
+            httpx.post(url + "/v1/chat/completions", json={"model": "o3-pro", "messages": MESSAGES}, headers=headers)
+            time.sleep(0.2)
+            text = stream.getvalue()
+        assert text.count("POST /v1/chat/completions") >= 5 and "my keys are" in text  # contents at DEBUG
+        assert UPSTREAM_KEY not in text and TEAM_KEY not in text
+
+
+def test_redaction_covers_registered_keys_and_bearer_tokens():
+    logs.register_secrets(["opaque-upstream-token-91"])
+    assert logs.redact("key opaque-upstream-token-91 end") == "key *** end"
+    assert logs.redact("Authorization: Bearer abc.def") == "Authorization: Bearer ***"
+    assert logs.redact("sk-proj-abcdefghijk") == "sk-***"
+
+
+def test_log_format_follows_the_terminal(monkeypatch):
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        for tty, expected in ((False, logs.JsonFormatter), (True, logs.TextFormatter)):
+            fake_stderr = io.StringIO()
+            fake_stderr.isatty = lambda tty=tty: tty
+            monkeypatch.setattr(sys, "stderr", fake_stderr)
+            logs.setup_logging("info", "auto")
+            assert isinstance(root.handlers[-1].formatter, expected)
+            logging.getLogger("proxy.test").info("hello %s", "world", extra={"fields": {"model": "o3-pro"}})
+            written = fake_stderr.getvalue()
+            if expected is logs.JsonFormatter:
+                line = json.loads(written)
+                assert (line["message"], line["model"], line["level"]) == ("hello world", "o3-pro", "info")
+            else:
+                assert "INFO" in written and "proxy.test: hello world model=o3-pro" in written
+        logs.setup_logging("warning", "json")
+        assert isinstance(root.handlers[-1].formatter, logs.JsonFormatter) and root.level == logging.WARNING
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+
+
+def test_request_log_outside_a_request_is_a_harmless_throwaway():
+    logs.current().fallback = "gpt-4o"
+    assert logs.current().fallback is None
+    record = logs.RequestLog()
+    record.count_usage({"prompt_tokens": 3, "completion_tokens": 4,
+                        "completion_tokens_details": {"reasoning_tokens": 2}})
+    assert (record.prompt_tokens, record.completion_tokens, record.reasoning_tokens) == (3, 4, 2)
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_metrics_after_a_translated_and_a_passed_through_request(make_proxy, fake):
+    with make_proxy() as url:
+        before = scrape(url)
+        translated = sdk(url).chat.completions.create(model="o3-pro", messages=MESSAGES)
+        sdk(url).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        after = scrape(url)
+    assert translated.usage.prompt_tokens > 0
+
+    def grew(name, by=1.0, **labels):
+        assert metric(after, name, **labels) == pytest.approx(metric(before, name, **labels) + by), (name, labels)
+
+    grew("proxy_requests_total", model="o3-pro", mode="translated", status="200")
+    grew("proxy_requests_total", model="gpt-4o", mode="passthrough", status="200")
+    grew("proxy_tokens_total", by=translated.usage.prompt_tokens, model="o3-pro", kind="prompt")
+    grew("proxy_tokens_total", by=translated.usage.completion_tokens, model="o3-pro", kind="completion")
+    grew("proxy_request_duration_seconds_count", mode="translated")
+    grew("proxy_time_to_first_byte_seconds_count", mode="passthrough")
+    grew("proxy_upstream_latency_seconds_count", by=2, upstream="default")
+    grew("proxy_upstream_responses_total", by=2, upstream="default", status="200")
+    families = {family.name for family in text_string_to_metric_families(after)}
+    assert {"proxy_upstream_retries", "proxy_fallbacks", "proxy_background_jobs", "proxy_client_disconnects",
+            "proxy_heartbeats", "proxy_active_streams", "proxy_upstream_key_rests"} <= families
+
+
+# ---------------------------------------------------------------- readiness
+
+
+def closed_port_url():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+
+
+@pytest.mark.parametrize("check", ["connect", "models"])
+def test_ready_when_the_upstream_answers(make_proxy, fake, check):
+    with make_proxy(server={"readiness_check": check}) as url:
+        response = httpx.get(url + "/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "check": check, "upstreams": {"default": "ok"}}
+
+
+@pytest.mark.parametrize("check", ["connect", "models"])
+def test_not_ready_when_the_upstream_is_down(make_proxy, check):
+    with make_proxy(closed_port_url(), server={"readiness_check": check}) as url:
+        response = httpx.get(url + "/readyz")
+        alive = httpx.get(url + "/healthz")
+    assert response.status_code == 503 and alive.status_code == 200
+    assert response.json()["status"] == "not ready" and response.json()["upstreams"]["default"] != "ok"
+
+
+def test_readiness_check_can_be_off(make_proxy):
+    with make_proxy(closed_port_url(), server={"readiness_check": "none"}) as url:
+        assert httpx.get(url + "/readyz").status_code == 200
+
+
+async def test_readiness_is_cached_and_a_refused_key_is_not_ready():
+    probes = []
+
+    def answer(request):
+        probes.append(request.url.path)
+        return httpx.Response(401, json=error_body("Incorrect API key provided."))
+
+    config = load_config(env={"OPENAI_API_KEY": "sk-revoked"}).upstream
+    upstream = Upstream(config, httpx.AsyncClient(transport=httpx.MockTransport(answer)))
+    try:
+        readiness = Readiness([upstream], "models", cache_seconds=60)
+        ready, details = await readiness.status()
+        assert not ready and "refused the proxy's key" in details["default"]
+        await readiness.status()
+        assert probes == ["/v1/models"]
+    finally:
+        await upstream.aclose()

