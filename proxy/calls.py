@@ -30,6 +30,7 @@ import anyio
 import httpx
 import orjson
 
+from . import metrics
 from .config import BackgroundConfig
 from .errors import ProxyError
 from .sse import SSEDecoder
@@ -113,6 +114,9 @@ class UpstreamCall:
         self._http: httpx.Response | None = None
         self._answer: dict[str, Any] | None = None
         self._last_sequence: int | None = None
+        self._counted = plan.background
+        if self._counted:
+            metrics.BACKGROUND_JOBS.inc()
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         if self._answer is not None:
@@ -232,6 +236,9 @@ class UpstreamCall:
             await self._close_http()
             await self.cancel()
             self.finished = True
+        if self._counted:
+            self._counted = False
+            metrics.BACKGROUND_JOBS.dec()
 
     async def _close_http(self) -> None:
         http, self._http = self._http, None

@@ -244,3 +244,23 @@ def test_finished_background_jobs_are_not_cancelled(make_proxy, fake):
         list(client.chat.completions.create(model="o3-pro", messages=MESSAGES, stream=True))
     assert len(fake.requests_to("/responses")) == 2
     assert fake.cancelled == []
+
+
+def test_background_jobs_are_counted_while_they_run(make_proxy, fake):
+    events = stream_events(build_response({"background": True, "store": True, "model": "o3-pro"},
+                                          [message_item("slow " * 20)]), text_chunk=4)
+    fake.script(Stream(events=events, delay=0.05))
+    with make_proxy(**BACKGROUND) as url:
+        with httpx.stream("POST", url + "/v1/chat/completions", timeout=30,
+                          json={"model": "o3-pro", "messages": MESSAGES, "stream": True}) as response:
+            lines = response.iter_lines()
+            next(lines)
+            during = httpx.get(url + "/metrics", timeout=30).text
+            assert "[DONE]" in "".join(lines)
+        after = httpx.get(url + "/metrics", timeout=30).text
+    assert gauge(during, "proxy_background_jobs") == 1
+    assert gauge(after, "proxy_background_jobs") == 0
+
+
+def gauge(page, name):
+    return sum(float(line.split()[-1]) for line in page.splitlines() if line.startswith(name) and " " in line)
