@@ -160,20 +160,26 @@ class UpstreamCall:
                 return
 
     async def _chunks(self) -> AsyncIterator[bytes | None]:
-        """Upstream bytes, then ``None`` to flush the decoder; in background mode a silent connection is dropped."""
+        """Upstream bytes, then ``None`` to flush the decoder.
+
+        A connection silent for the idle timeout is dead: a background stream is
+        resumed (TimeoutError), a plain one is reported as such.
+        """
         assert self._http is not None
         iterator = self._http.aiter_bytes().__aiter__()
-        idle = self.plan.idle_timeout if self.plan.background else None
+        idle = self.plan.idle_timeout
         while True:
             try:
-                if idle is None:
+                async with asyncio.timeout(idle):
                     chunk = await iterator.__anext__()
-                else:
-                    async with asyncio.timeout(idle):
-                        chunk = await iterator.__anext__()
             except StopAsyncIteration:
                 yield None
                 return
+            except TimeoutError:
+                if self.plan.background:
+                    raise
+                raise ProxyError(504, f"The upstream sent nothing for {idle:g} s (idle timeout).",
+                                 "upstream_timeout", code="idle_timeout") from None
             yield chunk
 
     def _track(self, event: dict[str, Any]) -> None:
@@ -208,7 +214,7 @@ class UpstreamCall:
                     self.finished = True
                     yield final
                     return
-                # Progress for the consumer: resets idle timers, carries no output.
+                # A sign of life for the consumer; it carries no output.
                 yield {"type": "response.in_progress", "response": snapshot}
                 await asyncio.sleep(wait)
                 wait = min(wait * 1.5, self.background.poll_max)

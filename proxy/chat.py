@@ -23,7 +23,7 @@ from .calls import Capabilities, CallPlan, UpstreamCall, start_call
 from .config import Config, ModelSettings
 from .errors import ProxyError
 from .memory import ReasoningMemory
-from .pacing import HEARTBEAT, IdleTimeout, Pacer
+from .pacing import HEARTBEAT, Pacer
 from .sse import DONE, KEEPALIVE, encode_data
 from .translate.completion import CompletionBuilder
 from .translate.request import Translation
@@ -192,7 +192,7 @@ async def _completion(exchange: Exchange) -> dict[str, Any]:
 
 
 def _connection_failed(exc: Exception) -> ProxyError:
-    return ProxyError(502, f"The upstream connection failed: {str(exc) or type(exc).__name__}",
+    return ProxyError(502, f"The upstream connection failed mid-answer: {str(exc) or type(exc).__name__}",
                       "upstream_error", code="upstream_disconnected")
 
 
@@ -242,10 +242,7 @@ async def _padded_completion(exchange: Exchange, config: Config) -> AsyncIterato
 
 async def _relay_stream(exchange: Exchange, config: Config, summed_usage: bool) -> AsyncIterator[bytes]:
     translators = exchange.translators
-    first_plan = exchange.calls[0].plan
-    # A background stream resumes after silence by itself, so only plain streams have an idle watchdog.
-    idle = float("inf") if first_plan.background else (first_plan.idle_timeout or config.upstream.idle_timeout)
-    pacer: Pacer[tuple[int, Any]] = Pacer(_events(exchange), config.stream.heartbeat_interval, idle)
+    pacer: Pacer[tuple[int, Any]] = Pacer(_events(exchange), config.stream.heartbeat_interval)
     loop = asyncio.get_running_loop()
     started = loop.time()
     notes = 0
@@ -280,14 +277,10 @@ async def _relay_stream(exchange: Exchange, config: Config, summed_usage: bool) 
                     break
             else:
                 frames = [frame for translator in translators for frame in translator.finish()]
-        except IdleTimeout as exc:
-            frames = _fail_all(translators, ProxyError(504, str(exc), "upstream_timeout", code="idle_timeout"))
         except ProxyError as exc:
             frames = _fail_all(translators, exc)
         except httpx.HTTPError as exc:
-            frames = _fail_all(translators, ProxyError(
-                502, f"The upstream connection failed mid-stream: {str(exc) or type(exc).__name__}",
-                "upstream_error", code="upstream_disconnected"))
+            frames = _fail_all(translators, _connection_failed(exc))
         failed = next((t.error for t in translators if t.error is not None), None)
         if failed is not None:
             log.warning("stream for %s ended with an error: %s", translators[0].model, failed.message)

@@ -25,12 +25,6 @@ class Heartbeat:
 HEARTBEAT = Heartbeat()
 
 
-class IdleTimeout(Exception):
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"The upstream sent nothing for {seconds:g} s (idle timeout).")
-        self.seconds = seconds
-
-
 class _End:
     pass
 
@@ -46,19 +40,18 @@ class _Failure:
 
 
 class Pacer(Generic[T]):
-    """Iterate ``source`` with heartbeats and an idle watchdog.
+    """Iterate ``source``, with a heartbeat whenever the client has had nothing for a while.
 
     A small bounded queue between the reader task and the consumer keeps
     backpressure: a slow client slows the upstream read instead of growing memory.
     """
 
-    def __init__(self, source: AsyncIterator[T], heartbeat: float | None, idle: float, queue_size: int = 16) -> None:
+    def __init__(self, source: AsyncIterator[T], heartbeat: float | None, queue_size: int = 16) -> None:
         self._source = source
         self._heartbeat = heartbeat
-        self._idle = idle
         self._queue: asyncio.Queue[T | _End | _Failure] = asyncio.Queue(queue_size)
         self._loop = asyncio.get_running_loop()
-        self._last_data = self._last_output = self._loop.time()
+        self._last_output = self._loop.time()
         self._task: asyncio.Task[None] | None = None
         self._stop = anyio.CancelScope()
         self._held: list[_End | _Failure] = []  # an end or failure found by ready(), reported next
@@ -82,8 +75,6 @@ class Pacer(Generic[T]):
                 self._held.append(item)
             else:
                 items.append(item)
-        if items:
-            self._last_data = self._loop.time()
         return items
 
     async def _pump(self) -> None:
@@ -116,21 +107,18 @@ class Pacer(Generic[T]):
                 try:
                     item = self._held.pop() if self._held else self._queue.get_nowait()
                 except asyncio.QueueEmpty:
-                    deadline = self._last_data + self._idle
-                    if self._heartbeat is not None:
-                        deadline = min(deadline, self._last_output + self._heartbeat)
-                    try:
-                        async with asyncio.timeout(max(deadline - now, 0)):
-                            item = await self._queue.get()
-                    except TimeoutError:
-                        if self._loop.time() - self._last_data >= self._idle:
-                            raise IdleTimeout(self._idle) from None
-                        continue
+                    if self._heartbeat is None:
+                        item = await self._queue.get()
+                    else:
+                        try:
+                            async with asyncio.timeout(max(self._last_output + self._heartbeat - now, 0)):
+                                item = await self._queue.get()
+                        except TimeoutError:
+                            continue
                 if isinstance(item, _End):
                     return
                 if isinstance(item, _Failure):
                     raise item.exc
-                self._last_data = self._loop.time()
                 yield item
         finally:
             await self.aclose()

@@ -264,3 +264,13 @@ def test_background_jobs_are_counted_while_they_run(make_proxy, fake):
 
 def gauge(page, name):
     return sum(float(line.split()[-1]) for line in page.splitlines() if line.startswith(name) and " " in line)
+
+
+def test_idle_timeout_for_a_non_streaming_client(make_proxy, fake):
+    events = stream_events(build_response(None, [message_item("never finished")]))
+    fake.script(Stream(events=events, heartbeat_pause=5))
+    with make_proxy(upstream={"idle_timeout": 0.5}) as url:
+        started = time.monotonic()
+        response = httpx.post(url + "/v1/chat/completions", json={"model": "o3-pro", "messages": MESSAGES}, timeout=30)
+    assert time.monotonic() - started < 3
+    assert response.status_code == 504 and response.json()["error"]["code"] == "idle_timeout"

@@ -23,7 +23,7 @@ async def test_aclose_waits_for_a_shielded_cleanup() -> None:
             await asyncio.sleep(0.05)
             cleaned.set()
 
-    pacer = Pacer(source(), None, 60)
+    pacer = Pacer(source(), None)
     chunks = aiter(pacer)
     assert await anext(chunks) == b"last"
     await asyncio.sleep(0.01)  # the reader is now inside the cleanup
@@ -37,7 +37,7 @@ async def test_aclose_stops_a_reader_waiting_for_data() -> None:
         await asyncio.sleep(60)
         yield b"never"
 
-    pacer = Pacer(silent(), None, 120)
+    pacer = Pacer(silent(), None)
     chunks = aiter(pacer)
     assert await anext(chunks) == b"first"
     async with asyncio.timeout(1):
