@@ -210,7 +210,7 @@ def run_all(args: argparse.Namespace) -> dict:
                     after = http_json(fake_port, "/bench/stats")
                     endpoint = TARGETS[target][3]
                     result.update(
-                        scenario=scenario, target=target, events=events, rate=rate,
+                        scenario=scenario, target=target, events=events, rate=rate, max_seconds=args.max_seconds,
                         server_cpu_us_per_request=(cpu_seconds(pids) - before_cpu) * 1e6 / max(result["ok"], 1),
                         upstream_endpoint_ok=after[endpoint] - before[endpoint] >= result["ok"],
                         steal_pct=100 * steal / max(all_ticks, 1),
@@ -272,6 +272,11 @@ def tables(data: dict) -> str:
         out += [header, "|" + "---|" * (header.count("|") - 1)]
         for r in rows:
             lat, ttfb = r["latency_ms"], r["ttfb_ms"]
+            if not r["ok"]:
+                out.append(f"| {r['concurrency']} | {r['target']} | - | no answer finished within the "
+                           f"{r.get('max_seconds', 20):g} s cap (after {r['concurrency']} warm-up requests) |"
+                           + " |" * (header.count("|") - 5))
+                continue
             line = (f"| {r['concurrency']} | {r['target']} | {_fmt(r['rps'], 0)} | {_fmt(lat.get('p50'))} | "
                     f"{_fmt(lat.get('p95'))} | {_fmt(lat.get('p99'))} |")
             if stream:
