@@ -41,7 +41,6 @@ class Upstream:
             self.clients = [self._new_client(MAX_KEEPALIVE // POOL_SHARDS, tls) for _ in range(POOL_SHARDS)]
         else:
             self.clients = [client]
-        self.client = self.clients[0]
         self._turn = 0
 
     def _new_client(self, keepalive: int, tls: ssl.SSLContext) -> httpx.AsyncClient:
