@@ -8,6 +8,7 @@ POST .../responses          a Response JSON (reasoning item with summary + messa
                             or with ``"stream": true`` a Responses SSE stream of N events
 POST .../chat/completions   a chat.completion JSON, or a chunk stream of N events + [DONE]
 POST /bench/config          JSON {"events", "think_ms", "silent_ms"}: change the defaults
+POST /bench/release         end every silence now (the streams send the rest of their answer)
 GET  /bench/stats           JSON {"requests", "responses", "chat", "connections", "open_connections",
                             "silent_streams"}
 
@@ -44,6 +45,10 @@ class Settings:
     events = 200
     think_ms = 0.0
     silent_ms = 0.0
+
+
+# Streams held silent: the timer that resumes each, and what it will send.
+SILENT: dict["UpstreamProtocol", tuple[asyncio.TimerHandle, bytes, bool]] = {}
 
 
 class Stats:
@@ -249,6 +254,12 @@ class UpstreamProtocol(asyncio.Protocol):
                 setattr(Settings, key, value)
             self._send(_json_answer({k: getattr(Settings, k) for k in ("events", "think_ms", "silent_ms")}),
                        b"", 0, keep_alive)
+        elif path == b"/bench/release":
+            held = list(SILENT.items())
+            for protocol, (timer, rest, stream_keep_alive) in held:
+                timer.cancel()
+                protocol._finish_silent(rest, stream_keep_alive)
+            self._send(_json_answer({"released": len(held)}), b"", 0, keep_alive)
         elif path == b"/bench/stats":
             self._send(_json_answer({name: getattr(Stats, name) for name in STATS}), b"", 0, keep_alive)
         else:
@@ -260,13 +271,15 @@ class UpstreamProtocol(asyncio.Protocol):
         if silent > 0:
             self.transport.write(head)
             Stats.silent_streams += 1
-            asyncio.get_running_loop().call_later(silent, self._finish_silent, rest, keep_alive)
+            timer = asyncio.get_running_loop().call_later(silent, self._finish_silent, rest, keep_alive)
+            SILENT[self] = (timer, rest, keep_alive)
             return
         self.transport.write(head + rest if rest else head)
         if not keep_alive:
             self.transport.close()
 
     def _finish_silent(self, rest: bytes, keep_alive: bool) -> None:
+        del SILENT[self]
         Stats.silent_streams -= 1
         self._send(rest, b"", 0, keep_alive)
 

@@ -1,4 +1,4 @@
-"""HTTP/1.1 load generator: fixed concurrency, fixed request count, closed loop or a fixed rate.
+"""HTTP/1.1 load generator: fixed concurrency, fixed request count (or time cap), closed loop or a fixed rate.
 
 A raw asyncio protocol on uvloop with the httptools parser, one keep-alive
 connection per concurrent client, so that the generator costs far less CPU
@@ -115,10 +115,11 @@ async def run(args: argparse.Namespace) -> dict:
     total = args.warmup + args.requests
     first_start: list[int] = []
     began = time.perf_counter()
+    stop_at = began + args.max_seconds if args.max_seconds else 0.0
 
     async def client() -> None:
         connection: Exchange | None = None
-        while state["next"] < total:
+        while state["next"] < total and (not stop_at or time.perf_counter() < stop_at):
             number = state["next"]
             state["next"] += 1
             if args.rate:
@@ -179,6 +180,8 @@ def main() -> None:
     parser.add_argument("-n", "--requests", type=int, default=1000, help="measured requests")
     parser.add_argument("--warmup", type=int, default=None, help="unmeasured requests first (default: concurrency)")
     parser.add_argument("--expect", default="", help="bytes the end of every answer must contain")
+    parser.add_argument("--max-seconds", type=float, default=0.0,
+                        help="start no new request after this many seconds (slow targets then report fewer requests)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     parser.add_argument("--deadline", type=float, default=300.0, help="seconds for the whole run")
     args = parser.parse_args()

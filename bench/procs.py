@@ -18,7 +18,7 @@ HOST = "127.0.0.1"
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Children get SIGTERM when the benchmark driver dies, so no server outlives a run."""
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -42,7 +42,7 @@ def start(args: list[str], *, env: dict[str, str] | None = None, log: Path | Non
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), full_env.get("PYTHONPATH")]))
     out = open(log, "ab") if log else subprocess.DEVNULL
     return subprocess.Popen(args, env=full_env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                            preexec_fn=_die_with_parent)
+                            preexec_fn=die_with_parent)
 
 
 def python(*args: str) -> list[str]:

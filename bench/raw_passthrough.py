@@ -13,7 +13,7 @@ import argparse
 import httpx
 import uvicorn
 
-POOL_SHARDS = 8  # as the proxy does, to keep httpcore's per-request pool scan short
+POOL_SHARDS = 32  # as the proxy does, to keep httpcore's per-request pool scan short
 HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade",
                         b"host", b"content-length", b"proxy-connection"))
 
@@ -30,7 +30,8 @@ class RawPassthrough:
             await self._lifespan(receive, send)
             return
         if not self.clients:
-            self.clients = [self._new_client() for _ in range(self.shards)]
+            tls = httpx.create_ssl_context(trust_env=False)
+            self.clients = [self._new_client(tls) for _ in range(self.shards)]
         self.turn = (self.turn + 1) % self.shards
         client = self.clients[self.turn]
         chunks = []
@@ -53,8 +54,8 @@ class RawPassthrough:
         finally:
             await response.aclose()
 
-    def _new_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(timeout=httpx.Timeout(600.0),
+    def _new_client(self, tls) -> httpx.AsyncClient:
+        return httpx.AsyncClient(verify=tls, timeout=httpx.Timeout(600.0),
                                  limits=httpx.Limits(max_connections=None,
                                                      max_keepalive_connections=256 // self.shards),
                                  trust_env=False)

@@ -162,7 +162,7 @@ general_settings:
 """
 
 
-def load(port: int, target: str, stream: bool, concurrency: int, requests: int, rate: float,
+def load(port: int, target: str, stream: bool, concurrency: int, requests: int, rate: float, max_seconds: float,
          workdir: Path) -> dict:
     server, path, model, _ = TARGETS[target]
     body_file = workdir / f"{target}-{'stream' if stream else 'json'}.json"
@@ -170,7 +170,8 @@ def load(port: int, target: str, stream: bool, concurrency: int, requests: int, 
         body_file.write_bytes(request_body(model, stream))
     command = python(str(BENCH / "load.py"), f"http://{HOST}:{port}{path}", "--body-file", str(body_file),
                      "-c", str(concurrency), "-n", str(requests), "--expect", expectation(target, stream),
-                     "--api-key", LITELLM_KEY if server == "litellm" else "sk-bench", "--deadline", "600")
+                     "--api-key", LITELLM_KEY if server == "litellm" else "sk-bench", "--deadline", "600",
+                     "--max-seconds", str(max_seconds))
     if rate:
         command += ["--rate", str(rate)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=660)
@@ -204,12 +205,12 @@ def run_all(args: argparse.Namespace) -> dict:
                     pids = tree(server_process.pid)
                     before_cpu, before = cpu_seconds(pids), http_json(fake_port, "/bench/stats")
                     ticks = cpu_ticks()
-                    result = load(port, target, stream, concurrency, requests, rate, workdir)
+                    result = load(port, target, stream, concurrency, requests, rate, args.max_seconds, workdir)
                     all_ticks, steal = (now - then for now, then in zip(cpu_ticks(), ticks))
                     after = http_json(fake_port, "/bench/stats")
                     endpoint = TARGETS[target][3]
                     result.update(
-                        scenario=scenario, target=target, events=events, rate=rate,
+                        scenario=scenario, target=target, events=events, rate=rate, max_seconds=args.max_seconds,
                         server_cpu_us_per_request=(cpu_seconds(pids) - before_cpu) * 1e6 / max(result["ok"], 1),
                         upstream_endpoint_ok=after[endpoint] - before[endpoint] >= result["ok"],
                         steal_pct=100 * steal / max(all_ticks, 1),
@@ -261,21 +262,27 @@ def tables(data: dict) -> str:
     for scenario in dict.fromkeys(r["scenario"] for r in runs):
         stream = SCENARIOS[scenario][0]
         rows = [r for r in runs if r["scenario"] == scenario]
-        title = f"### {scenario}"
+        title = f"### {scenario}" + (f" ({SCENARIOS[scenario][1]:,} events per stream)" if stream else "")
         if rows[0]["rate"]:
             title += f" (open loop, {rows[0]['rate']:g} req/s offered)"
         out += [title, ""]
         header = "| c | target | req/s | p50 ms | p95 ms | p99 ms |"
         header += " TTFB p50 ms | TTFB p99 ms |" if stream else ""
-        header += " server CPU us/req | errors |"
+        header += " server CPU us/req | upstream conn/req | requests | errors |"
         out += [header, "|" + "---|" * (header.count("|") - 1)]
         for r in rows:
             lat, ttfb = r["latency_ms"], r["ttfb_ms"]
+            if not r["ok"]:
+                out.append(f"| {r['concurrency']} | {r['target']} | - | no answer finished within the "
+                           f"{r.get('max_seconds', 20):g} s cap (after {r['concurrency']} warm-up requests) |"
+                           + " |" * (header.count("|") - 5))
+                continue
             line = (f"| {r['concurrency']} | {r['target']} | {_fmt(r['rps'], 0)} | {_fmt(lat.get('p50'))} | "
                     f"{_fmt(lat.get('p95'))} | {_fmt(lat.get('p99'))} |")
             if stream:
                 line += f" {_fmt(ttfb.get('p50'))} | {_fmt(ttfb.get('p99'))} |"
-            line += f" {_fmt(r['server_cpu_us_per_request'], 0)} | {r['errors']} |"
+            line += (f" {_fmt(r['server_cpu_us_per_request'], 0)} | {_fmt(r['upstream_connections_per_request'])} | "
+                     f"{r['ok']:,} | {r['errors']} |")
             out.append(line)
         out.append("")
         out += [f"#### {scenario}: comparisons (same run)", "",
@@ -301,6 +308,8 @@ def tables(data: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests per run")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="time cap per run; slower targets report fewer requests (default 20, quick 5)")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM (no install)")
     parser.add_argument("--targets", nargs="+", choices=list(TARGETS), default=list(TARGETS))
     parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS))
@@ -311,6 +320,8 @@ def main() -> None:
     if args.report:
         print(tables(json.loads(Path(args.report).read_text())))
         return
+    if args.max_seconds is None:
+        args.max_seconds = 5.0 if args.quick else 20.0
     if args.no_litellm:
         args.targets = [name for name in args.targets if TARGETS[name][0] != "litellm"]
     data = run_all(args)
