@@ -6,7 +6,7 @@ Measured on every recorded real Responses stream in tests/fixtures/realdata
 (plus the fake upstream's synthetic 200- and 2,000-event streams), one core:
 
 - translate: StreamTranslator.feed() on parsed events + encode_data() of every chunk it returns
-- decode:    SSEDecoder + orjson of the upstream bytes (proxy.chat.parse_events), one network chunk per event
+- decode:    SSEDecoder + orjson of the upstream bytes (proxy.calls.parse_events), one network chunk per event
 - pipeline:  decode + translate, i.e. all the per-event work of the proxy's stream relay except socket I/O
 
 Each figure is the best of ``--repeat`` runs of at least ``--seconds`` each,
@@ -23,11 +23,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procs import ROOT  # noqa: E402
 
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[1:1] = [str(ROOT)]
+sys.path.append(str(ROOT / "tests"))  # after bench/, whose fake_upstream this script uses
 import realdata  # noqa: E402
 from fake_upstream import responses_events  # noqa: E402
 
-from proxy.chat import parse_events  # noqa: E402
+from proxy.calls import parse_events  # noqa: E402
 from proxy.sse import SSEDecoder, encode_data, encode_event  # noqa: E402
 from proxy.translate.stream import StreamTranslator  # noqa: E402
 

@@ -149,6 +149,8 @@ class StreamConfig(_Section):
     heartbeat_interval: float = Field(default=15.0, gt=0)
     non_stream_keepalive: bool = Field(
         default=False, description="Send whitespace before a non-streamed JSON answer every heartbeat interval.")
+    upstream_stream: bool = Field(
+        default=True, description="Serve non-streaming clients from an upstream stream too (headers arrive at once).")
 
 
 class ServerConfig(_Section):

@@ -274,3 +274,12 @@ def test_idle_timeout_for_a_non_streaming_client(make_proxy, fake):
         response = httpx.post(url + "/v1/chat/completions", json={"model": "o3-pro", "messages": MESSAGES}, timeout=30)
     assert time.monotonic() - started < 3
     assert response.status_code == 504 and response.json()["error"]["code"] == "idle_timeout"
+
+
+def test_non_streaming_clients_can_get_a_plain_upstream_request(make_proxy, fake):
+    fake.script(Respond(output=[reasoning_item(["Quick."]), message_item("One piece.")]))
+    with make_proxy(stream={"upstream_stream": False}) as url:
+        completion = sdk(url).chat.completions.create(model="o3-pro", messages=MESSAGES)
+    assert completion.choices[0].message.content == "One piece."
+    assert completion.choices[0].message.model_extra["reasoning_content"] == "Quick."
+    assert "stream" not in fake.requests_to("/responses")[0].json
