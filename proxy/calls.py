@@ -41,6 +41,7 @@ from .upstream import Upstream, read_json, upstream_error
 log = logging.getLogger("proxy.calls")
 
 MAX_ANSWER_BYTES = 256 * 1024 * 1024
+DRAIN_SECONDS = 1.0  # how long the end of a finished stream may take to arrive
 
 
 @dataclass
@@ -112,6 +113,7 @@ class UpstreamCall:
         self.response_id: str | None = None
         self.finished = False
         self._http: httpx.Response | None = None
+        self._body: AsyncIterator[bytes] | None = None
         self._answer: dict[str, Any] | None = None
         self._last_sequence: int | None = None
         self._counted = plan.background
@@ -141,6 +143,8 @@ class UpstreamCall:
                         self._track(event)
                         # Known finished before the consumer sees the end, so closing now cancels nothing.
                         self.finished = event.get("type") in TERMINAL_EVENTS
+                        if self.finished:
+                            await self._drain()
                         yield event
                         if self.finished:
                             return
@@ -166,7 +170,7 @@ class UpstreamCall:
         resumed (TimeoutError), a plain one is reported as such.
         """
         assert self._http is not None
-        iterator = self._http.aiter_bytes().__aiter__()
+        self._body = iterator = self._http.aiter_bytes().__aiter__()
         idle = self.plan.idle_timeout
         while True:
             try:
@@ -181,6 +185,18 @@ class UpstreamCall:
                 raise ProxyError(504, f"The upstream sent nothing for {idle:g} s (idle timeout).",
                                  "upstream_timeout", code="idle_timeout") from None
             yield chunk
+
+    async def _drain(self) -> None:
+        """Read what follows the last event (the body's end), so the connection goes back to the pool.
+
+        Closed half-read, a connection cannot be reused: every answer would cost a new connection.
+        """
+        try:
+            async with asyncio.timeout(DRAIN_SECONDS):
+                async for _ in self._body:
+                    pass
+        except (TimeoutError, httpx.HTTPError):
+            pass
 
     def _track(self, event: dict[str, Any]) -> None:
         sequence = event.get("sequence_number")

@@ -85,9 +85,10 @@ async def serve_translated(config: Config, upstream: Upstream, capabilities: Cap
     plan = dict(
         body=translation.body,
         model=translation.model,
-        # Non-streaming clients are served from an upstream stream too (by default): its headers arrive at
-        # once, so no first-byte timeout of a gateway in between can cut a long reasoning run.
-        stream=translation.stream or config.stream.upstream_stream,
+        # A non-streaming client is served from an upstream stream too when a stop sequence may end the
+        # answer early (no tokens spent past it), or when configured: the headers then arrive at once, so
+        # no first-byte timeout of a gateway in between can cut a long reasoning run.
+        stream=translation.stream or bool(translation.stop) or config.stream.upstream_stream,
         background=bool(settings.background),
         first_byte_timeout=settings.first_byte_timeout,
         idle_timeout=settings.idle_timeout or upstream.config.idle_timeout,

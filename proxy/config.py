@@ -150,7 +150,7 @@ class StreamConfig(_Section):
     non_stream_keepalive: bool = Field(
         default=False, description="Send whitespace before a non-streamed JSON answer every heartbeat interval.")
     upstream_stream: bool = Field(
-        default=True, description="Serve non-streaming clients from an upstream stream too (headers arrive at once).")
+        default=False, description="Serve non-streaming clients from an upstream stream too (headers arrive at once).")
 
 
 class ServerConfig(_Section):

@@ -54,7 +54,7 @@ def test_plain_answer_with_reasoning_and_usage(client, fake, proxy_url):
     assert request.json["max_output_tokens"] == 2000
     assert request.json["reasoning"] == {"effort": "high", "summary": "auto"}
     assert request.json["store"] is False
-    assert request.json["stream"] is True  # served from an upstream stream, assembled into one completion
+    assert "stream" not in request.json
 
 
 def test_body_validates_against_the_spec_and_leaks_no_key(proxy_url, fake):

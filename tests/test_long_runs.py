@@ -63,18 +63,22 @@ def test_background_poll_when_the_upstream_cannot_stream(make_proxy, fake):
     fake.script(Reply(status=400, json=error_body("Streaming is not supported for this model.", param="stream")))
     with make_proxy(**BACKGROUND) as url:
         client = sdk(url)
-        completion = client.chat.completions.create(model="o3-pro", messages=MESSAGES)
-        assert completion.choices[0].message.content.startswith("Echo: Prove it.")
-        polls = retrievals(fake)
-        assert len(polls) >= 3
-        create = [r for r in fake.requests_to("/responses") if r.json.get("background")][-1]
-        assert "stream" not in create.json
-
-        fake.reset()  # remembered: the next request does not try streaming first
         streamed = list(client.chat.completions.create(model="o3-pro", messages=MESSAGES, stream=True))
-    assert "stream" not in fake.requests_to("/responses")[0].json
+        assert "".join(c.choices[0].delta.content or "" for c in streamed).startswith("Echo: Prove it.")
+        assert len(retrievals(fake)) >= 3
+        first, second = fake.requests_to("/responses")
+        assert first.json["stream"] is True and "stream" not in second.json and second.json["background"] is True
+
+        fake.reset()  # remembered: the next streaming request does not try streaming upstream
+        again = list(client.chat.completions.create(model="o3-pro", messages=MESSAGES, stream=True))
+        assert "stream" not in fake.requests_to("/responses")[0].json
+        assert "".join(c.choices[0].delta.content or "" for c in again).startswith("Echo: Prove it.")
+
+        fake.reset()  # a non-streaming client of a background model: created, then polled
+        completion = client.chat.completions.create(model="o3-pro", messages=MESSAGES)
+    assert completion.choices[0].message.content.startswith("Echo: Prove it.")
+    assert len(retrievals(fake)) >= 2
     assert fake.cancelled == []
-    assert "".join(c.choices[0].delta.content or "" for c in streamed).startswith("Echo: Prove it.")
 
 
 def test_cut_background_stream_is_resumed_without_duplicates(make_proxy, fake):
@@ -276,10 +280,10 @@ def test_idle_timeout_for_a_non_streaming_client(make_proxy, fake):
     assert response.status_code == 504 and response.json()["error"]["code"] == "idle_timeout"
 
 
-def test_non_streaming_clients_can_get_a_plain_upstream_request(make_proxy, fake):
+def test_non_streaming_clients_can_be_served_from_an_upstream_stream(make_proxy, fake):
     fake.script(Respond(output=[reasoning_item(["Quick."]), message_item("One piece.")]))
-    with make_proxy(stream={"upstream_stream": False}) as url:
+    with make_proxy(stream={"upstream_stream": True}) as url:
         completion = sdk(url).chat.completions.create(model="o3-pro", messages=MESSAGES)
     assert completion.choices[0].message.content == "One piece."
     assert completion.choices[0].message.model_extra["reasoning_content"] == "Quick."
-    assert "stream" not in fake.requests_to("/responses")[0].json
+    assert fake.requests_to("/responses")[0].json["stream"] is True

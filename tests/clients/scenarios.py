@@ -104,15 +104,11 @@ def script_failure(fake: FakeUpstream, times: int = 1) -> str:
     return partial
 
 
-def assert_answer_request(fake: FakeUpstream) -> dict[str, Any]:
-    """The one Responses request an answer scenario made; returns its body.
-
-    Streamed or not for the client, the upstream is always asked to stream (the proxy folds the
-    stream into one completion for non-streaming clients).
-    """
+def assert_answer_request(fake: FakeUpstream, stream: bool) -> dict[str, Any]:
+    """The one Responses request an answer scenario made; returns its body."""
     (request,) = fake.requests_to("/responses")
     assert request.json["model"] == MODEL
-    assert request.json["stream"] is True
+    assert request.json.get("stream", False) is stream
     assert request.json["reasoning"]["summary"] == "auto"
     return request.json
 

@@ -54,7 +54,7 @@ def test_generate_text(run_node, fake):
     assert result["contentTypes"] == ["reasoning", "text"]
     assert result["finishReason"] == "stop"
     assert_usage(result["usage"])
-    assert_answer_request(fake)
+    assert_answer_request(fake, stream=False)
 
 
 def test_stream_text_keeps_reasoning_and_text_apart(run_node, fake):
@@ -63,7 +63,7 @@ def test_stream_text_keeps_reasoning_and_text_apart(run_node, fake):
     assert result["runs"] == [{"kind": "reasoning", "text": REASONING_TEXT}, {"kind": "text", "text": ANSWER}]
     assert (result["errors"], result["finishReason"]) == ([], "stop")
     assert_usage(result["usage"])
-    assert_answer_request(fake)
+    assert_answer_request(fake, stream=True)
 
 
 def test_keep_alive_comments_during_silence_are_ignored(run_node, fake, quiet_proxy_url):

@@ -68,7 +68,7 @@ def test_invoke(chat, fake):
     assert message.content == ANSWER
     assert message.response_metadata["finish_reason"] == "stop"
     assert_usage(message.usage_metadata)
-    assert_answer_request(fake)
+    assert_answer_request(fake, stream=False)
 
 
 def test_stream(chat, fake):
@@ -78,7 +78,7 @@ def test_stream(chat, fake):
     assert merged.content == ANSWER
     assert merged.response_metadata["finish_reason"] == "stop"
     assert_usage(merged.usage_metadata)
-    assert_answer_request(fake)
+    assert_answer_request(fake, stream=True)
 
 
 def test_keep_alive_comments_during_silence_are_ignored(quiet_proxy_url, fake):

@@ -41,7 +41,7 @@ def test_plain_answer(run_node, fake):
     result = run_node(SCRIPT, "plain")
     assert (result["content"], result["reasoning"], result["finish_reason"]) == (ANSWER, REASONING_TEXT, "stop")
     assert_usage(result["usage"])
-    assert_answer_request(fake)
+    assert_answer_request(fake, stream=False)
 
 
 def test_streamed_answer_with_reasoning_and_usage(run_node, fake):
@@ -52,7 +52,7 @@ def test_streamed_answer_with_reasoning_and_usage(run_node, fake):
     assert result["roles"] == ["assistant"]
     assert result["finish_reasons"] == ["stop"]
     assert_usage(result["usage"])
-    assert_answer_request(fake)
+    assert_answer_request(fake, stream=True)
 
 
 def test_keep_alive_comments_during_silence_are_ignored(run_node, fake, quiet_proxy_url):

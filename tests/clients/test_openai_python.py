@@ -91,7 +91,7 @@ def test_plain_answer(client, fake):
     assert choice.message.model_extra["reasoning_content"] == REASONING_TEXT
     assert choice.finish_reason == "stop"
     assert_usage(completion.usage)
-    assert_answer_request(fake)
+    assert_answer_request(fake, stream=False)
 
 
 async def test_plain_answer_async(async_client, fake):
@@ -115,7 +115,7 @@ def test_streamed_answer_with_reasoning_and_usage(client, fake):
     assert streamed.mixed == 0
     assert streamed.finish_reasons == ["stop"]
     assert_usage(streamed.usage)
-    assert_answer_request(fake)
+    assert_answer_request(fake, stream=True)
 
 
 def test_keep_alive_comments_during_silence_are_ignored(quiet_proxy_url, fake):
