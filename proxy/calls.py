@@ -150,7 +150,7 @@ class UpstreamCall:
                             return
                 if not self.plan.background:
                     return  # the consumer reports the stream as cut short
-            except (httpx.HTTPError, TimeoutError) as exc:
+            except httpx.HTTPError as exc:
                 if not self.plan.background or self.response_id is None:
                     raise
                 log.info("background stream %s broke (%s); resuming", self.response_id, type(exc).__name__)
@@ -167,19 +167,22 @@ class UpstreamCall:
         """Upstream bytes, then ``None`` to flush the decoder.
 
         A connection silent for the idle timeout is dead: a background stream is
-        resumed (TimeoutError), a plain one is reported as such.
+        resumed, a plain one is reported as such. The idle timeout is the read
+        timeout of the body's reads, so it costs nothing per chunk.
         """
         assert self._http is not None
-        self._body = iterator = self._http.aiter_bytes().__aiter__()
         idle = self.plan.idle_timeout
+        timeouts = self._http.request.extensions.get("timeout")
+        if isinstance(timeouts, dict):
+            timeouts["read"] = idle
+        self._body = iterator = self._http.aiter_bytes().__aiter__()
         while True:
             try:
-                async with asyncio.timeout(idle):
-                    chunk = await iterator.__anext__()
+                chunk = await iterator.__anext__()
             except StopAsyncIteration:
                 yield None
                 return
-            except TimeoutError:
+            except httpx.ReadTimeout:
                 if self.plan.background:
                     raise
                 raise ProxyError(504, f"The upstream sent nothing for {idle:g} s (idle timeout).",
