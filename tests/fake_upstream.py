@@ -602,13 +602,14 @@ def _embedding(text: str, dimensions: int) -> list[float]:
     return [v / norm for v in values]
 
 
-def _chat_text(messages: Any) -> str:
-    for message in reversed(messages or []):
+def _chat_text(messages: list) -> str:
+    for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
             content = message.get("content")
             if isinstance(content, str):
                 return content
-            return "\n".join(p.get("text", "") for p in content or [] if p.get("type") == "text")
+            return "\n".join(p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text"
+                             and isinstance(p.get("text"), str)) if isinstance(content, list) else ""
     return ""
 
 
@@ -686,6 +687,7 @@ class _Exchange:
                 if await self.must_stop(pause):
                     return False
                 await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
+                self.fake.streamed_bytes += len(chunk)
             if cut_after is not None:
                 await self.drop()
                 return False
@@ -719,6 +721,9 @@ class FakeUpstream:
 
     `disconnects` counts answers (streams and `Hang`s) whose client went away
     before the answer ended; connections the fake cuts itself do not count.
+    `active` is the number of requests being answered right now (an upstream
+    connection a proxy left open shows here) and `streamed_bytes` the body
+    bytes of streamed answers written so far (backpressure shows as a pause).
     """
 
     def __init__(self) -> None:
@@ -726,6 +731,7 @@ class FakeUpstream:
         self._disconnected = threading.Condition()
         self._stopping = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.active = 0
         self.reset()
 
     # ------------------------------------------------ test-facing API
@@ -734,6 +740,7 @@ class FakeUpstream:
         self.requests: list[Recorded] = []
         self.cancelled: list[str] = []
         self.disconnects = 0
+        self.streamed_bytes = 0
         self.responses_only: set[str] = set(RESPONSES_ONLY_MODELS)
         self.background_polls = 2  # GETs of a background response until it reports its final state
         self._script: deque[Behaviour] = deque()
@@ -803,7 +810,11 @@ class FakeUpstream:
                           dict(parse_qsl(scope.get("query_string", b"").decode(), keep_blank_values=True)),
                           headers, bytes(body), parsed)
         self.requests.append(record)
-        await self._route(_Exchange(self, receive, send), record)
+        self.active += 1
+        try:
+            await self._route(_Exchange(self, receive, send), record)
+        finally:
+            self.active -= 1
 
     async def _route(self, ex: _Exchange, r: Recorded) -> None:
         method, path = r.method, r.path
@@ -953,6 +964,10 @@ class FakeUpstream:
             await ex.error(400, JSON_PARSE_ERROR)
             return
         request = r.json
+        if not isinstance(request.get("messages"), list):
+            await ex.error(400, f"Invalid type for 'messages': expected an array, but got {type(request.get('messages')).__name__} instead.",
+                           param="messages", code="invalid_type")
+            return
         requested_model = _given(request, "model", "gpt-4o")
         text = f"Echo: {_chat_text(request.get('messages'))}"
         prompt_tokens = 7 + len(json.dumps(request.get("messages"), ensure_ascii=False)) // 4
@@ -974,7 +989,8 @@ class FakeUpstream:
                            "usage": usage, "service_tier": "default",
                            "system_fingerprint": head["system_fingerprint"]})
             return
-        with_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+        options = request.get("stream_options")
+        with_usage = isinstance(options, dict) and bool(options.get("include_usage"))
 
         def chunk(delta: dict, finish: str | None = None, choices: list | None = None,
                   usage_value: dict | None = None) -> bytes:
