@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from . import __version__
 from .calls import Capabilities
-from .chat import json_response, serve_translated
+from .chat import json_response, serve_translated, until_disconnect
 from .config import Config
 from .errors import InvalidRequest, ProxyError, error_body
 from .passthrough import open_forward, read_body, relay, upstream_path
@@ -75,8 +75,8 @@ class Proxy:
         model = chat["model"]
         if self.router.should_translate(model):
             return await self.translate(request, chat)
-        response = await open_forward(self.upstream, request, "/chat/completions", body,
-                                      self.config.server.max_body_bytes)
+        response = await until_disconnect(request, open_forward(self.upstream, request, "/chat/completions", body,
+                                                                self.config.server.max_body_bytes))
         if response.status_code < 400:
             return relay(response, {"x-proxy-mode": "passthrough"})
         payload, raw = await read_json(response)
