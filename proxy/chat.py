@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import anyio
 import httpx
@@ -45,12 +46,22 @@ def translation_headers(translation: Translation) -> dict[str, str]:
     """Tell the client what the proxy changed, instead of changing it silently."""
     headers = {"x-proxy-mode": "translated"}
     if translation.dropped:
-        headers["x-proxy-dropped-params"] = ", ".join(translation.dropped)
+        headers["x-proxy-dropped-params"] = client_names(translation.dropped)
     if translation.adjusted:
         headers["x-proxy-adjusted-params"] = ", ".join(translation.adjusted)
     if translation.dropped or translation.adjusted:
         log.debug("request for %s: dropped %s, adjusted %s", translation.model, translation.dropped, translation.adjusted)
     return headers
+
+
+MAX_NAMES_HEADER = 1024
+
+
+def client_names(names: list[str]) -> str:
+    """Names the client chose, as a header value: percent-encoded so no character can break or add a header,
+    and cut to a bounded length."""
+    value = ", ".join(quote(name, safe="") for name in names)
+    return value if len(value) <= MAX_NAMES_HEADER else value[:MAX_NAMES_HEADER - 3] + "..."
 
 
 @dataclass
