@@ -21,7 +21,7 @@ from .errors import InvalidRequest, ProxyError, error_body
 from .passthrough import open_forward, read_body, relay, upstream_path
 from .routing import ModelRouter, says_responses_only
 from .memory import ReasoningMemory
-from .translate.request import MappingOptions, chat_to_responses
+from .translate.request import MappingOptions, chat_to_responses, check_nesting
 from .translate.stream import Presentation
 from .upstream import RETRYABLE_STATUSES, Upstream, read_json, upstream_error
 
@@ -51,6 +51,7 @@ class Proxy:
                 "The body must be a JSON object.", code="invalid_json") from None
         if not isinstance(chat, dict):
             raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+        check_nesting(chat)
         model = chat.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequest("you must provide a model parameter", "model")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from fake_upstream import Hang
-from wire import MESSAGES, completion_of, post_chat, wait_until
+from wire import MESSAGES, check_error, completion_of, post_chat, wait_until
 
 TRANSLATED, PASSED = "o3-pro", "gpt-4o"
 
@@ -31,4 +31,21 @@ def test_client_gone_before_headers_closes_the_upstream_request(proxy_url, fake,
     with pytest.raises(httpx.ReadTimeout):
         post_chat(proxy_url, {"model": model, "messages": MESSAGES}, stream=stream, timeout=0.5)
     fake.wait_for_disconnect(timeout=3)
+    still_serving(proxy_url, fake)
+
+
+def nested_body(model, levels):
+    """A chat request whose tool schema nests ``levels`` objects (built as text: encoders stop far earlier)."""
+    schema = '{"properties": {"x": ' * (levels - 1) + "{}" + "}}" * (levels - 1)
+    return (f'{{"model": "{model}", "messages": [{{"role": "user", "content": "Hi"}}], '
+            f'"tools": [{{"type": "function", "function": {{"name": "f", "parameters": {schema}}}}}]}}').encode()
+
+
+@pytest.mark.parametrize("model", [TRANSLATED, PASSED])
+@pytest.mark.parametrize("levels", [300, 2000])
+def test_deeply_nested_request_is_400(proxy_url, fake, model, levels):
+    response = httpx.post(proxy_url + "/v1/chat/completions", content=nested_body(model, levels), timeout=30,
+                          headers={"content-type": "application/json"})
+    assert check_error(response, 400)["type"] == "invalid_request_error"
+    assert fake.requests == []
     still_serving(proxy_url, fake)

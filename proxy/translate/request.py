@@ -16,6 +16,9 @@ from typing import Any
 from ..errors import InvalidRequest
 
 MIN_OUTPUT_TOKENS = 16  # the Responses API rejects smaller max_output_tokens
+# Deeper JSON than this is refused: orjson parses up to 1024 levels but encodes at most 254, so a deeper
+# request could be read but never sent on. No real request comes near it.
+MAX_NESTING = 128
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 
 # Sampling knobs that Responses-only (reasoning) models reject or that the
@@ -61,6 +64,7 @@ def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Trans
     options = options or MappingOptions()
     if not isinstance(chat, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    check_nesting(chat)
     model = chat.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("you must provide a model parameter", "model")
@@ -98,6 +102,17 @@ def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Trans
         if key in _UNSUPPORTED_SAMPLING or key not in _HANDLED:
             translation.dropped.append(key)
     return translation
+
+
+def check_nesting(value: Any) -> None:
+    """Refuse JSON nested more than :data:`MAX_NESTING` levels (walked level by level, without recursion)."""
+    level = [value]
+    for _ in range(MAX_NESTING):
+        level = [child for node in level for child in (node.values() if isinstance(node, dict) else node)
+                 if isinstance(child, (dict, list))]
+        if not level:
+            return
+    raise InvalidRequest(f"The request is nested more than {MAX_NESTING} levels deep.", code="nesting_too_deep")
 
 
 # --- messages ---------------------------------------------------------------
