@@ -538,6 +538,7 @@ class Recorded:
     headers: dict[str, str]
     body: bytes
     json: Any
+    raw_path: str = ""  # as sent, still percent-encoded
 
 
 @dataclass
@@ -808,7 +809,7 @@ class FakeUpstream:
             parsed = None
         record = Recorded(scope["method"], scope["path"],
                           dict(parse_qsl(scope.get("query_string", b"").decode(), keep_blank_values=True)),
-                          headers, bytes(body), parsed)
+                          headers, bytes(body), parsed, scope.get("raw_path", b"").decode("latin-1"))
         self.requests.append(record)
         self.active += 1
         try:

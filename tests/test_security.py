@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import threading
 from urllib.parse import unquote
 
 import httpx
 import pytest
 
-from wire import MESSAGES, completion_of, post_chat
+from wire import MESSAGES, completion_of, post_chat, raw_exchange, status_of
 
 
 @pytest.mark.parametrize("key", ["ключ", "a\r\nSet-Cookie: session=evil", "nul\x00byte", "tab\there", "x" * 20000])
@@ -22,3 +25,123 @@ def test_dropped_parameter_names_cannot_break_or_inject_response_headers(proxy_u
     assert "temperature" in names
     if len(key) < 100:
         assert key in names
+
+
+class Listener:
+    """A loopback port standing for a host an attacker wants the proxy to reach; records every connection."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+
+@pytest.fixture
+def evil():
+    listener = Listener()
+    yield listener
+    listener.close()
+
+
+def request_line_attacks(target: str) -> list[tuple[bytes, dict[str, str]]]:
+    """(request target, headers) pairs that try to point the proxy at ``target`` (host:port)."""
+    host_headers = ["Host", "X-Forwarded-Host", "X-Forwarded-Server", "X-Host", "X-Original-Host", "Forwarded"]
+    attacks: list[tuple[bytes, dict[str, str]]] = []
+    for name in host_headers:
+        value = f"host={target}" if name == "Forwarded" else target
+        attacks.append((b"/v1/embeddings", {name: value}))
+    for name in ("X-Original-URL", "X-Rewrite-URL", "X-Forwarded-Uri"):
+        attacks.append((b"/v1/embeddings", {name: f"http://{target}/v1/embeddings"}))
+    for path in (f"//{target}/v1/embeddings", f"/http://{target}/v1/embeddings", f"/v1/@{target}/embeddings",
+                 f"/@{target}/v1/embeddings", f"/v1/embeddings@{target}", f"/%2F%2F{target}/v1/embeddings",
+                 f"/v1/http:%2F%2F{target}/embeddings", f"/v1/embeddings?url=http://{target}/",
+                 f"/v1/embeddings#@{target}", f"http://{target}/v1/embeddings", f"https://{target}/v1/embeddings",
+                 f"//user@{target}/v1/embeddings", f"/\\\\{target}/v1/embeddings"):
+        attacks.append((path.encode(), {}))
+    return attacks
+
+
+def test_no_request_can_choose_the_upstream_host(proxy_url, fake, evil):
+    target = f"127.0.0.1:{evil.port}"
+    body = b'{"model": "text-embedding-3-small", "input": "x"}'
+    for path, headers in request_line_attacks(target):
+        extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        host = "" if "Host" in headers else "Host: proxy.local\r\n"
+        head, _ = raw_exchange(proxy_url, b"POST " + path + b" HTTP/1.1\r\n" + host.encode() + extra.encode() +
+                               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                               "Connection: close\r\n\r\n".encode() + body)
+        assert status_of(head) in (200, 400, 404), (path, headers, head)
+    for method in (b"CONNECT " + target.encode(), b"OPTIONS *"):
+        head, _ = raw_exchange(proxy_url, method + b" HTTP/1.1\r\nHost: " + target.encode() + b"\r\nConnection: close\r\n\r\n")
+        assert status_of(head) >= 400
+    chat = post_chat(proxy_url, {"model": f"http://{target}/", "messages": MESSAGES})
+    assert chat.status_code == 200
+    assert evil.connections == 0
+    assert fake.requests, "the attacks reached the real upstream"
+    for request in fake.requests:
+        assert request.path.startswith("/v1/") and target not in request.headers.get("host", "")
+
+
+TRAVERSALS = [
+    "/v1/../../etc/passwd", "/v1/%2e%2e/secret", "/v1/%2E%2E/secret", "/v1/.%2e/secret", "/v1/%2e./secret",
+    "/v1/%252e%252e/secret", "/v1/%25252e%25252e/secret", "/v1/..%2fsecret", "/v1/..%252fsecret",
+    "/v1/..%5csecret", "/v1/..%255csecret", "/v1/..\\secret", "/v1/models/..", "/v1/./models",
+    "/v1/files/%2e%2e%2f%2e%2e%2fadmin", "/v1/files/%c0%ae%c0%ae/admin",
+]
+
+
+def decoded_fully(path: str) -> str:
+    for _ in range(10):
+        path, before = unquote(path), path
+        if path == before:
+            break
+    return path
+
+
+@pytest.mark.parametrize("path", TRAVERSALS)
+def test_path_traversal_never_reaches_the_upstream(proxy_url, fake, path):
+    """Refused with a 400, or forwarded as a path that stays below the base URL however often it is decoded."""
+    head, body = raw_exchange(proxy_url, f"GET {path} HTTP/1.1\r\nHost: proxy.local\r\nConnection: close\r\n\r\n".encode())
+    if status_of(head) == 400:
+        assert json.loads(body)["error"]["code"] == "invalid_path"
+        assert fake.requests == []
+        return
+    for request in fake.requests:
+        segments = decoded_fully(request.raw_path).replace("\\", "/").split("/")
+        assert request.raw_path.startswith("/v1/")
+        assert "." not in segments and ".." not in segments, request.raw_path
+
+
+@pytest.mark.parametrize("path, forwarded", [
+    ("/v1/files/file-abc/content", "/v1/files/file-abc/content"),
+    ("/v1/models%3Fx=1", "/v1/models%3Fx=1"),
+    ("/v1/files/a%23b", "/v1/files/a%23b"),
+    ("/v1/files/%E2%9C%93", "/v1/files/%E2%9C%93"),
+    ("/v1/files/a%20b", "/v1/files/a%20b"),
+])
+def test_forwarded_paths_are_encoded_once(proxy_url, fake, path, forwarded):
+    """What the proxy checked is what the upstream decodes: reserved characters cannot turn into a query."""
+    raw_exchange(proxy_url, f"GET {path} HTTP/1.1\r\nHost: proxy.local\r\nConnection: close\r\n\r\n".encode())
+    (request,) = fake.requests
+    assert request.raw_path == forwarded
+    assert request.query == {}
