@@ -10,6 +10,7 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
+from conftest import UPSTREAM_KEY
 from wire import MESSAGES, completion_of, post_chat, raw_exchange, status_of
 
 
@@ -145,3 +146,30 @@ def test_forwarded_paths_are_encoded_once(proxy_url, fake, path, forwarded):
     (request,) = fake.requests
     assert request.raw_path == forwarded
     assert request.query == {}
+
+
+@pytest.mark.parametrize("endpoint, model", [("/v1/models", None), ("/v1/embeddings", "text-embedding-3-small"),
+                                             ("/v1/chat/completions", "gpt-4o"), ("/v1/chat/completions", "o3-pro")])
+def test_hop_by_hop_and_sensitive_headers_stay_with_the_proxy(proxy_url, fake, endpoint, model):
+    headers = {
+        "Connection": "keep-alive, X-Hop-Secret, x-other-hop",
+        "X-Hop-Secret": "hop1", "X-Other-Hop": "hop2",
+        "Keep-Alive": "timeout=5", "TE": "trailers", "Trailer": "X-T", "Upgrade": "h2c",
+        "Proxy-Authorization": "Basic c2VjcmV0", "Proxy-Connection": "keep-alive", "Proxy-Secret": "p",
+        "Cookie": "session=abc", "X-Api-Key": "client-key", "Authorization": "Bearer client-key",
+        "Host": "attacker.example", "X-Kept": "kept",
+    }
+    body = {"model": model, "messages": MESSAGES} if "chat" in endpoint else {"model": model, "input": "x"}
+    if endpoint == "/v1/models":
+        response = httpx.get(proxy_url + endpoint, headers=headers, timeout=30)
+    else:
+        response = httpx.post(proxy_url + endpoint, headers=headers, json=body, timeout=30)
+    assert response.status_code == 200
+    (sent,) = fake.requests
+    names = set(sent.headers)
+    assert not names & {"x-hop-secret", "x-other-hop", "keep-alive", "te", "trailer", "upgrade", "cookie",
+                        "x-api-key", "proxy-authorization", "proxy-connection", "proxy-secret"}
+    assert "client-key" not in str(sent.headers) and "hop1" not in str(sent.headers)
+    assert sent.headers["host"] == fake.base_url.split("/")[2]
+    assert sent.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+    assert sent.headers["x-kept"] == "kept"
