@@ -77,6 +77,8 @@ def body_too_large(limit: int) -> ProxyError:
 async def open_forward(upstream: Upstream, request: Request, path: str, body: bytes | None, limit: int) -> httpx.Response:
     """Send the client's request on to the upstream, unchanged but for credentials and hop-by-hop headers."""
     headers = upstream.headers(request.headers, keep_encoding=True)
+    # The answer is relayed still encoded: without this, the HTTP client's own default would be sent.
+    headers.setdefault("accept-encoding", "identity")
     if body is None:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:

@@ -173,3 +173,32 @@ def test_hop_by_hop_and_sensitive_headers_stay_with_the_proxy(proxy_url, fake, e
     assert sent.headers["host"] == fake.base_url.split("/")[2]
     assert sent.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
     assert sent.headers["x-kept"] == "kept"
+
+
+def test_pass_through_asks_for_the_encoding_the_client_accepts(proxy_url, fake):
+    """httpx would add its own Accept-Encoding and the raw relay would hand gzip to a client that never asked."""
+    raw_exchange(proxy_url, b"GET /v1/models HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n")
+    raw_exchange(proxy_url, b"GET /v1/models HTTP/1.1\r\nHost: p\r\nAccept-Encoding: br\r\nConnection: close\r\n\r\n")
+    assert [r.headers.get("accept-encoding") for r in fake.requests] == ["identity", "br"]
+
+
+RAW_HEADER_ATTACKS = [
+    b"X-A: a\r\n b: folded\r\n",  # obsolete line folding
+    b"X-A: a\rX-Injected: cr\r\n",  # bare CR
+    b"X-A: a\nX-Injected: lf\r\n",  # bare LF
+    b"X-A: a%0d%0aX-Injected: encoded\r\n",
+    b"X-A: a\x00b\r\n",
+    b"X-A : space-before-colon\r\n",
+]
+
+
+@pytest.mark.parametrize("attack", RAW_HEADER_ATTACKS)
+def test_no_header_value_reaching_the_upstream_holds_a_line_break(proxy_url, fake, attack):
+    head, _ = raw_exchange(proxy_url, b"GET /v1/models HTTP/1.1\r\nHost: p\r\n" + attack + b"Connection: close\r\n\r\n")
+    if status_of(head) == 400 or not fake.requests:
+        assert fake.requests == []
+        return
+    (sent,) = fake.requests
+    for name, value in sent.headers.items():
+        assert not set("\r\n\x00") & set(name + value), (name, value)
+    assert "x-injected" not in sent.headers or sent.headers.get("x-a") in ("a", None)
