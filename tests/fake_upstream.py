@@ -1044,12 +1044,12 @@ class FakeUpstream:
 
 
 @contextlib.contextmanager
-def running_fake_upstream() -> Iterator[FakeUpstream]:
-    """A started FakeUpstream on a free loopback port, served by uvicorn in a thread.
+def running_fake_upstream(fake: FakeUpstream | None = None) -> Iterator[FakeUpstream]:
+    """A started FakeUpstream (or ``fake``, e.g. a subclass) on a free loopback port, served by uvicorn in a thread.
 
     On exit in-flight streams and hangs are cut and the server shuts down.
     """
-    fake = FakeUpstream()
+    fake = fake or FakeUpstream()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     # Headers and body go out in separate writes; without NODELAY every answer waits for a delayed ACK.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
