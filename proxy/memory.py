@@ -16,6 +16,7 @@ from collections import OrderedDict
 from typing import Any
 
 from .translate.request import reasoning_keys
+from .translate.response import as_list
 
 
 class ReasoningMemory:
@@ -39,11 +40,13 @@ class ReasoningMemory:
         """Keep the encrypted reasoning items of a finished response under the keys of its answer."""
         if not response or self.max_entries <= 0:
             return
-        output = [item for item in response.get("output") or () if isinstance(item, dict)]
+        output = [item for item in as_list(response.get("output")) if isinstance(item, dict)]
         reasoning = [
-            {"type": "reasoning", "id": item.get("id"), "summary": item.get("summary") or [],
-             "encrypted_content": item["encrypted_content"]}
-            for item in output if item.get("type") == "reasoning" and item.get("encrypted_content")
+            {"type": "reasoning", "id": item.get("id"), "encrypted_content": item["encrypted_content"],
+             "summary": [{"type": "summary_text", "text": part["text"]} for part in as_list(item.get("summary"))
+                         if isinstance(part, dict) and isinstance(part.get("text"), str)]}
+            for item in output if item.get("type") == "reasoning" and isinstance(item.get("id"), str)
+            and isinstance(item.get("encrypted_content"), str) and item["encrypted_content"]
         ]
         if not reasoning:
             return

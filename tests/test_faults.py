@@ -10,8 +10,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from fake_upstream import Hang
-from wire import MESSAGES, check_error, completion_of, post_chat, wait_until
+from fake_upstream import Hang, Stream, build_response, message_item, reasoning_item
+from wire import MESSAGES, check_error, completion_of, post_chat, stream_outcome, wait_until
 
 TRANSLATED, PASSED = "o3-pro", "gpt-4o"
 
@@ -48,4 +48,24 @@ def test_deeply_nested_request_is_400(proxy_url, fake, model, levels):
                           headers={"content-type": "application/json"})
     assert check_error(response, 400)["type"] == "invalid_request_error"
     assert fake.requests == []
+    still_serving(proxy_url, fake)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_malformed_items_in_the_final_response_do_not_break_the_answer(proxy_url, fake, stream):
+    """The reasoning memory reads the whole final response: a call without call_id or a message without
+    content must not turn a finished answer into a cut connection."""
+    final = build_response({"include": ["reasoning.encrypted_content"]},
+                           [reasoning_item(["Thought."], encrypted_content="gAAAAB-opaque"), message_item("Fine.")])
+    final["output"] += [{"type": "function_call", "id": "fc_1", "name": "f", "arguments": "{}"},
+                        {"type": "message", "id": "msg_2"}, {"type": "reasoning", "id": "rs_2", "summary": "x",
+                                                            "encrypted_content": ["not", "a", "string"]}]
+    fake.script(Stream(events=[{"type": "response.created", "response": {**final, "status": "in_progress", "output": []}},
+                               {"type": "response.completed", "response": final}]))
+    response = post_chat(proxy_url, {"model": TRANSLATED, "messages": MESSAGES}, stream=stream)
+    if stream:
+        chunks, error = stream_outcome(response)
+        assert error is None
+    else:
+        assert completion_of(response)["choices"][0]["message"]["content"] == "Fine."
     still_serving(proxy_url, fake)

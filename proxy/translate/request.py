@@ -180,11 +180,14 @@ def reasoning_keys(answer: list[dict[str, Any]]) -> list[str]:
 
     Chat clients send tool-call ids back unchanged; a plain answer is recognised by a hash of its text.
     """
-    keys = [item["call_id"] for item in answer if item.get("type") in ("function_call", "custom_tool_call")]
+    keys = [item["call_id"] for item in answer if item.get("type") in ("function_call", "custom_tool_call")
+            and isinstance(item.get("call_id"), str)]
     if keys:
         return keys
-    text = "".join(part.get("text", "") for item in answer if item.get("type") == "message"
-                   for part in item["content"] if part.get("type") == "output_text")
+    # Also read upstream output (the reasoning memory), so a malformed item adds nothing instead of raising.
+    text = "".join(part["text"] for item in answer if item.get("type") == "message"
+                   for part in (item.get("content") if isinstance(item.get("content"), list) else ())
+                   if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str))
     text = _THINK_BLOCK.sub("", text, count=1)  # clients in "think" mode send the tags back in their history
     return ["text:" + hashlib.sha256(text.strip().encode()).hexdigest()] if text.strip() else []
 
