@@ -252,7 +252,7 @@ def test_stop_n_and_logprobs_are_emulated_or_mapped():
     ({"top_logprobs": 3}, "top_logprobs"),
     ({"logprobs": True, "top_logprobs": 50}, "top_logprobs"),
     ({"modalities": ["text", "audio"]}, "modalities"),
-    ({"audio": {"voice": "alloy", "format": "mp3"}}, "modalities"),
+    ({"audio": {"voice": "alloy", "format": "mp3"}}, "audio"),
 ])
 def test_unservable_values_are_refused(chat, param):
     with pytest.raises(InvalidRequest) as error:

@@ -656,7 +656,8 @@ def _reject_audio(chat: dict[str, Any]) -> None:
     """Refuse, loudly, what the Responses API cannot do rather than answer wrongly."""
     modalities = chat.get("modalities")
     if chat.get("audio") is not None or (isinstance(modalities, list) and "audio" in modalities):
-        raise InvalidRequest("Audio output is not supported for this model.", "modalities", "unsupported_parameter")
+        raise InvalidRequest("Audio output is not supported for this model.",
+                             "audio" if chat.get("audio") is not None else "modalities", "unsupported_parameter")
 
 
 def _optional(chat: dict[str, Any], key: str, kind: type) -> Any:
