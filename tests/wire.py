@@ -24,7 +24,7 @@ def raw_exchange(url: str, request: bytes, timeout: float = 10) -> tuple[bytes, 
 
     The request should say ``Connection: close``. A chunked body is returned de-chunked.
     """
-    data = b""
+    data = bytearray()
     deadline = time.monotonic() + timeout
     with socket.create_connection(address(url), timeout=timeout) as conn:
         conn.sendall(request)
@@ -33,22 +33,22 @@ def raw_exchange(url: str, request: bytes, timeout: float = 10) -> tuple[bytes, 
             if not chunk:
                 break
             data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+    head, _, body = bytes(data).partition(b"\r\n\r\n")
     if b"transfer-encoding: chunked" in head.lower():
         body = dechunk(body)
     return head, body
 
 
 def dechunk(body: bytes) -> bytes:
-    out = b""
-    while body:
-        size_line, _, rest = body.partition(b"\r\n")
-        size = int(size_line.split(b";")[0], 16)
+    out, position = bytearray(), 0
+    while position < len(body):
+        line_end = body.index(b"\r\n", position)
+        size = int(body[position:line_end].split(b";")[0], 16)
         if size == 0:
             break
-        out += rest[:size]
-        body = rest[size + 2:]
-    return out
+        out += body[line_end + 2:line_end + 2 + size]
+        position = line_end + 2 + size + 2
+    return bytes(out)
 
 
 def status_of(head: bytes) -> int:
@@ -60,11 +60,15 @@ def sse_payloads(text: str) -> list[str]:
     return [line[6:] for line in text.split("\n") if line.startswith("data: ")]
 
 
+# One client for all: building an httpx client (its TLS context) costs more than a loopback request.
+http = httpx.Client(timeout=30)
+
+
 def post_chat(url: str, body: Any, *, stream: bool | None = None, timeout: float = 30, **kwargs: Any) -> httpx.Response:
     """POST a chat request (``stream`` sets the body's flag) and read the whole answer."""
     if stream is not None:
         body = {**body, "stream": stream}
-    return httpx.post(url + "/v1/chat/completions", json=body, timeout=timeout, **kwargs)
+    return http.post(url + "/v1/chat/completions", json=body, timeout=timeout, **kwargs)
 
 
 def check_error(response: httpx.Response, status: int | None = None) -> dict[str, Any]:
