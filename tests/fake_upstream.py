@@ -87,6 +87,8 @@ SERVER_ERROR = (
     "or contact us through our help center at help.openai.com if you keep seeing this error."
 )
 
+# Default answers echo at most this much of the user's text: a megabyte prompt gets a short answer.
+ECHO_LIMIT = 1000
 _ALNUM = string.ascii_letters + string.digits
 _TERMINAL_EVENT = {
     "completed": "response.completed",
@@ -565,7 +567,7 @@ def _last_user_text(items: Any) -> str:
 
 
 def _default_output(request: dict) -> list[dict]:
-    text = _last_user_text(request.get("input"))
+    text = _last_user_text(request.get("input"))[:ECHO_LIMIT]
     summary = []
     if (request.get("reasoning") or {}).get("summary"):
         summary = [f"**Answering the user**\n\nThe user wrote {text!r}, so I will echo it back."]
@@ -659,6 +661,7 @@ class _Exchange:
         await self.gone
 
     async def start(self, status: int, content_type: str, extra: dict[str, str] | None = None) -> None:
+        self.fake.statuses.append(status)
         headers = {"content-type": content_type, "x-request-id": f"req_{secrets.token_hex(16)}",
                    "openai-version": "2020-10-01", "openai-processing-ms": str(random.randint(40, 400)),
                    **{k.lower(): v for k, v in (extra or {}).items()}}
@@ -723,8 +726,9 @@ class FakeUpstream:
     `disconnects` counts answers (streams and `Hang`s) whose client went away
     before the answer ended; connections the fake cuts itself do not count.
     `active` is the number of requests being answered right now (an upstream
-    connection a proxy left open shows here) and `streamed_bytes` the body
-    bytes of streamed answers written so far (backpressure shows as a pause).
+    connection a proxy left open shows here), `streamed_bytes` the body
+    bytes of streamed answers written so far (backpressure shows as a pause)
+    and `statuses` the status of every answer (500 for one the fake crashed in).
     """
 
     def __init__(self) -> None:
@@ -742,6 +746,7 @@ class FakeUpstream:
         self.cancelled: list[str] = []
         self.disconnects = 0
         self.streamed_bytes = 0
+        self.statuses: list[int] = []  # of every answer, in order
         self.responses_only: set[str] = set(RESPONSES_ONLY_MODELS)
         self.background_polls = 2  # GETs of a background response until it reports its final state
         self._script: deque[Behaviour] = deque()
@@ -814,6 +819,9 @@ class FakeUpstream:
         self.active += 1
         try:
             await self._route(_Exchange(self, receive, send), record)
+        except Exception:
+            self.statuses.append(500)  # uvicorn answers a crashed exchange with a 500
+            raise
         finally:
             self.active -= 1
 
@@ -970,7 +978,7 @@ class FakeUpstream:
                            param="messages", code="invalid_type")
             return
         requested_model = _given(request, "model", "gpt-4o")
-        text = f"Echo: {_chat_text(request.get('messages'))}"
+        text = f"Echo: {_chat_text(request.get('messages'))[:ECHO_LIMIT]}"
         prompt_tokens = 7 + len(json.dumps(request.get("messages"), ensure_ascii=False)) // 4
         completion_tokens = len(text) // 4 + 1
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
