@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 from fastapi import FastAPI
@@ -163,6 +164,12 @@ def with_variants(listing: dict[str, Any], router: ModelRouter, config: Config) 
     return {**listing, "data": models + extra}
 
 
+def without_credentials(url: str) -> str:
+    """``http://user:secret@host/v1`` -> ``http://host/v1``: a URL fit to show to clients."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def fallback_worthy(error: ProxyError) -> bool:
     """Failures a fallback model can help with: overload, outage, or a model that is not there."""
     if error.status in RETRYABLE_STATUSES:
@@ -205,7 +212,7 @@ def create_app(config: Config) -> FastAPI:
             "version": __version__,
             "description": "OpenAI-compatible proxy: Chat Completions requests for Responses-only models "
                            "are translated to the Responses API; everything else passes through.",
-            "upstream": config.upstream.base_url,
+            "upstream": without_credentials(config.upstream.base_url),
             "translated_models": config.translate.models if not config.translate.all_models else ["*"],
         })
 

@@ -32,6 +32,7 @@ from wire import (
     http,
     address,
     check_error,
+    closed_port,
     completion_of,
     dechunk,
     post_chat,
@@ -111,12 +112,6 @@ def test_upstream_error_status_after_retries_reaches_the_client(proxy_url, fake,
 
 
 # ---------------------------------------------------------------- connecting
-
-
-def closed_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

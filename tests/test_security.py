@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import socket
 import threading
 from urllib.parse import unquote
@@ -11,7 +13,8 @@ import httpx
 import pytest
 
 from conftest import UPSTREAM_KEY
-from wire import MESSAGES, completion_of, post_chat, raw_exchange, status_of
+from fake_upstream import Hang, Reply, Stream, build_response, error_body, message_item, stream_events
+from wire import MESSAGES, closed_port, completion_of, http, post_chat, raw_exchange, status_of
 
 
 @pytest.mark.parametrize("key", ["ключ", "a\r\nSet-Cookie: session=evil", "nul\x00byte", "tab\there", "x" * 20000])
@@ -202,3 +205,64 @@ def test_no_header_value_reaching_the_upstream_holds_a_line_break(proxy_url, fak
     for name, value in sent.headers.items():
         assert not set("\r\n\x00") & set(name + value), (name, value)
     assert "x-injected" not in sent.headers or sent.headers.get("x-a") in ("a", None)
+
+
+SECRET_IN_URL = "sk-url-secret-77d1e0"
+
+
+def exchanges_with_every_outcome(url: str, fake, *, upstream_down: bool = False) -> list[httpx.Response]:
+    """Successes, client errors, upstream errors, failures mid-stream and timeouts, on every route."""
+    chat = {"model": "o3-pro", "messages": MESSAGES}
+    if not upstream_down:
+        fake.script(Reply(status=401, json=error_body("Incorrect API key provided: sk-proj-****abcd.",
+                                                      code="invalid_api_key")),
+                    Reply(status=500, json=error_body("Boom.", type="server_error")), *[Reply(status=503)] * 2,
+                    Stream(events=stream_events(build_response(None, [message_item("cut")]))[:4]),
+                    Hang(2))
+    sent = [
+        http.post(url + "/v1/chat/completions", json=chat),  # 401
+        http.post(url + "/v1/chat/completions", json={**chat, "stream": True}),  # 500 then 503s
+        http.post(url + "/v1/chat/completions", json={**chat, "stream": True}),  # cut stream
+        http.post(url + "/v1/chat/completions", json=chat, timeout=1),  # hang: first-byte timeout below
+    ] if not upstream_down else []
+    for request in (
+        ("POST", "/v1/chat/completions", {"json": chat}),
+        ("POST", "/v1/chat/completions", {"json": {**chat, "stream": True}}),
+        ("POST", "/v1/chat/completions", {"json": {"model": "gpt-4o", "messages": MESSAGES}}),
+        ("POST", "/v1/chat/completions", {"json": {"model": "gpt-4o", "messages": "x"}}),
+        ("POST", "/v1/chat/completions", {"content": b"{broken"}),
+        ("POST", "/v1/chat/completions", {"json": {**chat, "n": 99}}),
+        ("POST", "/v1/embeddings", {"json": {"model": "text-embedding-3-small", "input": "x"}}),
+        ("GET", "/v1/models", {}), ("GET", "/v1/no-such-thing", {}), ("GET", "/v1/../x", {}),
+        ("GET", "/", {}), ("GET", "/healthz", {}),
+    ):
+        method, path, options = request
+        sent.append(http.request(method, url + path, timeout=10, **options))
+    return sent
+
+
+def test_the_upstream_key_never_reaches_a_client_or_a_log_line(make_proxy, fake, caplog):
+    caplog.set_level(logging.DEBUG)
+    seen = []
+    with make_proxy(upstream={"first_byte_timeout": 0.3}) as url:
+        seen += exchanges_with_every_outcome(url, fake)
+    with make_proxy(f"http://127.0.0.1:{closed_port()}/v1") as url:
+        seen += exchanges_with_every_outcome(url, fake, upstream_down=True)
+    statuses = {response.status_code for response in seen}
+    assert {200, 400, 401, 404, 502, 503, 504} <= statuses
+    assert any("data: {\"error\"" in response.text for response in seen)
+    for response in seen:
+        captured = response.text + "\n" + "\n".join(f"{k}: {v}" for k, v in response.headers.items())
+        assert UPSTREAM_KEY not in captured and UPSTREAM_KEY[3:] not in captured, response.request.url
+    assert caplog.records, "nothing was logged: the log check would prove nothing"
+    assert all(UPSTREAM_KEY not in record.getMessage() for record in caplog.records)
+
+
+def test_credentials_in_the_upstream_url_are_not_shown(make_proxy, fake):
+    """GET / names the upstream for operators; user and password in its URL stay hidden."""
+    with make_proxy(fake.base_url.replace("http://", f"http://user:{SECRET_IN_URL}@")) as url:
+        described = http.get(url + "/").json()
+        assert SECRET_IN_URL not in json.dumps(described)
+        assert described["upstream"] == fake.base_url
+        completion_of(post_chat(url, {"model": "o3-pro", "messages": MESSAGES}))  # the credentials are still used
+    assert fake.requests[-1].headers["authorization"] == "Basic " + base64.b64encode(f"user:{SECRET_IN_URL}".encode()).decode()

@@ -51,6 +51,13 @@ def dechunk(body: bytes) -> bytes:
     return bytes(out)
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def status_of(head: bytes) -> int:
     return int(head.split(b" ", 2)[1])
 
