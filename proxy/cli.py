@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"responses-proxy: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request's full URL at INFO, credentials in the upstream URL included.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     from .app import create_app
 

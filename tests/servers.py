@@ -43,7 +43,14 @@ class ServerThread:
 @contextmanager
 def running_proxy(config: Config) -> Iterator[str]:
     """Yield the proxy's base URL (``http://127.0.0.1:PORT``)."""
-    server = ServerThread(create_app(config))
+    with running_app(create_app(config)) as url:
+        yield url
+
+
+@contextmanager
+def running_app(app) -> Iterator[str]:
+    """Serve an ASGI app on loopback; yield its base URL."""
+    server = ServerThread(app)
     server.start()
     try:
         yield f"http://127.0.0.1:{server.port}"

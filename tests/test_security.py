@@ -11,9 +11,12 @@ from urllib.parse import unquote
 
 import httpx
 import pytest
+import uvicorn
 
 from conftest import UPSTREAM_KEY
 from fake_upstream import Hang, Reply, Stream, build_response, error_body, message_item, stream_events
+from proxy import cli
+from servers import running_app
 from wire import MESSAGES, closed_port, completion_of, http, post_chat, raw_exchange, status_of
 
 
@@ -266,3 +269,18 @@ def test_credentials_in_the_upstream_url_are_not_shown(make_proxy, fake):
         assert described["upstream"] == fake.base_url
         completion_of(post_chat(url, {"model": "o3-pro", "messages": MESSAGES}))  # the credentials are still used
     assert fake.requests[-1].headers["authorization"] == "Basic " + base64.b64encode(f"user:{SECRET_IN_URL}".encode()).decode()
+
+
+def test_upstream_urls_with_credentials_stay_out_of_the_log(tmp_path, monkeypatch, fake, caplog):
+    """The command line sets up logging; httpx would log each upstream URL, user and password included."""
+    started = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(app=app))
+    monkeypatch.setattr(logging.getLogger("httpx"), "level", logging.NOTSET)
+    config = tmp_path / "config.yaml"
+    config.write_text(f"upstream:\n  base_url: {fake.base_url.replace('http://', f'http://user:{SECRET_IN_URL}@')}\n"
+                      f"  api_key: {UPSTREAM_KEY}\n")
+    assert cli.main(["--config", str(config), "--log-level", "info"]) == 0
+    caplog.set_level(logging.INFO)
+    with running_app(started["app"]) as url:
+        completion_of(post_chat(url, {"model": "gpt-4o", "messages": MESSAGES}))
+    assert all(SECRET_IN_URL not in record.getMessage() for record in caplog.records)
