@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 from fastapi import FastAPI
@@ -18,7 +19,7 @@ from starlette.responses import Response
 from . import __version__, logs, metrics
 from .auth import OPEN_PATHS, ProxyKeyMiddleware
 from .calls import Capabilities
-from .chat import json_response, serve_translated
+from .chat import json_response, serve_translated, until_disconnect
 from .config import Config, load_config
 from .errors import InvalidRequest, ProxyError, error_body
 from .health import Readiness
@@ -26,7 +27,7 @@ from .memory import open_memory
 from .middleware import InFlight, ObserveMiddleware
 from .passthrough import open_forward, read_body, relay, replay, upstream_path
 from .routing import ModelRouter, says_responses_only
-from .translate.request import MappingOptions, chat_to_responses, restore_reasoning
+from .translate.request import MappingOptions, chat_to_responses, check_nesting, restore_reasoning
 from .translate.stream import Presentation
 from .upstream import RETRYABLE_STATUSES, Upstream, read_json, upstream_error
 from .upstreams import Upstreams
@@ -65,6 +66,7 @@ class Proxy:
                 "The body must be a JSON object.", code="invalid_json") from None
         if not isinstance(chat, dict):
             raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+        check_nesting(chat)
         model = chat.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequest("you must provide a model parameter", "model")
@@ -95,7 +97,8 @@ class Proxy:
         if self.router.should_translate(model):
             return await self.translate(request, chat)
         logs.current().mode = "passthrough"
-        response = await open_forward(upstream, request, "/chat/completions", body, self.config.server.max_body_bytes)
+        response = await until_disconnect(request, open_forward(upstream, request, "/chat/completions", body,
+                                                                self.config.server.max_body_bytes))
         if response.status_code < 400:
             return relay(response, {"x-proxy-mode": "passthrough"})
         payload, raw = await read_json(response)
@@ -210,6 +213,12 @@ def with_variants(listing: dict[str, Any], router: ModelRouter, config: Config) 
     return {**listing, "data": models + extra}
 
 
+def without_credentials(url: str) -> str:
+    """``http://user:secret@host/v1`` -> ``http://host/v1``: a URL fit to show to clients."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def fallback_worthy(error: ProxyError) -> bool:
     """Failures a fallback model can help with: overload, outage, or a model that is not there."""
     if error.status in RETRYABLE_STATUSES:
@@ -268,9 +277,9 @@ def create_app(config: Config) -> FastAPI:
             "version": __version__,
             "description": "OpenAI-compatible proxy: Chat Completions requests for Responses-only models "
                            "are translated to the Responses API; everything else passes through.",
-            "upstream": config.upstream.base_url,
-            "upstreams": [{"name": upstream.name, "base_url": upstream.base_url, "models": upstream.models}
-                          for upstream in config.upstreams],
+            "upstream": without_credentials(config.upstream.base_url),
+            "upstreams": [{"name": upstream.name, "base_url": without_credentials(upstream.base_url),
+                           "models": upstream.models} for upstream in config.upstreams],
             "translated_models": config.translate.models if not config.translate.all_models else ["*"],
         })
 

@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import anyio
 import httpx
@@ -46,12 +47,22 @@ def translation_headers(translation: Translation) -> dict[str, str]:
     """Tell the client what the proxy changed, instead of changing it silently."""
     headers = {"x-proxy-mode": "translated"}
     if translation.dropped:
-        headers["x-proxy-dropped-params"] = ", ".join(translation.dropped)
+        headers["x-proxy-dropped-params"] = client_names(translation.dropped)
     if translation.adjusted:
         headers["x-proxy-adjusted-params"] = ", ".join(translation.adjusted)
     if translation.dropped or translation.adjusted:
         log.debug("request for %s: dropped %s, adjusted %s", translation.model, translation.dropped, translation.adjusted)
     return headers
+
+
+MAX_NAMES_HEADER = 1024
+
+
+def client_names(names: list[str]) -> str:
+    """Names the client chose, as a header value: percent-encoded so no character can break or add a header,
+    and cut to a bounded length."""
+    value = ", ".join(quote(name, safe="") for name in names)
+    return value if len(value) <= MAX_NAMES_HEADER else value[:MAX_NAMES_HEADER - 3] + "..."
 
 
 @dataclass
@@ -94,7 +105,10 @@ async def serve_translated(config: Config, upstream: Upstream, capabilities: Cap
         idle_timeout=settings.idle_timeout or upstream.config.idle_timeout,
     )
     headers = upstream.headers(request.headers)
-    calls = await _start_all(upstream, headers, [CallPlan(**plan) for _ in range(translation.n)], capabilities, config)
+    # Waiting for the upstream's headers can take long (queues, a slow upstream): a client that leaves
+    # meanwhile must not keep the upstream request open.
+    plans = [CallPlan(**plan) for _ in range(translation.n)]
+    calls = await until_disconnect(request, _start_all(upstream, headers, plans, capabilities, config))
     completion_id = new_completion_id()
     exchange = Exchange(calls, [
         StreamTranslator(translation.model, choice_index=index, presentation=presentation, completion_id=completion_id,
@@ -107,7 +121,7 @@ async def serve_translated(config: Config, upstream: Upstream, capabilities: Cap
                                  media_type="text/event-stream", headers={**SSE_HEADERS, **extra})
     if config.stream.non_stream_keepalive:
         return StreamingResponse(_padded_completion(exchange, config), media_type="application/json", headers=extra)
-    return json_response(await _until_disconnect(request, _completion(exchange)), headers=extra)
+    return json_response(await until_disconnect(request, _completion(exchange)), headers=extra)
 
 
 async def _start_all(upstream: Upstream, headers: Mapping[str, str], plans: list[CallPlan], capabilities: Capabilities,
@@ -197,8 +211,11 @@ def _connection_failed(exc: Exception) -> ProxyError:
                       "upstream_error", code="upstream_disconnected")
 
 
-async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Run ``work``, abandoning it (and so cancelling the upstream job) if the client goes away."""
+async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Run ``work``, abandoning it (and so cancelling the upstream job) if the client goes away.
+
+    Only for requests whose body has been read: the watcher consumes the client's messages.
+    """
     task = asyncio.ensure_future(work)
 
     async def client_gone() -> None:
@@ -214,7 +231,7 @@ async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
             await asyncio.wait({task})
         watcher.cancel()
     if task.cancelled():
-        log.info("client disconnected before its completion was ready")
+        log.info("client disconnected before its answer was ready")
         raise ProxyError(499, "The client closed the connection.", "client_disconnected")
     return task.result()
 

@@ -23,6 +23,7 @@ import orjson
 
 from .config import ReasoningConfig
 from .translate.request import reasoning_keys
+from .translate.response import as_list
 
 log = logging.getLogger("proxy.memory")
 
@@ -31,11 +32,13 @@ def kept_reasoning(response: dict[str, Any] | None) -> tuple[list[str], list[dic
     """The keys a finished answer will come back under, and the reasoning items worth keeping for it."""
     if not response:
         return [], []
-    output = [item for item in response.get("output") or () if isinstance(item, dict)]
+    output = [item for item in as_list(response.get("output")) if isinstance(item, dict)]
     reasoning = [
-        {"type": "reasoning", "id": item.get("id"), "summary": item.get("summary") or [],
-         "encrypted_content": item["encrypted_content"]}
-        for item in output if item.get("type") == "reasoning" and item.get("encrypted_content")
+        {"type": "reasoning", "id": item.get("id"), "encrypted_content": item["encrypted_content"],
+         "summary": [{"type": "summary_text", "text": part["text"]} for part in as_list(item.get("summary"))
+                     if isinstance(part, dict) and isinstance(part.get("text"), str)]}
+        for item in output if item.get("type") == "reasoning" and isinstance(item.get("id"), str)
+        and isinstance(item.get("encrypted_content"), str) and item["encrypted_content"]
     ]
     if not reasoning:
         return [], []

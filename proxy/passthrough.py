@@ -8,6 +8,7 @@ and no request can choose another host or climb out of the base path.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from urllib.parse import quote, unquote
 
 import anyio
 import httpx
@@ -18,13 +19,33 @@ from .errors import InvalidRequest, ProxyError
 from .upstream import Upstream, relayed_headers
 
 def upstream_path(client_path: str) -> str:
-    """``/v1/v1//embeddings`` -> ``/embeddings``; refuses ``.``/``..`` segments."""
-    segments = [segment for segment in client_path.split("/") if segment]
-    if any(segment in (".", "..") or "\\" in segment for segment in segments):
-        raise InvalidRequest("The request path may not contain '.' or '..' segments.", code="invalid_path")
+    """``/v1/v1//embeddings`` -> ``/embeddings``, each segment percent-encoded exactly once.
+
+    Segments are decoded until nothing changes, so an upstream that decodes once more than the proxy (or
+    treats ``\\`` as a separator) still cannot see a ``.``/``..`` segment: those, and encoded slashes or
+    backslashes, are refused.
+    """
+    segments = [_decoded(segment) for segment in client_path.split("/") if segment]
+    if any(segment in (".", "..") or "/" in segment or "\\" in segment for segment in segments):
+        raise InvalidRequest("The request path may not contain '.' or '..' segments or encoded slashes.",
+                             code="invalid_path")
     while segments and segments[0] == "v1":
         segments.pop(0)
-    return "/" + "/".join(segments)
+    return "/" + "/".join(quote(segment, safe=_PATH_SAFE) for segment in segments)
+
+
+_PATH_SAFE = "!$&'()*+,;=:@"  # RFC 3986 sub-delims, ':' and '@'; unreserved characters are always kept
+
+
+def _decoded(segment: str) -> str:
+    for _ in range(_MAX_DECODINGS):
+        segment, before = unquote(segment), segment
+        if segment == before:
+            return segment
+    raise InvalidRequest("The request path is percent-encoded too many times.", code="invalid_path")
+
+
+_MAX_DECODINGS = 8
 
 
 async def limited_body(request: Request, limit: int) -> AsyncIterator[bytes]:
@@ -53,6 +74,8 @@ def body_too_large(limit: int) -> ProxyError:
 async def open_forward(upstream: Upstream, request: Request, path: str, body: bytes | None, limit: int) -> httpx.Response:
     """Send the client's request on to the upstream, unchanged but for credentials and hop-by-hop headers."""
     headers = upstream.headers(request.headers, keep_encoding=True)
+    # The answer is relayed still encoded: without this, the HTTP client's own default would be sent.
+    headers.setdefault("accept-encoding", "identity")
     if body is None:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:

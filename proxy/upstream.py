@@ -84,10 +84,12 @@ class Upstream:
         With an upstream key configured it replaces whatever the client sent;
         without one, the client's own ``Authorization`` is forwarded.
         """
+        # Headers named in Connection are hop-by-hop too (RFC 9110 section 7.6.1), and Proxy-* ones are for us.
+        hop = HOP_BY_HOP | {name.strip().lower() for name in client_headers.get("connection", "").split(",")}
         headers = {
             name: value for name, value in client_headers.items()
-            if name.lower() not in HOP_BY_HOP and (name.lower() not in _CLIENT_ONLY or
-                                                   (keep_encoding and name.lower() == "accept-encoding"))
+            if name.lower() not in hop and not name.lower().startswith("proxy-")
+            and (name.lower() not in _CLIENT_ONLY or (keep_encoding and name.lower() == "accept-encoding"))
         }
         key = self.keys.pick()
         if key is not None:

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,12 +14,20 @@ from typing import Any
 
 import openai
 import pytest
+from hypothesis import settings
 
 from fake_upstream import FakeUpstream, running_fake_upstream
 from proxy.config import DEFAULT_MODEL_SETTINGS, Config, load_config
 from servers import running_proxy
 
 IMAGE_BUILD = pytest.StashKey[tuple[Path, subprocess.Popen]]()
+
+# Property tests and fuzzing: a few hundred examples in CI; with PROXY_FUZZ_LONG=1, PROXY_FUZZ_EXAMPLES
+# (default 20000) per test.
+settings.register_profile("ci", max_examples=200, deadline=None)
+settings.register_profile("long", max_examples=int(os.environ.get("PROXY_FUZZ_EXAMPLES", "20000")), deadline=None)
+settings.load_profile("long" if os.environ.get("PROXY_FUZZ_LONG") else "ci")
+
 UPSTREAM_KEY = "sk-upstream-secret-4f8a9c"
 CLIENT_KEY = "client-key"
 

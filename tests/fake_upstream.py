@@ -87,6 +87,8 @@ SERVER_ERROR = (
     "or contact us through our help center at help.openai.com if you keep seeing this error."
 )
 
+# Default answers echo at most this much of the user's text: a megabyte prompt gets a short answer.
+ECHO_LIMIT = 1000
 _ALNUM = string.ascii_letters + string.digits
 _TERMINAL_EVENT = {
     "completed": "response.completed",
@@ -538,6 +540,7 @@ class Recorded:
     headers: dict[str, str]
     body: bytes
     json: Any
+    raw_path: str = ""  # as sent, still percent-encoded
 
 
 @dataclass
@@ -564,7 +567,7 @@ def _last_user_text(items: Any) -> str:
 
 
 def _default_output(request: dict) -> list[dict]:
-    text = _last_user_text(request.get("input"))
+    text = _last_user_text(request.get("input"))[:ECHO_LIMIT]
     summary = []
     if (request.get("reasoning") or {}).get("summary"):
         summary = [f"**Answering the user**\n\nThe user wrote {text!r}, so I will echo it back."]
@@ -602,13 +605,14 @@ def _embedding(text: str, dimensions: int) -> list[float]:
     return [v / norm for v in values]
 
 
-def _chat_text(messages: Any) -> str:
-    for message in reversed(messages or []):
+def _chat_text(messages: list) -> str:
+    for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
             content = message.get("content")
             if isinstance(content, str):
                 return content
-            return "\n".join(p.get("text", "") for p in content or [] if p.get("type") == "text")
+            return "\n".join(p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text"
+                             and isinstance(p.get("text"), str)) if isinstance(content, list) else ""
     return ""
 
 
@@ -657,6 +661,7 @@ class _Exchange:
         await self.gone
 
     async def start(self, status: int, content_type: str, extra: dict[str, str] | None = None) -> None:
+        self.fake.statuses.append(status)
         headers = {"content-type": content_type, "x-request-id": f"req_{secrets.token_hex(16)}",
                    "openai-version": "2020-10-01", "openai-processing-ms": str(random.randint(40, 400)),
                    **{k.lower(): v for k, v in (extra or {}).items()}}
@@ -686,6 +691,7 @@ class _Exchange:
                 if await self.must_stop(pause):
                     return False
                 await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
+                self.fake.streamed_bytes += len(chunk)
             if cut_after is not None:
                 await self.drop()
                 return False
@@ -719,6 +725,10 @@ class FakeUpstream:
 
     `disconnects` counts answers (streams and `Hang`s) whose client went away
     before the answer ended; connections the fake cuts itself do not count.
+    `active` is the number of requests being answered right now (an upstream
+    connection a proxy left open shows here), `streamed_bytes` the body
+    bytes of streamed answers written so far (backpressure shows as a pause)
+    and `statuses` the status of every answer (500 for one the fake crashed in).
     """
 
     def __init__(self) -> None:
@@ -726,6 +736,7 @@ class FakeUpstream:
         self._disconnected = threading.Condition()
         self._stopping = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.active = 0
         self.reset()
 
     # ------------------------------------------------ test-facing API
@@ -734,6 +745,8 @@ class FakeUpstream:
         self.requests: list[Recorded] = []
         self.cancelled: list[str] = []
         self.disconnects = 0
+        self.streamed_bytes = 0
+        self.statuses: list[int] = []  # of every answer, in order
         self.responses_only: set[str] = set(RESPONSES_ONLY_MODELS)
         self.background_polls = 2  # GETs of a background response until it reports its final state
         self._script: deque[Behaviour] = deque()
@@ -801,9 +814,16 @@ class FakeUpstream:
             parsed = None
         record = Recorded(scope["method"], scope["path"],
                           dict(parse_qsl(scope.get("query_string", b"").decode(), keep_blank_values=True)),
-                          headers, bytes(body), parsed)
+                          headers, bytes(body), parsed, scope.get("raw_path", b"").decode("latin-1"))
         self.requests.append(record)
-        await self._route(_Exchange(self, receive, send), record)
+        self.active += 1
+        try:
+            await self._route(_Exchange(self, receive, send), record)
+        except Exception:
+            self.statuses.append(500)  # uvicorn answers a crashed exchange with a 500
+            raise
+        finally:
+            self.active -= 1
 
     async def _route(self, ex: _Exchange, r: Recorded) -> None:
         method, path = r.method, r.path
@@ -953,8 +973,12 @@ class FakeUpstream:
             await ex.error(400, JSON_PARSE_ERROR)
             return
         request = r.json
+        if not isinstance(request.get("messages"), list):
+            await ex.error(400, f"Invalid type for 'messages': expected an array, but got {type(request.get('messages')).__name__} instead.",
+                           param="messages", code="invalid_type")
+            return
         requested_model = _given(request, "model", "gpt-4o")
-        text = f"Echo: {_chat_text(request.get('messages'))}"
+        text = f"Echo: {_chat_text(request.get('messages'))[:ECHO_LIMIT]}"
         prompt_tokens = 7 + len(json.dumps(request.get("messages"), ensure_ascii=False)) // 4
         completion_tokens = len(text) // 4 + 1
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
@@ -974,7 +998,8 @@ class FakeUpstream:
                            "usage": usage, "service_tier": "default",
                            "system_fingerprint": head["system_fingerprint"]})
             return
-        with_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+        options = request.get("stream_options")
+        with_usage = isinstance(options, dict) and bool(options.get("include_usage"))
 
         def chunk(delta: dict, finish: str | None = None, choices: list | None = None,
                   usage_value: dict | None = None) -> bytes:
@@ -1027,12 +1052,12 @@ class FakeUpstream:
 
 
 @contextlib.contextmanager
-def running_fake_upstream() -> Iterator[FakeUpstream]:
-    """A started FakeUpstream on a free loopback port, served by uvicorn in a thread.
+def running_fake_upstream(fake: FakeUpstream | None = None) -> Iterator[FakeUpstream]:
+    """A started FakeUpstream (or ``fake``, e.g. a subclass) on a free loopback port, served by uvicorn in a thread.
 
     On exit in-flight streams and hangs are cut and the server shuts down.
     """
-    fake = FakeUpstream()
+    fake = fake or FakeUpstream()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     # Headers and body go out in separate writes; without NODELAY every answer waits for a delayed ACK.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -47,6 +47,13 @@ def running_proxy(config: Config, prepare: Callable[[Any], None] | None = None) 
     app = create_app(config)
     if prepare is not None:
         prepare(app)
+    with running_app(app) as url:
+        yield url
+
+
+@contextmanager
+def running_app(app) -> Iterator[str]:
+    """Serve an ASGI app on loopback; yield its base URL."""
     server = ServerThread(app)
     server.start()
     try:

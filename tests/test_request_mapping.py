@@ -254,7 +254,7 @@ def test_stop_n_and_logprobs_are_emulated_or_mapped():
     ({"top_logprobs": 3}, "top_logprobs"),
     ({"logprobs": True, "top_logprobs": 50}, "top_logprobs"),
     ({"modalities": ["text", "audio"]}, "modalities"),
-    ({"audio": {"voice": "alloy", "format": "mp3"}}, "modalities"),
+    ({"audio": {"voice": "alloy", "format": "mp3"}}, "audio"),
 ])
 def test_unservable_values_are_refused(chat, param):
     with pytest.raises(InvalidRequest) as error:
@@ -327,3 +327,61 @@ def test_wrong_shapes_name_the_parameter(chat, param):
     assert error.value.status == 400
     assert error.value.param == param
     assert error.value.body()["error"]["type"] == "invalid_request_error"
+
+
+USER_FILE = [{"role": "user", "content": [{"type": "input_file", "file_id": 7}]}]
+
+
+@pytest.mark.parametrize("chat, param", [
+    ({"metadata": []}, "metadata"),
+    ({"metadata": {"k": 1}}, "metadata"),
+    ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
+    ({"metadata": {"k" * 65: "v"}}, "metadata"),
+    ({"user": ["u"]}, "user"),
+    ({"prompt_cache_key": 5}, "prompt_cache_key"),
+    ({"safety_identifier": "s" * 65}, "safety_identifier"),
+    ({"parallel_tool_calls": "yes"}, "parallel_tool_calls"),
+    ({"service_tier": "turbo"}, "service_tier"),
+    ({"service_tier": ["auto"]}, "service_tier"),
+    ({"prompt_cache_retention": "forever"}, "prompt_cache_retention"),
+    ({"reasoning": {"summary": []}}, "reasoning.summary"),
+    ({"reasoning": {"summary": "verbose"}}, "reasoning.summary"),
+    ({"messages": [{"role": "user", "content": [{"type": "input_image", "image_url": {"url": "x"}}]}]},
+     "messages[0].content[0].image_url"),
+    ({"messages": [{"role": "user", "content": [{"type": "input_image", "detail": "low"}]}]}, "messages[0].content[0]"),
+    ({"messages": [{"role": "user", "content": [{"type": "input_image", "file_id": "f", "detail": "max"}]}]},
+     "messages[0].content[0].detail"),
+    ({"messages": USER_FILE}, "messages[0].content[0].file_id"),
+    ({"tools": [{"type": "custom", "custom": {"name": "c", "description": 1}}]}, "tools[0].custom.description"),
+    ({"tools": [{"type": "custom", "custom": {"name": "c", "format": {"type": "grammar", "syntax": "ebnf"}}}]},
+     "tools[0].custom.format"),
+    ({"web_search_options": {"user_location": {"approximate": {"city": 5}}}},
+     "web_search_options.user_location.approximate.city"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "n", "strict": "yes"}}},
+     "response_format.json_schema.strict"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "n", "description": {}}}},
+     "response_format.json_schema.description"),
+])
+def test_values_forwarded_as_given_are_checked_first(chat, param):
+    """Found by the property tests: these were copied into the Responses request unchecked."""
+    base = {"model": "o3-pro", "messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(InvalidRequest) as error:
+        chat_to_responses({**base, **chat})
+    assert error.value.param == param
+
+
+def test_responses_form_parts_and_custom_formats_are_rebuilt_from_checked_fields():
+    result = body(messages=[{"role": "user", "content": [
+        {"type": "input_image", "file_id": "file-img", "extra": {"x": 1}},
+        {"type": "input_file", "file_url": "https://files.example/a.pdf", "filename": "a.pdf"},
+    ]}], tools=[{"type": "custom", "custom": {"name": "sql", "format": {
+        "type": "grammar", "syntax": "lark", "definition": "start: /.+/", "junk": 1}}}],
+        service_tier="flex", metadata={"team": "a"}, reasoning={"summary": "concise"})
+    assert result["input"][0]["content"] == [
+        {"type": "input_image", "file_id": "file-img", "detail": "auto"},
+        {"type": "input_file", "file_url": "https://files.example/a.pdf", "filename": "a.pdf"},
+    ]
+    assert result["tools"] == [{"type": "custom", "name": "sql",
+                                "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}}]
+    assert (result["service_tier"], result["metadata"], result["reasoning"]) == ("flex", {"team": "a"},
+                                                                                 {"summary": "concise"})

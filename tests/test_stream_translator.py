@@ -193,3 +193,37 @@ def test_events_after_the_end_are_ignored():
     translator, frames = run(list(recording.events) + list(recording.events))
     check_frames(frames)
     assert translator.feed(recording.events[5]) == []
+
+
+JUNK_EVENTS = [
+    {"type": ["response.output_text.delta"], "delta": "x"},
+    {"type": "response.output_text.delta", "item_id": "msg_1", "content_index": [0], "delta": "a",
+     "logprobs": [{"token": 1, "logprob": "high", "bytes": "b", "top_logprobs": {"x": 1}}]},
+    {"type": "response.output_text.annotation.added", "item_id": "msg_1", "content_index": {"i": 0},
+     "annotation": {"type": "url_citation", "url": "https://a.example/", "title": "A", "start_index": 0, "end_index": 1}},
+    {"type": "response.reasoning_summary_text.delta", "item_id": "rs_1", "summary_index": [1], "delta": "think"},
+    {"type": "response.output_item.added", "output_index": [3],
+     "item": {"type": "function_call", "id": "fc_1", "call_id": 7, "name": ["f"], "arguments": {"a": 1}}},
+    {"type": "response.function_call_arguments.delta", "output_index": {"x": 1}, "delta": "{}"},
+    {"type": "response.output_item.done", "output_index": 4,
+     "item": {"type": "web_search_call", "id": "ws_1", "action": "search"}},
+    {"type": "response.output_item.done", "output_index": 5, "item": {"type": "reasoning", "id": "rs_2", "summary": 3}},
+    {"type": "response.output_item.done", "output_index": 6, "item": {"type": "message", "id": "msg_2", "content": 5}},
+    {"type": "response.completed", "response": {
+        "status": "incomplete", "incomplete_details": "max_output_tokens", "output": 5, "model": ["m"],
+        "service_tier": ["default"], "usage": {"input_tokens": 1, "input_tokens_details": "none",
+                                              "output_tokens_details": [1]}}},
+]
+
+
+def test_fields_of_the_wrong_type_count_as_absent():
+    """A misbehaving upstream must get a well-formed answer or error, never an exception mid-stream."""
+    translator, frames = run(JUNK_EVENTS)
+    check_frames(frames)
+    folded = fold(frames)
+    assert folded["message"]["content"] == "a"
+    assert folded["message"]["reasoning_content"] == "think"
+    assert folded["finish_reasons"] == ["length"]
+    assert [(call["id"], call["function"]["name"]) for call in folded["message"]["tool_calls"]] == [("fc_1", "")]
+    assert frames[-1]["usage"]["prompt_tokens"] == 1
+    assert responses_to_chat({"status": ["x"], "model": 5, "service_tier": {}, "output": []})["model"] == ""

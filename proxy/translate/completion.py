@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .response import CHAT_SERVICE_TIERS, terminal_event
+from .response import CHAT_SERVICE_TIERS, as_str, terminal_event
 from .stream import Presentation, StreamTranslator, summed_usage
 
 
@@ -86,7 +86,7 @@ class CompletionBuilder:
             "id": first.id,
             "object": "chat.completion",
             "created": final.get("created_at") if isinstance(final.get("created_at"), int) else first.created,
-            "model": final.get("model") or first.model,
+            "model": as_str(final.get("model")) or first.model,
             "choices": [
                 {"index": index, "message": choice.message(),
                  "logprobs": {"content": choice.logprobs, "refusal": None} if choice.logprobs is not None else None,
@@ -94,7 +94,7 @@ class CompletionBuilder:
                 for index, choice in sorted(self._choices.items())
             ],
         }
-        if final.get("service_tier") in CHAT_SERVICE_TIERS:
+        if as_str(final.get("service_tier")) in CHAT_SERVICE_TIERS:
             completion["service_tier"] = final["service_tier"]
         usage = summed_usage(responses)
         if usage is not None:
@@ -105,7 +105,7 @@ class CompletionBuilder:
 def responses_to_chat(response: dict[str, Any], presentation: Presentation | None = None,
                       completion_id: str | None = None) -> dict[str, Any]:
     """Map a finished Response object to a Chat Completion; raises ProxyError for a failed one."""
-    translator = StreamTranslator(response.get("model") or "", presentation=presentation, completion_id=completion_id)
+    translator = StreamTranslator(as_str(response.get("model")), presentation=presentation, completion_id=completion_id)
     builder = CompletionBuilder()
     builder.add(translator.start())
     builder.add(translator.feed(terminal_event(response) or {"type": "response.completed", "response": response}))

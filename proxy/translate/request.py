@@ -16,7 +16,11 @@ from typing import Any
 from ..errors import InvalidRequest
 
 MIN_OUTPUT_TOKENS = 16  # the Responses API rejects smaller max_output_tokens
+# Deeper JSON than this is refused: orjson parses up to 1024 levels but encodes at most 254, so a deeper
+# request could be read but never sent on. No real request comes near it.
+MAX_NESTING = 128
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+REASONING_SUMMARIES = ("auto", "concise", "detailed")
 
 # Sampling knobs that Responses-only (reasoning) models reject or that the
 # Responses API does not have; forwarding them would turn a usable request into a 400.
@@ -63,6 +67,7 @@ def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Trans
     options = options or MappingOptions()
     if not isinstance(chat, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    check_nesting(chat)
     model = chat.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("you must provide a model parameter", "model")
@@ -90,9 +95,7 @@ def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Trans
     _map_reasoning(chat, body, options)
     _map_text(chat, body)
     _map_logprobs(chat, body)
-    for key in _COPIED:
-        if chat.get(key) is not None:
-            body[key] = chat[key]
+    _copy_checked(chat, body)
     body["store"] = _optional(chat, "store", bool) or False
     if stream:
         body["stream"] = True
@@ -101,6 +104,17 @@ def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Trans
         if key in _UNSUPPORTED_SAMPLING or key not in _HANDLED:
             translation.dropped.append(key)
     return translation
+
+
+def check_nesting(value: Any) -> None:
+    """Refuse JSON nested more than :data:`MAX_NESTING` levels (walked level by level, without recursion)."""
+    level = [value]
+    for _ in range(MAX_NESTING):
+        level = [child for node in level for child in (node.values() if isinstance(node, dict) else node)
+                 if isinstance(child, (dict, list))]
+        if not level:
+            return
+    raise InvalidRequest(f"The request is nested more than {MAX_NESTING} levels deep.", code="nesting_too_deep")
 
 
 # --- messages ---------------------------------------------------------------
@@ -167,11 +181,14 @@ def reasoning_keys(answer: list[dict[str, Any]]) -> list[str]:
 
     Chat clients send tool-call ids back unchanged; a plain answer is recognised by a hash of its text.
     """
-    keys = [item["call_id"] for item in answer if item.get("type") in ("function_call", "custom_tool_call")]
+    keys = [item["call_id"] for item in answer if item.get("type") in ("function_call", "custom_tool_call")
+            and isinstance(item.get("call_id"), str)]
     if keys:
         return keys
-    text = "".join(part.get("text", "") for item in answer if item.get("type") == "message"
-                   for part in item["content"] if part.get("type") == "output_text")
+    # Also read upstream output (the reasoning memory), so a malformed item adds nothing instead of raising.
+    text = "".join(part["text"] for item in answer if item.get("type") == "message"
+                   for part in (item.get("content") if isinstance(item.get("content"), list) else ())
+                   if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str))
     text = _THINK_BLOCK.sub("", text, count=1)  # clients in "think" mode send the tags back in their history
     return ["text:" + hashlib.sha256(text.strip().encode()).hexdigest()] if text.strip() else []
 
@@ -241,7 +258,7 @@ def _user_part(part: Any, where: str) -> dict[str, Any]:
             raise InvalidRequest(f"'{where}.file' needs 'file_data' or 'file_id'.", f"{where}.file")
         return mapped
     if kind in ("input_image", "input_file"):
-        return part
+        return _responses_part(part, kind, where)
     if kind == "input_audio":
         raise InvalidRequest(
             "Audio input ('input_audio' content parts) is not supported by the Responses API that serves this model.",
@@ -249,6 +266,22 @@ def _user_part(part: Any, where: str) -> dict[str, Any]:
             "unsupported_content_type",
         )
     raise InvalidRequest(f"Invalid content part type {kind!r} at '{where}'.", f"{where}.type")
+
+
+_IMAGE_DETAILS = ("auto", "low", "high", "original")
+
+
+def _responses_part(part: dict[str, Any], kind: str, where: str) -> dict[str, Any]:
+    """An ``input_image``/``input_file`` part a client sent in the Responses form, rebuilt from its checked fields."""
+    fields = ("image_url", "file_id") if kind == "input_image" else ("file_data", "file_id", "file_url", "filename")
+    mapped = {"type": kind, **{key: _string(part[key], f"{where}.{key}") for key in fields if part.get(key) is not None}}
+    if kind == "input_image":
+        mapped["detail"] = part.get("detail") or "auto"
+        if mapped["detail"] not in _IMAGE_DETAILS:
+            raise InvalidRequest(f"'{where}.detail' must be {', '.join(_IMAGE_DETAILS)}.", f"{where}.detail")
+    if not any(key in mapped for key in fields):
+        raise InvalidRequest(f"'{where}' needs one of {', '.join(fields)}.", where)
+    return mapped
 
 
 def _assistant_items(message: dict[str, Any], where: str, legacy_calls: list[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -375,11 +408,23 @@ def _tool(tool: Any, where: str) -> dict[str, Any]:
         if not isinstance(custom, dict):
             raise InvalidRequest(f"'{where}.custom' must be an object.", f"{where}.custom")
         mapped = {"type": "custom", "name": _string(custom.get("name"), f"{where}.custom.name")}
-        for key in ("description", "format"):
-            if custom.get(key) is not None:
-                mapped[key] = custom[key]
+        if custom.get("description") is not None:
+            mapped["description"] = _string(custom["description"], f"{where}.custom.description")
+        if custom.get("format") is not None:
+            mapped["format"] = _custom_format(custom["format"], f"{where}.custom.format")
         return mapped
     raise InvalidRequest(f"Unsupported tool type {kind!r} at '{where}.type'; use 'function' or 'custom'.", f"{where}.type")
+
+
+def _custom_format(value: Any, where: str) -> dict[str, Any]:
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return {"type": "text"}
+    if kind == "grammar" and value.get("syntax") in ("lark", "regex"):
+        return {"type": "grammar", "syntax": value["syntax"], "definition": _string(value.get("definition"),
+                                                                                    f"{where}.definition")}
+    raise InvalidRequest(f"'{where}' must be {{\"type\": \"text\"}} or a grammar with a syntax (lark or regex) "
+                         "and a definition.", where)
 
 
 def _function_tool(function: Any, where: str) -> dict[str, Any]:
@@ -421,7 +466,8 @@ def _web_search_tool(options: Any) -> dict[str, Any]:
             raise InvalidRequest("'web_search_options.user_location.approximate' must be an object.",
                                  "web_search_options.user_location")
         tool["user_location"] = {"type": "approximate", **{
-            key: approximate[key] for key in ("city", "country", "region", "timezone") if approximate.get(key) is not None
+            key: _string(approximate[key], f"web_search_options.user_location.approximate.{key}")
+            for key in ("city", "country", "region", "timezone") if approximate.get(key) is not None
         }}
     return tool
 
@@ -494,9 +540,12 @@ def _map_reasoning(chat: dict[str, Any], body: dict[str, Any], options: MappingO
         reasoning["effort"] = options.reasoning_effort
     if "effort" in reasoning and reasoning["effort"] not in REASONING_EFFORTS:
         raise InvalidRequest(
-            f"Invalid 'reasoning_effort': {reasoning['effort']!r}. Supported values are {', '.join(REASONING_EFFORTS)}.",
-            "reasoning_effort",
+            f"Invalid 'reasoning_effort': {reasoning['effort']!r:.100}. Supported values are "
+            f"{', '.join(REASONING_EFFORTS)}.", "reasoning_effort",
         )
+    if "summary" in reasoning and reasoning["summary"] not in REASONING_SUMMARIES:
+        raise InvalidRequest(f"Invalid 'reasoning.summary': {reasoning['summary']!r:.100}. Supported values are "
+                             f"{', '.join(REASONING_SUMMARIES)}.", "reasoning.summary")
     if "summary" not in reasoning and options.reasoning_summary:
         reasoning["summary"] = options.reasoning_summary
     if reasoning:
@@ -530,9 +579,13 @@ def _text_format(response_format: Any) -> dict[str, Any]:
                                  "response_format.json_schema")
         mapped = {"type": "json_schema", "name": _string(spec.get("name"), "response_format.json_schema.name"),
                   "schema": spec.get("schema", {})}
-        for key in ("strict", "description"):
-            if spec.get(key) is not None:
-                mapped[key] = spec[key]
+        if spec.get("description") is not None:
+            mapped["description"] = _string(spec["description"], "response_format.json_schema.description")
+        if spec.get("strict") is not None:
+            if not isinstance(spec["strict"], bool):
+                raise InvalidRequest("'response_format.json_schema.strict' must be a boolean.",
+                                     "response_format.json_schema.strict")
+            mapped["strict"] = spec["strict"]
         return mapped
     raise InvalidRequest("'response_format.type' must be text, json_object or json_schema.", "response_format")
 
@@ -548,6 +601,42 @@ def _map_logprobs(chat: dict[str, Any], body: dict[str, Any]) -> None:
         body.setdefault("include", []).append("message.output_text.logprobs")
         if top:
             body["top_logprobs"] = top
+
+
+_SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority", "fast", "ultrafast")
+_CACHE_RETENTIONS = ("in_memory", "24h")
+_MAX_METADATA = (16, 64, 512)  # pairs, key length, value length
+_MAX_SAFETY_IDENTIFIER = 64
+
+
+def _copy_checked(chat: dict[str, Any], body: dict[str, Any]) -> None:
+    """Parameters that mean the same in both APIs, copied once checked: the upstream must never be the one
+    to reject a field the proxy forwarded."""
+    for key in ("prompt_cache_key", "user", "safety_identifier"):
+        value = _optional(chat, key, str)
+        if value is not None:
+            body[key] = value
+    if len(body.get("safety_identifier", "")) > _MAX_SAFETY_IDENTIFIER:
+        raise InvalidRequest(f"'safety_identifier' may be at most {_MAX_SAFETY_IDENTIFIER} characters.",
+                             "safety_identifier")
+    parallel = _optional(chat, "parallel_tool_calls", bool)
+    if parallel is not None:
+        body["parallel_tool_calls"] = parallel
+    for key, allowed in (("service_tier", _SERVICE_TIERS), ("prompt_cache_retention", _CACHE_RETENTIONS)):
+        value = chat.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or value not in allowed:
+            raise InvalidRequest(f"Invalid '{key}': {value!r:.100}. Supported values are {', '.join(allowed)}.", key)
+        body[key] = value
+    metadata = _optional(chat, "metadata", dict)
+    if metadata is not None:
+        pairs, key_length, value_length = _MAX_METADATA
+        if len(metadata) > pairs or not all(len(key) <= key_length and isinstance(value, str) and len(value) <= value_length
+                                            for key, value in metadata.items()):
+            raise InvalidRequest(f"'metadata' must hold at most {pairs} pairs of strings (keys up to {key_length} "
+                                 f"characters, values up to {value_length}).", "metadata")
+        body["metadata"] = metadata
 
 
 def _choice_count(chat: dict[str, Any], max_n: int) -> int:
@@ -573,7 +662,8 @@ def _reject_audio(chat: dict[str, Any]) -> None:
     """Refuse, loudly, what the Responses API cannot do rather than answer wrongly."""
     modalities = chat.get("modalities")
     if chat.get("audio") is not None or (isinstance(modalities, list) and "audio" in modalities):
-        raise InvalidRequest("Audio output is not supported for this model.", "modalities", "unsupported_parameter")
+        raise InvalidRequest("Audio output is not supported for this model.",
+                             "audio" if chat.get("audio") is not None else "modalities", "unsupported_parameter")
 
 
 def _optional(chat: dict[str, Any], key: str, kind: type) -> Any:

@@ -23,7 +23,7 @@ def new_completion_id() -> str:
 def finish_reason(response: dict[str, Any], has_tool_calls: bool) -> str:
     """``length`` and ``content_filter`` win over ``tool_calls``: a cut-off call must not be executed."""
     if response.get("status") == "incomplete":
-        reason = (response.get("incomplete_details") or {}).get("reason")
+        reason = as_dict(response.get("incomplete_details")).get("reason")
         if reason == "content_filter":
             return "content_filter"
         return "length"
@@ -40,9 +40,9 @@ def chat_usage(usage: Any) -> dict[str, Any] | None:
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": _int(total) if total is not None else prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": _int((usage.get("input_tokens_details") or {}).get("cached_tokens"))},
+        "prompt_tokens_details": {"cached_tokens": _int(as_dict(usage.get("input_tokens_details")).get("cached_tokens"))},
         "completion_tokens_details": {
-            "reasoning_tokens": _int((usage.get("output_tokens_details") or {}).get("reasoning_tokens"))
+            "reasoning_tokens": _int(as_dict(usage.get("output_tokens_details")).get("reasoning_tokens"))
         },
     }
 
@@ -65,20 +65,21 @@ def chat_annotation(annotation: Any, offset: int = 0) -> dict[str, Any] | None:
 def chat_tool_call(item: dict[str, Any]) -> dict[str, Any] | None:
     """A function or custom tool call item -> chat ``tool_calls`` entry (id is the call_id, never ``fc_``)."""
     kind = item.get("type")
-    call_id = item.get("call_id") or item.get("id") or ""
+    call_id = as_str(item.get("call_id")) or as_str(item.get("id"))
     if kind == "function_call":
         return {"id": call_id, "type": "function",
-                "function": {"name": item.get("name") or "", "arguments": item.get("arguments") or ""}}
+                "function": {"name": as_str(item.get("name")), "arguments": as_str(item.get("arguments"))}}
     if kind == "custom_tool_call":
-        return {"id": call_id, "type": "custom", "custom": {"name": item.get("name") or "", "input": item.get("input") or ""}}
+        return {"id": call_id, "type": "custom", "custom": {"name": as_str(item.get("name")),
+                                                            "input": as_str(item.get("input"))}}
     return None
 
 
 def reasoning_texts(item: dict[str, Any]) -> list[str]:
     """Summary parts of a reasoning item; raw reasoning text when a server sends no summary."""
-    parts = [part.get("text") or "" for part in item.get("summary") or () if isinstance(part, dict)]
+    parts = [as_str(part.get("text")) for part in as_list(item.get("summary")) if isinstance(part, dict)]
     if not parts:
-        parts = [part.get("text") or "" for part in item.get("content") or ()
+        parts = [as_str(part.get("text")) for part in as_list(item.get("content"))
                  if isinstance(part, dict) and part.get("type") == "reasoning_text"]
     return [text for text in parts if text]
 
@@ -121,18 +122,20 @@ def _failure_status(code: Any, etype: str | None) -> int:
 def chat_logprobs(logprobs: Any) -> list[dict[str, Any]]:
     """Responses token logprobs -> chat's ``logprobs.content`` entries (the shapes match field for field)."""
     entries = []
-    for entry in logprobs if isinstance(logprobs, list) else ():
+    for entry in as_list(logprobs):
         if not isinstance(entry, dict):
             continue
-        entries.append({
-            "token": entry.get("token", ""),
-            "logprob": entry.get("logprob", 0.0),
-            "bytes": entry.get("bytes"),
-            "top_logprobs": [{"token": top.get("token", ""), "logprob": top.get("logprob", 0.0),
-                              "bytes": top.get("bytes")}
-                             for top in entry.get("top_logprobs") or () if isinstance(top, dict)],
-        })
+        entries.append({**_token_logprob(entry), "top_logprobs": [
+            _token_logprob(top) for top in as_list(entry.get("top_logprobs")) if isinstance(top, dict)]})
     return entries
+
+
+def _token_logprob(entry: dict[str, Any]) -> dict[str, Any]:
+    logprob = entry.get("logprob")
+    raw = entry.get("bytes")
+    return {"token": as_str(entry.get("token")),
+            "logprob": logprob if isinstance(logprob, (int, float)) and not isinstance(logprob, bool) else 0.0,
+            "bytes": raw if isinstance(raw, list) and all(_is_int(b) for b in raw) else None}
 
 
 _TERMINAL_BY_STATUS = {"completed": "response.completed", "incomplete": "response.incomplete",
@@ -141,9 +144,29 @@ _TERMINAL_BY_STATUS = {"completed": "response.completed", "incomplete": "respons
 
 def terminal_event(response: dict[str, Any]) -> dict[str, Any] | None:
     """The stream event that ends a finished Response object; None while it is still running."""
-    kind = _TERMINAL_BY_STATUS.get(response.get("status", "completed"))
+    status = response.get("status", "completed")
+    kind = _TERMINAL_BY_STATUS.get(status) if isinstance(status, str) else "response.completed"
     return {"type": kind, "response": response} if kind else None
 
 
+# Upstream JSON is read defensively: a field of the wrong type counts as absent, never as an exception.
+
+
+def as_str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return value if _is_int(value) else 0

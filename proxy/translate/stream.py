@@ -20,6 +20,9 @@ from typing import Any
 from ..errors import ProxyError
 from .response import (
     REASONING_PART_SEPARATOR,
+    as_dict,
+    as_list,
+    as_str,
     chat_annotation,
     chat_logprobs,
     chat_tool_call,
@@ -129,9 +132,9 @@ class StreamTranslator:
         return frames
 
     def feed(self, event: Any) -> list[dict[str, Any]]:
-        if self.done or not isinstance(event, dict):
+        if self.done or not isinstance(event, dict) or not isinstance(event.get("type"), str):
             return []
-        handler = _HANDLERS.get(event.get("type"))
+        handler = _HANDLERS.get(event["type"])
         return handler(self, event) if handler else []
 
     def finish(self) -> list[dict[str, Any]]:
@@ -163,7 +166,7 @@ class StreamTranslator:
             return []
         item_id = _key(event.get("item_id"), event.get("output_index"))
         frames = self._close_think()
-        self._part_offsets.setdefault((item_id, event.get("content_index", 0)), self._content_length)
+        self._part_offsets.setdefault((item_id, _position(event.get("content_index"))), self._content_length)
         self._text_sent[item_id] = self._text_sent.get(item_id, 0) + len(delta)
         logprobs = event.get("logprobs")
         if logprobs:
@@ -179,7 +182,7 @@ class StreamTranslator:
 
     def _annotation(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         offset = self._part_offsets.get((_key(event.get("item_id"), event.get("output_index")),
-                                         event.get("content_index", 0)), 0)
+                                         _position(event.get("content_index"))), 0)
         annotation = chat_annotation(event.get("annotation"), offset)
         if not annotation:
             return []
@@ -193,7 +196,8 @@ class StreamTranslator:
             return []
         item_id = _key(event.get("item_id"), event.get("output_index"))
         self._reasoning_items.add(item_id)
-        return self._reasoning((item_id, event.get("summary_index", event.get("content_index", 0))), delta)
+        part = event.get("summary_index", event.get("content_index"))
+        return self._reasoning((item_id, _position(part)), delta)
 
     def _item_added(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         item = event.get("item")
@@ -225,7 +229,7 @@ class StreamTranslator:
         if event.get("type") == "response.failed" or response.get("status") in ("failed", "cancelled"):
             return self.fail(failure(response))
         frames: list[dict[str, Any]] = []
-        for index, item in enumerate(response.get("output") or ()):
+        for index, item in enumerate(as_list(response.get("output"))):
             if isinstance(item, dict):
                 frames.extend(self._reconcile(item, index))
         if self.done:  # a stop sequence turned up in text only the final response carried
@@ -310,21 +314,22 @@ class StreamTranslator:
         item_id = _key(item.get("id"), output_index)
         if item_id in self._calls:
             return []
-        arguments = item.get("arguments") or ""
+        arguments = as_str(item.get("arguments"))
         call = _Call(len(self._calls), len(arguments))
         self._calls[item_id] = call
         if isinstance(output_index, int):
             self._call_ids_by_output[output_index] = item_id
         return self._tool_delta(call.index, {
-            "id": item.get("call_id") or item_id, "type": "function",
-            "function": {"name": item.get("name") or "", "arguments": arguments},
+            "id": as_str(item.get("call_id")) or item_id, "type": "function",
+            "function": {"name": as_str(item.get("name")), "arguments": arguments},
         })
 
     def _call_for(self, event: dict[str, Any]) -> _Call | None:
         item_id = event.get("item_id")
-        if item_id is None:
-            item_id = self._call_ids_by_output.get(event.get("output_index"))
-        return self._calls.get(_key(item_id, event.get("output_index"))) if item_id is not None else None
+        output_index = event.get("output_index")
+        if item_id is None and isinstance(output_index, int):
+            item_id = self._call_ids_by_output.get(output_index)
+        return self._calls.get(_key(item_id, output_index)) if item_id is not None else None
 
     def _rest_of_arguments(self, call: _Call, arguments: Any) -> list[dict[str, Any]]:
         """Arguments that arrived only in a ``done`` event must still reach the client."""
@@ -347,7 +352,7 @@ class StreamTranslator:
         if kind == "message":
             if item_id not in self._text_sent:
                 return self._whole_message(item, item_id)
-            text = "".join(part.get("text") or "" for part in item.get("content") or ()
+            text = "".join(as_str(part.get("text")) for part in as_list(item.get("content"))
                            if isinstance(part, dict) and part.get("type") == "output_text")
             if len(text) > self._text_sent[item_id]:
                 return self._text_delta({"item_id": item_id, "delta": text[self._text_sent[item_id]:]})
@@ -362,19 +367,19 @@ class StreamTranslator:
             return self._tool_delta(call.index, chat_tool_call(item) or {})
         if kind == "web_search_call" and self.presentation.progress and item_id not in self._reasoning_items:
             self._reasoning_items.add(item_id)
-            query = (item.get("action") or {}).get("query")
+            query = as_dict(item.get("action")).get("query")
             return self.note(f"Searching the web: {query}") if query else []
         return []
 
     def _whole_message(self, item: dict[str, Any], item_id: str) -> list[dict[str, Any]]:
         frames: list[dict[str, Any]] = []
-        for index, part in enumerate(item.get("content") or ()):
+        for index, part in enumerate(as_list(item.get("content"))):
             if not isinstance(part, dict):
                 continue
             if part.get("type") == "output_text":
                 frames.extend(self._text_delta({"item_id": item_id, "content_index": index, "delta": part.get("text"),
                                                 "logprobs": part.get("logprobs")}))
-                for annotation in part.get("annotations") or ():
+                for annotation in as_list(part.get("annotations")):
                     frames.extend(self._annotation({"item_id": item_id, "content_index": index,
                                                     "annotation": annotation}))
             elif part.get("type") == "refusal":
@@ -400,6 +405,11 @@ class StreamTranslator:
 def _key(item_id: Any, output_index: Any) -> str:
     """Identifies an output item; by position when an upstream sends no item ids."""
     return str(item_id) if item_id else f"#{output_index}"
+
+
+def _position(value: Any) -> int:
+    """An index from an event (``content_index``, ...); 0 when it is missing or not an integer."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def usage_chunk(completion_id: str, created: int, model: str, responses: list[dict[str, Any] | None]) -> dict[str, Any]:
