@@ -68,7 +68,8 @@ def normalize_error(payload: Any, fallback_message: str, fallback_type: str = "u
             message,
             etype if isinstance(etype, str) and etype else fallback_type,
             param if isinstance(param, str) else None,
-            code if isinstance(code, (str, int)) and not isinstance(code, bool) else None,
+            # OpenAI's codes are strings; some gateways send numbers.
+            str(code) if isinstance(code, int) and not isinstance(code, bool) else code if isinstance(code, str) else None,
         )
     if isinstance(inner, str) and inner:
         return error_body(inner, fallback_type)

@@ -495,3 +495,10 @@ def test_ten_megabyte_message_is_served(proxy_url, fake, stream):
     answered(response, stream)
     assert len(fake.requests_to("/responses")[0].json["input"][0]["content"]) == len(TEN_MB)
     still_serving(proxy_url, fake)
+
+
+def test_numeric_upstream_error_code_reaches_the_client_as_a_string(proxy_url, fake):
+    """Some gateways send numeric codes; a translated answer carries OpenAI's shape (pass-through relays bytes)."""
+    fake.script(Reply(status=400, json={"error": {"message": "Bad thing.", "type": "invalid_request_error", "code": 1234}}))
+    assert check_error(ask(proxy_url, False), 400)["code"] == "1234"
+    still_serving(proxy_url, fake)

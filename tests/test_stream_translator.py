@@ -227,3 +227,10 @@ def test_fields_of_the_wrong_type_count_as_absent():
     assert [(call["id"], call["function"]["name"]) for call in folded["message"]["tool_calls"]] == [("fc_1", "")]
     assert frames[-1]["usage"]["prompt_tokens"] == 1
     assert responses_to_chat({"status": ["x"], "model": 5, "service_tier": {}, "output": []})["model"] == ""
+
+
+def test_numeric_error_codes_become_strings():
+    """Some gateways send numbers; the chat error shape (and the SDKs) want a string or null."""
+    _, frames = run([{"type": "error", "code": 429, "message": "Slow down."}])
+    check_frames(frames)
+    assert frames[-1]["error"]["code"] == "429"

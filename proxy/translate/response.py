@@ -100,12 +100,18 @@ def upstream_failure(error: dict[str, Any]) -> ProxyError:
     message = error.get("message")
     if not isinstance(message, str) or not message:
         message = "The upstream failed to generate a response."
-    code = error.get("code")
-    code = code if isinstance(code, (str, int)) and not isinstance(code, bool) else None
+    code = error_code(error.get("code"))
     etype = error.get("type") if isinstance(error.get("type"), str) else None
     status = _failure_status(code, etype)
     return ProxyError(status, message, etype or ("invalid_request_error" if status == 400 else "server_error"),
                       error.get("param") if isinstance(error.get("param"), str) else None, code)
+
+
+def error_code(code: Any) -> str | None:
+    """An upstream's error code as chat clients expect it: a string (some gateways send numbers) or None."""
+    if isinstance(code, int) and not isinstance(code, bool):
+        return str(code)
+    return code if isinstance(code, str) else None
 
 
 def _failure_status(code: Any, etype: str | None) -> int:
