@@ -33,6 +33,7 @@ HOP_BY_HOP = frozenset((
 # and the client's accepted encodings are not the proxy's when it decodes the body.
 _CLIENT_ONLY = frozenset(("authorization", "x-api-key", "cookie", "accept-encoding", "expect"))
 ERROR_BODY_LIMIT = 1024 * 1024
+_BILLING = frozenset(("openai-organization", "openai-project"))
 # httpcore's pool scans every pooled connection (with a poll() on each idle one),
 # and compares each idle one with all others, whenever a request starts or ends:
 # O(connections²) per request. Many small pools keep that cost flat under load;
@@ -94,6 +95,9 @@ class Upstream:
         key = self.keys.pick()
         if key is not None:
             headers["authorization"] = f"Bearer {key}"
+            # With the operator's key, the operator chooses what it bills: clients do not pick the org or project.
+            for name in [name for name in headers if name.lower() in _BILLING]:
+                del headers[name]
         else:
             for name in ("authorization", "x-api-key"):
                 value = client_headers.get(name)

@@ -155,3 +155,17 @@ def test_exhausted_retries_relay_the_upstream_answer_with_its_headers(proxy_url,
     assert response.headers["retry-after-ms"] == "10"
     assert response.headers["x-ratelimit-remaining-requests"] == "0"
     assert len(fake.requests_to("/chat/completions")) == 3
+
+
+def test_clients_cannot_choose_what_the_operators_key_bills(proxy_url, fake):
+    httpx.get(proxy_url + "/v1/models", timeout=30,
+              headers={"openai-organization": "org-other", "openai-project": "proj-other"})
+    headers = fake.requests[-1].headers
+    assert "openai-organization" not in headers and "openai-project" not in headers
+
+
+def test_without_an_operator_key_the_clients_org_is_kept(make_proxy, fake):
+    with make_proxy(upstream={"api_key": None}) as url:
+        httpx.get(url + "/v1/models", timeout=30,
+                  headers={"authorization": "Bearer sk-user", "openai-organization": "org-mine"})
+    assert fake.requests[-1].headers["openai-organization"] == "org-mine"
