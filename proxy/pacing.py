@@ -1,10 +1,11 @@
-"""Heartbeats and the idle watchdog for long, mostly silent upstream streams.
+"""Heartbeats for long, mostly silent upstream streams.
 
 Reasoning models can think for many minutes without sending a byte, and
 idle timeouts in browsers, reverse proxies and aggregators (60-125 s is
 common) would cut the client off. :class:`Pacer` reads the upstream in its own
 task, so waiting for data can time out without disturbing the upstream read,
-and tells its consumer when a heartbeat is due or the upstream is dead.
+and tells its consumer when a heartbeat is due. (A dead upstream is the
+upstream call's to detect: see ``proxy.calls``.)
 """
 
 from __future__ import annotations
