@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import socket
 import time
 
@@ -502,3 +503,40 @@ def test_numeric_upstream_error_code_reaches_the_client_as_a_string(proxy_url, f
     fake.script(Reply(status=400, json={"error": {"message": "Bad thing.", "type": "invalid_request_error", "code": 1234}}))
     assert check_error(ask(proxy_url, False), 400)["code"] == "1234"
     still_serving(proxy_url, fake)
+
+
+
+class _RequestLines(logging.Handler):
+    """Collects the proxy's request lines (one per answered request) during a test."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[dict] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(dict(getattr(record, "fields", {})))
+
+
+@pytest.fixture(autouse=True)
+def outcomes_are_logged(fake):
+    """Every fault's outcome reaches the request log: a line per answer, and every failure explained.
+
+    A failed answer names the proxy's error code, or the upstream status it relayed; a stream that
+    failed after its 200 names its error code too.
+    """
+    collector = _RequestLines()
+    access = logging.getLogger("proxy.access")
+    old_level = access.level
+    access.setLevel(logging.INFO)
+    access.addHandler(collector)
+    try:
+        yield
+        wait_until(lambda: collector.lines, 5, "a request line")
+        time.sleep(0.2)  # lines of answers that end after the test body (a client that left) land too
+    finally:
+        access.removeHandler(collector)
+        access.setLevel(old_level)
+    for line in collector.lines:
+        assert isinstance(line.get("status"), int), line
+        if line["status"] >= 400:
+            assert line.get("error") or line.get("upstream_status"), f"an unexplained failure: {line}"
