@@ -93,9 +93,9 @@ class Proxy:
 
     async def _chat(self, request: Request, chat: dict[str, Any], body: bytes, can_fall_back: bool) -> Response:
         model = chat["model"]
-        upstream = self.upstreams.for_model(model)
         if self.router.should_translate(model):
             return await self.translate(request, chat)
+        upstream = self.upstreams.for_model(model)
         logs.current().mode = "passthrough"
         response = await until_disconnect(request, open_forward(upstream, request, "/chat/completions", body,
                                                                 self.config.server.max_body_bytes))

@@ -59,10 +59,16 @@ async def limited_body(request: Request, limit: int) -> AsyncIterator[bytes]:
             yield chunk
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+def declared_length(request: Request, limit: int) -> str | None:
+    """The client's Content-Length, refused at once when it already says the body is too large."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise body_too_large(limit)
+    return declared
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared_length(request, limit)
     return b"".join([chunk async for chunk in limited_body(request, limit)])
 
 
@@ -77,9 +83,7 @@ async def open_forward(upstream: Upstream, request: Request, path: str, body: by
     # The answer is relayed still encoded: without this, the HTTP client's own default would be sent.
     headers.setdefault("accept-encoding", "identity")
     if body is None:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise body_too_large(limit)
+        declared = declared_length(request, limit)
         if declared:
             headers["content-length"] = declared  # keeps uploads un-chunked, as sent
         if declared != "0" and request.method not in ("GET", "HEAD"):
