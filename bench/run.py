@@ -39,6 +39,7 @@ TARGETS = {
     "direct-chat": ("fake", "/v1/chat/completions", "gpt-4o", "chat"),
     "raw-responses": ("raw", "/v1/responses", None, "responses"),
     "raw-chat": ("raw", "/v1/chat/completions", "gpt-4o", "chat"),
+    "raw-httpx-responses": ("rawhttpx", "/v1/responses", None, "responses"),
     "proxy-translate": ("proxy", "/v1/chat/completions", "o3-pro", "responses"),
     "proxy-passthrough": ("proxy", "/v1/chat/completions", "gpt-4o", "chat"),
     "litellm-translate": ("litellm", "/v1/chat/completions", "o3-pro", "responses"),
@@ -59,6 +60,7 @@ COMPARISONS = [
     ("pass-through vs direct", "proxy-passthrough", "direct-chat"),
     ("pass-through vs raw pass-through", "proxy-passthrough", "raw-chat"),
     ("raw pass-through vs direct", "raw-responses", "direct-responses"),
+    ("raw pass-through on httpx vs on aiohttp", "raw-httpx-responses", "raw-responses"),
     ("LiteLLM translated vs direct", "litellm-translate", "direct-responses"),
     ("translated vs LiteLLM translated", "proxy-translate", "litellm-translate"),
     ("pass-through vs LiteLLM chat", "proxy-passthrough", "litellm-chat"),
@@ -112,11 +114,13 @@ def ensure_litellm(log: Path) -> Path | None:
 
 def start_servers(args: argparse.Namespace, workdir: Path, logs: Path) -> dict[str, tuple[subprocess.Popen, int]]:
     servers: dict[str, tuple[subprocess.Popen, int]] = {}
-    ports = {name: free_port() for name in ("fake", "raw", "proxy", "litellm")}
+    ports = {name: free_port() for name in ("fake", "raw", "rawhttpx", "proxy", "litellm")}
     upstream = f"http://{HOST}:{ports['fake']}"
     commands = {
         "fake": python(str(BENCH / "fake_upstream.py"), "--port", str(ports["fake"])),
         "raw": python(str(BENCH / "raw_passthrough.py"), "--port", str(ports["raw"]), "--upstream", upstream),
+        "rawhttpx": python(str(BENCH / "raw_passthrough.py"), "--port", str(ports["rawhttpx"]), "--upstream", upstream,
+                           "--client", "httpx"),
         "proxy": python("-m", "proxy", "--host", HOST, "--port", str(ports["proxy"]),
                         "--config", str(workdir / "proxy.yaml")),
     }

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import httpx
 import orjson
 
 from . import metrics
@@ -36,7 +35,7 @@ from .errors import ProxyError
 from .sse import SSEDecoder
 from .translate.response import terminal_event
 from .translate.stream import TERMINAL_EVENTS
-from .upstream import Upstream, read_json, upstream_error
+from .upstream import Upstream, UpstreamBroken, UpstreamIdle, UpstreamResponse, read_json, upstream_error
 
 log = logging.getLogger("proxy.calls")
 
@@ -83,7 +82,7 @@ def parse_events(decoder: SSEDecoder, chunk: bytes | None) -> list[dict[str, Any
     return events
 
 
-async def json_answer(response: httpx.Response) -> dict[str, Any]:
+async def json_answer(response: UpstreamResponse) -> dict[str, Any]:
     """A whole Response object from a non-streamed answer; anything else is a 502."""
     payload, raw = await read_json(response, MAX_ANSWER_BYTES)
     if not isinstance(payload, dict):
@@ -112,7 +111,7 @@ class UpstreamCall:
         self.retries = retries
         self.response_id: str | None = None
         self.finished = False
-        self._http: httpx.Response | None = None
+        self._http: UpstreamResponse | None = None
         self._body: AsyncIterator[bytes] | None = None
         self._answer: dict[str, Any] | None = None
         self._last_sequence: int | None = None
@@ -150,7 +149,7 @@ class UpstreamCall:
                             return
                 if not self.plan.background:
                     return  # the consumer reports the stream as cut short
-            except httpx.HTTPError as exc:
+            except UpstreamBroken as exc:
                 if not self.plan.background or self.response_id is None:
                     raise
                 log.info("background stream %s broke (%s); resuming", self.response_id, type(exc).__name__)
@@ -172,17 +171,15 @@ class UpstreamCall:
         """
         assert self._http is not None
         idle = self.plan.idle_timeout
-        timeouts = self._http.request.extensions.get("timeout")
-        if isinstance(timeouts, dict):
-            timeouts["read"] = idle
-        self._body = iterator = self._http.aiter_bytes().__aiter__()
+        self._http.set_idle_timeout(idle)
+        self._body = iterator = self._http.chunks().__aiter__()
         while True:
             try:
                 chunk = await iterator.__anext__()
             except StopAsyncIteration:
                 yield None
                 return
-            except httpx.ReadTimeout:
+            except UpstreamIdle:
                 if self.plan.background:
                     raise
                 raise ProxyError(504, f"The upstream sent nothing for {idle:g} s (idle timeout).",
@@ -198,7 +195,7 @@ class UpstreamCall:
             async with asyncio.timeout(DRAIN_SECONDS):
                 async for _ in self._body:
                     pass
-        except (TimeoutError, httpx.HTTPError):
+        except (TimeoutError, UpstreamBroken):
             pass
 
     def _track(self, event: dict[str, Any]) -> None:
@@ -252,7 +249,7 @@ class UpstreamCall:
                 response = await self.upstream.send("POST", f"/responses/{self.response_id}/cancel", self.headers)
                 await response.aclose()
             log.info("cancelled background response %s", self.response_id)
-        except (ProxyError, TimeoutError, httpx.HTTPError) as exc:
+        except (ProxyError, TimeoutError, UpstreamBroken) as exc:
             log.warning("could not cancel background response %s: %s", self.response_id, exc)
 
     async def aclose(self) -> None:

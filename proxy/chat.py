@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import anyio
-import httpx
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -30,7 +29,7 @@ from .translate.completion import CompletionBuilder
 from .translate.request import Translation
 from .translate.response import new_completion_id
 from .translate.stream import Presentation, StreamTranslator, usage_chunk
-from .upstream import Upstream
+from .upstream import Upstream, UpstreamBroken
 
 log = logging.getLogger("proxy.chat")
 
@@ -200,7 +199,7 @@ async def _completion(exchange: Exchange) -> dict[str, Any]:
             if translator.error is not None:
                 raise translator.error
         return builder.build(exchange.translators)
-    except httpx.HTTPError as exc:
+    except UpstreamBroken as exc:
         raise _connection_failed(exc) from None
     finally:
         await exchange.aclose()
@@ -297,7 +296,7 @@ async def _relay_stream(exchange: Exchange, config: Config, summed_usage: bool) 
                 frames = [frame for translator in translators for frame in translator.finish()]
         except ProxyError as exc:
             frames = _fail_all(translators, exc)
-        except httpx.HTTPError as exc:
+        except UpstreamBroken as exc:
             frames = _fail_all(translators, _connection_failed(exc))
         failed = next((t.error for t in translators if t.error is not None), None)
         if failed is not None:

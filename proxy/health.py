@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-
-import httpx
+from urllib.parse import urlsplit
 
 from .errors import ProxyError
 from .upstream import Upstream
@@ -53,12 +52,12 @@ class Readiness:
 
     @staticmethod
     async def _connect(upstream: Upstream) -> str:
-        url = httpx.URL(upstream.config.base_url)
+        url = urlsplit(upstream.config.base_url)
         port = url.port or (443 if url.scheme == "https" else 80)
         try:
-            _, writer = await asyncio.open_connection(url.host, port)
+            _, writer = await asyncio.open_connection(url.hostname, port)
         except OSError as exc:
-            return f"cannot connect to {url.host}:{port}: {exc.strerror or exc}"
+            return f"cannot connect to {url.hostname}:{port}: {exc.strerror or exc}"
         writer.close()
         return "ok"
 

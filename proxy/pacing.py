@@ -79,10 +79,9 @@ class Pacer(Generic[T]):
         return items
 
     async def _pump(self) -> None:
-        # Stopped through an anyio cancel scope, not Task.cancel(): httpx closes a response
-        # it has read to the end inside a shielded scope, and only an anyio cancellation
-        # waits for that. Interrupted half-way, the close would leave the connection
-        # checked out of the pool, and its socket open, forever.
+        # Stopped through an anyio cancel scope, not Task.cancel(): only an anyio cancellation
+        # waits for a source's shielded cleanup (see UpstreamCall.aclose) instead of
+        # interrupting it half-way.
         with self._stop:
             try:
                 async for item in self._source:

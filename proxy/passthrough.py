@@ -11,12 +11,11 @@ from collections.abc import AsyncIterator
 from urllib.parse import quote, unquote
 
 import anyio
-import httpx
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from .errors import InvalidRequest, ProxyError
-from .upstream import Upstream, relayed_headers
+from .upstream import Upstream, UpstreamResponse, relayed_headers
 
 def upstream_path(client_path: str) -> str:
     """``/v1/v1//embeddings`` -> ``/embeddings``, each segment percent-encoded exactly once.
@@ -77,7 +76,7 @@ def body_too_large(limit: int) -> ProxyError:
                       code="request_too_large")
 
 
-async def open_forward(upstream: Upstream, request: Request, path: str, body: bytes | None, limit: int) -> httpx.Response:
+async def open_forward(upstream: Upstream, request: Request, path: str, body: bytes | None, limit: int) -> UpstreamResponse:
     """Send the client's request on to the upstream, unchanged but for credentials and hop-by-hop headers."""
     headers = upstream.headers(request.headers, keep_encoding=True)
     # The answer is relayed still encoded: without this, the HTTP client's own default would be sent.
@@ -89,13 +88,13 @@ async def open_forward(upstream: Upstream, request: Request, path: str, body: by
         if declared != "0" and request.method not in ("GET", "HEAD"):
             # A body streamed through cannot be sent twice: no retries.
             return await upstream.send(request.method, path, headers, content=limited_body(request, limit),
-                                       params=request.url.query or None)
+                                       params=request.url.query or None, decode=False)
     response, _ = await upstream.send_retrying(request.method, path, headers, content=body,
-                                               params=request.url.query or None)
+                                               params=request.url.query or None, decode=False)
     return response
 
 
-def relay(response: httpx.Response, extra_headers: dict[str, str] | None = None) -> StreamingResponse:
+def relay(response: UpstreamResponse, extra_headers: dict[str, str] | None = None) -> StreamingResponse:
     """Stream an upstream answer to the client byte for byte (still compressed, if it was)."""
     relayed = StreamingResponse(_raw(response), status_code=response.status_code)
     relayed.raw_headers = relayed_headers(response) + [
@@ -103,7 +102,7 @@ def relay(response: httpx.Response, extra_headers: dict[str, str] | None = None)
     return relayed
 
 
-def replay(response: httpx.Response, body: bytes, media_type: str | None = None) -> Response:
+def replay(response: UpstreamResponse, body: bytes, media_type: str | None = None) -> Response:
     """An upstream answer whose body the proxy read (and decoded, or rewrote), with the upstream's headers."""
     replayed = Response(body, status_code=response.status_code)
     replayed.raw_headers = [(name, value) for name, value in relayed_headers(response)
@@ -113,9 +112,9 @@ def replay(response: httpx.Response, body: bytes, media_type: str | None = None)
     return replayed
 
 
-async def _raw(response: httpx.Response) -> AsyncIterator[bytes]:
+async def _raw(response: UpstreamResponse) -> AsyncIterator[bytes]:
     try:
-        async for chunk in response.aiter_raw():
+        async for chunk in response.chunks():
             yield chunk
     finally:
         with anyio.CancelScope(shield=True):

@@ -1,7 +1,12 @@
-"""The upstream client: one pooled httpx client, URL building, headers, transport errors.
+"""The upstream client: one pooled aiohttp session, URL building, headers, transport errors.
 
-Every call returns an *open* streamed response, so callers decide whether to
-relay bytes as they come or read a (small) body; nothing here buffers.
+Every call returns an *open* answer (:class:`UpstreamResponse`), so callers
+decide whether to relay bytes as they come or read a (small) body; nothing
+here buffers. aiohttp lives in this module alone: the rest of the proxy sees
+:class:`UpstreamResponse`, :class:`ProxyError` for failures before the
+answer's head, and :class:`UpstreamBroken` for failures while reading its body.
+(aiohttp rather than httpx: on the same work it costs a fifth of the CPU per
+request and per streamed event, see ``bench/README.md``.)
 """
 
 from __future__ import annotations
@@ -11,11 +16,16 @@ import logging
 import random
 import ssl
 import time
+import zlib
 from collections.abc import AsyncIterator, Mapping
+from functools import cache
 from typing import Any
 
-import httpx
+import aiohttp
+import certifi
 import orjson
+from multidict import CIMultiDictProxy
+from yarl import URL
 
 from . import logs, metrics
 from .config import UpstreamConfig
@@ -24,7 +34,7 @@ from .keys import REST_STATUSES, KeyRing, bearer_key, retry_after
 
 log = logging.getLogger("proxy.upstream")
 
-# Hop-by-hop headers (RFC 9110 section 7.6.1) and headers httpx must set itself.
+# Hop-by-hop headers (RFC 9110 section 7.6.1) and headers the HTTP client must set itself.
 HOP_BY_HOP = frozenset((
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer",
     "trailers", "transfer-encoding", "upgrade", "host", "content-length",
@@ -34,50 +44,134 @@ HOP_BY_HOP = frozenset((
 _CLIENT_ONLY = frozenset(("authorization", "x-api-key", "cookie", "accept-encoding", "expect"))
 ERROR_BODY_LIMIT = 1024 * 1024
 _BILLING = frozenset(("openai-organization", "openai-project"))
-# httpcore's pool scans every pooled connection (with a poll() on each idle one),
-# and compares each idle one with all others, whenever a request starts or ends:
-# O(connections²) per request. Many small pools keep that cost flat under load;
-# they share one TLS context, which is costly to build (~1 MiB, tens of ms each).
-POOL_SHARDS = 32
-MAX_KEEPALIVE = 256
+KEEPALIVE_SECONDS = 15.0  # an idle pooled connection is closed after this long
+
+
+@cache
+def tls_context() -> ssl.SSLContext:
+    """One TLS context for every upstream: building one costs tens of milliseconds and about 1 MiB."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+class UpstreamBroken(Exception):
+    """The upstream connection failed while the body of an answer was being read."""
+
+
+class UpstreamIdle(UpstreamBroken):
+    """The upstream sent nothing for the idle timeout while the body of an answer was being read."""
+
+
+class UpstreamResponse:
+    """An upstream answer whose status and headers are in and whose body is still to be read."""
+
+    __slots__ = ("_response", "status_code", "headers", "_decoded")
+
+    def __init__(self, response: aiohttp.ClientResponse, decoded: bool) -> None:
+        self._response = response
+        self.status_code: int = response.status
+        self.headers: CIMultiDictProxy[str] = response.headers
+        self._decoded = decoded
+
+    @property
+    def raw_headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        return self._response.raw_headers
+
+    def set_idle_timeout(self, seconds: float | None) -> None:
+        """From now on, a read of the body that waits longer than ``seconds`` fails with :class:`UpstreamIdle`."""
+        connection = self._response.connection
+        if connection is not None and connection.protocol is not None:
+            connection.protocol.read_timeout = seconds
+            connection.protocol.start_timeout()  # counts from now, not from the head's first-byte timer
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives: whatever is buffered at each step, in one piece."""
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except aiohttp.ServerTimeoutError:
+            raise UpstreamIdle("no data within the idle timeout") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            rest = _left_behind(self._response.content)
+            if rest:
+                yield rest
+            raise UpstreamBroken(_describe(exc)) from None
+
+    async def read(self, limit: int) -> bytes:
+        """The body, decoded, cut after ``limit`` bytes; then the connection is released."""
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in self.chunks():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    break
+        finally:
+            await self.aclose()
+        body = b"".join(chunks)
+        return body if self._decoded else _decode(body, self.headers.get("content-encoding", ""))
+
+    async def aclose(self) -> None:
+        """Give the connection back to the pool when the body was read to its end; otherwise close it."""
+        self._response.release()
+
+
+def _left_behind(content: aiohttp.StreamReader) -> bytes:
+    """Bytes that arrived just before a cut, which aiohttp would drop when it reports the cut.
+
+    A background stream's first events can arrive together with the cut; without them its id is unknown
+    and it cannot be resumed. (aiohttp's reader state, not its API: covered by the resume tests.)
+    """
+    buffer = getattr(content, "_buffer", None)
+    if not buffer:
+        return b""
+    data = b"".join(buffer)[getattr(content, "_buffer_offset", 0):]
+    buffer.clear()
+    return data
+
+
+def _decode(body: bytes, encoding: str) -> bytes:
+    """A body that was fetched to be relayed as is (still compressed) but is read by the proxy after all."""
+    encoding = encoding.strip().lower()
+    try:
+        if encoding in ("gzip", "x-gzip"):
+            return zlib.decompress(body, wbits=zlib.MAX_WBITS | 16)
+        if encoding == "deflate":
+            try:
+                return zlib.decompress(body)
+            except zlib.error:
+                return zlib.decompress(body, wbits=-zlib.MAX_WBITS)
+    except zlib.error:
+        pass
+    return body
 
 
 class Upstream:
-    def __init__(self, config: UpstreamConfig, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, config: UpstreamConfig) -> None:
         self.config = config
-        if client is None:
-            tls = httpx.create_ssl_context(trust_env=False)
-            self.clients = [self._new_client(MAX_KEEPALIVE // POOL_SHARDS, tls) for _ in range(POOL_SHARDS)]
-        else:
-            self.clients = [client]
-        self._turn = 0
         self.keys = KeyRing(config.keys, config.key_rest_seconds)
-        for pool in self.clients:
-            pool.event_hooks["request"].append(self._on_request)
-            pool.event_hooks["response"].append(self._on_response)
+        self._session: aiohttp.ClientSession | None = None
+        # User and password in the base URL are sent as Basic credentials, in place of any other.
+        base = URL(config.base_url, encoded=True)
+        self._base = str(base.with_user(None)) if base.user is not None else config.base_url
+        self._basic = aiohttp.BasicAuth.from_url(base).encode() if base.user is not None else None
 
-    def _new_client(self, keepalive: int, tls: ssl.SSLContext) -> httpx.AsyncClient:
-        config = self.config
-        return httpx.AsyncClient(
-            verify=tls,
-            timeout=httpx.Timeout(connect=config.connect_timeout, read=config.first_byte_timeout, write=60.0,
-                                  pool=config.connect_timeout),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=keepalive),
-            follow_redirects=False,
-            trust_env=False,
-        )
-
-    def _pick(self) -> httpx.AsyncClient:
-        """The next pool, in turn."""
-        self._turn = (self._turn + 1) % len(self.clients)
-        return self.clients[self._turn]
+    def _client(self) -> aiohttp.ClientSession:
+        """The pooled session, made on first use (it belongs to the running event loop)."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=0, ssl=tls_context(), keepalive_timeout=KEEPALIVE_SECONDS)
+            # No cookie jar: cookies one client's answer set must never ride along on another client's request.
+            self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                                  trust_env=False, skip_auto_headers=("content-type",))
+        return self._session
 
     async def aclose(self) -> None:
-        for client in self.clients:
-            await client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     def url(self, path: str) -> str:
-        return self.config.base_url + path
+        return self._base + path
 
     def headers(self, client_headers: Mapping[str, str], *, keep_encoding: bool = False) -> dict[str, str]:
         """Client headers minus hop-by-hop ones, with the upstream's credentials.
@@ -114,23 +208,18 @@ class Upstream:
         return {**{name: value for name, value in headers.items() if name.lower() != "authorization"},
                 "authorization": f"Bearer {key}"}
 
-    async def _on_request(self, request: httpx.Request) -> None:
-        request.extensions["proxy_sent_at"] = time.monotonic()
-
-    async def _on_response(self, response: httpx.Response) -> None:
+    def _observe(self, status: int, answer_headers: Mapping[str, str], sent_headers: Mapping[str, str],
+                 sent_at: float) -> None:
         """Every upstream answer: the request's log and metrics, and a rest for a key it refused."""
         name = self.config.name
-        status = response.status_code
-        sent_at = response.request.extensions.get("proxy_sent_at")
-        if sent_at is not None:
-            metrics.UPSTREAM_LATENCY.labels(name).observe(time.monotonic() - sent_at)
+        metrics.UPSTREAM_LATENCY.labels(name).observe(time.monotonic() - sent_at)
         metrics.UPSTREAM_RESPONSES.labels(name, str(status)).inc()
         record = logs.current()
         record.upstream, record.upstream_status = name, status
         if status in REST_STATUSES:
-            key = bearer_key(response.request.headers.get("authorization"))
+            key = bearer_key(sent_headers.get("authorization"))
             if key is not None and key in self.keys:
-                self.keys.rest(key, retry_after(response.headers) if status == 429 else None)
+                self.keys.rest(key, retry_after(answer_headers) if status == 429 else None)
                 metrics.UPSTREAM_KEY_RESTS.labels(name, str(status)).inc()
 
     async def send(
@@ -143,28 +232,43 @@ class Upstream:
         json: Any = None,
         params: str | None = None,
         first_byte_timeout: float | None = None,
-    ) -> httpx.Response:
-        """Send a request and return once the upstream's status and headers are in."""
+        decode: bool = True,
+    ) -> UpstreamResponse:
+        """Send a request and return once the upstream's status and headers are in.
+
+        With ``decode=False`` the body is read as the upstream encoded it (to be relayed byte for byte).
+        """
         if json is not None:
             content = orjson.dumps(json)
             headers = {**headers, "content-type": "application/json"}
-        url = self.url(path) + (f"?{params}" if params else "")
+        if self._basic is not None:
+            headers = {**{name: value for name, value in headers.items() if name.lower() != "authorization"},
+                       "authorization": self._basic}
+        upload_failures: list[BaseException] = []
+        if content is not None and not isinstance(content, bytes):
+            content = _watched(content, upload_failures)
+        # The path is already percent-encoded exactly once (see proxy.passthrough): sent as it is.
+        url = URL(self.url(path) + (f"?{params}" if params else ""), encoded=True)
         wait = first_byte_timeout or self.config.first_byte_timeout
-        timeout = httpx.Timeout(connect=self.config.connect_timeout, read=wait, write=60.0, pool=self.config.connect_timeout)
-        client = self._pick()
-        request = client.build_request(method, url, headers=headers, content=content, timeout=timeout)
+        timeout = aiohttp.ClientTimeout(total=None, connect=self.config.connect_timeout,
+                                        sock_connect=self.config.connect_timeout, sock_read=wait)
+        sent_at = time.monotonic()
         try:
-            return await client.send(request, stream=True)
-        except httpx.ConnectTimeout:
+            response = await self._client().request(method, url, headers=headers, data=content, timeout=timeout,
+                                                     allow_redirects=False, auto_decompress=decode)
+        except aiohttp.ConnectionTimeoutError:
             raise ProxyError(504, f"Timed out connecting to the upstream after {self.config.connect_timeout:g} s "
                                   "(connect timeout).", "upstream_timeout", code="connect_timeout") from None
-        except httpx.TimeoutException:
+        except aiohttp.ServerTimeoutError:
             raise ProxyError(504, f"The upstream sent no response within {wait:g} s (first-byte timeout).",
                              "upstream_timeout", code="first_byte_timeout") from None
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError,
-                httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            if upload_failures:
+                raise upload_failures[0] from None
             raise ProxyError(502, f"Could not reach the upstream: {_describe(exc)}", "upstream_error",
                              code="upstream_unreachable") from None
+        self._observe(response.status, response.headers, headers, sent_at)
+        return UpstreamResponse(response, decode)
 
     async def send_retrying(
         self,
@@ -176,7 +280,8 @@ class Upstream:
         content: bytes | None = None,
         params: str | None = None,
         first_byte_timeout: float | None = None,
-    ) -> tuple[httpx.Response, int]:
+        decode: bool = True,
+    ) -> tuple[UpstreamResponse, int]:
         """:meth:`send`, retried on 429/5xx and connection failures; returns the answer and the retry count.
 
         Only whole, re-sendable bodies are retried, and only before anything
@@ -194,7 +299,7 @@ class Upstream:
             last = attempt == self.config.max_attempts
             try:
                 response = await self.send(method, path, headers, content=content, params=params,
-                                           first_byte_timeout=first_byte_timeout)
+                                           first_byte_timeout=first_byte_timeout, decode=decode)
             except ProxyError as exc:
                 if last or exc.code not in _RETRYABLE_FAILURES:
                     raise
@@ -232,27 +337,26 @@ RETRYABLE_STATUSES = frozenset((429, 500, 502, 503, 504))
 _RETRYABLE_FAILURES = frozenset(("upstream_unreachable", "connect_timeout"))
 
 
-async def read_json(response: httpx.Response, limit: int = ERROR_BODY_LIMIT) -> tuple[Any, bytes]:
-    """Read a small body (error or non-streamed answer) and parse it if it is JSON."""
+async def _watched(chunks: AsyncIterator[bytes], failures: list[BaseException]) -> AsyncIterator[bytes]:
+    """An upload body whose own failure (say, the client's body growing past the limit) is kept to be reported.
+
+    The HTTP client sends the body in a task of its own and reports any failure there as a cut connection.
+    """
     try:
-        body = await _read_limited(response, limit)
-    finally:
-        await response.aclose()
+        async for chunk in chunks:
+            yield chunk
+    except Exception as exc:
+        failures.append(exc)
+        raise
+
+
+async def read_json(response: UpstreamResponse, limit: int = ERROR_BODY_LIMIT) -> tuple[Any, bytes]:
+    """Read a small body (error or non-streamed answer) and parse it if it is JSON."""
+    body = await response.read(limit)
     try:
         return orjson.loads(body), body
     except orjson.JSONDecodeError:
         return None, body
-
-
-async def _read_limited(response: httpx.Response, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            break
-    return b"".join(chunks)
 
 
 def upstream_error(status: int, payload: Any, raw: bytes, headers: Mapping[str, str] | None = None) -> ProxyError:
@@ -267,9 +371,9 @@ def upstream_error(status: int, payload: Any, raw: bytes, headers: Mapping[str, 
 _RETRY_HINTS = ("retry-after", "retry-after-ms")
 
 
-def relayed_headers(response: httpx.Response) -> list[tuple[bytes, bytes]]:
+def relayed_headers(response: UpstreamResponse) -> list[tuple[bytes, bytes]]:
     """The upstream's response headers that may reach the client (raw pairs keep repeated ones apart)."""
-    return [(name, value) for name, value in response.headers.raw
+    return [(name, value) for name, value in response.raw_headers
             if name.lower().decode("latin-1") not in RESPONSE_HOP_BY_HOP]
 
 

@@ -718,7 +718,7 @@ class FakeUpstream:
     """The fake API as an ASGI app plus what tests inspect and script.
 
     Scriptable endpoints (POST /v1/responses, GET /v1/responses/{id},
-    POST /v1/chat/completions) take the next scripted behaviour, else answer
+    POST /v1/chat/completions, GET /v1/models) take the next scripted behaviour, else answer
     by default: an echo Response (a reasoning item, summarised when the
     request asks for a summary, then `Echo: <last user text>`), the stored
     response, or a chat completion echo. Every request is recorded first.
@@ -844,8 +844,7 @@ class FakeUpstream:
             else:
                 await self._scripted(ex, r, self._chat_completion)
         elif (method, path) == ("GET", "/v1/models"):
-            await ex.json({"object": "list", "data": [
-                {"id": m, "object": "model", "created": 1715367049, "owned_by": "system"} for m in LISTED_MODELS]})
+            await self._scripted(ex, r, self._models)
         elif (method, path) == ("POST", "/v1/embeddings"):
             await self._embeddings(ex, r)
         elif (method, path) == ("POST", "/v1/audio/transcriptions"):
@@ -872,6 +871,10 @@ class FakeUpstream:
             await ex.hang(behaviour.seconds)
         else:
             await default(ex, r, behaviour)
+
+    async def _models(self, ex: _Exchange, r: Recorded, behaviour: Any) -> None:
+        await ex.json({"object": "list", "data": [
+            {"id": m, "object": "model", "created": 1715367049, "owned_by": "system"} for m in LISTED_MODELS]})
 
     # ------------------------------------------------ Responses API
 

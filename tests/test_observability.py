@@ -277,20 +277,15 @@ def test_readiness_check_can_be_off(make_proxy):
         assert httpx.get(url + "/readyz").status_code == 200
 
 
-async def test_readiness_is_cached_and_a_refused_key_is_not_ready():
-    probes = []
-
-    def answer(request):
-        probes.append(request.url.path)
-        return httpx.Response(401, json=error_body("Incorrect API key provided."))
-
-    config = load_config(env={"OPENAI_API_KEY": "sk-revoked"}).upstream
-    upstream = Upstream(config, httpx.AsyncClient(transport=httpx.MockTransport(answer)))
+async def test_readiness_is_cached_and_a_refused_key_is_not_ready(fake):
+    fake.script(Reply(401, json=error_body("Incorrect API key provided.")))
+    config = load_config(env={"OPENAI_API_KEY": "sk-revoked", "OPENAI_BASE_URL": fake.base_url}).upstream
+    upstream = Upstream(config)
     try:
         readiness = Readiness([upstream], "models", cache_seconds=60)
         ready, details = await readiness.status()
         assert not ready and "refused the proxy's key" in details["default"]
         await readiness.status()
-        assert probes == ["/v1/models"]
+        assert [r.path for r in fake.requests] == ["/v1/models"]
     finally:
         await upstream.aclose()

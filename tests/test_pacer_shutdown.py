@@ -1,8 +1,8 @@
 """Stopping a Pacer must let its reader finish a shielded cleanup.
 
-httpx releases a connection that has been read to the end inside a shielded
-scope; a reader cancelled half-way through that leaves the connection checked
-out of the pool, and its socket open, for the life of the process.
+An upstream call releases its connection and cancels its background job inside
+a shielded scope; a reader cancelled half-way through that would leave the job
+running upstream, paid for and unread.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ async def test_aclose_waits_for_a_shielded_cleanup() -> None:
 
     async def source():
         yield b"last"
-        with anyio.CancelScope(shield=True):  # what httpx does once the body is read
+        with anyio.CancelScope(shield=True):  # what an upstream call does when it closes
             await asyncio.sleep(0.05)
             cleaned.set()
 

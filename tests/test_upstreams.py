@@ -110,14 +110,12 @@ def test_a_key_the_upstream_refuses_rests(make_proxy, fake, status):
     assert f'proxy_upstream_key_rests_total{{status="{status}",upstream="default"}}' in metrics
 
 
-async def test_retry_after_sets_the_rest():
-    def answer(request):
-        if request.headers["authorization"] == "Bearer sk-a":
-            return httpx.Response(429, headers={"retry-after": "0.2"}, json=error_body("Slow down"))
-        return httpx.Response(200, json={})
-
-    config = load_config(env={}, overrides={"upstream": {"api_key": "sk-a", "api_keys": ["sk-b"]}}).upstream
-    upstream = Upstream(config, httpx.AsyncClient(transport=httpx.MockTransport(answer)))
+async def test_retry_after_sets_the_rest(fake):
+    fake.script(Reply(429, headers={"retry-after": "0.2"}, json=error_body("Slow down")), Reply(200, json={}),
+                Reply(200, json={}))
+    config = load_config(env={}, overrides={"upstream": {"base_url": fake.base_url, "api_key": "sk-a",
+                                                         "api_keys": ["sk-b"]}}).upstream
+    upstream = Upstream(config)
     try:
         statuses = []
         for _ in range(3):
@@ -125,6 +123,7 @@ async def test_retry_after_sets_the_rest():
             statuses.append(response.status_code)
             await response.aclose()
         assert statuses == [429, 200, 200]
+        assert keys_used(fake) == ["Bearer sk-a", "Bearer sk-b", "Bearer sk-b"]
         assert upstream.keys.resting() == ["sk-a"]
         await asyncio.sleep(0.25)
         assert upstream.keys.resting() == [] and upstream.keys.pick() == "sk-a"
