@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__, logs, metrics
 from .auth import OPEN_PATHS, ProxyKeyMiddleware
@@ -228,6 +229,56 @@ def fallback_worthy(error: ProxyError) -> bool:
                                            or "overloaded" in text)
 
 
+def error_response(exc: Exception) -> Response:
+    """The answer to a request that failed: OpenAI-style, with the error's status (500 for a bug of ours)."""
+    if isinstance(exc, ProxyError):
+        logs.current().error = str(exc.code or exc.type)
+        return json_response(exc.body(), exc.status, exc.headers)
+    if isinstance(exc, HTTPException):
+        return json_response(error_body(str(exc.detail), "invalid_request_error"), exc.status_code)
+    log.error("unexpected error while serving a request", exc_info=exc)
+    return json_response(error_body("The proxy failed unexpectedly while handling this request.", "server_error",
+                                    code="proxy_error"), 500)
+
+
+def is_chat(scope: Scope) -> bool:
+    return scope["type"] == "http" and scope["method"] == "POST" and scope["path"].endswith("/chat/completions")
+
+
+class ChatFirst:
+    """Chat requests, on any path ending in ``/chat/completions``, go straight to the proxy; the rest to FastAPI.
+
+    Chat is the hot path, and FastAPI's routing, dependency and exception layers cost
+    more per request than the translation itself.
+    """
+
+    def __init__(self, proxy: Proxy, routes: ASGIApp) -> None:
+        self.proxy = proxy
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not is_chat(scope):
+            await self.routes(scope, receive, send)
+            return
+        try:
+            response = await self.proxy.chat(Request(scope, receive))
+        except Exception as exc:
+            response = error_response(exc)
+        await response(scope, receive, send)
+
+
+class ProxyApp(FastAPI):
+    """FastAPI, inside the proxy's own middleware (``outer``), with chat requests taken before its layers."""
+
+    def __init__(self, proxy: Proxy, outer: Callable[[ASGIApp], ASGIApp], **options: Any) -> None:
+        super().__init__(**options)
+        self.state.proxy = proxy
+        self._outer = outer
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return self._outer(ChatFirst(self.state.proxy, super().build_middleware_stack()))
+
+
 def create_app(config: Config) -> FastAPI:
     proxy = Proxy(config)
     readiness = Readiness(proxy.upstreams.all, config.server.readiness_check)
@@ -244,31 +295,29 @@ def create_app(config: Config) -> FastAPI:
         if proxy.memory is not None:
             await proxy.memory.aclose()
 
-    app = FastAPI(title="responses-proxy", version=__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.proxy = proxy
-    # Added innermost first: the observer sees every answer, CORS headers go on 401s too.
-    open_paths = OPEN_PATHS if config.server.metrics_require_key else OPEN_PATHS | {"/metrics"}
-    app.add_middleware(ProxyKeyMiddleware, keys=config.server.api_keys, open_paths=open_paths)
-    if config.server.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=config.server.cors_origins, allow_methods=["*"],
-                           allow_headers=["*"], expose_headers=EXPOSED_HEADERS, max_age=600)
-    app.add_middleware(ObserveMiddleware, inflight=inflight)
+    def outer(app: ASGIApp) -> ASGIApp:
+        """The proxy's middleware, innermost first: the observer sees every answer, CORS headers go on 401s too."""
+        open_paths = OPEN_PATHS if config.server.metrics_require_key else OPEN_PATHS | {"/metrics"}
+        app = ProxyKeyMiddleware(app, keys=config.server.api_keys, open_paths=open_paths)
+        if config.server.cors_origins:
+            app = CORSMiddleware(app, allow_origins=config.server.cors_origins, allow_methods=["*"],
+                                 allow_headers=["*"], expose_headers=EXPOSED_HEADERS, max_age=600)
+        return ObserveMiddleware(app, inflight=inflight)
+
+    app = ProxyApp(proxy, outer, title="responses-proxy", version=__version__, lifespan=lifespan,
+                   docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.exception_handler(ProxyError)
     async def proxy_error(_: Request, exc: ProxyError) -> Response:
-        logs.current().error = str(exc.code or exc.type)
-        return json_response(exc.body(), exc.status, exc.headers)
+        return error_response(exc)
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> Response:
-        return json_response(error_body(str(exc.detail), "invalid_request_error"), exc.status_code)
+        return error_response(exc)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> Response:
-        log.exception("unexpected error while serving a request")
-        return json_response(error_body("The proxy failed unexpectedly while handling this request.", "server_error",
-                                        code="proxy_error"), 500)
+        return error_response(exc)
 
     @app.get("/")
     async def describe() -> Response:
@@ -301,8 +350,6 @@ def create_app(config: Config) -> FastAPI:
     @app.api_route("/{path:path}", methods=_METHODS)
     async def dispatch(request: Request) -> Response:
         path = request.url.path
-        if path.endswith("/chat/completions") and request.method == "POST":
-            return await proxy.chat(request)
         if path.endswith("/models") and request.method == "GET":
             return await proxy.models(request)
         return await proxy.forward(request, upstream_path(path))
