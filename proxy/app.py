@@ -21,7 +21,7 @@ from . import __version__, logs, metrics
 from .auth import OPEN_PATHS, ProxyKeyMiddleware
 from .calls import Capabilities
 from .chat import json_response, serve_translated, until_disconnect
-from .config import Config, load_config
+from .config import Config, ModelSettings, load_config
 from .errors import InvalidRequest, ProxyError, error_body
 from .health import Readiness
 from .memory import open_memory
@@ -37,6 +37,7 @@ log = logging.getLogger("proxy")
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
 SETTLE_SECONDS = 5.0
+SETTINGS_REMEMBERED = 1024
 # Response headers a browser app may read (CORS): the request id and what the proxy changed.
 EXPOSED_HEADERS = ["x-request-id", "x-upstream-request-id", "x-proxy-mode", "x-proxy-dropped-params",
                    "x-proxy-adjusted-params", "x-proxy-fallback"]
@@ -56,6 +57,16 @@ class Proxy:
         self._capabilities = {upstream.config.name: Capabilities() for upstream in self.upstreams.all}
         self.router = ModelRouter(config.translate, config.aliases)
         self.memory = open_memory(config.reasoning)
+        self._settings: dict[str, ModelSettings] = {}
+
+    def settings(self, model: str) -> ModelSettings:
+        """``config.model_settings(model)``, remembered: matching every glob costs more than a translation."""
+        found = self._settings.get(model)
+        if found is None:
+            if len(self._settings) >= SETTINGS_REMEMBERED:  # model names come from clients
+                self._settings.clear()
+            found = self._settings[model] = self.config.model_settings(model)
+        return found
 
     async def chat(self, request: Request) -> Response:
         body = await read_body(request, self.config.server.max_body_bytes)
@@ -78,7 +89,7 @@ class Proxy:
         if real_model != model or fixed:
             chat = {**chat, **fixed, "model": real_model}
             body = orjson.dumps(chat)
-        fallback = self.config.model_settings(real_model).fallback
+        fallback = self.settings(real_model).fallback
         try:
             return await self._chat(request, chat, body, can_fall_back=bool(fallback))
         except ProxyError as exc:
@@ -117,7 +128,7 @@ class Proxy:
         upstream = self.upstreams.for_model(chat["model"])
         config = self._configs[upstream.config.name]
         capabilities = self._capabilities[upstream.config.name]
-        settings = config.model_settings(chat["model"])
+        settings = self.settings(chat["model"])
         if settings.reasoning_effort and chat.get("reasoning_effort") is None:
             chat = {**chat, "reasoning_effort": settings.reasoning_effort}
         summary = None if config.reasoning.summary == "off" or capabilities.no_summary else config.reasoning.summary

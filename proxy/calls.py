@@ -153,7 +153,7 @@ class UpstreamCall:
                 if not self.plan.background or self.response_id is None:
                     raise
                 log.info("background stream %s broke (%s); resuming", self.response_id, type(exc).__name__)
-            await self._close_http()
+            self._close_http()
             if self.response_id is None:
                 return
             resumes += 1
@@ -215,7 +215,7 @@ class UpstreamCall:
             log.warning("could not resume background stream %s: %s", self.response_id, exc.message)
             return False
         if response.status_code >= 400 or not response.headers.get("content-type", "").startswith("text/event-stream"):
-            await response.aclose()
+            response.close()
             return False
         self._http = response
         return True
@@ -245,27 +245,28 @@ class UpstreamCall:
         if not self.plan.background or self.finished or self.response_id is None:
             return
         try:
-            with anyio.fail_after(10):
+            async with asyncio.timeout(10):
                 response = await self.upstream.send("POST", f"/responses/{self.response_id}/cancel", self.headers)
-                await response.aclose()
+                response.close()
             log.info("cancelled background response %s", self.response_id)
         except (ProxyError, TimeoutError, UpstreamBroken) as exc:
             log.warning("could not cancel background response %s: %s", self.response_id, exc)
 
     async def aclose(self) -> None:
         """Release the upstream connection and cancel an unfinished background job. Safe to call twice."""
-        with anyio.CancelScope(shield=True):
-            await self._close_http()
-            await self.cancel()
-            self.finished = True
+        self._close_http()
+        if self.plan.background and not self.finished and self.response_id is not None:
+            with anyio.CancelScope(shield=True):  # the job must be stopped even when the request is being cancelled
+                await self.cancel()
+        self.finished = True
         if self._counted:
             self._counted = False
             metrics.BACKGROUND_JOBS.dec()
 
-    async def _close_http(self) -> None:
+    def _close_http(self) -> None:
         http, self._http = self._http, None
         if http is not None:
-            await http.aclose()
+            http.close()
 
 
 def without_summary(body: dict[str, Any]) -> dict[str, Any]:

@@ -73,9 +73,12 @@ class Exchange:
     memory: ReasoningMemory | None
 
     async def aclose(self) -> None:
-        with anyio.CancelScope(shield=True):
-            for call in self.calls:
-                await call.aclose()
+        for call in self.calls:
+            await call.aclose()
+        if self.memory is None:
+            await self.conclude()  # waits for nothing
+            return
+        with anyio.CancelScope(shield=True):  # kept reasoning is stored even when the request is being cancelled
             await self.conclude()
 
     async def conclude(self) -> None:
@@ -104,28 +107,38 @@ async def serve_translated(config: Config, upstream: Upstream, capabilities: Cap
         idle_timeout=settings.idle_timeout or upstream.config.idle_timeout,
     )
     headers = upstream.headers(request.headers)
-    # Waiting for the upstream's headers can take long (queues, a slow upstream): a client that leaves
-    # meanwhile must not keep the upstream request open.
     plans = [CallPlan(**plan) for _ in range(translation.n)]
-    calls = await until_disconnect(request, _start_all(upstream, headers, plans, capabilities, config))
     completion_id = new_completion_id()
-    exchange = Exchange(calls, [
-        StreamTranslator(translation.model, choice_index=index, presentation=presentation, completion_id=completion_id,
-                         include_usage=translation.include_usage and translation.n == 1)
-        for index in range(translation.n)
-    ], memory)
+
+    async def start() -> Exchange:
+        calls = await _start_all(upstream, headers, plans, capabilities, config)
+        return Exchange(calls, [
+            StreamTranslator(translation.model, choice_index=index, presentation=presentation,
+                             completion_id=completion_id, include_usage=translation.include_usage and translation.n == 1)
+            for index in range(translation.n)
+        ], memory)
+
+    async def whole() -> dict[str, Any]:
+        return await _completion(await start())
+
+    # Waiting for the upstream's headers (or the whole answer) can take long: a client that leaves
+    # meanwhile must not keep the upstream request open.
     extra = translation_headers(translation)
     if translation.stream:
-        return StreamingResponse(_relay_stream(exchange, config, translation.include_usage and translation.n > 1),
+        return StreamingResponse(_relay_stream(await until_disconnect(request, start()), config,
+                                               translation.include_usage and translation.n > 1),
                                  media_type="text/event-stream", headers={**SSE_HEADERS, **extra})
     if config.stream.non_stream_keepalive:
-        return StreamingResponse(_padded_completion(exchange, config), media_type="application/json", headers=extra)
-    return json_response(await until_disconnect(request, _completion(exchange)), headers=extra)
+        return StreamingResponse(_padded_completion(await until_disconnect(request, start()), config),
+                                 media_type="application/json", headers=extra)
+    return json_response(await until_disconnect(request, whole()), headers=extra)
 
 
 async def _start_all(upstream: Upstream, headers: Mapping[str, str], plans: list[CallPlan], capabilities: Capabilities,
                      config: Config) -> list[UpstreamCall]:
     """Create every choice's upstream response; if one cannot start, none is left running."""
+    if len(plans) == 1:
+        return [await start_call(upstream, headers, plans[0], capabilities, config.background)]
     tasks = [asyncio.ensure_future(start_call(upstream, headers, plan, capabilities, config.background))
              for plan in plans]
     try:
@@ -211,28 +224,31 @@ def _connection_failed(exc: Exception) -> ProxyError:
 
 
 async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Run ``work``, abandoning it (and so cancelling the upstream job) if the client goes away.
+    """Await ``work``, abandoning it (and so cancelling the upstream job) if the client goes away.
 
     Only for requests whose body has been read: the watcher consumes the client's messages.
     """
-    task = asyncio.ensure_future(work)
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
 
     async def client_gone() -> None:
+        nonlocal gone
         while (await request.receive())["type"] != "http.disconnect":
             pass
+        gone = True
+        task.cancel()
 
     watcher = asyncio.ensure_future(client_gone())
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        if not task.done():
-            task.cancel()
-            await asyncio.wait({task})
-        watcher.cancel()
-    if task.cancelled():
+        return await work
+    except asyncio.CancelledError:
+        if not gone or task.uncancel() > 0:  # cancelled by someone else (the server stopping)
+            raise
         log.info("client disconnected before its answer was ready")
-        raise ProxyError(499, "The client closed the connection.", "client_disconnected")
-    return task.result()
+        raise ProxyError(499, "The client closed the connection.", "client_disconnected") from None
+    finally:
+        watcher.cancel()
 
 
 async def _padded_completion(exchange: Exchange, config: Config) -> AsyncIterator[bytes]:

@@ -65,7 +65,7 @@ class Readiness:
     async def _models(upstream: Upstream) -> str:
         try:
             response = await upstream.send("GET", "/models", upstream.headers({}))
-            await response.aclose()
+            response.close()
         except ProxyError as exc:
             return f"GET /models failed: {exc.message}"
         if response.status_code >= 500:

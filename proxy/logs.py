@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
+
 access_log = logging.getLogger("proxy.access")
 
 
@@ -90,7 +92,7 @@ def end(token: Any) -> None:
 
 # ---------------------------------------------------------------- formatting and redaction
 
-_secrets: set[str] = set()
+_secrets: list[str] = []  # longest first, so a key that contains another is hidden whole
 _SECRET_PATTERNS = (
     (re.compile(r"(?i)\b(bearer)\s+[^\s\"',;]+"), r"\1 ***"),
     (re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"), "sk-***"),
@@ -99,15 +101,17 @@ _SECRET_PATTERNS = (
 
 def register_secrets(values: Iterable[str | None]) -> None:
     """Keys that must never appear in a log line, whatever logged them."""
-    _secrets.update(value for value in values if value and len(value) >= 4)
+    _secrets[:] = sorted({*_secrets, *(value for value in values if value and len(value) >= 4)}, key=len, reverse=True)
 
 
 def redact(text: str) -> str:
-    for secret in sorted(_secrets, key=len, reverse=True):
+    for secret in _secrets:
         if secret in text:
             text = text.replace(secret, "***")
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
+    # The patterns cost more than the line's other work: run them only where they can match.
+    if "sk-" in text or "bearer" in text.lower():
+        for pattern, replacement in _SECRET_PATTERNS:
+            text = pattern.sub(replacement, text)
     return text
 
 
@@ -125,7 +129,11 @@ class JsonFormatter(logging.Formatter):
         line.update(getattr(record, "fields", None) or {})
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return redact(json.dumps(line, ensure_ascii=False, default=str))
+        try:
+            text = orjson.dumps(line, default=str).decode()
+        except TypeError:  # a lone surrogate in some message: the slower encoder escapes it
+            text = json.dumps(line, default=str)
+        return redact(text)
 
 
 class TextFormatter(logging.Formatter):

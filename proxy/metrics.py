@@ -70,27 +70,39 @@ def model_label(model: str | None) -> str:
     return model
 
 
+def child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, remembered: the client library validates and locks on every call."""
+    key = (metric, labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*labels)
+    return found
+
+
+_children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+
 def observe(record: Any) -> None:
     """Count one finished request from its :class:`~proxy.logs.RequestLog`."""
     mode = record.mode or "none"
     model = model_label(record.model)
-    REQUESTS.labels(model, mode, str(record.status or 0)).inc()
+    child(REQUESTS, model, mode, str(record.status or 0)).inc()
     if record.error:
-        REQUEST_ERRORS.labels(mode, record.error).inc()
+        child(REQUEST_ERRORS, mode, record.error).inc()
     if record.duration is not None:
-        REQUEST_DURATION.labels(mode).observe(record.duration)
+        child(REQUEST_DURATION, mode).observe(record.duration)
     if record.ttfb is not None:
-        TIME_TO_FIRST_BYTE.labels(mode).observe(record.ttfb)
+        child(TIME_TO_FIRST_BYTE, mode).observe(record.ttfb)
     for kind in ("prompt", "completion", "reasoning"):
         value = getattr(record, f"{kind}_tokens")
         if value:
-            TOKENS.labels(model, kind).inc(value)
+            child(TOKENS, model, kind).inc(value)
     if record.retries:
-        RETRIES.labels(record.upstream or "none").inc(record.retries)
+        child(RETRIES, record.upstream or "none").inc(record.retries)
     if record.fallback:
-        FALLBACKS.labels(model, model_label(record.fallback)).inc()
+        child(FALLBACKS, model, model_label(record.fallback)).inc()
     if record.client_disconnected:
-        CLIENT_DISCONNECTS.labels(mode).inc()
+        child(CLIENT_DISCONNECTS, mode).inc()
 
 
 def render() -> tuple[bytes, str]:

@@ -11,6 +11,7 @@ gets a 503.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import secrets
@@ -33,10 +34,18 @@ SHUTDOWN_ERROR = error_body("The server is shutting down and could not finish th
 
 
 def request_id(incoming: str | None) -> str:
-    """The client's ``x-request-id`` when it is a short plain token, else a new one."""
+    """The client's ``x-request-id`` when it is a short plain token, else a new one.
+
+    New ids are a random per-process prefix and a counter: unique across replicas and restarts, and
+    without a system call per request (they name a request in the logs; they are not secrets).
+    """
     if incoming and _SANE_ID.fullmatch(incoming):
         return incoming
-    return f"req_{secrets.token_hex(12)}"
+    return f"req_{_ID_PREFIX}{next(_ids):08x}"
+
+
+_ID_PREFIX = secrets.token_hex(8)
+_ids = itertools.count(1)
 
 
 class _Answer:
@@ -70,9 +79,9 @@ class ObserveMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
-        record = logs.RequestLog(request_id=request_id(headers.get("x-request-id")), method=scope["method"],
-                                 path=scope["path"])
+        incoming = next((value.decode("latin-1") for name, value in scope["headers"] if name.lower() == b"x-request-id"),
+                        None)
+        record = logs.RequestLog(request_id=request_id(incoming), method=scope["method"], path=scope["path"])
         answer = _Answer()
         token = logs.begin(record)
         task = asyncio.current_task()
@@ -86,7 +95,7 @@ class ObserveMiddleware:
                 message["headers"] = self._headers(message.get("headers", []), record, answer)
                 if answer.event_stream:
                     answer.stream_label = record.mode or "none"
-                    metrics.ACTIVE_STREAMS.labels(answer.stream_label).inc()
+                    metrics.child(metrics.ACTIVE_STREAMS, answer.stream_label).inc()
             elif message["type"] == "http.response.body":
                 body = message.get("body", b"")
                 if body:
@@ -156,7 +165,7 @@ class ObserveMiddleware:
     def _finish(record: logs.RequestLog, answer: _Answer) -> None:
         record.duration = time.monotonic() - record.started
         if answer.stream_label is not None:
-            metrics.ACTIVE_STREAMS.labels(answer.stream_label).dec()
+            metrics.child(metrics.ACTIVE_STREAMS, answer.stream_label).dec()
         if record.path in QUIET_PATHS:
             logs.write(record, logging.DEBUG)
             return

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from urllib.parse import quote, unquote
 
-import anyio
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -117,5 +116,4 @@ async def _raw(response: UpstreamResponse) -> AsyncIterator[bytes]:
         async for chunk in response.chunks():
             yield chunk
     finally:
-        with anyio.CancelScope(shield=True):
-            await response.aclose()
+        response.close()

@@ -107,11 +107,11 @@ class UpstreamResponse:
                 if size > limit:
                     break
         finally:
-            await self.aclose()
+            self.close()
         body = b"".join(chunks)
         return body if self._decoded else _decode(body, self.headers.get("content-encoding", ""))
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
         """Give the connection back to the pool when the body was read to its end; otherwise close it."""
         self._response.release()
 
@@ -212,8 +212,8 @@ class Upstream:
                  sent_at: float) -> None:
         """Every upstream answer: the request's log and metrics, and a rest for a key it refused."""
         name = self.config.name
-        metrics.UPSTREAM_LATENCY.labels(name).observe(time.monotonic() - sent_at)
-        metrics.UPSTREAM_RESPONSES.labels(name, str(status)).inc()
+        metrics.child(metrics.UPSTREAM_LATENCY, name).observe(time.monotonic() - sent_at)
+        metrics.child(metrics.UPSTREAM_RESPONSES, name, str(status)).inc()
         record = logs.current()
         record.upstream, record.upstream_status = name, status
         if status in REST_STATUSES:
@@ -321,7 +321,7 @@ class Upstream:
             if loop.time() + delay > deadline:
                 return response, attempt - 1
             log.info("upstream %s %s answered %d; retrying in %.2f s", method, path, response.status_code, delay)
-            await response.aclose()
+            response.close()
             await asyncio.sleep(delay)
             logs.current().retries += 1
             headers = rekeyed
