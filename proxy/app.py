@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from . import __version__, logs, metrics
 from .auth import OPEN_PATHS, ProxyKeyMiddleware
 from .calls import Capabilities
-from .chat import json_response, serve_translated, until_disconnect
+from .chat import json_response, serve_translated
 from .config import Config, ModelSettings, load_config
 from .errors import InvalidRequest, ProxyError, error_body
 from .health import Readiness
@@ -28,6 +28,7 @@ from .memory import open_memory
 from .middleware import InFlight, ObserveMiddleware
 from .passthrough import open_forward, read_body, relay, replay, upstream_path
 from .routing import ModelRouter, says_responses_only
+from .streaming import until_disconnect
 from .translate.request import MappingOptions, chat_to_responses, check_nesting, restore_reasoning
 from .translate.stream import Presentation
 from .upstream import RETRYABLE_STATUSES, Upstream, read_json, upstream_error
@@ -109,7 +110,7 @@ class Proxy:
             return await self.translate(request, chat)
         upstream = self.upstreams.for_model(model)
         logs.current().mode = "passthrough"
-        response = await until_disconnect(request, open_forward(upstream, request, "/chat/completions", body,
+        response = await until_disconnect(request.receive, open_forward(upstream, request, "/chat/completions", body,
                                                                 self.config.server.max_body_bytes))
         if response.status_code < 400:
             return relay(response, {"x-proxy-mode": "passthrough"})

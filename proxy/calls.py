@@ -68,7 +68,7 @@ def parse_events(decoder: SSEDecoder, chunk: bytes | None) -> list[dict[str, Any
     """Parsed Responses events in ``chunk`` (``None`` flushes the decoder at end of stream)."""
     events = []
     for sse in decoder.feed(chunk) if chunk is not None else decoder.close():
-        if not sse.data or sse.data == "[DONE]":
+        if not sse.data or sse.data == b"[DONE]":
             continue
         try:
             event = orjson.loads(sse.data)
@@ -100,7 +100,7 @@ def _refuses(error: ProxyError, pattern: str) -> bool:
 
 
 class UpstreamCall:
-    """A started upstream Responses request; iterate :meth:`events` once."""
+    """A started upstream Responses request; iterate :meth:`batches` once."""
 
     def __init__(self, upstream: Upstream, headers: Mapping[str, str], plan: CallPlan,
                  background: BackgroundConfig, retries: int) -> None:
@@ -119,34 +119,38 @@ class UpstreamCall:
         if self._counted:
             metrics.BACKGROUND_JOBS.inc()
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
+    async def batches(self) -> AsyncIterator[list[dict[str, Any]]]:
+        """The answer's events, in lists of those that arrived together (one per upstream read)."""
         if self._answer is not None:
             first = terminal_event(self._answer)
             if first is not None or not self.plan.background:
                 self.finished = True
-                yield first or {"type": "response.completed", "response": self._answer}
+                yield [first or {"type": "response.completed", "response": self._answer}]
                 return
             async for event in self._poll(self._answer):
-                yield event
+                yield [event]
             return
-        async for event in self._stream():
-            yield event
+        async for batch in self._stream():
+            yield batch
 
-    async def _stream(self) -> AsyncIterator[dict[str, Any]]:
+    async def _stream(self) -> AsyncIterator[list[dict[str, Any]]]:
         resumes = 0
         while True:
             decoder = SSEDecoder()
             try:
                 async for chunk in self._chunks():
+                    batch = []
                     for event in parse_events(decoder, chunk):
                         self._track(event)
+                        batch.append(event)
                         # Known finished before the consumer sees the end, so closing now cancels nothing.
                         self.finished = event.get("type") in TERMINAL_EVENTS
                         if self.finished:
                             await self._drain()
-                        yield event
-                        if self.finished:
+                            yield batch
                             return
+                    if batch:
+                        yield batch
                 if not self.plan.background:
                     return  # the consumer reports the stream as cut short
             except UpstreamBroken as exc:
@@ -159,7 +163,7 @@ class UpstreamCall:
             resumes += 1
             if resumes > self.background.max_resumes or not await self._resume():
                 async for event in self._poll(None):
-                    yield event
+                    yield [event]
                 return
 
     async def _chunks(self) -> AsyncIterator[bytes | None]:

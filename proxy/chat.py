@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import anyio
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from . import logs, metrics
 from .calls import Capabilities, CallPlan, UpstreamCall, start_call
@@ -25,6 +25,7 @@ from .errors import ProxyError
 from .memory import ReasoningMemory
 from .pacing import HEARTBEAT, Pacer
 from .sse import DONE, KEEPALIVE, encode_data
+from .streaming import StreamedResponse, until_disconnect
 from .translate.completion import CompletionBuilder
 from .translate.request import Translation
 from .translate.response import new_completion_id
@@ -35,7 +36,7 @@ log = logging.getLogger("proxy.chat")
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 PROGRESS_EVERY = 60.0  # seconds between "Still thinking" notes, when progress notes are on
-T = TypeVar("T")
+READ_AHEAD = 4  # upstream reads (of up to ~128 KiB each) held for a client that is slower than the upstream
 
 
 def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -125,13 +126,13 @@ async def serve_translated(config: Config, upstream: Upstream, capabilities: Cap
     # meanwhile must not keep the upstream request open.
     extra = translation_headers(translation)
     if translation.stream:
-        return StreamingResponse(_relay_stream(await until_disconnect(request, start()), config,
+        return StreamedResponse(_relay_stream(await until_disconnect(request.receive, start()), config,
                                                translation.include_usage and translation.n > 1),
                                  media_type="text/event-stream", headers={**SSE_HEADERS, **extra})
     if config.stream.non_stream_keepalive:
-        return StreamingResponse(_padded_completion(await until_disconnect(request, start()), config),
+        return StreamedResponse(_padded_completion(await until_disconnect(request.receive, start()), config),
                                  media_type="application/json", headers=extra)
-    return json_response(await until_disconnect(request, whole()), headers=extra)
+    return json_response(await until_disconnect(request.receive, whole()), headers=extra)
 
 
 async def _start_all(upstream: Upstream, headers: Mapping[str, str], plans: list[CallPlan], capabilities: Capabilities,
@@ -153,18 +154,21 @@ async def _start_all(upstream: Upstream, headers: Mapping[str, str], plans: list
         raise
 
 
-async def _events(exchange: Exchange) -> AsyncIterator[tuple[int, dict[str, Any] | BaseException]]:
-    """Every choice's upstream events, tagged with the choice index, as they arrive."""
+Batch = list[dict[str, Any]]
+
+
+async def _events(exchange: Exchange) -> AsyncIterator[tuple[int, Batch | BaseException]]:
+    """Every choice's upstream events, in batches tagged with the choice index, as they arrive."""
     if len(exchange.calls) == 1:
-        async for event in exchange.calls[0].events():
-            yield 0, event
+        async for batch in exchange.calls[0].batches():
+            yield 0, batch
         return
-    queue: asyncio.Queue[tuple[int, dict[str, Any] | BaseException | None]] = asyncio.Queue(64)
+    queue: asyncio.Queue[tuple[int, Batch | BaseException | None]] = asyncio.Queue(64)
 
     async def read(index: int, call: UpstreamCall) -> None:
         try:
-            async for event in call.events():
-                await queue.put((index, event))
+            async for batch in call.batches():
+                await queue.put((index, batch))
             await queue.put((index, None))
         except Exception as exc:  # handed to the consumer, which knows whether the choice still matters
             await queue.put((index, exc))
@@ -184,12 +188,18 @@ async def _events(exchange: Exchange) -> AsyncIterator[tuple[int, dict[str, Any]
         await asyncio.wait(readers)
 
 
-def _feed(translator: StreamTranslator, item: dict[str, Any] | BaseException) -> list[dict[str, Any]]:
+def _feed(translator: StreamTranslator, item: Batch | BaseException) -> list[dict[str, Any]]:
+    """The chat chunks for a batch of events, up to the choice's end."""
     if isinstance(item, BaseException):
         if translator.done:
             return []  # a choice that already ended (at a stop sequence) was closed on purpose
         raise item
-    return translator.feed(item)
+    frames: list[dict[str, Any]] = []
+    for event in item:
+        if translator.done:
+            break
+        frames.extend(translator.feed(event))
+    return frames
 
 
 async def _completion(exchange: Exchange) -> dict[str, Any]:
@@ -223,34 +233,6 @@ def _connection_failed(exc: Exception) -> ProxyError:
                       "upstream_error", code="upstream_disconnected")
 
 
-async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Await ``work``, abandoning it (and so cancelling the upstream job) if the client goes away.
-
-    Only for requests whose body has been read: the watcher consumes the client's messages.
-    """
-    task = asyncio.current_task()
-    assert task is not None
-    gone = False
-
-    async def client_gone() -> None:
-        nonlocal gone
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-        gone = True
-        task.cancel()
-
-    watcher = asyncio.ensure_future(client_gone())
-    try:
-        return await work
-    except asyncio.CancelledError:
-        if not gone or task.uncancel() > 0:  # cancelled by someone else (the server stopping)
-            raise
-        log.info("client disconnected before its answer was ready")
-        raise ProxyError(499, "The client closed the connection.", "client_disconnected") from None
-    finally:
-        watcher.cancel()
-
-
 async def _padded_completion(exchange: Exchange, config: Config) -> AsyncIterator[bytes]:
     """Whitespace while the answer is prepared, then the JSON: JSON parsers skip leading whitespace.
 
@@ -275,7 +257,7 @@ async def _padded_completion(exchange: Exchange, config: Config) -> AsyncIterato
 
 async def _relay_stream(exchange: Exchange, config: Config, summed_usage: bool) -> AsyncIterator[bytes]:
     translators = exchange.translators
-    pacer: Pacer[tuple[int, Any]] = Pacer(_events(exchange), config.stream.heartbeat_interval)
+    pacer: Pacer[tuple[int, Any]] = Pacer(_events(exchange), config.stream.heartbeat_interval, READ_AHEAD)
     loop = asyncio.get_running_loop()
     started = loop.time()
     notes = 0
@@ -295,9 +277,9 @@ async def _relay_stream(exchange: Exchange, config: Config, summed_usage: bool) 
                     frames = []
                     continue
                 # Whatever else has arrived goes out in the same write: one client write for a burst.
-                for index, event in [item, *pacer.ready()]:
+                for index, batch in [item, *pacer.ready()]:
                     translator = translators[index]
-                    frames.extend(_feed(translator, event))
+                    frames.extend(_feed(translator, batch))
                     if translator.done and not exchange.calls[index].finished:
                         await exchange.calls[index].aclose()  # a stop sequence: no more tokens for nothing
                     if translator.error is not None:

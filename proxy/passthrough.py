@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator
 from urllib.parse import quote, unquote
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from .errors import InvalidRequest, ProxyError
+from .streaming import StreamedResponse
 from .upstream import Upstream, UpstreamResponse, relayed_headers
 
 def upstream_path(client_path: str) -> str:
@@ -93,9 +94,9 @@ async def open_forward(upstream: Upstream, request: Request, path: str, body: by
     return response
 
 
-def relay(response: UpstreamResponse, extra_headers: dict[str, str] | None = None) -> StreamingResponse:
+def relay(response: UpstreamResponse, extra_headers: dict[str, str] | None = None) -> StreamedResponse:
     """Stream an upstream answer to the client byte for byte (still compressed, if it was)."""
-    relayed = StreamingResponse(_raw(response), status_code=response.status_code)
+    relayed = StreamedResponse(_raw(response), status_code=response.status_code)
     relayed.raw_headers = relayed_headers(response) + [
         (name.encode("latin-1"), value.encode("latin-1")) for name, value in (extra_headers or {}).items()]
     return relayed

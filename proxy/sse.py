@@ -17,7 +17,7 @@ import orjson
 @dataclass(slots=True)
 class ServerSentEvent:
     event: str | None
-    data: str
+    data: bytes  # as sent (UTF-8): JSON parsers take bytes, and most events are only parsed
 
 
 class SSEDecoder:
@@ -28,7 +28,7 @@ class SSEDecoder:
     def __init__(self) -> None:
         self._buffer = b""
         self._event: str | None = None
-        self._data: list[str] = []
+        self._data: list[bytes] = []
         self._pending_cr = False
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
@@ -41,38 +41,29 @@ class SSEDecoder:
         lines = buffer.split(b"\n")
         self._buffer = lines.pop()
         events: list[ServerSentEvent] = []
-        for raw in lines:
-            event = self._line(raw)
-            if event is not None:
-                events.append(event)
+        for line in lines:
+            if not line:
+                if self._data or self._event is not None:
+                    events.append(ServerSentEvent(self._event, b"\n".join(self._data)))
+                    self._event, self._data = None, []
+            elif line.startswith(b"data:"):  # most lines: checked first
+                self._data.append(line[6:] if line.startswith(b"data: ") else line[5:])
+            elif not line.startswith(b":"):  # a comment otherwise
+                self._field(line)
         return events
 
     def close(self) -> list[ServerSentEvent]:
         """Flush at end of stream; a final event without a blank line still counts."""
-        events = self.feed(b"\n") if self._buffer else []
-        event = self._line(b"")
-        if event is not None:
-            events.append(event)
-        return events
+        return self.feed(b"\n\n") if self._buffer or self._data or self._event is not None else []
 
-    def _line(self, raw: bytes) -> ServerSentEvent | None:
-        if not raw:
-            if not self._data and self._event is None:
-                return None
-            event = ServerSentEvent(self._event, "\n".join(self._data))
-            self._event, self._data = None, []
-            return event
-        if raw.startswith(b":"):
-            return None
-        name, sep, value = raw.partition(b":")
+    def _field(self, line: bytes) -> None:
+        name, sep, value = line.partition(b":")
         if sep and value.startswith(b" "):
             value = value[1:]
-        text = value.decode("utf-8", "replace")
         if name == b"data":
-            self._data.append(text)
+            self._data.append(value)
         elif name == b"event":
-            self._event = text
-        return None
+            self._event = value.decode("utf-8", "replace")
 
 
 DONE = b"data: [DONE]\n\n"

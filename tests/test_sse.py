@@ -9,7 +9,7 @@ STREAM = (b"event: response.created\ndata: {\"a\":1}\n\n"
           b"data: line one\ndata: line two\n\n"
           b"event: x\r\ndata:no-space\r\n\r\n"
           b"data: [DONE]\n\n")
-EXPECTED = [("response.created", '{"a":1}'), (None, "line one\nline two"), ("x", "no-space"), (None, "[DONE]")]
+EXPECTED = [("response.created", b'{"a":1}'), (None, b"line one\nline two"), ("x", b"no-space"), (None, b"[DONE]")]
 
 
 def decode(chunks):
@@ -28,13 +28,13 @@ def test_any_split_gives_the_same_events(size):
 
 
 def test_cr_only_line_ends_and_split_crlf():
-    assert decode([b"data: a\r", b"\n\r", b"\ndata: b\r\r"]) == [(None, "a"), (None, "b")]
+    assert decode([b"data: a\r", b"\n\r", b"\ndata: b\r\r"]) == [(None, b"a"), (None, b"b")]
 
 
 def test_final_event_without_blank_line_is_flushed():
-    assert decode([b"data: tail"]) == [(None, "tail")]
+    assert decode([b"data: tail"]) == [(None, b"tail")]
 
 
 def test_writer_round_trips_through_reader():
     frames = encode_event("response.created", {"x": "a\nb"}) + encode_data({"y": 1}) + KEEPALIVE + DONE
-    assert decode([frames]) == [("response.created", '{"x":"a\\nb"}'), (None, '{"y":1}'), (None, "[DONE]")]
+    assert decode([frames]) == [("response.created", b'{"x":"a\\nb"}'), (None, b'{"y":1}'), (None, b"[DONE]")]
