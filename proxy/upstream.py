@@ -42,6 +42,9 @@ HOP_BY_HOP = frozenset((
 # Client headers that never reach the upstream: credentials are the proxy's to set,
 # and the client's accepted encodings are not the proxy's when it decodes the body.
 _CLIENT_ONLY = frozenset(("authorization", "x-api-key", "cookie", "accept-encoding", "expect"))
+_DROPPED = HOP_BY_HOP | _CLIENT_ONLY
+_DROPPED_KEEPING_ENCODING = _DROPPED - {"accept-encoding"}
+_CREDENTIALS = frozenset(("authorization", "x-api-key"))
 ERROR_BODY_LIMIT = 1024 * 1024
 _BILLING = frozenset(("openai-organization", "openai-project"))
 KEEPALIVE_SECONDS = 15.0  # an idle pooled connection is closed after this long
@@ -179,13 +182,14 @@ class Upstream:
         With an upstream key configured it replaces whatever the client sent;
         without one, the client's own ``Authorization`` is forwarded.
         """
+        named = [(name.lower(), name, value) for name, value in client_headers.items()]
+        dropped = _DROPPED_KEEPING_ENCODING if keep_encoding else _DROPPED
         # Headers named in Connection are hop-by-hop too (RFC 9110 section 7.6.1), and Proxy-* ones are for us.
-        hop = HOP_BY_HOP | {name.strip().lower() for name in client_headers.get("connection", "").split(",")}
-        headers = {
-            name: value for name, value in client_headers.items()
-            if name.lower() not in hop and not name.lower().startswith("proxy-")
-            and (name.lower() not in _CLIENT_ONLY or (keep_encoding and name.lower() == "accept-encoding"))
-        }
+        for lower, _, value in named:
+            if lower == "connection":
+                dropped = dropped | {name.strip().lower() for name in value.split(",")}
+        headers = {name: value for lower, name, value in named
+                   if lower not in dropped and not lower.startswith("proxy-")}
         key = self.keys.pick()
         if key is not None:
             headers["authorization"] = f"Bearer {key}"
@@ -193,10 +197,7 @@ class Upstream:
             for name in [name for name in headers if name.lower() in _BILLING]:
                 del headers[name]
         else:
-            for name in ("authorization", "x-api-key"):
-                value = client_headers.get(name)
-                if value is not None:
-                    headers[name] = value
+            headers.update((name, value) for lower, name, value in named if lower in _CREDENTIALS)
         headers.update(self.config.headers)
         return headers
 
