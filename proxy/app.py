@@ -283,7 +283,8 @@ class ProxyApp(FastAPI):
     """FastAPI, inside the proxy's own middleware (``outer``), with chat requests taken before its layers."""
 
     def __init__(self, proxy: Proxy, outer: Callable[[ASGIApp], ASGIApp], **options: Any) -> None:
-        super().__init__(**options)
+        # The proxy has its own logs and metrics; FastAPI's OpenTelemetry hook would look for providers per request.
+        super().__init__(telemetry={"tracing": False, "metrics": False, "logs": False}, **options)
         self.state.proxy = proxy
         self._outer = outer
 
