@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -39,6 +40,7 @@ log = logging.getLogger("proxy")
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
 SETTLE_SECONDS = 5.0
 SETTINGS_REMEMBERED = 1024
+GC_YOUNG_THRESHOLD = 50_000  # allocations between young collections (Python's default: 700)
 # Response headers a browser app may read (CORS): the request id and what the proxy changed.
 EXPOSED_HEADERS = ["x-request-id", "x-upstream-request-id", "x-proxy-mode", "x-proxy-dropped-params",
                    "x-proxy-adjusted-params", "x-proxy-fallback"]
@@ -241,6 +243,18 @@ def fallback_worthy(error: ProxyError) -> bool:
                                            or "overloaded" in text)
 
 
+def tune_garbage_collection() -> None:
+    """Fewer, cheaper cyclic collections: a request allocates thousands of short-lived containers.
+
+    Objects alive at start-up (the app, its libraries) are set aside for good, so a full collection
+    no longer walks them; and a young collection waits for more allocations than Python's default 700.
+    Reference counting still frees nearly everything at once; only cycles wait a little longer.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def error_response(exc: Exception) -> Response:
     """The answer to a request that failed: OpenAI-style, with the error's status (500 for a bug of ours)."""
     if isinstance(exc, ProxyError):
@@ -301,6 +315,7 @@ def create_app(config: Config) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        tune_garbage_collection()
         yield
         # Requests the server cancelled after the grace period end their answers with an error first.
         await inflight.settle(SETTLE_SECONDS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import socket
@@ -68,6 +69,16 @@ def test_models_on_any_path_ending_in_models(proxy_url, fake, path):
     assert response.status_code == 200
     assert any(model["id"] == "o3-pro" for model in response.json()["data"])
     assert fake.requests[-1].path == "/v1/models"
+
+
+def test_a_compressed_model_list_is_read_and_rewritten(proxy_url, fake):
+    """The model list is relayed as the upstream encoded it, but rewritten by the proxy, so it is decoded first."""
+    listing = {"object": "list", "data": [{"id": "o3-pro", "object": "model", "created": 1, "owned_by": "system"}]}
+    fake.script(Reply(200, body=gzip.compress(json.dumps(listing).encode()), headers={"content-encoding": "gzip"}))
+    response = httpx.get(proxy_url + "/v1/models", headers={"accept-encoding": "gzip"}, timeout=30)
+    assert response.status_code == 200 and "content-encoding" not in response.headers
+    assert response.json()["data"][0]["id"] == "o3-pro"
+    assert fake.requests[-1].headers["accept-encoding"] == "gzip"
 
 
 def test_embeddings_json(proxy_url, fake):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -16,11 +17,20 @@ import httpx
 import pytest
 
 from fake_upstream import Hang, Stream, build_response, message_item, stream_events
+from proxy.app import GC_YOUNG_THRESHOLD
 
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGES = [{"role": "user", "content": "Hi"}]
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
+
+
+def test_start_up_objects_are_set_aside_from_garbage_collection(make_proxy):
+    gc.set_threshold(700, 10, 10)
+    gc.unfreeze()
+    with make_proxy():
+        assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD
+        assert gc.get_freeze_count() > 0
 
 
 def free_port():
