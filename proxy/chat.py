@@ -127,11 +127,11 @@ async def serve_translated(config: Config, upstream: Upstream, capabilities: Cap
     extra = translation_headers(translation)
     if translation.stream:
         return StreamedResponse(_relay_stream(await until_disconnect(request.receive, start()), config,
-                                               translation.include_usage and translation.n > 1),
-                                 media_type="text/event-stream", headers={**SSE_HEADERS, **extra})
+                                              translation.include_usage and translation.n > 1),
+                                media_type="text/event-stream", headers={**SSE_HEADERS, **extra})
     if config.stream.non_stream_keepalive:
         return StreamedResponse(_padded_completion(await until_disconnect(request.receive, start()), config),
-                                 media_type="application/json", headers=extra)
+                                media_type="application/json", headers=extra)
     return json_response(await until_disconnect(request.receive, whole()), headers=extra)
 
 
