@@ -112,8 +112,8 @@ class Proxy:
             return await self.translate(request, chat)
         upstream = self.upstreams.for_model(model)
         logs.current().mode = "passthrough"
-        response = await until_disconnect(request.receive, open_forward(upstream, request, "/chat/completions", body,
-                                                                self.config.server.max_body_bytes))
+        forwarded = open_forward(upstream, request, "/chat/completions", body, self.config.server.max_body_bytes)
+        response = await until_disconnect(request.receive, forwarded)
         if response.status_code < 400:
             return relay(response, {"x-proxy-mode": "passthrough"})
         payload, raw = await read_json(response)

@@ -1,4 +1,4 @@
-"""Answers that outlive a client, and streamed answers, without a task group per request.
+"""Noticing a client that leaves, and streamed answers, with one watcher task per request.
 
 One watcher task per request reads the client's messages; when the client
 goes away it cancels the request's own task, so whatever the request was
@@ -23,6 +23,8 @@ T = TypeVar("T")
 
 
 class ClientGone(ProxyError):
+    """The client closed the connection before its answer was complete (nginx's 499)."""
+
     def __init__(self) -> None:
         super().__init__(499, "The client closed the connection.", "client_disconnected")
 
