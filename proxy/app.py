@@ -8,7 +8,6 @@ import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 from fastapi import FastAPI
@@ -32,7 +31,7 @@ from .routing import ModelRouter, says_responses_only
 from .streaming import until_disconnect
 from .translate.request import MappingOptions, chat_to_responses, check_nesting, restore_reasoning
 from .translate.stream import Presentation
-from .upstream import RETRYABLE_STATUSES, Upstream, read_json, upstream_error
+from .upstream import RETRYABLE_STATUSES, Upstream, read_json, upstream_error, without_credentials
 from .upstreams import Upstreams
 
 log = logging.getLogger("proxy")
@@ -226,12 +225,6 @@ def with_variants(listing: dict[str, Any], router: ModelRouter, config: Config) 
                 extra.append({**model, "id": variant})
                 known.add(variant)
     return {**listing, "data": models + extra}
-
-
-def without_credentials(url: str) -> str:
-    """``http://user:secret@host/v1`` -> ``http://host/v1``: a URL fit to show to clients."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def fallback_worthy(error: ProxyError) -> bool:

@@ -20,6 +20,7 @@ import zlib
 from collections.abc import AsyncIterator, Mapping
 from functools import cache
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import certifi
@@ -149,6 +150,18 @@ def _decode(body: bytes, encoding: str) -> bytes:
     return body
 
 
+def without_credentials(url: str) -> str:
+    """``http://user:secret@host/v1`` -> ``http://host/v1``: the URL without the user and password in it."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def with_authorization(headers: Mapping[str, str], value: str) -> dict[str, str]:
+    """``headers`` with ``value`` as their one ``Authorization`` header, whatever case the old one had."""
+    return {**{name: value for name, value in headers.items() if name.lower() != "authorization"},
+            "authorization": value}
+
+
 class Upstream:
     def __init__(self, config: UpstreamConfig) -> None:
         self.config = config
@@ -156,7 +169,7 @@ class Upstream:
         self._session: aiohttp.ClientSession | None = None
         # User and password in the base URL are sent as Basic credentials, in place of any other.
         base = URL(config.base_url, encoded=True)
-        self._base = str(base.with_user(None)) if base.user is not None else config.base_url
+        self._base = without_credentials(config.base_url) if base.user is not None else config.base_url
         self._basic = aiohttp.BasicAuth.from_url(base).encode() if base.user is not None else None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -204,10 +217,7 @@ class Upstream:
     def rekey(self, headers: Mapping[str, str]) -> dict[str, str]:
         """``headers`` with the next key of the ring, for another attempt (unchanged without upstream keys)."""
         key = self.keys.pick()
-        if key is None:
-            return dict(headers)
-        return {**{name: value for name, value in headers.items() if name.lower() != "authorization"},
-                "authorization": f"Bearer {key}"}
+        return dict(headers) if key is None else with_authorization(headers, f"Bearer {key}")
 
     def _observe(self, status: int, answer_headers: Mapping[str, str], sent_headers: Mapping[str, str],
                  sent_at: float) -> None:
@@ -221,7 +231,7 @@ class Upstream:
             key = bearer_key(sent_headers.get("authorization"))
             if key is not None and key in self.keys:
                 self.keys.rest(key, retry_after(answer_headers) if status == 429 else None)
-                metrics.UPSTREAM_KEY_RESTS.labels(name, str(status)).inc()
+                metrics.child(metrics.UPSTREAM_KEY_RESTS, name, str(status)).inc()
 
     async def send(
         self,
@@ -243,8 +253,7 @@ class Upstream:
             content = orjson.dumps(json)
             headers = {**headers, "content-type": "application/json"}
         if self._basic is not None:
-            headers = {**{name: value for name, value in headers.items() if name.lower() != "authorization"},
-                       "authorization": self._basic}
+            headers = with_authorization(headers, self._basic)
         upload_failures: list[BaseException] = []
         if content is not None and not isinstance(content, bytes):
             content = _watched(content, upload_failures)
