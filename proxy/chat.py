@@ -76,8 +76,8 @@ class Exchange:
     async def aclose(self) -> None:
         for call in self.calls:
             await call.aclose()
-        if self.memory is None:
-            await self.conclude()  # waits for nothing
+        if self.memory is None or not self.memory.suspends:
+            await self.conclude()  # waits for nothing, so no cancellation can cut it short
             return
         with anyio.CancelScope(shield=True):  # kept reasoning is stored even when the request is being cancelled
             await self.conclude()

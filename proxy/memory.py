@@ -47,6 +47,8 @@ def kept_reasoning(response: dict[str, Any] | None) -> tuple[list[str], list[dic
 
 
 class ReasoningMemory(Protocol):
+    suspends: bool  # whether its calls wait on I/O (then a request being cancelled must not cut them short)
+
     async def fetch(self, keys: list[str]) -> dict[str, list[dict[str, Any]]]: ...
 
     async def remember(self, response: dict[str, Any] | None) -> None: ...
@@ -56,6 +58,8 @@ class ReasoningMemory(Protocol):
 
 class LocalMemory:
     """In this process: bounded, least recently used first out, each entry for ``ttl`` seconds."""
+
+    suspends = False
 
     def __init__(self, max_entries: int = 2000, ttl: float = 3600.0) -> None:
         self.max_entries = max_entries
@@ -96,6 +100,7 @@ class RedisMemory:
     """In Redis, shared by every replica; entries expire after ``ttl`` seconds."""
 
     PREFIX = "responses-proxy:reasoning:"
+    suspends = True
 
     def __init__(self, client: Any, ttl: float = 3600.0) -> None:
         self.client = client

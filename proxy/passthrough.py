@@ -12,10 +12,12 @@ from urllib.parse import quote, unquote
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive
 
 from .errors import InvalidRequest, ProxyError
-from .streaming import StreamedResponse
+from .streaming import ClientGone, StreamedResponse
 from .upstream import Upstream, UpstreamResponse, relayed_headers
+
 
 def upstream_path(client_path: str) -> str:
     """``/v1/v1//embeddings`` -> ``/embeddings``, each segment percent-encoded exactly once.
@@ -47,15 +49,21 @@ def _decoded(segment: str) -> str:
 _MAX_DECODINGS = 8
 
 
-async def limited_body(request: Request, limit: int) -> AsyncIterator[bytes]:
-    """The request body as it arrives, refused once it grows past ``limit``."""
+async def limited_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
+    """The request body as it arrives, refused once it grows past ``limit``; :class:`ClientGone` if the client leaves."""
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise body_too_large(limit)
         if chunk:
             yield chunk
+        if not message.get("more_body", False):
+            return
 
 
 def declared_length(request: Request, limit: int) -> str | None:
@@ -68,7 +76,7 @@ def declared_length(request: Request, limit: int) -> str | None:
 
 async def read_body(request: Request, limit: int) -> bytes:
     declared_length(request, limit)
-    return b"".join([chunk async for chunk in limited_body(request, limit)])
+    return b"".join([chunk async for chunk in limited_body(request.receive, limit)])
 
 
 def body_too_large(limit: int) -> ProxyError:
@@ -87,7 +95,7 @@ async def open_forward(upstream: Upstream, request: Request, path: str, body: by
             headers["content-length"] = declared  # keeps uploads un-chunked, as sent
         if declared != "0" and request.method not in ("GET", "HEAD"):
             # A body streamed through cannot be sent twice: no retries.
-            return await upstream.send(request.method, path, headers, content=limited_body(request, limit),
+            return await upstream.send(request.method, path, headers, content=limited_body(request.receive, limit),
                                        params=request.url.query or None, decode=False)
     response, _ = await upstream.send_retrying(request.method, path, headers, content=body,
                                                params=request.url.query or None, decode=False)

@@ -18,7 +18,7 @@ import ssl
 import time
 import zlib
 from collections.abc import AsyncIterator, Mapping
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -55,6 +55,12 @@ KEEPALIVE_SECONDS = 15.0  # an idle pooled connection is closed after this long
 def tls_context() -> ssl.SSLContext:
     """One TLS context for every upstream: building one costs tens of milliseconds and about 1 MiB."""
     return ssl.create_default_context(cafile=certifi.where())
+
+
+@lru_cache(maxsize=64)
+def _timeouts(connect: float, first_byte: float) -> aiohttp.ClientTimeout:
+    """The client's timeout settings for a request (immutable, so one object serves every request alike)."""
+    return aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=first_byte)
 
 
 class UpstreamBroken(Exception):
@@ -102,18 +108,32 @@ class UpstreamResponse:
 
     async def read(self, limit: int) -> bytes:
         """The body, decoded, cut after ``limit`` bytes; then the connection is released."""
-        chunks: list[bytes] = []
-        size = 0
         try:
-            async for chunk in self.chunks():
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > limit:
-                    break
+            length = self._response.content_length
+            # Declared and within the limit, and not to be inflated (a small compressed body can inflate to any size).
+            if length is not None and length <= limit and "content-encoding" not in self.headers:
+                body = await self._whole()
+            else:
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in self.chunks():
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > limit:
+                        break
+                body = b"".join(chunks)
         finally:
             self.close()
-        body = b"".join(chunks)
         return body if self._decoded else _decode(body, self.headers.get("content-encoding", ""))
+
+    async def _whole(self) -> bytes:
+        """A body of a known, acceptable length, in one read."""
+        try:
+            return await self._response.content.read()
+        except aiohttp.ServerTimeoutError:
+            raise UpstreamIdle("no data within the idle timeout") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamBroken(_describe(exc)) from None
 
     def close(self) -> None:
         """Give the connection back to the pool when the body was read to its end; otherwise close it."""
@@ -260,8 +280,7 @@ class Upstream:
         # The path is already percent-encoded exactly once (see proxy.passthrough): sent as it is.
         url = URL(self.url(path) + (f"?{params}" if params else ""), encoded=True)
         wait = first_byte_timeout or self.config.first_byte_timeout
-        timeout = aiohttp.ClientTimeout(total=None, connect=self.config.connect_timeout,
-                                        sock_connect=self.config.connect_timeout, sock_read=wait)
+        timeout = _timeouts(self.config.connect_timeout, wait)
         sent_at = time.monotonic()
         try:
             response = await self._client().request(method, url, headers=headers, data=content, timeout=timeout,

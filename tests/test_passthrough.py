@@ -12,6 +12,8 @@ import pytest
 
 from conftest import UPSTREAM_KEY
 from fake_upstream import SPEECH_BYTES, Reply, Respond, error_body, message_item
+from proxy.passthrough import limited_body
+from proxy.streaming import ClientGone
 
 
 def test_chat_for_other_models_is_byte_identical(proxy_url, fake):
@@ -180,3 +182,16 @@ def test_without_an_operator_key_the_clients_org_is_kept(make_proxy, fake):
         httpx.get(url + "/v1/models", timeout=30,
                   headers={"authorization": "Bearer sk-user", "openai-organization": "org-mine"})
     assert fake.requests[-1].headers["openai-organization"] == "org-mine"
+
+
+async def test_a_client_that_leaves_while_uploading_ends_the_body_as_gone():
+    messages = iter([{"type": "http.request", "body": b'{"model": ', "more_body": True}, {"type": "http.disconnect"}])
+
+    async def receive():
+        return next(messages)
+
+    received = []
+    with pytest.raises(ClientGone) as gone:
+        async for chunk in limited_body(receive, 1000):
+            received.append(chunk)
+    assert received == [b'{"model": '] and gone.value.status == 499

@@ -12,7 +12,7 @@ from conftest import CLIENT_KEY, UPSTREAM_KEY
 from fake_upstream import Reply, error_body
 from proxy.config import load_config
 from proxy.keys import KeyRing, bearer_key, retry_after
-from proxy.upstream import Upstream
+from proxy.upstream import Upstream, UpstreamBroken
 from servers import running_proxy
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
@@ -181,3 +181,49 @@ def test_a_rate_limited_key_is_swapped_at_once(make_proxy, fake):
         assert chat(url).status_code == 200
     assert time.monotonic() - started < 5  # not the 30 s the refused key was told to wait
     assert keys_used(fake) == ["Bearer sk-a", "Bearer sk-b"]
+
+
+async def answering(head: bytes, body: bytes):
+    """A one-shot upstream on loopback that writes ``head`` and ``body`` and then closes the connection."""
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(head + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, Upstream(load_config(env={}, overrides={"upstream": {"base_url": f"http://127.0.0.1:{port}/v1",
+                                                                        "api_key": "sk-a"}}).upstream)
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "until-close"])
+@pytest.mark.parametrize("size", [300, 4 * 1024 * 1024])
+async def test_a_body_within_the_limit_is_read_whole_a_larger_one_only_about_as_far_as_the_limit(declared, size):
+    limit = 64 * 1024
+    body = b'{"id": "resp_1", "output": []}'.ljust(size)
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n" + (
+        b"content-length: %d\r\n" % size if declared else b"connection: close\r\n") + b"\r\n"
+    server, upstream = await answering(head, body)
+    try:
+        response = await upstream.send("POST", "/responses", upstream.headers({}), json={})
+        read = await response.read(limit)
+        if size <= limit:
+            assert read == body
+        else:  # reading stops at the first piece past the limit
+            assert body.startswith(read) and limit < len(read) < size // 4
+    finally:
+        await upstream.aclose()
+        server.close()
+
+
+async def test_a_body_shorter_than_declared_is_a_broken_answer():
+    server, upstream = await answering(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n",
+                                       b'{"id": "resp_1", "out')
+    try:
+        response = await upstream.send("POST", "/responses", upstream.headers({}), json={})
+        with pytest.raises(UpstreamBroken):
+            await response.read(1024)
+    finally:
+        await upstream.aclose()
+        server.close()
