@@ -38,3 +38,11 @@ def test_final_event_without_blank_line_is_flushed():
 def test_writer_round_trips_through_reader():
     frames = encode_event("response.created", {"x": "a\nb"}) + encode_data({"y": 1}) + KEEPALIVE + DONE
     assert decode([frames]) == [("response.created", b'{"x":"a\\nb"}'), (None, b'{"y":1}'), (None, b"[DONE]")]
+
+
+def test_named_event_with_several_data_lines_keeps_them_all():
+    assert decode([b"event: x\ndata: a\ndata: b\n\n", b"event: y\ndata: c\n: note\n\n"]) == [("x", b"a\nb"), ("y", b"c")]
+
+
+def test_extra_blank_lines_between_events_are_skipped():
+    assert decode([b"data: a\n\n\n\n", b"\nevent: y\ndata: b\n\n\n"]) == [(None, b"a"), ("y", b"b")]
