@@ -243,15 +243,15 @@ class Upstream:
                  sent_at: float) -> None:
         """Every upstream answer: the request's log and metrics, and a rest for a key it refused."""
         name = self.config.name
-        metrics.child(metrics.UPSTREAM_LATENCY, name).observe(time.monotonic() - sent_at)
-        metrics.child(metrics.UPSTREAM_RESPONSES, name, str(status)).inc()
+        metrics.measure(metrics.UPSTREAM_LATENCY, name, value=time.monotonic() - sent_at)
+        metrics.count(metrics.UPSTREAM_RESPONSES, name, str(status))
         record = logs.current()
         record.upstream, record.upstream_status = name, status
         if status in REST_STATUSES:
             key = bearer_key(sent_headers.get("authorization"))
             if key is not None and key in self.keys:
                 self.keys.rest(key, retry_after(answer_headers) if status == 429 else None)
-                metrics.child(metrics.UPSTREAM_KEY_RESTS, name, str(status)).inc()
+                metrics.count(metrics.UPSTREAM_KEY_RESTS, name, str(status))
 
     async def send(
         self,

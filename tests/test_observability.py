@@ -289,3 +289,34 @@ async def test_readiness_is_cached_and_a_refused_key_is_not_ready(fake):
         assert [r.path for r in fake.requests] == ["/v1/models"]
     finally:
         await upstream.aclose()
+
+
+def test_tallied_counts_and_observations_reach_the_series_as_if_made_one_by_one():
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from proxy import metrics
+
+    def series(registry):
+        counter = Counter("t_requests", "doc", ["mode"], registry=registry)
+        histogram = Histogram("t_seconds", "doc", ["mode"], buckets=(0.05, 1, 60), registry=registry)
+        return counter, histogram
+
+    values = [0.0, 0.05, 0.051, 0.9, 1.0, 59.0, 61.0, 3600.0, 0.01]
+    direct, tallied = CollectorRegistry(), CollectorRegistry()
+    counter, histogram = series(direct)
+    for value in values:
+        counter.labels("translated").inc(2)
+        histogram.labels("translated").observe(value)
+    counter, histogram = series(tallied)
+    for value in values:
+        metrics.count(counter, "translated", amount=2)
+        metrics.measure(histogram, "translated", value=value)
+    assert "t_seconds_count" not in generate_latest(tallied).decode().replace("# TYPE", "")  # not yet added
+    metrics.flush()
+    metrics.flush()  # nothing twice
+
+    def text(registry):
+        return "\n".join(line for line in generate_latest(registry).decode().splitlines() if "_created" not in line)
+
+    assert text(tallied) == text(direct)
+    assert 't_seconds_bucket{le="0.05",mode="translated"} 3.0' in text(tallied)
