@@ -21,14 +21,17 @@ class ServerSentEvent:
 
 
 class SSEDecoder:
-    """Turns a byte stream into :class:`ServerSentEvent` objects."""
+    """Turns a byte stream into :class:`ServerSentEvent` objects.
 
-    __slots__ = ("_buffer", "_event", "_data", "_pending_cr")
+    Bytes are held until a blank line completes an event; each completed event
+    is then read in one pass, and the usual ``event:`` + ``data:`` pair without
+    looking at its lines one by one.
+    """
+
+    __slots__ = ("_buffer", "_pending_cr")
 
     def __init__(self) -> None:
         self._buffer = b""
-        self._event: str | None = None
-        self._data: list[bytes] = []
         self._pending_cr = False
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
@@ -38,32 +41,49 @@ class SSEDecoder:
         buffer = self._buffer + chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        lines = buffer.split(b"\n")
-        self._buffer = lines.pop()
+        end = buffer.rfind(b"\n\n")  # a line end, then a blank line: the last complete event ends here
+        if end < 0:
+            self._buffer = buffer
+            return []
+        self._buffer = buffer[end + 2:]
         events: list[ServerSentEvent] = []
-        for line in lines:
-            if not line:
-                if self._data or self._event is not None:
-                    events.append(ServerSentEvent(self._event, b"\n".join(self._data)))
-                    self._event, self._data = None, []
-            elif line.startswith(b"data:"):  # most lines: checked first
-                self._data.append(line[6:] if line.startswith(b"data: ") else line[5:])
-            elif not line.startswith(b":"):  # a comment otherwise
-                self._field(line)
+        for block in buffer[:end].split(b"\n\n"):
+            head, _, rest = block.partition(b"\n")
+            if head.startswith(b"event: ") and rest.startswith(b"data: ") and b"\n" not in rest:
+                events.append(ServerSentEvent(head[7:].decode("utf-8", "replace"), rest[6:]))  # as OpenAI frames them
+            else:
+                _read_block(block, events)
         return events
 
     def close(self) -> list[ServerSentEvent]:
         """Flush at end of stream; a final event without a blank line still counts."""
-        return self.feed(b"\n\n") if self._buffer or self._data or self._event is not None else []
+        return self.feed(b"\n\n") if self._buffer else []
 
-    def _field(self, line: bytes) -> None:
+
+def _read_block(block: bytes, events: list[ServerSentEvent]) -> None:
+    """Any other event, line by line (a block holds more than one event only after extra blank lines)."""
+    event: str | None = None
+    data: list[bytes] = []
+    for line in block.split(b"\n"):
+        if line.startswith(b"data:"):
+            data.append(line[6:] if line.startswith(b"data: ") else line[5:])
+            continue
+        if not line:
+            if data or event is not None:
+                events.append(ServerSentEvent(event, b"\n".join(data)))
+                event, data = None, []
+            continue
+        if line.startswith(b":"):  # a comment
+            continue
         name, sep, value = line.partition(b":")
         if sep and value.startswith(b" "):
             value = value[1:]
         if name == b"data":
-            self._data.append(value)
+            data.append(value)
         elif name == b"event":
-            self._event = value.decode("utf-8", "replace")
+            event = value.decode("utf-8", "replace")
+    if data or event is not None:
+        events.append(ServerSentEvent(event, b"\n".join(data)))
 
 
 DONE = b"data: [DONE]\n\n"
