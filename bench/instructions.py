@@ -4,7 +4,7 @@ Wall-clock and CPU-time figures on a shared VM swing by a quarter between identi
 a neighbour's cache use). The instructions a server executes per request do not: each target runs
 under ``valgrind --tool=cachegrind --cache-sim=no`` twice, once for a small and once for a large
 number of requests, and the difference divided by the difference in requests is its cost per request
-(start-up, warm-up and shutdown cancel out). Repeated runs agree to within 0.1%.
+(start-up, warm-up and shutdown cancel out). Repeated runs agree to within 1%.
 
 What it cannot see: time in the kernel (socket reads and writes, waking the other processes), which
 the throughput benchmarks (``run.py``) include. It needs valgrind (Debian: ``apt install valgrind``).
