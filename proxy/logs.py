@@ -121,13 +121,15 @@ def redact(text: str) -> str:
 
 def _timestamp(record: logging.LogRecord) -> str:
     """``2026-11-23T16:46:22.529Z``; the part up to the seconds is made once per second."""
+    global _second
     seconds = int(record.created)
-    if seconds != _second[0]:
-        _second[:] = [seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))]
-    return f"{_second[1]}.{int((record.created - seconds) * 1000):03d}Z"
+    second = _second  # read once: another thread may log too
+    if second[0] != seconds:
+        second = _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{second[1]}.{int((record.created - seconds) * 1000):03d}Z"
 
 
-_second: list[Any] = [None, ""]
+_second: tuple[int | None, str] = (None, "")
 
 
 class JsonFormatter(logging.Formatter):

@@ -320,3 +320,13 @@ def test_tallied_counts_and_observations_reach_the_series_as_if_made_one_by_one(
 
     assert text(tallied) == text(direct)
     assert 't_seconds_bucket{le="0.05",mode="translated"} 3.0' in text(tallied)
+
+
+def test_log_times_are_utc_to_the_millisecond_across_seconds():
+    from datetime import datetime, timezone
+
+    for created in (1764000000.9996, 1764000001.0, 1764000061.25, 1764000000.5):
+        record = logging.LogRecord("proxy.access", logging.INFO, "", 0, "x", None, None)
+        record.created = created
+        expected = datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="milliseconds")
+        assert json.loads(logs.JsonFormatter().format(record))["time"] == expected.replace("+00:00", "Z")
