@@ -328,17 +328,11 @@ def create_app(config: Config) -> FastAPI:
     app = ProxyApp(proxy, outer, title="responses-proxy", version=__version__, lifespan=lifespan,
                    docs_url=None, redoc_url=None, openapi_url=None)
 
-    @app.exception_handler(ProxyError)
-    async def proxy_error(_: Request, exc: ProxyError) -> Response:
+    async def failed(_: Request, exc: Exception) -> Response:
         return error_response(exc)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> Response:
-        return error_response(exc)
-
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> Response:
-        return error_response(exc)
+    for kind in (ProxyError, HTTPException, Exception):  # Starlette looks each kind up by its own class
+        app.add_exception_handler(kind, failed)
 
     @app.get("/")
     async def describe() -> Response:

@@ -117,17 +117,16 @@ def measure(histogram: Any, *labels: str, value: float) -> None:
 
 def flush() -> None:
     """Add what was tallied since the last time to the Prometheus series."""
-    counts, measures = dict(_counts), dict(_measures)
-    _counts.clear()
-    _measures.clear()
-    for (metric, labels), amount in counts.items():
+    for (metric, labels), amount in _counts.items():
         child(metric, *labels).inc(amount)
-    for (histogram, labels), ((total,), buckets) in measures.items():
+    for (histogram, labels), ((total,), buckets) in _measures.items():
         series = child(histogram, *labels)
         series._sum.inc(total)  # the client library has no call for many observations at once
         for index, observed in enumerate(buckets):
             if observed:
                 series._buckets[index].inc(observed)
+    _counts.clear()
+    _measures.clear()
 
 
 def observe(record: Any) -> None:

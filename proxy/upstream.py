@@ -98,13 +98,13 @@ class UpstreamResponse:
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
-        except aiohttp.ServerTimeoutError:
-            raise UpstreamIdle("no data within the idle timeout") from None
         except (aiohttp.ClientError, OSError) as exc:
-            rest = _left_behind(self._response.content)
-            if rest:
-                yield rest
-            raise UpstreamBroken(_describe(exc)) from None
+            failure = _read_failure(exc)
+            if not isinstance(failure, UpstreamIdle):
+                rest = _left_behind(self._response.content)
+                if rest:
+                    yield rest
+            raise failure from None
 
     async def read(self, limit: int) -> bytes:
         """The body, decoded, cut after ``limit`` bytes; then the connection is released."""
@@ -130,14 +130,19 @@ class UpstreamResponse:
         """A body of a known, acceptable length, in one read."""
         try:
             return await self._response.content.read()
-        except aiohttp.ServerTimeoutError:
-            raise UpstreamIdle("no data within the idle timeout") from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamBroken(_describe(exc)) from None
+            raise _read_failure(exc) from None
 
     def close(self) -> None:
         """Give the connection back to the pool when the body was read to its end; otherwise close it."""
         self._response.release()
+
+
+def _read_failure(exc: Exception) -> UpstreamBroken:
+    """What an aiohttp failure while a body is read means to the proxy."""
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return UpstreamIdle("no data within the idle timeout")
+    return UpstreamBroken(_describe(exc))
 
 
 def _left_behind(content: aiohttp.StreamReader) -> bytes:
@@ -168,6 +173,11 @@ def _decode(body: bytes, encoding: str) -> bytes:
     except zlib.error:
         pass
     return body
+
+
+def _as_json(payload: Any, headers: Mapping[str, str]) -> tuple[bytes, dict[str, str]]:
+    """A JSON request body, and the headers that announce it."""
+    return orjson.dumps(payload), {**headers, "content-type": "application/json"}
 
 
 def without_credentials(url: str) -> str:
@@ -270,8 +280,7 @@ class Upstream:
         With ``decode=False`` the body is read as the upstream encoded it (to be relayed byte for byte).
         """
         if json is not None:
-            content = orjson.dumps(json)
-            headers = {**headers, "content-type": "application/json"}
+            content, headers = _as_json(json, headers)
         if self._basic is not None:
             headers = with_authorization(headers, self._basic)
         upload_failures: list[BaseException] = []
@@ -320,8 +329,7 @@ class Upstream:
         budget run out.
         """
         if json is not None:
-            content = orjson.dumps(json)
-            headers = {**headers, "content-type": "application/json"}
+            content, headers = _as_json(json, headers)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.retry_budget
         for attempt in range(1, self.config.max_attempts + 1):
