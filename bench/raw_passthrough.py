@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 
+import aiohttp
 import uvicorn
+from yarl import URL
 
 HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade",
                         b"host", b"content-length", b"proxy-connection"))
@@ -45,9 +47,6 @@ class AiohttpPassthrough:
         self.session = None
 
     async def __call__(self, scope, receive, send) -> None:
-        import aiohttp
-        from yarl import URL
-
         if scope["type"] == "lifespan":
             await lifespan(receive, send, self.close)
             return
@@ -80,18 +79,20 @@ class HttpxPassthrough:
         self.clients = []
         self.turn = 0
 
-    async def __call__(self, scope, receive, send) -> None:
-        import httpx
+    def _open(self) -> list:
+        import httpx  # a test dependency: needed only for this comparison
 
+        tls = httpx.create_ssl_context(trust_env=False)
+        return [httpx.AsyncClient(verify=tls, timeout=httpx.Timeout(600.0), trust_env=False,
+                                  limits=httpx.Limits(max_connections=None, max_keepalive_connections=256 // self.pools))
+                for _ in range(self.pools)]
+
+    async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
             await lifespan(receive, send, self.close)
             return
         if not self.clients:
-            tls = httpx.create_ssl_context(trust_env=False)
-            self.clients = [httpx.AsyncClient(verify=tls, timeout=httpx.Timeout(600.0), trust_env=False,
-                                              limits=httpx.Limits(max_connections=None,
-                                                                  max_keepalive_connections=256 // self.pools))
-                            for _ in range(self.pools)]
+            self.clients = self._open()
         self.turn = (self.turn + 1) % self.pools
         client = self.clients[self.turn]
         body = await request_body(receive)
