@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -31,7 +32,7 @@ from .routing import ModelRouter, says_responses_only
 from .streaming import until_disconnect
 from .translate.request import MappingOptions, chat_to_responses, check_nesting, restore_reasoning
 from .translate.stream import Presentation
-from .upstream import RETRYABLE_STATUSES, Upstream, read_json, upstream_error, without_credentials
+from .upstream import RETRYABLE_STATUSES, Upstream, UpstreamResponse, read_json, upstream_error, without_credentials
 from .upstreams import Upstreams
 
 log = logging.getLogger("proxy")
@@ -156,15 +157,63 @@ class Proxy:
                                       presentation, settings)
 
     async def models(self, request: Request) -> Response:
-        """The upstream's model list plus configured aliases and effort variants, for model pickers."""
+        """The model list for pickers: every upstream's models, aliases and effort variants.
+
+        With several upstreams, the lists are asked for at once and merged in upstream order, each
+        upstream contributing the models the proxy routes to it. One that fails is left out (and
+        logged); only when none answers with a list does its answer reach the client as it came.
+        """
         logs.current().mode = "passthrough"
-        response = await open_forward(self.upstream, request, "/models", None, self.config.server.max_body_bytes)
+        results = await asyncio.gather(*(self._model_list(upstream, request) for upstream in self.upstreams.all),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, ProxyError):
+                raise result  # a bug of ours, not an upstream's failure
+        listed, unlisted = [], []
+        for upstream, result in zip(self.upstreams.all, results):
+            (listed if isinstance(result, tuple) and result[1] is not None else unlisted).append((upstream, result))
+        if not listed:  # nothing to merge: the first upstream's answer, as it came
+            for _, result in unlisted[1:]:
+                if isinstance(result, tuple):
+                    result[0].close()
+            first = results[0]
+            if isinstance(first, BaseException):
+                raise first
+            response, _, raw = first
+            return relay(response) if response.status_code >= 400 else replay(response, raw)
+        for upstream, result in unlisted:
+            log.warning("upstream %s gave no model list (%s); listing the other upstreams' models",
+                        upstream.config.name, _listing_failure(result))
+            if isinstance(result, tuple):
+                result[0].close()
+        models: dict[str, dict[str, Any]] = {}
+        for upstream, (_, payload, _) in listed:
+            for model in payload["data"]:
+                model_id = model.get("id") if isinstance(model, dict) else None
+                if isinstance(model_id, str) and model_id not in models and self._routes_to(model_id, upstream):
+                    models[model_id] = model
+        response, payload, _ = listed[0][1]
+        merged = with_variants({**payload, "data": list(models.values())}, self.router, self.config)
+        return replay(response, orjson.dumps(merged), "application/json")
+
+    async def _model_list(self, upstream: Upstream, request: Request) -> tuple[UpstreamResponse, Any, bytes]:
+        """One upstream's answer to ``GET /models``, its list (None unless it is a model list) and body.
+
+        An error answer is returned unread, to be relayed as it is.
+        """
+        response = await open_forward(upstream, request, "/models", None, self.config.server.max_body_bytes)
         if response.status_code >= 400:
-            return relay(response)
+            return response, None, b""
         payload, raw = await read_json(response, MODEL_LIST_LIMIT)
         if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
-            return replay(response, raw)
-        return replay(response, orjson.dumps(with_variants(payload, self.router, self.config)), "application/json")
+            return response, None, raw
+        return response, payload, raw
+
+    def _routes_to(self, model: str, upstream: Upstream) -> bool:
+        try:
+            return self.upstreams.for_model(model) is upstream
+        except ProxyError:  # no upstream serves it
+            return False
 
     async def forward(self, request: Request, path: str) -> Response:
         logs.current().mode = "passthrough"
@@ -225,6 +274,15 @@ def with_variants(listing: dict[str, Any], router: ModelRouter, config: Config) 
                 extra.append({**model, "id": variant})
                 known.add(variant)
     return {**listing, "data": models + extra}
+
+
+def _listing_failure(result: Any) -> str:
+    if isinstance(result, ProxyError):
+        return result.message
+    if isinstance(result, BaseException):
+        return type(result).__name__
+    response = result[0]
+    return f"HTTP {response.status_code}" if response.status_code >= 400 else "not a model list"
 
 
 def fallback_worthy(error: ProxyError) -> bool:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import contextmanager
 
 import httpx
+import openai
 import pytest
 
-from conftest import CLIENT_KEY, UPSTREAM_KEY
-from fake_upstream import Reply, error_body
+from conftest import CLIENT_KEY, UPSTREAM_KEY, sdk
+from fake_upstream import Reply, error_body, running_fake_upstream
 from proxy.config import load_config
 from proxy.keys import KeyRing, bearer_key, retry_after
 from proxy.upstream import Upstream, UpstreamBroken
@@ -160,13 +162,62 @@ def test_chat_requests_go_to_the_upstream_serving_their_model(fake):
 def test_other_requests_go_by_their_json_model_else_to_the_first(fake):
     with two_upstreams(fake) as url:
         embedded = httpx.post(url + "/v1/embeddings", json={"model": "text-embedding-3-small", "input": "hi"})
-        listed = httpx.get(url + "/v1/models")
         upload = httpx.post(url + "/v1/audio/transcriptions", files={"file": ("a.wav", b"RIFF")},
                             data={"model": "text-whisper"})
-    assert embedded.status_code == listed.status_code == upload.status_code == 200
+    assert embedded.status_code == upload.status_code == 200
     assert embedded.json()["model"] == "text-embedding-3-small"
     assert [(r.path, r.headers["x-via"]) for r in fake.requests] == [
-        ("/v1/embeddings", "aggregator"), ("/v1/models", "direct"), ("/v1/audio/transcriptions", "direct")]
+        ("/v1/embeddings", "aggregator"), ("/v1/audio/transcriptions", "direct")]
+
+
+def model_list(*ids):
+    return Reply(json={"object": "list", "data": [
+        {"id": model, "object": "model", "created": 1715367049, "owned_by": "system"} for model in ids]})
+
+
+@contextmanager
+def direct_and_aggregator(fake, aggregator_fake):
+    """Two upstreams on two fake servers, so each can list its own models."""
+    with running_proxy(load_config(env={"OPENAI_API_KEY": "sk-unused"}, overrides={
+        "translate": {"list_variants": []},
+        "upstreams": [
+            {"name": "direct", "base_url": fake.base_url, "api_key": "sk-direct", "models": ["o3-pro*", "gpt-4o"]},
+            {"name": "aggregator", "base_url": aggregator_fake.base_url, "api_key": "sk-agg",
+             "models": ["openai/*", "text-*"]},
+        ]})) as url:
+        yield sdk(url)
+
+
+def test_the_model_list_holds_every_upstreams_models_each_where_it_is_routed(fake):
+    # Each upstream lists more than the proxy sends it; a model is listed from the upstream that serves it.
+    fake.script(model_list("gpt-4o", "o3-pro", "claude-3", "openai/gpt-4o"))
+    with running_fake_upstream() as aggregator:
+        aggregator.script(model_list("openai/o3-pro", "gpt-4o", "openai/gpt-4o", "text-embedding-3-small"))
+        with direct_and_aggregator(fake, aggregator) as client:
+            ids = [model.id for model in client.models.list()]
+        assert [r.headers["authorization"] for r in aggregator.requests] == ["Bearer sk-agg"]
+    assert ids == ["gpt-4o", "o3-pro", "openai/o3-pro", "openai/gpt-4o", "text-embedding-3-small"]
+    assert [r.headers["authorization"] for r in fake.requests] == ["Bearer sk-direct"]
+
+
+def test_an_upstream_without_a_list_is_left_out_of_it(fake):
+    fake.script(model_list("gpt-4o", "o3-pro"))
+    with running_fake_upstream() as aggregator:
+        aggregator.script(Reply(403, json=error_body("Listing models is not allowed for this key")))
+        with direct_and_aggregator(fake, aggregator) as client:
+            ids = [model.id for model in client.models.list()]
+    assert ids == ["gpt-4o", "o3-pro"]
+
+
+def test_when_no_upstream_lists_models_the_first_ones_error_is_relayed(fake):
+    fake.script(Reply(403, json=error_body("Listing models is not allowed for this key")))
+    with running_fake_upstream() as aggregator:
+        aggregator.script(Reply(404, body=b"<html>Not Found</html>", content_type="text/html"))
+        with direct_and_aggregator(fake, aggregator) as client:
+            with pytest.raises(openai.PermissionDeniedError) as refused:
+                client.models.list()
+    assert refused.value.status_code == 403
+    assert "not allowed" in refused.value.message
 
 
 def test_the_upstream_key_replaces_the_clients(proxy_url, fake):
