@@ -87,7 +87,8 @@ class Proxy:
             raise InvalidRequest("you must provide a model parameter", "model")
         record = logs.current()
         record.model, record.stream = model, chat.get("stream") is True
-        log.debug("chat request %s: %s", record.request_id, body[:4000].decode("utf-8", "replace"))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("chat request %s: %s", record.request_id, body[:4000].decode("utf-8", "replace"))
         real_model, fixed = self.router.resolve(model)
         if real_model != model or fixed:
             chat = {**chat, **fixed, "model": real_model}

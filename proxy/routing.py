@@ -28,6 +28,9 @@ def says_responses_only(error_text: str) -> bool:
     return bool(_RESPONSES_ONLY.search(error_text))
 
 
+DECISIONS_REMEMBERED = 1024
+
+
 class ModelRouter:
     def __init__(self, config: TranslateConfig, aliases: dict[str, AliasConfig] | None = None) -> None:
         self._all = config.all_models
@@ -38,8 +41,18 @@ class ModelRouter:
             "|".join(fnmatch.translate(glob.lower()) for glob in config.models) or r"(?!)"
         )
         self._learned: set[str] = set()
+        self._decided: dict[str, bool] = {}
 
     def should_translate(self, model: str) -> bool:
+        """Remembered per name: matching the globs costs more than the lookup, on every request."""
+        decided = self._decided.get(model)
+        if decided is None:
+            if len(self._decided) >= DECISIONS_REMEMBERED:  # model names come from clients
+                self._decided.clear()
+            decided = self._decided[model] = self._decide(model)
+        return decided
+
+    def _decide(self, model: str) -> bool:
         if self._all:
             return True
         name = model.lower()
@@ -69,6 +82,7 @@ class ModelRouter:
     def learn(self, model: str) -> None:
         """Remember, for this process's life, that ``model`` is Responses-only."""
         self._learned.add(model.lower())
+        self._decided.clear()
 
     @property
     def learned(self) -> frozenset[str]:

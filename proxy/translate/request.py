@@ -64,10 +64,10 @@ class Translation:
 
 
 def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Translation:
+    """The Responses request for a parsed chat request, already checked by :func:`check_nesting`."""
     options = options or MappingOptions()
     if not isinstance(chat, dict):
         raise InvalidRequest("The request body must be a JSON object.")
-    check_nesting(chat)
     model = chat.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("you must provide a model parameter", "model")
