@@ -27,12 +27,13 @@ from .errors import InvalidRequest, ProxyError, error_body
 from .health import Readiness
 from .memory import open_memory
 from .middleware import InFlight, ObserveMiddleware
-from .passthrough import open_forward, read_body, relay, replay, upstream_path
+from .passthrough import has_body, open_forward, read_body, relay, replay, upstream_path
 from .routing import ModelRouter, says_responses_only
 from .streaming import until_disconnect
 from .translate.request import MappingOptions, chat_to_responses, check_nesting, restore_reasoning
 from .translate.stream import Presentation
-from .upstream import RETRYABLE_STATUSES, Upstream, UpstreamResponse, read_json, upstream_error, without_credentials
+from .upstream import (ERROR_BODY_LIMIT, RETRYABLE_STATUSES, Upstream, UpstreamResponse, read_json, upstream_error,
+                       without_credentials)
 from .upstreams import Upstreams
 
 log = logging.getLogger("proxy")
@@ -217,29 +218,44 @@ class Proxy:
             return False
 
     async def forward(self, request: Request, path: str) -> Response:
+        """Pass a request through; one that names no model may find its object on a later upstream.
+
+        A stored object (``GET /v1/responses/{id}``, a file, a batch) lives on the upstream that made
+        it. With several upstreams, a request routed by no model goes to each in turn while they answer
+        404, as long as its body can be sent again; the first other answer, or the last 404, is relayed.
+        """
         logs.current().mode = "passthrough"
-        upstream, body = await self._route_forward(request)
-        response = await open_forward(upstream, request, path, body, self.config.server.max_body_bytes)
+        candidates, body = await self._route_forward(request)
+        limit = self.config.server.max_body_bytes
+        resendable = body is not None or not has_body(request)
+        response = await open_forward(candidates[0], request, path, body, limit)
+        for upstream in candidates[1:]:
+            if response.status_code != 404 or not resendable:
+                break
+            await response.read(ERROR_BODY_LIMIT)  # read to its end, so the connection is kept for reuse
+            response = await open_forward(upstream, request, path, body, limit)
         return relay(response)
 
-    async def _route_forward(self, request: Request) -> tuple[Upstream, bytes | None]:
-        """With several upstreams, a JSON request goes by its ``model``; everything else to the first.
+    async def _route_forward(self, request: Request) -> tuple[list[Upstream], bytes | None]:
+        """The upstreams to try, in order, and the body if it was read.
 
-        Reading the body costs nothing extra for these requests: JSON bodies are
-        small and bounded by ``max_body_bytes``, and the bytes are sent on unchanged.
+        With several upstreams, a JSON request goes by its ``model`` to the one serving it; everything
+        else to each upstream in turn. Reading the body costs nothing extra for these requests: JSON
+        bodies are small and bounded by ``max_body_bytes``, and the bytes are sent on unchanged.
         """
-        if len(self.upstreams.all) == 1 or request.method != "POST" or \
-                not request.headers.get("content-type", "").startswith("application/json"):
-            return self.upstream, None
+        if len(self.upstreams.all) == 1:
+            return self.upstreams.all, None
+        if request.method != "POST" or not request.headers.get("content-type", "").startswith("application/json"):
+            return self.upstreams.all, None
         body = await read_body(request, self.config.server.max_body_bytes)
         try:
             model = orjson.loads(body).get("model")
         except (orjson.JSONDecodeError, AttributeError):
             model = None
         if not isinstance(model, str) or not model:
-            return self.upstream, body
+            return self.upstreams.all, body
         logs.current().model = model
-        return self.upstreams.for_model(model), body
+        return [self.upstreams.for_model(model)], body
 
 
 MODEL_LIST_LIMIT = 16 * 1024 * 1024

@@ -74,6 +74,11 @@ def declared_length(request: Request, limit: int) -> str | None:
     return declared
 
 
+def has_body(request: Request) -> bool:
+    """Whether the client sends a body: one declared by its length, or a chunked one (RFC 9112 section 6.3)."""
+    return request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     declared_length(request, limit)
     return b"".join([chunk async for chunk in limited_body(request.receive, limit)])
@@ -89,11 +94,11 @@ async def open_forward(upstream: Upstream, request: Request, path: str, body: by
     headers = upstream.headers(request.headers, keep_encoding=True)
     # The answer is relayed still encoded: without this, the HTTP client's own default would be sent.
     headers.setdefault("accept-encoding", "identity")
-    if body is None:
+    if body is None and has_body(request):
         declared = declared_length(request, limit)
         if declared:
             headers["content-length"] = declared  # keeps uploads un-chunked, as sent
-        if declared != "0" and request.method not in ("GET", "HEAD"):
+        if request.method not in ("GET", "HEAD"):
             # A body streamed through cannot be sent twice: no retries.
             return await upstream.send(request.method, path, headers, content=limited_body(request.receive, limit),
                                        params=request.url.query or None, decode=False)

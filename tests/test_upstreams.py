@@ -177,7 +177,7 @@ def model_list(*ids):
 
 @contextmanager
 def direct_and_aggregator(fake, aggregator_fake):
-    """Two upstreams on two fake servers, so each can list its own models."""
+    """Two upstreams on two fake servers, so each can list and keep its own things."""
     with running_proxy(load_config(env={"OPENAI_API_KEY": "sk-unused"}, overrides={
         "translate": {"list_variants": []},
         "upstreams": [
@@ -185,7 +185,7 @@ def direct_and_aggregator(fake, aggregator_fake):
             {"name": "aggregator", "base_url": aggregator_fake.base_url, "api_key": "sk-agg",
              "models": ["openai/*", "text-*"]},
         ]})) as url:
-        yield sdk(url)
+        yield url
 
 
 def test_the_model_list_holds_every_upstreams_models_each_where_it_is_routed(fake):
@@ -193,8 +193,8 @@ def test_the_model_list_holds_every_upstreams_models_each_where_it_is_routed(fak
     fake.script(model_list("gpt-4o", "o3-pro", "claude-3", "openai/gpt-4o"))
     with running_fake_upstream() as aggregator:
         aggregator.script(model_list("openai/o3-pro", "gpt-4o", "openai/gpt-4o", "text-embedding-3-small"))
-        with direct_and_aggregator(fake, aggregator) as client:
-            ids = [model.id for model in client.models.list()]
+        with direct_and_aggregator(fake, aggregator) as url:
+            ids = [model.id for model in sdk(url).models.list()]
         assert [r.headers["authorization"] for r in aggregator.requests] == ["Bearer sk-agg"]
     assert ids == ["gpt-4o", "o3-pro", "openai/o3-pro", "openai/gpt-4o", "text-embedding-3-small"]
     assert [r.headers["authorization"] for r in fake.requests] == ["Bearer sk-direct"]
@@ -204,8 +204,8 @@ def test_an_upstream_without_a_list_is_left_out_of_it(fake):
     fake.script(model_list("gpt-4o", "o3-pro"))
     with running_fake_upstream() as aggregator:
         aggregator.script(Reply(403, json=error_body("Listing models is not allowed for this key")))
-        with direct_and_aggregator(fake, aggregator) as client:
-            ids = [model.id for model in client.models.list()]
+        with direct_and_aggregator(fake, aggregator) as url:
+            ids = [model.id for model in sdk(url).models.list()]
     assert ids == ["gpt-4o", "o3-pro"]
 
 
@@ -213,9 +213,9 @@ def test_when_no_upstream_lists_models_the_first_ones_error_is_relayed(fake):
     fake.script(Reply(403, json=error_body("Listing models is not allowed for this key")))
     with running_fake_upstream() as aggregator:
         aggregator.script(Reply(404, body=b"<html>Not Found</html>", content_type="text/html"))
-        with direct_and_aggregator(fake, aggregator) as client:
+        with direct_and_aggregator(fake, aggregator) as url:
             with pytest.raises(openai.PermissionDeniedError) as refused:
-                client.models.list()
+                sdk(url).models.list()
     assert refused.value.status_code == 403
     assert "not allowed" in refused.value.message
 
@@ -278,3 +278,32 @@ async def test_a_body_shorter_than_declared_is_a_broken_answer():
     finally:
         await upstream.aclose()
         server.close()
+
+
+def test_a_stored_response_is_found_on_the_upstream_that_made_it(fake):
+    with running_fake_upstream() as aggregator:
+        with direct_and_aggregator(fake, aggregator) as url:
+            client = sdk(url)
+            created = client.responses.create(model="openai/gpt-4o", input="Hi", store=True)
+            found = client.responses.retrieve(created.id)
+            client.responses.delete(created.id)
+            with pytest.raises(openai.NotFoundError):
+                client.responses.retrieve(created.id)
+        on_aggregator = [(r.method, r.path) for r in aggregator.requests]
+    assert found.id == created.id and found.output_text == created.output_text
+    one = f"/v1/responses/{created.id}"
+    assert [(r.method, r.path) for r in fake.requests] == [("GET", one), ("DELETE", one), ("GET", one)]
+    assert on_aggregator == [("POST", "/v1/responses"), ("GET", one), ("DELETE", one), ("GET", one)]
+
+
+def test_a_request_routed_by_its_model_or_with_an_upload_is_not_tried_elsewhere(fake):
+    fake.script(Reply(404, json=error_body("The model `o3-pro` does not exist", code="model_not_found")))
+    with running_fake_upstream() as aggregator:
+        with direct_and_aggregator(fake, aggregator) as url:
+            client = sdk(url)
+            with pytest.raises(openai.NotFoundError):
+                client.responses.create(model="o3-pro", input="Hi")
+            upload = httpx.post(url + "/v1/files", files={"file": ("a.jsonl", b"{}")}, data={"purpose": "batch"})
+        assert aggregator.requests == []
+    assert upload.status_code == 404
+    assert [(r.method, r.path) for r in fake.requests] == [("POST", "/v1/responses"), ("POST", "/v1/files")]
