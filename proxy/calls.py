@@ -23,6 +23,7 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,19 +139,20 @@ class UpstreamCall:
         while True:
             decoder = SSEDecoder()
             try:
-                async for chunk in self._chunks():
-                    batch = []
-                    for event in parse_events(decoder, chunk):
-                        self._track(event)
-                        batch.append(event)
-                        # Known finished before the consumer sees the end, so closing now cancels nothing.
-                        self.finished = event.get("type") in TERMINAL_EVENTS
-                        if self.finished:
-                            await self._drain()
+                async with aclosing(self._chunks()) as chunks:
+                    async for chunk in chunks:
+                        batch = []
+                        for event in parse_events(decoder, chunk):
+                            self._track(event)
+                            batch.append(event)
+                            # Known finished before the consumer sees the end, so closing now cancels nothing.
+                            self.finished = event.get("type") in TERMINAL_EVENTS
+                            if self.finished:
+                                await self._drain()
+                                yield batch
+                                return
+                        if batch:
                             yield batch
-                            return
-                    if batch:
-                        yield batch
                 if not self.plan.background:
                     return  # the consumer reports the stream as cut short
             except UpstreamBroken as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -160,8 +161,9 @@ Batch = list[dict[str, Any]]
 async def _events(exchange: Exchange) -> AsyncIterator[tuple[int, Batch | BaseException]]:
     """Every choice's upstream events, in batches tagged with the choice index, as they arrive."""
     if len(exchange.calls) == 1:
-        async for batch in exchange.calls[0].batches():
-            yield 0, batch
+        async with aclosing(exchange.calls[0].batches()) as batches:
+            async for batch in batches:
+                yield 0, batch
         return
     queue: asyncio.Queue[tuple[int, Batch | BaseException | None]] = asyncio.Queue(64)
 
@@ -208,15 +210,16 @@ async def _completion(exchange: Exchange) -> dict[str, Any]:
     for translator in exchange.translators:
         builder.add(translator.start())
     try:
-        async for index, item in _events(exchange):
-            translator = exchange.translators[index]
-            builder.add(_feed(translator, item))
-            if translator.done:
-                if translator.error is not None:
-                    raise translator.error
-                await exchange.calls[index].aclose()
-                if all(t.done for t in exchange.translators):
-                    break
+        async with aclosing(_events(exchange)) as events:
+            async for index, item in events:
+                translator = exchange.translators[index]
+                builder.add(_feed(translator, item))
+                if translator.done:
+                    if translator.error is not None:
+                        raise translator.error
+                    await exchange.calls[index].aclose()
+                    if all(t.done for t in exchange.translators):
+                        break
         for translator in exchange.translators:
             builder.add(translator.finish())
             if translator.error is not None:

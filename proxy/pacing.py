@@ -11,7 +11,7 @@ upstream call's to detect: see ``proxy.calls``.)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Generic, TypeVar
 
 import anyio
@@ -56,6 +56,7 @@ class Pacer(Generic[T]):
         self._task: asyncio.Task[None] | None = None
         self._stop = anyio.CancelScope()
         self._held: list[_End | _Failure] = []  # an end or failure found by ready(), reported next
+        self._items: AsyncGenerator[T | Heartbeat, None] | None = None
 
     def written(self) -> None:
         """Tell the pacer the client just received bytes (resets the heartbeat timer)."""
@@ -93,7 +94,8 @@ class Pacer(Generic[T]):
                 await self._queue.put(_Failure(exc))
 
     def __aiter__(self) -> AsyncIterator[T | Heartbeat]:
-        return self._iterate()
+        self._items = self._iterate()
+        return self._items
 
     async def _iterate(self) -> AsyncIterator[T | Heartbeat]:
         self._task = asyncio.create_task(self._pump())
@@ -121,9 +123,15 @@ class Pacer(Generic[T]):
                     raise item.exc
                 yield item
         finally:
-            await self.aclose()
+            await self._stop_reader()
 
     async def aclose(self) -> None:
+        """Stop reading; an iteration left suspended ends too (not left for the event loop to close)."""
+        if self._items is not None:
+            await self._items.aclose()
+        await self._stop_reader()
+
+    async def _stop_reader(self) -> None:
         task, self._task = self._task, None
         if task is not None and not task.done():
             self._stop.cancel()
