@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,14 +113,14 @@ class UpstreamCall:
         self.response_id: str | None = None
         self.finished = False
         self._http: UpstreamResponse | None = None
-        self._body: AsyncIterator[bytes] | None = None
+        self._body: AsyncGenerator[bytes, None] | None = None
         self._answer: dict[str, Any] | None = None
         self._last_sequence: int | None = None
         self._counted = plan.background
         if self._counted:
             metrics.BACKGROUND_JOBS.inc()
 
-    async def batches(self) -> AsyncIterator[list[dict[str, Any]]]:
+    async def batches(self) -> AsyncGenerator[list[dict[str, Any]], None]:
         """The answer's events, in lists of those that arrived together (one per upstream read)."""
         if self._answer is not None:
             first = terminal_event(self._answer)
@@ -128,13 +128,15 @@ class UpstreamCall:
                 self.finished = True
                 yield [first or {"type": "response.completed", "response": self._answer}]
                 return
-            async for event in self._poll(self._answer):
-                yield [event]
+            async with aclosing(self._poll(self._answer)) as events:
+                async for event in events:
+                    yield [event]
             return
-        async for batch in self._stream():
-            yield batch
+        async with aclosing(self._stream()) as batches:
+            async for batch in batches:
+                yield batch
 
-    async def _stream(self) -> AsyncIterator[list[dict[str, Any]]]:
+    async def _stream(self) -> AsyncGenerator[list[dict[str, Any]], None]:
         resumes = 0
         while True:
             decoder = SSEDecoder()
@@ -164,11 +166,12 @@ class UpstreamCall:
                 return
             resumes += 1
             if resumes > self.background.max_resumes or not await self._resume():
-                async for event in self._poll(None):
-                    yield [event]
+                async with aclosing(self._poll(None)) as events:
+                    async for event in events:
+                        yield [event]
                 return
 
-    async def _chunks(self) -> AsyncIterator[bytes | None]:
+    async def _chunks(self) -> AsyncGenerator[bytes | None, None]:
         """Upstream bytes, then ``None`` to flush the decoder.
 
         A connection silent for the idle timeout is dead: a background stream is
@@ -178,19 +181,20 @@ class UpstreamCall:
         assert self._http is not None
         idle = self.plan.idle_timeout
         self._http.set_idle_timeout(idle)
-        self._body = iterator = self._http.chunks().__aiter__()
-        while True:
-            try:
-                chunk = await iterator.__anext__()
-            except StopAsyncIteration:
-                yield None
-                return
-            except UpstreamIdle:
-                if self.plan.background:
-                    raise
-                raise ProxyError(504, f"The upstream sent nothing for {idle:g} s (idle timeout).",
-                                 "upstream_timeout", code="idle_timeout") from None
-            yield chunk
+        self._body = iterator = self._http.chunks()
+        async with aclosing(iterator):  # left early (a stop sequence, a client gone): the body's reader ends too
+            while True:
+                try:
+                    chunk = await iterator.__anext__()
+                except StopAsyncIteration:
+                    yield None
+                    return
+                except UpstreamIdle:
+                    if self.plan.background:
+                        raise
+                    raise ProxyError(504, f"The upstream sent nothing for {idle:g} s (idle timeout).",
+                                     "upstream_timeout", code="idle_timeout") from None
+                yield chunk
 
     async def _drain(self) -> None:
         """Read what follows the last event (the body's end), so the connection goes back to the pool.
@@ -226,7 +230,7 @@ class UpstreamCall:
         self._http = response
         return True
 
-    async def _poll(self, snapshot: dict[str, Any] | None) -> AsyncIterator[dict[str, Any]]:
+    async def _poll(self, snapshot: dict[str, Any] | None) -> AsyncGenerator[dict[str, Any], None]:
         """Follow a background response by polling until it reaches a final status."""
         wait = self.background.poll_initial
         while True:

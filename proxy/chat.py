@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -158,7 +158,7 @@ async def _start_all(upstream: Upstream, headers: Mapping[str, str], plans: list
 Batch = list[dict[str, Any]]
 
 
-async def _events(exchange: Exchange) -> AsyncIterator[tuple[int, Batch | BaseException]]:
+async def _events(exchange: Exchange) -> AsyncGenerator[tuple[int, Batch | BaseException], None]:
     """Every choice's upstream events, in batches tagged with the choice index, as they arrive."""
     if len(exchange.calls) == 1:
         async with aclosing(exchange.calls[0].batches()) as batches:

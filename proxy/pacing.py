@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Generic, TypeVar
 
 import anyio
@@ -47,7 +48,7 @@ class Pacer(Generic[T]):
     backpressure: a slow client slows the upstream read instead of growing memory.
     """
 
-    def __init__(self, source: AsyncIterator[T], heartbeat: float | None, queue_size: int = 16) -> None:
+    def __init__(self, source: AsyncGenerator[T, None], heartbeat: float | None, queue_size: int = 16) -> None:
         self._source = source
         self._heartbeat = heartbeat
         self._queue: asyncio.Queue[T | _End | _Failure] = asyncio.Queue(queue_size)
@@ -85,8 +86,9 @@ class Pacer(Generic[T]):
         # interrupting it half-way.
         with self._stop:
             try:
-                async for item in self._source:
-                    await self._queue.put(item)
+                async with aclosing(self._source) as source:
+                    async for item in source:
+                        await self._queue.put(item)
                 await self._queue.put(_END)
             except asyncio.CancelledError:
                 raise
@@ -97,7 +99,7 @@ class Pacer(Generic[T]):
         self._items = self._iterate()
         return self._items
 
-    async def _iterate(self) -> AsyncIterator[T | Heartbeat]:
+    async def _iterate(self) -> AsyncGenerator[T | Heartbeat, None]:
         self._task = asyncio.create_task(self._pump())
         try:
             while True:

@@ -17,7 +17,7 @@ import random
 import ssl
 import time
 import zlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from functools import cache, lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -93,7 +93,7 @@ class UpstreamResponse:
             connection.protocol.read_timeout = seconds
             connection.protocol.start_timeout()  # counts from now, not from the head's first-byte timer
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         """The body as it arrives: whatever is buffered at each step, in one piece."""
         try:
             async for chunk in self._response.content.iter_any():
