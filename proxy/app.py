@@ -166,7 +166,9 @@ class Proxy:
         logged); only when none answers with a list does its answer reach the client as it came.
         """
         logs.current().mode = "passthrough"
-        results = await asyncio.gather(*(self._model_list(upstream, request) for upstream in self.upstreams.all),
+        # A body (rare on a GET) is read once, so that every upstream can be sent it.
+        body = await read_body(request, self.config.server.max_body_bytes) if has_body(request) else None
+        results = await asyncio.gather(*(self._model_list(upstream, request, body) for upstream in self.upstreams.all),
                                        return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, ProxyError):
@@ -198,12 +200,13 @@ class Proxy:
         merged = with_variants({**payload, "data": list(models.values())}, self.router, self.config)
         return replay(response, orjson.dumps(merged), "application/json")
 
-    async def _model_list(self, upstream: Upstream, request: Request) -> tuple[UpstreamResponse, Any, bytes]:
+    async def _model_list(self, upstream: Upstream, request: Request,
+                          body: bytes | None) -> tuple[UpstreamResponse, Any, bytes]:
         """One upstream's answer to ``GET /models``, its list (None unless it is a model list) and body.
 
         An error answer is returned unread, to be relayed as it is.
         """
-        response = await open_forward(upstream, request, "/models", None, self.config.server.max_body_bytes)
+        response = await open_forward(upstream, request, "/models", body, self.config.server.max_body_bytes)
         if response.status_code >= 400:
             return response, None, b""
         payload, raw = await read_json(response, MODEL_LIST_LIMIT)

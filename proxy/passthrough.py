@@ -94,14 +94,13 @@ async def open_forward(upstream: Upstream, request: Request, path: str, body: by
     headers = upstream.headers(request.headers, keep_encoding=True)
     # The answer is relayed still encoded: without this, the HTTP client's own default would be sent.
     headers.setdefault("accept-encoding", "identity")
-    if body is None and has_body(request):
+    if body is None and has_body(request):  # whatever the method: a GET may carry a body too
         declared = declared_length(request, limit)
         if declared:
             headers["content-length"] = declared  # keeps uploads un-chunked, as sent
-        if request.method not in ("GET", "HEAD"):
-            # A body streamed through cannot be sent twice: no retries.
-            return await upstream.send(request.method, path, headers, content=limited_body(request.receive, limit),
-                                       params=request.url.query or None, decode=False)
+        # A body streamed through cannot be sent twice: no retries.
+        return await upstream.send(request.method, path, headers, content=limited_body(request.receive, limit),
+                                   params=request.url.query or None, decode=False)
     response, _ = await upstream.send_retrying(request.method, path, headers, content=body,
                                                params=request.url.query or None, decode=False)
     return response

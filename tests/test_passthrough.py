@@ -135,6 +135,24 @@ def test_query_strings_and_methods_are_kept(proxy_url, fake):
     assert fake.requests[-1].method == "DELETE"
 
 
+@pytest.mark.parametrize("path", ["/v1/models", "/v1/responses/resp_missing"])
+def test_a_get_with_a_body_reaches_the_upstream_with_it(proxy_url, fake, path):
+    # Not common, but allowed: the body must be sent, not announced by its length and then withheld.
+    answer = httpx.request("GET", proxy_url + path, content=b'{"limit": 5}', timeout=5,
+                       headers={"content-type": "application/json", "authorization": "Bearer client"})
+    assert answer.status_code == (200 if path == "/v1/models" else 404)
+    (sent,) = fake.requests
+    assert (sent.method, sent.path, sent.body) == ("GET", path, b'{"limit": 5}')
+
+
+def test_a_request_without_a_body_is_sent_without_one(proxy_url, fake):
+    deleted = httpx.delete(proxy_url + "/v1/responses/resp_missing", timeout=5)
+    assert deleted.status_code == 404
+    (sent,) = fake.requests
+    assert sent.body == b"" and sent.headers.get("content-length", "0") == "0"
+    assert "transfer-encoding" not in sent.headers
+
+
 def test_hop_by_hop_headers_are_not_forwarded(proxy_url, fake):
     httpx.get(proxy_url + "/v1/models", timeout=30, headers={"connection": "keep-alive, x-secret-hop",
                                                            "proxy-authorization": "Basic abc", "x-custom": "kept"})
