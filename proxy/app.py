@@ -246,9 +246,8 @@ class Proxy:
         else to each upstream in turn. Reading the body costs nothing extra for these requests: JSON
         bodies are small and bounded by ``max_body_bytes``, and the bytes are sent on unchanged.
         """
-        if len(self.upstreams.all) == 1:
-            return self.upstreams.all, None
-        if request.method != "POST" or not request.headers.get("content-type", "").startswith("application/json"):
+        if len(self.upstreams.all) == 1 or request.method != "POST" or \
+                not request.headers.get("content-type", "").startswith("application/json"):
             return self.upstreams.all, None
         body = await read_body(request, self.config.server.max_body_bytes)
         try:
@@ -297,10 +296,9 @@ def with_variants(listing: dict[str, Any], router: ModelRouter, config: Config) 
 
 
 def _listing_failure(result: Any) -> str:
+    """Why an upstream gave no model list: its error (other exceptions are raised before), status or body."""
     if isinstance(result, ProxyError):
         return result.message
-    if isinstance(result, BaseException):
-        return type(result).__name__
     response = result[0]
     return f"HTTP {response.status_code}" if response.status_code >= 400 else "not a model list"
 

@@ -169,8 +169,9 @@ async def _events(exchange: Exchange) -> AsyncGenerator[tuple[int, Batch | BaseE
 
     async def read(index: int, call: UpstreamCall) -> None:
         try:
-            async for batch in call.batches():
-                await queue.put((index, batch))
+            async with aclosing(call.batches()) as batches:
+                async for batch in batches:
+                    await queue.put((index, batch))
             await queue.put((index, None))
         except Exception as exc:  # handed to the consumer, which knows whether the choice still matters
             await queue.put((index, exc))
