@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from typing import Any
@@ -132,3 +133,24 @@ def wait_until(predicate, timeout: float = 5.0, what: str = "condition") -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.01)
+
+
+def kernel_queued(*ports: int) -> int:
+    """Bytes the kernel holds, written and not yet read, on the established loopback TCP connections on `ports`."""
+    wanted, total = {f"{port:04X}" for port in ports}, 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not os.path.exists(table):  # no IPv6
+            continue
+        with open(table) as rows:
+            for row in rows.read().splitlines()[1:]:
+                local, remote, state, queues = row.split()[1:5]
+                if state == "01" and {local.rsplit(":", 1)[1], remote.rsplit(":", 1)[1]} & wanted:
+                    sent, received = queues.split(":")
+                    total += int(sent, 16) + int(received, 16)
+    return total
+
+
+def tcp_buffer_maximum(direction: str) -> int:
+    """The size up to which the kernel grows a TCP socket's receive (``rmem``) or send (``wmem``) buffer."""
+    with open(f"/proc/sys/net/ipv4/tcp_{direction}") as values:
+        return int(values.read().split()[2])
