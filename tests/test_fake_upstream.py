@@ -257,7 +257,7 @@ def test_stream_numbers_events_and_writes_raw_bytes(fake):
 
 def test_stream_delay_and_heartbeat_pause(fake):
     events = [{"type": f"e{i}"} for i in range(4)]
-    fake.script(Stream(events, delay=0.01, heartbeat_pause=0.1))
+    fake.script(Stream(events, delay=0.01, heartbeat_pause=0.3))
     arrivals = []
     start = time.monotonic()
     with httpx.Client() as http, http.stream("POST", f"{fake.base_url}/responses", json={}) as answer:
@@ -265,8 +265,8 @@ def test_stream_delay_and_heartbeat_pause(fake):
             if line.startswith("event:"):
                 arrivals.append(time.monotonic() - start)
     assert len(arrivals) == 4
-    assert arrivals[2] - arrivals[1] >= 0.1
-    assert arrivals[3] - arrivals[2] < 0.1
+    assert arrivals[2] - arrivals[1] >= 0.3
+    assert arrivals[3] - arrivals[2] < 0.2
 
 
 @pytest.mark.parametrize(("status", "exception"), [
@@ -469,5 +469,5 @@ def test_sse_frame_format():
 def test_starts_fast_on_a_free_port():
     start = time.monotonic()
     with running_fake_upstream() as fake:
-        assert time.monotonic() - start < 0.5
+        assert time.monotonic() - start < 2  # polls for readiness (~0.05 s here), never a fixed wait; slack for loaded CI
         assert fake.base_url.startswith("http://127.0.0.1:") and fake.base_url.endswith("/v1")
