@@ -39,6 +39,7 @@ from .upstreams import Upstreams
 log = logging.getLogger("proxy")
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
+PROBE_METHODS = ["GET", "HEAD"]  # uptime monitors often probe with HEAD
 SETTLE_SECONDS = 5.0
 SETTINGS_REMEMBERED = 1024
 GC_YOUNG_THRESHOLD = 50_000  # allocations between young collections (Python's default: 700)
@@ -410,7 +411,7 @@ def create_app(config: Config) -> FastAPI:
     for kind in (ProxyError, HTTPException, Exception):  # Starlette looks each kind up by its own class
         app.add_exception_handler(kind, failed)
 
-    @app.get("/")
+    @app.api_route("/", methods=PROBE_METHODS)
     async def describe() -> Response:
         return json_response({
             "name": "responses-proxy",
@@ -423,17 +424,17 @@ def create_app(config: Config) -> FastAPI:
             "translated_models": config.translate.models if not config.translate.all_models else ["*"],
         })
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=PROBE_METHODS)
     async def healthz() -> Response:
         return json_response({"status": "ok"})
 
-    @app.get("/readyz")
+    @app.api_route("/readyz", methods=PROBE_METHODS)
     async def readyz() -> Response:
         ready, upstreams = await readiness.status()
         return json_response({"status": "ready" if ready else "not ready", "check": config.server.readiness_check,
                               "upstreams": upstreams}, 200 if ready else 503)
 
-    @app.get("/metrics")
+    @app.api_route("/metrics", methods=PROBE_METHODS)
     async def metrics_page() -> Response:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)

@@ -69,8 +69,12 @@ def test_the_sdk_sees_an_authentication_error(guarded, fake):
 
 
 def test_probes_stay_open(guarded, fake):
+    """Without a key, by GET and by HEAD (as uptime monitors often probe), answered by the proxy itself."""
     for path in ("/", "/healthz", "/readyz", "/metrics"):
         assert httpx.get(guarded + path).status_code == 200, path
+        head = httpx.head(guarded + path)
+        assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) > 0, path
+    assert fake.requests == []
 
 
 def test_metrics_can_require_a_key(make_proxy, fake):
