@@ -25,7 +25,7 @@ from .chat import json_response, serve_translated
 from .config import Config, ModelSettings, load_config
 from .errors import InvalidRequest, ProxyError, error_body
 from .health import Readiness
-from .memory import open_memory
+from .memory import ReasoningMemory, memory_scope, open_store
 from .middleware import InFlight, ObserveMiddleware
 from .passthrough import has_body, open_forward, read_body, relay, replay, upstream_path
 from .routing import ModelRouter, says_responses_only
@@ -61,7 +61,7 @@ class Proxy:
         # What an upstream refused (background mode, streaming, summaries) is a property of that upstream.
         self._capabilities = {upstream.config.name: Capabilities() for upstream in self.upstreams.all}
         self.router = ModelRouter(config.translate, config.aliases)
-        self.memory = open_memory(config.reasoning)
+        self.reasoning_store = open_store(config.reasoning)
         self._settings: dict[str, ModelSettings] = {}
 
     def settings(self, model: str) -> ModelSettings:
@@ -138,7 +138,10 @@ class Proxy:
         if settings.reasoning_effort and chat.get("reasoning_effort") is None:
             chat = {**chat, "reasoning_effort": settings.reasoning_effort}
         summary = None if config.reasoning.summary == "off" or capabilities.no_summary else config.reasoning.summary
-        keep = self.memory is not None and chat["model"].lower() not in capabilities.no_encrypted_reasoning
+        store = self.reasoning_store
+        memory = None if store is None else ReasoningMemory(
+            store, memory_scope(request.headers, upstream.config.name, chat["model"]))
+        keep = memory is not None and chat["model"].lower() not in capabilities.no_encrypted_reasoning
         options = MappingOptions(
             reasoning_summary=summary,
             reasoning_effort=config.reasoning.effort,
@@ -147,8 +150,8 @@ class Proxy:
             keep_reasoning=keep,
         )
         translation = chat_to_responses(chat, options)
-        if keep and self.memory is not None and translation.answers:
-            restore_reasoning(translation, await self.memory.fetch(
+        if keep and memory is not None and translation.answers:
+            restore_reasoning(translation, await memory.fetch(
                 [key for _, keys in translation.answers for key in keys]))
         presentation = Presentation(
             reasoning=reasoning_output(request, config.reasoning.output),
@@ -156,7 +159,7 @@ class Proxy:
             sources_in_content=config.web_search.sources_in_content,
             progress=bool(settings.progress),
         )
-        return await serve_translated(config, upstream, capabilities, self.memory, request, translation,
+        return await serve_translated(config, upstream, capabilities, memory, request, translation,
                                       presentation, settings)
 
     async def models(self, request: Request) -> Response:
@@ -390,8 +393,8 @@ def create_app(config: Config) -> FastAPI:
         # Requests the server cancelled after the grace period end their answers with an error first.
         await inflight.settle(SETTLE_SECONDS)
         await proxy.upstreams.aclose()
-        if proxy.memory is not None:
-            await proxy.memory.aclose()
+        if proxy.reasoning_store is not None:
+            await proxy.reasoning_store.aclose()
 
     def outer(app: ASGIApp) -> ASGIApp:
         """The proxy's middleware, innermost first: the observer sees every answer, CORS headers go on 401s too."""

@@ -3,7 +3,8 @@
 Chat apps resend the whole history but cannot carry Responses reasoning
 items. The proxy asks for ``reasoning.encrypted_content`` and keeps each
 answer's reasoning items here, keyed by what the client will send back
-unchanged: the answer's tool-call ids, or a hash of its text. When the
+unchanged: the answer's tool-call ids, or a hash of its text, within the
+scope of the caller's credentials, the upstream and the model. When the
 conversation returns, they are put back in front of the answer.
 
 Two stores: a bounded in-process LRU with a time limit (the default), and
@@ -14,9 +15,11 @@ with any chat proxy; it never fails a request.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -26,6 +29,9 @@ from .translate.request import reasoning_keys
 from .translate.response import as_list
 
 log = logging.getLogger("proxy.memory")
+
+# The headers that say whose request it is, to the proxy (its keys) or to the upstream (the caller's own).
+SCOPE_HEADERS = ("authorization", "x-api-key", "api-key", "openai-organization", "openai-project")
 
 
 def kept_reasoning(response: dict[str, Any] | None) -> tuple[list[str], list[dict[str, Any]]]:
@@ -46,17 +52,50 @@ def kept_reasoning(response: dict[str, Any] | None) -> tuple[list[str], list[dic
     return reasoning_keys(answer), reasoning
 
 
-class ReasoningMemory(Protocol):
+class ReasoningStore(Protocol):
+    """Where kept reasoning lives: reasoning items under keys, nothing more."""
+
     suspends: bool  # whether its calls wait on I/O (then a request being cancelled must not cut them short)
 
     async def fetch(self, keys: list[str]) -> dict[str, list[dict[str, Any]]]: ...
 
-    async def remember(self, response: dict[str, Any] | None) -> None: ...
+    async def put(self, keys: list[str], reasoning: list[dict[str, Any]]) -> None: ...
 
     async def aclose(self) -> None: ...
 
 
-class LocalMemory:
+def memory_scope(headers: Mapping[str, str], upstream: str, model: str) -> str:
+    """Who kept the reasoning, and for which model: the caller's credentials, the upstream and the model.
+
+    An answer's text alone does not identify a conversation: two callers can get the same answer, and one
+    caller's reasoning must never go upstream with another's request (nor under another organisation,
+    whose key cannot read it).
+    """
+    caller = "\n".join(headers.get(name, "") for name in SCOPE_HEADERS)
+    return hashlib.sha256(f"{caller}\n{upstream}\n{model.lower()}".encode()).hexdigest()[:32] + ":"
+
+
+class ReasoningMemory:
+    """One scope's view of a store (see :func:`memory_scope`)."""
+
+    __slots__ = ("store", "scope", "suspends")
+
+    def __init__(self, store: ReasoningStore, scope: str) -> None:
+        self.store = store
+        self.scope = scope
+        self.suspends = store.suspends
+
+    async def fetch(self, keys: list[str]) -> dict[str, list[dict[str, Any]]]:
+        found = await self.store.fetch([self.scope + key for key in keys])
+        return {key[len(self.scope):]: reasoning for key, reasoning in found.items()}
+
+    async def remember(self, response: dict[str, Any] | None) -> None:
+        keys, reasoning = kept_reasoning(response)
+        if keys:
+            await self.store.put([self.scope + key for key in keys], reasoning)
+
+
+class LocalStore:
     """In this process: bounded, least recently used first out, each entry for ``ttl`` seconds."""
 
     suspends = False
@@ -80,8 +119,7 @@ class LocalMemory:
             found[key] = entry[1]
         return found
 
-    async def remember(self, response: dict[str, Any] | None) -> None:
-        keys, reasoning = kept_reasoning(response)
+    async def put(self, keys: list[str], reasoning: list[dict[str, Any]]) -> None:
         now = time.monotonic()
         for key in keys:
             self._entries[key] = (now, reasoning)
@@ -96,7 +134,7 @@ class LocalMemory:
         return len(self._entries)
 
 
-class RedisMemory:
+class RedisStore:
     """In Redis, shared by every replica; entries expire after ``ttl`` seconds."""
 
     PREFIX = "responses-proxy:reasoning:"
@@ -107,7 +145,7 @@ class RedisMemory:
         self.ttl = ttl
 
     @classmethod
-    def from_url(cls, url: str, ttl: float) -> RedisMemory:
+    def from_url(cls, url: str, ttl: float) -> RedisStore:
         try:
             import redis.asyncio
         except ImportError:  # pragma: no cover - depends on the installation
@@ -124,10 +162,7 @@ class RedisMemory:
             return {}
         return {key: orjson.loads(value) for key, value in zip(keys, values) if value}
 
-    async def remember(self, response: dict[str, Any] | None) -> None:
-        keys, reasoning = kept_reasoning(response)
-        if not keys:
-            return
+    async def put(self, keys: list[str], reasoning: list[dict[str, Any]]) -> None:
         value = orjson.dumps(reasoning)
         try:
             async with self.client.pipeline(transaction=False) as pipe:
@@ -141,9 +176,9 @@ class RedisMemory:
         await self.client.aclose()
 
 
-def open_memory(config: ReasoningConfig) -> ReasoningMemory | None:
+def open_store(config: ReasoningConfig) -> ReasoningStore | None:
     if not config.keep_encrypted:
         return None
     if config.redis_url:
-        return RedisMemory.from_url(config.redis_url, config.memory_ttl)
-    return LocalMemory(config.memory_entries, config.memory_ttl) if config.memory_entries > 0 else None
+        return RedisStore.from_url(config.redis_url, config.memory_ttl)
+    return LocalStore(config.memory_entries, config.memory_ttl) if config.memory_entries > 0 else None

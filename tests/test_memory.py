@@ -9,7 +9,7 @@ import openai
 
 from conftest import CLIENT_KEY, proxy_config
 from fake_upstream import Respond, build_response, function_call_item, message_item, reasoning_item
-from proxy.memory import LocalMemory, RedisMemory, kept_reasoning
+from proxy.memory import LocalStore, RedisStore, ReasoningMemory, kept_reasoning, memory_scope
 from servers import running_proxy
 
 TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}]
@@ -28,11 +28,15 @@ def test_keys_and_items_of_an_answer():
     assert kept_reasoning(build_response(None, [message_item("no reasoning kept")])) == ([], [])
 
 
+SCOPE = memory_scope({"authorization": "Bearer pk-one"}, "default", "o3-pro")
+
+
 async def test_local_memory_is_bounded_and_expires():
-    memory = LocalMemory(max_entries=2, ttl=0.2)
+    store = LocalStore(max_entries=2, ttl=0.2)
+    memory = ReasoningMemory(store, SCOPE)
     for n in range(3):
         await memory.remember(answer_with_reasoning(call_id=f"call_{n}"))
-    assert len(memory) == 2
+    assert len(store) == 2
     assert set(await memory.fetch(["call_0", "call_1", "call_2"])) == {"call_1", "call_2"}
     await asyncio.sleep(0.25)
     assert await memory.fetch(["call_1", "call_2"]) == {}
@@ -40,12 +44,27 @@ async def test_local_memory_is_bounded_and_expires():
 
 async def test_redis_memory_round_trip_and_expiry():
     client = fakeredis.FakeAsyncRedis()
-    memory = RedisMemory(client, ttl=60)
+    memory = ReasoningMemory(RedisStore(client, ttl=60), SCOPE)
     await memory.remember(answer_with_reasoning(text="Plain answer."))
     keys, items = kept_reasoning(answer_with_reasoning(text="Plain answer."))
     found = await memory.fetch(keys + ["missing"])
     assert list(found) == keys and found[keys[0]][0]["type"] == "reasoning"
-    assert 0 < await client.ttl(RedisMemory.PREFIX + keys[0]) <= 60
+    assert 0 < await client.ttl(RedisStore.PREFIX + SCOPE + keys[0]) <= 60
+
+
+async def test_what_is_kept_for_one_scope_is_not_found_from_another():
+    store = LocalStore()
+    await ReasoningMemory(store, SCOPE).remember(answer_with_reasoning(text="Sure, I can help with that."))
+    keys, _ = kept_reasoning(answer_with_reasoning(text="Sure, I can help with that."))
+    others = [memory_scope({"authorization": "Bearer pk-two"}, "default", "o3-pro"),
+              memory_scope({"authorization": "Bearer pk-one", "openai-organization": "org-b"}, "default", "o3-pro"),
+              memory_scope({"authorization": "Bearer pk-one"}, "second", "o3-pro"),
+              memory_scope({"authorization": "Bearer pk-one"}, "default", "o1-pro")]
+    assert len(set(others) | {SCOPE}) == 5
+    for scope in others:
+        assert await ReasoningMemory(store, scope).fetch(keys) == {}
+    assert list(await ReasoningMemory(store, SCOPE).fetch(keys)) == keys
+    assert memory_scope({"authorization": "Bearer pk-one"}, "default", "O3-Pro") == SCOPE  # model names: any case
 
 
 async def test_redis_that_is_down_costs_continuity_not_the_answer():
@@ -56,7 +75,7 @@ async def test_redis_that_is_down_costs_continuity_not_the_answer():
         def pipeline(self, transaction=False):
             raise ConnectionError("redis is down")
 
-    memory = RedisMemory(Down(), ttl=60)
+    memory = ReasoningMemory(RedisStore(Down(), ttl=60), SCOPE)
     assert await memory.fetch(["call_1"]) == {}
     await memory.remember(answer_with_reasoning(call_id="call_1"))  # logged, not raised
 
@@ -67,7 +86,7 @@ def test_replicas_share_kept_reasoning_through_redis(fake_server):
     shared = fakeredis.FakeServer()
 
     def use_redis(app):
-        app.state.proxy.memory = RedisMemory(fakeredis.FakeAsyncRedis(server=shared), ttl=60)
+        app.state.proxy.reasoning_store = RedisStore(fakeredis.FakeAsyncRedis(server=shared), ttl=60)
 
     config = proxy_config(fake.base_url)
     with running_proxy(config, use_redis) as first, running_proxy(config, use_redis) as second:
@@ -82,3 +101,47 @@ def test_replicas_share_kept_reasoning_through_redis(fake_server):
     items = fake.requests_to("/responses")[0].json["input"]
     assert [item.get("type", "message") for item in items] == ["message", "reasoning", "function_call",
                                                                "function_call_output"]
+
+
+def plain_turn(fake, url, key, messages, answer, model="o3-pro"):
+    """One chat turn whose answer carries reasoning; returns the input the upstream received and the reasoning's id."""
+    fake.reset()
+    reasoning = reasoning_item([f"Reasoning behind {answer!r}."])
+    fake.script(Respond(output=[reasoning, message_item(answer)]))
+    completion = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0).chat.completions.create(
+        model=model, messages=messages)
+    assert completion.choices[0].message.content == answer
+    return fake.requests_to("/responses")[0].json["input"], reasoning["id"]
+
+
+def reasoning_ids(items):
+    return [item["id"] for item in items if item.get("type") == "reasoning"]
+
+
+def test_one_callers_reasoning_never_goes_upstream_with_anothers_request(fake_server):
+    """Kept reasoning is found only by the same proxy key, for the same model, however alike the answers."""
+    fake, keys = fake_server, ["pk-memory-alpha", "pk-memory-beta"]
+    with running_proxy(proxy_config(fake.base_url, server={"api_keys": keys})) as url:
+        history = [{"role": "user", "content": "Can you help?"}]
+        _, kept = plain_turn(fake, url, keys[0], history, "Sure, I can help with that.")
+        history += [{"role": "assistant", "content": "Sure, I can help with that."},
+                    {"role": "user", "content": "Go on."}]
+        assert reasoning_ids(plain_turn(fake, url, keys[1], history, "Next.")[0]) == []
+        assert reasoning_ids(plain_turn(fake, url, keys[0], history, "Next.", model="o1-pro")[0]) == []
+        assert reasoning_ids(plain_turn(fake, url, keys[0], history, "Next.")[0]) == [kept]
+
+
+def test_an_answer_given_twice_gets_its_reasoning_once(fake_server):
+    """The same text twice in one history: the kept reasoning goes before the latest one only, never twice
+    (the upstream refuses an input with a duplicated item id)."""
+    fake = fake_server
+    with running_proxy(proxy_config(fake.base_url)) as url:
+        history = [{"role": "user", "content": "Do it."}]
+        plain_turn(fake, url, CLIENT_KEY, history, "Done.")
+        history += [{"role": "assistant", "content": "Done."}, {"role": "user", "content": "Again."}]
+        _, latest = plain_turn(fake, url, CLIENT_KEY, history, "Done.")
+        history += [{"role": "assistant", "content": "Done."}, {"role": "user", "content": "Thanks."}]
+        sent, _ = plain_turn(fake, url, CLIENT_KEY, history, "You're welcome.")
+    assert reasoning_ids(sent) == [latest]
+    kinds = [item.get("type", "message") for item in sent]
+    assert kinds == ["message", "message", "message", "reasoning", "message", "message"]

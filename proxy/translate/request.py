@@ -194,13 +194,20 @@ def reasoning_keys(answer: list[dict[str, Any]]) -> list[str]:
 
 
 def restore_reasoning(translation: Translation, kept: Mapping[str, list[dict[str, Any]]]) -> int:
-    """Put the reasoning items kept for earlier answers back in front of them; returns how many answers got some."""
+    """Put the reasoning items kept for earlier answers back in front of them; returns how many answers got some.
+
+    An item goes in once, before the latest answer it was kept for: the same answer text can recur in a
+    conversation ("Done."), and the upstream refuses an input that holds one item id twice.
+    """
     items = translation.body["input"]
     restored = 0
+    placed: set[Any] = set()
     for start, keys in reversed(translation.answers):  # from the end, so earlier positions stay valid
         found = next((kept[key] for key in keys if kept.get(key)), None)
-        if found:
-            items[start:start] = found
+        fresh = [item for item in found or () if item.get("id") not in placed]
+        if fresh:
+            placed.update(item.get("id") for item in fresh)
+            items[start:start] = fresh
             restored += 1
     return restored
 
