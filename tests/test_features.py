@@ -73,6 +73,19 @@ def test_think_mode_by_header(proxy_url, fake, stream):
     assert "reasoning_content" not in message
 
 
+def test_think_mode_leaves_no_empty_block_in_a_whole_answer(proxy_url, fake):
+    """Tool calls after reasoning without a summary: the opened think block stayed empty, and is left out."""
+    fake.script(Respond(output=[reasoning_item([]), function_call_item("lookup", {}, call_id="call_t")]))
+    message = completed(proxy_url, {"model": "o3-pro", "messages": MESSAGES, "tools": [
+        {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}]},
+        {"x-proxy-reasoning-output": "think"})["choices"][0]["message"]
+    assert message["content"] is None and message["tool_calls"][0]["id"] == "call_t"
+    fake.script(Respond(output=[reasoning_item([]), message_item("Hello.")]))
+    message = completed(proxy_url, {"model": "o3-pro", "messages": MESSAGES},
+                        {"x-proxy-reasoning-output": "think"})["choices"][0]["message"]
+    assert message["content"] == "Hello."
+
+
 def test_none_mode_by_config(make_proxy, fake):
     fake.script(Respond(output=THOUGHT))
     with make_proxy(reasoning={"output": "none"}) as url:

@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from .response import CHAT_SERVICE_TIERS, as_str, terminal_event
-from .stream import Presentation, StreamTranslator, summed_usage
+from .stream import THINK_CLOSE, THINK_OPEN, Presentation, StreamTranslator, summed_usage
+
+EMPTY_THINK_BLOCK = THINK_OPEN + THINK_CLOSE
 
 
 class _Choice:
@@ -53,9 +55,11 @@ class _Choice:
             slot["function"]["arguments"] = slot["function"].get("arguments", "") + arguments
 
     def message(self) -> dict[str, Any]:
+        # A think block that stayed empty was opened only to show "thinking" while a stream waited.
+        content = "".join(self.content).removeprefix(EMPTY_THINK_BLOCK)
         message: dict[str, Any] = {
             "role": "assistant",
-            "content": "".join(self.content) if self.content or not (self.calls or self.refusal) else None,
+            "content": content if content or not (self.calls or self.refusal) else None,
             "refusal": "".join(self.refusal) if self.refusal else None,
         }
         if self.reasoning:
