@@ -117,6 +117,8 @@ class ObserveMiddleware:
         except asyncio.CancelledError:
             # Only the server cancels a request: it is stopping and the grace period is over.
             record.error = "server_shutting_down"
+            if not answer.started:
+                record.status = 503  # the answer _close_for_shutdown gives
             if not await self._close_for_shutdown(answer, send):
                 raise
             if task is not None:

@@ -106,7 +106,8 @@ def test_a_stream_that_outlives_the_grace_period_ends_with_an_error_chunk(tmp_pa
     assert unanswered["response"].status_code == 503
     assert unanswered["response"].json()["error"]["code"] == "server_shutting_down"
     lines = [json.loads(line) for line in process.stderr.read().decode().splitlines() if line.startswith("{")]
-    assert any(line.get("error") == "server_shutting_down" for line in lines)
+    ended = [(line["status"], line.get("stream")) for line in lines if line.get("error") == "server_shutting_down"]
+    assert sorted(ended) == [(200, True), (503, None)], ended  # the stream, and the whole answer it held up
 
 
 def test_a_stream_that_ends_within_the_grace_period_is_delivered_whole(tmp_path, fake):
