@@ -180,6 +180,17 @@ def _as_json(payload: Any, headers: Mapping[str, str]) -> tuple[bytes, dict[str,
     return orjson.dumps(payload), {**headers, "content-type": "application/json"}
 
 
+def _as_received(value: str) -> str:
+    """A header value the server read as Latin-1, as the UTF-8 text the client sent (aiohttp sends UTF-8).
+
+    Bytes that are not UTF-8 cannot be sent as they came; they go as their Latin-1 reading.
+    """
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
 def without_credentials(url: str) -> str:
     """``http://user:secret@host/v1`` -> ``http://host/v1``: the URL without the user and password in it."""
     parts = urlsplit(url)
@@ -225,7 +236,8 @@ class Upstream:
         With an upstream key configured it replaces whatever the client sent;
         without one, the client's own ``Authorization`` is forwarded.
         """
-        named = [(name.lower(), name, value) for name, value in client_headers.items()]
+        named = [(name.lower(), name, value if value.isascii() else _as_received(value))
+                 for name, value in client_headers.items()]
         dropped = _DROPPED_KEEPING_ENCODING if keep_encoding else _DROPPED
         # Headers named in Connection are hop-by-hop too (RFC 9110 section 7.6.1), and Proxy-* ones are for us.
         for lower, _, value in named:

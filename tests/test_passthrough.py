@@ -161,6 +161,17 @@ def test_hop_by_hop_headers_are_not_forwarded(proxy_url, fake):
     assert "proxy-authorization" not in headers
 
 
+@pytest.mark.parametrize("model", ["gpt-4o", "o3-pro"], ids=["passed-through", "translated"])
+def test_non_ascii_header_values_arrive_as_the_client_sent_them(proxy_url, fake, model):
+    """UTF-8 text in a header goes upstream as the same bytes; bytes that are not UTF-8 still go (as Latin-1)."""
+    response = httpx.post(proxy_url + "/v1/chat/completions", json={"model": model, "messages": [{"role": "user", "content": "Hi"}]},
+                          headers={"x-user-name": "Jürgen Müller".encode(), "x-legacy": b"caf\xe9"}, timeout=30)
+    assert response.status_code == 200
+    headers = fake.requests[-1].headers  # the fake reads header bytes as Latin-1, as servers do
+    assert headers["x-user-name"].encode("latin-1") == "Jürgen Müller".encode()
+    assert headers["x-legacy"].encode("latin-1") == "café".encode()
+
+
 @pytest.mark.parametrize("path", ["/v1/../../etc/passwd", "/v1/%2e%2e/secret", "/v1/./models/.."])
 def test_path_traversal_is_refused(proxy_url, fake, path):
     host, port = proxy_url.removeprefix("http://").split(":")
