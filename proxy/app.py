@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__, logs, metrics
-from .auth import OPEN_PATHS, ProxyKeyMiddleware
+from .auth import OPEN_PATHS, PROBE_METHODS, ProxyKeyMiddleware
 from .calls import Capabilities
 from .chat import json_response, serve_translated
 from .config import Config, ModelSettings, load_config
@@ -39,7 +39,6 @@ from .upstreams import Upstreams
 log = logging.getLogger("proxy")
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
-PROBE_METHODS = ["GET", "HEAD"]  # uptime monitors often probe with HEAD
 SETTLE_SECONDS = 5.0
 SETTINGS_REMEMBERED = 1024
 GC_YOUNG_THRESHOLD = 50_000  # allocations between young collections (Python's default: 700)

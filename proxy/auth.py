@@ -1,10 +1,11 @@
 """Proxy keys: who may spend the operator's upstream keys.
 
-With ``server.api_keys`` set, every request but the probes must carry one of
-them as ``Authorization: Bearer <key>`` or ``x-api-key: <key>``; anything else
-gets OpenAI's 401 and never reaches an upstream. Keys are compared as SHA-256
-digests with :func:`hmac.compare_digest`, against every key, so the time taken
-says nothing about how close a guess was or which key matched.
+With ``server.api_keys`` set, every request but the probes (GET or HEAD of an
+open path) must carry one of them as ``Authorization: Bearer <key>`` or
+``x-api-key: <key>``; anything else gets OpenAI's 401 and never reaches an
+upstream. Keys are compared as SHA-256 digests with :func:`hmac.compare_digest`,
+against every key, so the time taken says nothing about how close a guess was
+or which key matched.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .errors import error_body
 from .keys import bearer_key
 
 OPEN_PATHS = frozenset(("/", "/healthz", "/readyz"))
+PROBE_METHODS = ["GET", "HEAD"]  # uptime monitors often probe with HEAD
 
 
 def _digest(key: str) -> bytes:
@@ -45,7 +47,7 @@ class ProxyKeys:
 
 
 class ProxyKeyMiddleware:
-    """Answers 401 to requests without a valid proxy key; ``open_paths`` stay open."""
+    """Answers 401 to requests without a valid proxy key; probes of ``open_paths`` stay open."""
 
     def __init__(self, app: ASGIApp, keys: Sequence[str], open_paths: Iterable[str] = OPEN_PATHS) -> None:
         self.app = app
@@ -53,7 +55,7 @@ class ProxyKeyMiddleware:
         self.open_paths = frozenset(open_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or scope["path"] in self.open_paths:
+        if scope["type"] != "http" or not self.keys or self._is_probe(scope):
             await self.app(scope, receive, send)
             return
         presented = []
@@ -74,6 +76,10 @@ class ProxyKeyMiddleware:
                                       "(server.api_keys), not an upstream key.", "invalid_api_key")
             return
         await self.app(scope, receive, send)
+
+    def _is_probe(self, scope: Scope) -> bool:
+        """A GET or HEAD of an open path: any other method there is passed through upstream, so it needs a key."""
+        return scope["method"] in PROBE_METHODS and scope["path"] in self.open_paths
 
 
 async def _unauthorized(send: Send, message: str, code: str) -> None:

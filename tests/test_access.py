@@ -77,6 +77,30 @@ def test_probes_stay_open(guarded, fake):
     assert fake.requests == []
 
 
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+def test_probe_paths_need_a_key_for_other_methods(guarded, fake, method):
+    """Only GET and HEAD are probes: another method on their paths would be passed through with the upstream key."""
+    for path in ("/", "/healthz", "/readyz", "/metrics"):
+        response = httpx.request(method, guarded + path, json={"model": "gpt-4o", "input": "x"})
+        assert response.status_code == 401, (method, path)
+        body = response.json()
+        check_error_body(body)
+        assert body["error"]["code"] == "missing_api_key" and body["error"]["type"] == "invalid_request_error"
+    assert fake.requests == []
+
+
+def test_cors_preflight_of_a_probe_path_is_answered_without_a_key(make_proxy, fake):
+    origin = "http://localhost:3000"
+    with make_proxy(server={"cors_origins": [origin], "api_keys": TEAM_KEYS}) as url:
+        preflight = httpx.options(url + "/healthz", headers={"origin": origin, "access-control-request-method": "POST"})
+        probe = httpx.get(url + "/healthz", headers={"origin": origin})
+        refused = httpx.post(url + "/healthz", json={}, headers={"origin": origin})
+    assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == origin
+    assert probe.status_code == 200 and probe.json() == {"status": "ok"}
+    assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == origin
+    assert fake.requests == []
+
+
 def test_metrics_can_require_a_key(make_proxy, fake):
     with make_proxy(server={"api_keys": TEAM_KEYS, "metrics_require_key": True}) as url:
         assert httpx.get(url + "/metrics").status_code == 401
