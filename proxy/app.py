@@ -339,15 +339,20 @@ def error_response(exc: Exception) -> Response:
                                     code="proxy_error"), 500)
 
 
+def names_endpoint(path: str, endpoint: str) -> bool:
+    """Whether ``path`` ends in ``endpoint``, or in it and one slash: the pass-through drops that slash too."""
+    return path.removesuffix("/").endswith(endpoint)
+
+
 def is_chat(scope: Scope) -> bool:
-    return scope["type"] == "http" and scope["method"] == "POST" and scope["path"].endswith("/chat/completions")
+    return scope["type"] == "http" and scope["method"] == "POST" and names_endpoint(scope["path"], "/chat/completions")
 
 
 class ChatFirst:
     """Chat requests, on any path ending in ``/chat/completions``, go straight to the proxy; the rest to FastAPI.
 
     Chat is the hot path, and FastAPI's routing, dependency and exception layers cost
-    more per request than the translation itself.
+    more per request than the translation itself. A trailing slash is allowed (:func:`names_endpoint`).
     """
 
     def __init__(self, proxy: Proxy, routes: ASGIApp) -> None:
@@ -444,7 +449,7 @@ def create_app(config: Config) -> FastAPI:
     @app.api_route("/{path:path}", methods=_METHODS)
     async def dispatch(request: Request) -> Response:
         path = request.url.path
-        if path.endswith("/models") and request.method == "GET":
+        if names_endpoint(path, "/models") and request.method == "GET":
             return await proxy.models(request)
         return await proxy.forward(request, upstream_path(path))
 

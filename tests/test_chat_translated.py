@@ -181,13 +181,14 @@ def test_dropped_and_adjusted_parameters_are_reported(proxy_url, fake):
 
 @pytest.mark.parametrize("path", [
     "/chat/completions", "//chat/completions", "/v1/v1/chat/completions", "/v1/chat/completions/chat/completions",
-    "/v1/responses/chat/completions", "/api/v1/chat/completions",
+    "/v1/responses/chat/completions", "/api/v1/chat/completions", "/v1/chat/completions/", "/chat/completions/",
 ])
 def test_chat_endpoint_on_any_path_ending_in_chat_completions(proxy_url, fake, path):
     fake.script(Respond(output=[message_item("ok")]))
     response = httpx.post(proxy_url + path, json={"model": "o3-pro", "messages": [{"role": "user", "content": "x"}]},
                           timeout=30)
     assert response.status_code == 200, response.text
+    assert response.json()["object"] == "chat.completion"
     assert response.json()["choices"][0]["message"]["content"] == "ok"
     assert sent_upstream(fake).path == "/v1/responses"
 

@@ -73,6 +73,18 @@ def test_models_on_any_path_ending_in_models(proxy_url, fake, path):
     assert fake.requests[-1].path == "/v1/models"
 
 
+def test_models_with_a_trailing_slash_is_the_same_merged_list(make_proxy, fake):
+    aliases = {"deep-thinker": {"model": "o3-pro", "reasoning_effort": "high"}}
+    with make_proxy(aliases=aliases) as url:
+        plain = httpx.get(url + "/v1/models", timeout=30)
+        slashed = httpx.get(url + "/v1/models/", timeout=30)
+    assert slashed.status_code == plain.status_code == 200
+    assert slashed.json() == plain.json()
+    ids = {model["id"] for model in slashed.json()["data"]}
+    assert {"o3-pro", "o3-pro-high", "deep-thinker"} <= ids  # the proxy's variants and aliases
+    assert [request.path for request in fake.requests] == ["/v1/models", "/v1/models"]
+
+
 def test_a_compressed_model_list_is_read_and_rewritten(proxy_url, fake):
     """The model list is relayed as the upstream encoded it, but rewritten by the proxy, so it is decoded first."""
     listing = {"object": "list", "data": [{"id": "o3-pro", "object": "model", "created": 1, "owned_by": "system"}]}
