@@ -14,6 +14,7 @@ from conftest import UPSTREAM_KEY
 from fake_upstream import SPEECH_BYTES, Reply, Respond, error_body, message_item
 from proxy.passthrough import limited_body
 from proxy.streaming import ClientGone
+from wire import raw_exchange, status_of
 
 
 def test_chat_for_other_models_is_byte_identical(proxy_url, fake):
@@ -196,6 +197,23 @@ def test_path_traversal_is_refused(proxy_url, fake, path):
     assert head.startswith(b"HTTP/1.1 400")
     assert json.loads(body)["error"]["code"] == "invalid_path"
     assert fake.requests == []
+
+
+@pytest.mark.parametrize("target, body, status", [
+    (b"POST /v1/chat/completions", b'{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}', 200),
+    (b"POST /v1/embeddings", b'{"model":"text-embedding-3-small","input":"hello"}', 200),
+    (b"GET /v1/models", b"", 200),
+    (b"GET /v1/no-such-endpoint", b"", 404),
+], ids=["chat", "embeddings", "models", "not-found"])
+def test_one_date_and_one_server_header(proxy_url, fake, target, body, status):
+    """The HTTP server writes its own Date and Server; the upstream's are not relayed beside them."""
+    head, _ = raw_exchange(proxy_url, target + b" HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n"
+                                               b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                           % (len(body), body))
+    assert status_of(head) == status
+    names = [line.split(b":", 1)[0].lower() for line in head.split(b"\r\n")[1:]]
+    assert names.count(b"date") == 1 and names.count(b"server") == 1, head
+    assert len(fake.requests) == 1
 
 
 def test_exhausted_retries_relay_the_upstream_answer_with_its_headers(proxy_url, fake):
