@@ -25,7 +25,7 @@ from .chat import json_response, serve_translated
 from .config import Config, ModelSettings, load_config
 from .errors import InvalidRequest, ProxyError, error_body
 from .health import Readiness
-from .memory import ReasoningMemory, memory_scope, open_store
+from .memory import ReasoningMemory, open_store
 from .middleware import InFlight, ObserveMiddleware
 from .passthrough import has_body, open_forward, read_body, relay, replay, upstream_path
 from .routing import ModelRouter, says_responses_only
@@ -138,8 +138,7 @@ class Proxy:
             chat = {**chat, "reasoning_effort": settings.reasoning_effort}
         summary = None if config.reasoning.summary == "off" or capabilities.no_summary else config.reasoning.summary
         store = self.reasoning_store
-        memory = None if store is None else ReasoningMemory(
-            store, memory_scope(request.headers, upstream.config.name, chat["model"]))
+        memory = None if store is None else ReasoningMemory(store, request.headers, upstream.config.name, chat["model"])
         keep = memory is not None and chat["model"].lower() not in capabilities.no_encrypted_reasoning
         options = MappingOptions(
             reasoning_summary=summary,

@@ -76,14 +76,24 @@ def memory_scope(headers: Mapping[str, str], upstream: str, model: str) -> str:
 
 
 class ReasoningMemory:
-    """One scope's view of a store (see :func:`memory_scope`)."""
+    """One caller's view of a store (see :func:`memory_scope`).
 
-    __slots__ = ("store", "scope", "suspends")
+    The scope is worked out on first use: most answers keep no reasoning and most requests bring none back.
+    """
 
-    def __init__(self, store: ReasoningStore, scope: str) -> None:
+    __slots__ = ("store", "suspends", "_whose", "_scope")
+
+    def __init__(self, store: ReasoningStore, headers: Mapping[str, str], upstream: str, model: str) -> None:
         self.store = store
-        self.scope = scope
         self.suspends = store.suspends
+        self._whose = (headers, upstream, model)
+        self._scope: str | None = None
+
+    @property
+    def scope(self) -> str:
+        if self._scope is None:
+            self._scope = memory_scope(*self._whose)
+        return self._scope
 
     async def fetch(self, keys: list[str]) -> dict[str, list[dict[str, Any]]]:
         found = await self.store.fetch([self.scope + key for key in keys])

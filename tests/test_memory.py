@@ -28,12 +28,13 @@ def test_keys_and_items_of_an_answer():
     assert kept_reasoning(build_response(None, [message_item("no reasoning kept")])) == ([], [])
 
 
-SCOPE = memory_scope({"authorization": "Bearer pk-one"}, "default", "o3-pro")
+CALLER = ({"authorization": "Bearer pk-one"}, "default", "o3-pro")
+SCOPE = memory_scope(*CALLER)
 
 
 async def test_local_memory_is_bounded_and_expires():
     store = LocalStore(max_entries=2, ttl=0.2)
-    memory = ReasoningMemory(store, SCOPE)
+    memory = ReasoningMemory(store, *CALLER)
     for n in range(3):
         await memory.remember(answer_with_reasoning(call_id=f"call_{n}"))
     assert len(store) == 2
@@ -44,7 +45,7 @@ async def test_local_memory_is_bounded_and_expires():
 
 async def test_redis_memory_round_trip_and_expiry():
     client = fakeredis.FakeAsyncRedis()
-    memory = ReasoningMemory(RedisStore(client, ttl=60), SCOPE)
+    memory = ReasoningMemory(RedisStore(client, ttl=60), *CALLER)
     await memory.remember(answer_with_reasoning(text="Plain answer."))
     keys, items = kept_reasoning(answer_with_reasoning(text="Plain answer."))
     found = await memory.fetch(keys + ["missing"])
@@ -54,16 +55,16 @@ async def test_redis_memory_round_trip_and_expiry():
 
 async def test_what_is_kept_for_one_scope_is_not_found_from_another():
     store = LocalStore()
-    await ReasoningMemory(store, SCOPE).remember(answer_with_reasoning(text="Sure, I can help with that."))
+    await ReasoningMemory(store, *CALLER).remember(answer_with_reasoning(text="Sure, I can help with that."))
     keys, _ = kept_reasoning(answer_with_reasoning(text="Sure, I can help with that."))
-    others = [memory_scope({"authorization": "Bearer pk-two"}, "default", "o3-pro"),
-              memory_scope({"authorization": "Bearer pk-one", "openai-organization": "org-b"}, "default", "o3-pro"),
-              memory_scope({"authorization": "Bearer pk-one"}, "second", "o3-pro"),
-              memory_scope({"authorization": "Bearer pk-one"}, "default", "o1-pro")]
-    assert len(set(others) | {SCOPE}) == 5
-    for scope in others:
-        assert await ReasoningMemory(store, scope).fetch(keys) == {}
-    assert list(await ReasoningMemory(store, SCOPE).fetch(keys)) == keys
+    others = [({"authorization": "Bearer pk-two"}, "default", "o3-pro"),
+              ({"authorization": "Bearer pk-one", "openai-organization": "org-b"}, "default", "o3-pro"),
+              ({"authorization": "Bearer pk-one"}, "second", "o3-pro"),
+              ({"authorization": "Bearer pk-one"}, "default", "o1-pro")]
+    assert len({memory_scope(*caller) for caller in others} | {SCOPE}) == 5
+    for caller in others:
+        assert await ReasoningMemory(store, *caller).fetch(keys) == {}
+    assert list(await ReasoningMemory(store, *CALLER).fetch(keys)) == keys
     assert memory_scope({"authorization": "Bearer pk-one"}, "default", "O3-Pro") == SCOPE  # model names: any case
 
 
@@ -75,7 +76,7 @@ async def test_redis_that_is_down_costs_continuity_not_the_answer():
         def pipeline(self, transaction=False):
             raise ConnectionError("redis is down")
 
-    memory = ReasoningMemory(RedisStore(Down(), ttl=60), SCOPE)
+    memory = ReasoningMemory(RedisStore(Down(), ttl=60), *CALLER)
     assert await memory.fetch(["call_1"]) == {}
     await memory.remember(answer_with_reasoning(call_id="call_1"))  # logged, not raised
 
