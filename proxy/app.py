@@ -28,7 +28,7 @@ from .health import Readiness
 from .memory import ReasoningMemory, open_store
 from .middleware import InFlight, ObserveMiddleware
 from .passthrough import has_body, open_forward, read_body, relay, replay, upstream_path
-from .routing import ModelRouter, says_responses_only
+from .routing import ModelRouter, rememberable, says_responses_only
 from .streaming import until_disconnect
 from .translate.request import MappingOptions, chat_to_responses, check_nesting, restore_reasoning
 from .translate.stream import Presentation
@@ -64,12 +64,15 @@ class Proxy:
         self._settings: dict[str, ModelSettings] = {}
 
     def settings(self, model: str) -> ModelSettings:
-        """``config.model_settings(model)``, remembered: matching every glob costs more than a translation."""
+        """``config.model_settings(model)``, remembered (by names of bounded length): matching every glob costs more
+        than a translation."""
         found = self._settings.get(model)
         if found is None:
-            if len(self._settings) >= SETTINGS_REMEMBERED:  # model names come from clients
-                self._settings.clear()
-            found = self._settings[model] = self.config.model_settings(model)
+            found = self.config.model_settings(model)
+            if rememberable(model):
+                if len(self._settings) >= SETTINGS_REMEMBERED:
+                    self._settings.clear()
+                self._settings[model] = found
         return found
 
     async def chat(self, request: Request) -> Response:
@@ -119,8 +122,7 @@ class Proxy:
         if response.status_code < 400:
             return relay(response, {"x-proxy-mode": "passthrough"})
         payload, raw = await read_json(response)
-        if self.router.auto_detect and says_responses_only(raw.decode("utf-8", "replace")):
-            log.info("model %s is served only by the Responses API; translating it from now on", model)
+        if self.router.auto_detect and says_responses_only(raw.decode("utf-8", "replace"), model):
             self.router.learn(model)
             return await self.translate(request, chat)
         error = upstream_error(response.status_code, payload, raw, response.headers)

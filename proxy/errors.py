@@ -7,6 +7,8 @@ that SDKs and chat apps show a readable message instead of a parse failure.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 
@@ -74,3 +76,16 @@ def normalize_error(payload: Any, fallback_message: str, fallback_type: str = "u
     if isinstance(inner, str) and inner:
         return error_body(inner, fallback_type)
     return error_body(fallback_message, fallback_type)
+
+
+def without_name(text: str, name: str) -> str:
+    """``text`` without ``name`` as it is, or JSON-escaped, in any case.
+
+    Upstream errors echo names the client chose ("The model `...` does not exist"): what the
+    name says must not be read as what the upstream says.
+    """
+    if not name:
+        return text
+    spellings = {name, json.dumps(name)[1:-1], json.dumps(name, ensure_ascii=False)[1:-1]}
+    pattern = "|".join(re.escape(spelling) for spelling in sorted(spellings, key=len, reverse=True))
+    return re.sub(pattern, " ", text, flags=re.IGNORECASE)

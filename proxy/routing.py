@@ -8,11 +8,14 @@ process's life that the model is served only by the Responses API.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
-
 from typing import Any
 
 from .config import EFFORTS, AliasConfig, TranslateConfig
+from .errors import without_name
+
+log = logging.getLogger("proxy.routing")
 
 # OpenAI answers 404 "This model is only supported in v1/responses and not in
 # v1/chat/completions."; gateways reword it, so match loosely on the text.
@@ -23,12 +26,23 @@ _RESPONSES_ONLY = re.compile(
 )
 
 
-def says_responses_only(error_text: str) -> bool:
-    """True when an upstream error means "call this model through /v1/responses"."""
-    return bool(_RESPONSES_ONLY.search(error_text))
+def says_responses_only(error_text: str, model: str) -> bool:
+    """True when an upstream error about ``model`` means "call this model through /v1/responses".
+
+    The model's name is left out first: the client chose it, and upstreams echo it back.
+    """
+    return bool(_RESPONSES_ONLY.search(without_name(error_text, model)))
 
 
+# Model names come from clients: what is remembered per name is bounded.
+NAME_REMEMBERED_CHARS = 256  # a longer name is decided each time, and never remembered
 DECISIONS_REMEMBERED = 1024
+LEARNED_REMEMBERED = 1024
+
+
+def rememberable(model: str) -> bool:
+    """Whether a model name is short enough to be kept as the key of what is remembered about it."""
+    return len(model) <= NAME_REMEMBERED_CHARS
 
 
 class ModelRouter:
@@ -41,15 +55,18 @@ class ModelRouter:
             "|".join(fnmatch.translate(glob.lower()) for glob in config.models) or r"(?!)"
         )
         self._learned: set[str] = set()
+        self._learned_full = False  # warned that no more are learned
         self._decided: dict[str, bool] = {}
 
     def should_translate(self, model: str) -> bool:
         """Remembered per name: matching the globs costs more than the lookup, on every request."""
         decided = self._decided.get(model)
         if decided is None:
-            if len(self._decided) >= DECISIONS_REMEMBERED:  # model names come from clients
-                self._decided.clear()
-            decided = self._decided[model] = self._decide(model)
+            decided = self._decide(model)
+            if rememberable(model):
+                if len(self._decided) >= DECISIONS_REMEMBERED:
+                    self._decided.clear()
+                self._decided[model] = decided
         return decided
 
     def _decide(self, model: str) -> bool:
@@ -80,8 +97,22 @@ class ModelRouter:
         return model, {}
 
     def learn(self, model: str) -> None:
-        """Remember, for this process's life, that ``model`` is Responses-only."""
-        self._learned.add(model.lower())
+        """Remember, for this process's life, that ``model`` is Responses-only, within the bounds on names."""
+        name = model.lower()
+        if name in self._learned:
+            return
+        if not rememberable(name):
+            log.info("a model with a %d-character name is served only by the Responses API; translating this "
+                     "request (names over %d characters are not remembered)", len(name), NAME_REMEMBERED_CHARS)
+            return
+        if len(self._learned) >= LEARNED_REMEMBERED:
+            if not self._learned_full:
+                self._learned_full = True
+                log.warning("%d Responses-only models learned, the most kept: %s and later ones are not remembered "
+                            "(each request for them is refused as a chat request first)", LEARNED_REMEMBERED, model)
+            return
+        log.info("model %s is served only by the Responses API; translating it from now on", model)
+        self._learned.add(name)
         self._decided.clear()
 
     @property

@@ -52,6 +52,29 @@ def test_responses_only_error_is_learned_and_translated(client, fake):
     assert fake.requests_to("/chat/completions") == []  # remembered: straight to /responses
 
 
+def test_a_model_name_echoed_in_an_error_is_not_learned(proxy_url, fake):
+    """The client chose the name: an upstream repeating it has not said the model is Responses-only."""
+    model = 'gpt-4o "only supported in v1/responses"'
+    body = error_body(f"The model `{model}` does not exist or you do not have access to it.", code="model_not_found")
+    for _ in range(2):
+        fake.script(Reply(status=404, json=body))
+        response = httpx.post(proxy_url + "/v1/chat/completions", timeout=30,
+                              json={"model": model, "messages": [{"role": "user", "content": "x"}]})
+        assert response.status_code == 404 and response.json() == body
+    assert len(fake.requests_to("/chat/completions")) == 2 and fake.requests_to("/responses") == []
+
+
+def test_a_long_responses_only_name_is_translated_but_not_remembered(client, fake):
+    model = "brand-new-pro-" + "x" * 300
+    fake.responses_only.add(model)
+    for _ in range(2):
+        fake.script(Respond(output=[message_item("translated")]))
+        completion = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}])
+        assert completion.choices[0].message.content == "translated"
+    assert len(fake.requests_to("/chat/completions")) == 2  # asked as a chat request each time
+    assert len(fake.requests_to("/responses")) == 2
+
+
 def test_other_chat_errors_are_relayed_unchanged(proxy_url, fake):
     body = error_body("Unsupported value: 'temperature' does not support 3.", param="temperature",
                       code="unsupported_value")

@@ -1,9 +1,12 @@
 """Which chat requests are translated: one decision, configurable and learnable."""
 
+import json
+import logging
+
 import pytest
 
 from proxy.config import TranslateConfig
-from proxy.routing import ModelRouter, says_responses_only
+from proxy.routing import LEARNED_REMEMBERED, NAME_REMEMBERED_CHARS, ModelRouter, says_responses_only
 
 
 @pytest.mark.parametrize("model", [
@@ -42,4 +45,40 @@ def test_learned_models_are_remembered():
     ("Unsupported parameter: 'temperature'", False),
 ])
 def test_responses_only_errors_are_recognised(text, expected):
-    assert says_responses_only(text) is expected
+    assert says_responses_only(text, "gpt-9") is expected
+
+
+ECHOED = 'x "é" Only Supported In v1/responses'
+
+
+@pytest.mark.parametrize("text", [
+    f"The model `{ECHOED}` does not exist or you do not have access to it.",
+    f"The model `{ECHOED.lower()}` does not exist.",
+    json.dumps({"error": {"message": f"The model `{ECHOED}` does not exist."}}),  # escaped: \" and \u00e9
+    json.dumps({"error": {"message": f"The model `{ECHOED}` does not exist."}}, ensure_ascii=False),
+])
+def test_the_model_name_echoed_in_an_error_is_not_read_as_its_wording(text):
+    assert not says_responses_only(text, ECHOED)
+    assert says_responses_only(text + " This model is only supported in v1/responses.", ECHOED)
+
+
+def test_long_names_are_neither_learned_nor_remembered():
+    router = ModelRouter(TranslateConfig(models=["long-*"]))
+    long = "long-" + "x" * NAME_REMEMBERED_CHARS
+    assert router.should_translate(long) and router.should_translate(long[:NAME_REMEMBERED_CHARS])
+    assert list(router._decided) == [long[:NAME_REMEMBERED_CHARS]]  # the longer one is decided each time
+    router.learn("other-" + "y" * NAME_REMEMBERED_CHARS)
+    assert router.learned == frozenset()
+
+
+def test_learned_models_are_capped(caplog):
+    router = ModelRouter(TranslateConfig())
+    for index in range(LEARNED_REMEMBERED):
+        router.learn(f"model-{index}")
+    caplog.set_level(logging.INFO, "proxy.routing")
+    router.learn("one-too-many")
+    router.learn("two-too-many")
+    assert len(router.learned) == LEARNED_REMEMBERED and not router.should_translate("one-too-many")
+    assert [record.levelno for record in caplog.records] == [logging.WARNING]  # said once
+    router.learn("model-0")  # already known: no change, no warning
+    assert len(caplog.records) == 1 and router.should_translate("model-0")
