@@ -12,9 +12,10 @@ assembly) does not care how the answer was obtained:
   ``GET /responses/{id}`` with growing waits. :meth:`UpstreamCall.cancel`
   stops a background job nobody waits for any more.
 
-Upstreams that turn out not to support background mode or streaming for a
-model are remembered in :class:`Capabilities` and the request is sent again
-without it.
+A 400 refusing a feature the proxy added (background mode, streaming, a
+reasoning summary, encrypted reasoning) by naming its parameter gets the request
+sent again without it; the refusal is remembered in :class:`Capabilities` once
+the request without it is accepted.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import orjson
 
 from . import metrics
 from .config import BackgroundConfig
-from .errors import ProxyError
+from .errors import ProxyError, without_name
+from .routing import rememberable
 from .sse import SSEDecoder
 from .translate.response import terminal_event
 from .translate.stream import TERMINAL_EVENTS
@@ -46,7 +48,8 @@ DRAIN_SECONDS = 1.0  # how long the end of a finished stream may take to arrive
 
 @dataclass
 class Capabilities:
-    """Features an upstream refused; remembered for the life of the process."""
+    """Features an upstream refused; remembered for the life of the process (per model, for names of bounded
+    length)."""
 
     no_background: set[str] = field(default_factory=set)  # models
     no_stream: set[str] = field(default_factory=set)  # models
@@ -63,6 +66,8 @@ class CallPlan:
     background: bool
     first_byte_timeout: float | None = None
     idle_timeout: float | None = None
+    # The proxy asked for a reasoning summary the client did not: a refusal is worked around, not relayed.
+    summary_added: bool = False
 
 
 def parse_events(decoder: SSEDecoder, chunk: bytes | None) -> list[dict[str, Any]]:
@@ -95,9 +100,30 @@ async def json_answer(response: UpstreamResponse) -> dict[str, Any]:
     return payload
 
 
-def _refuses(error: ProxyError, pattern: str) -> bool:
-    """A 400 that names the feature (by its parameter or in its message)."""
-    return error.status == 400 and re.search(pattern, f"{error.param or ''} {error.message}", re.IGNORECASE) is not None
+def _refusal_wording(param: str) -> re.Pattern[str]:
+    """How upstreams that leave ``param`` empty word a refused parameter: OpenAI's "Unsupported parameter: 'x' is
+    not supported with this model." and "Unknown parameter: 'x'.", Azure's "Unrecognized request argument
+    supplied: x", serde's "unknown field `x`", "'x' is not allowed". ``x`` is the exact name, not a part of one,
+    and a word in a sentence ("the stream is not supported") is no parameter unless quoted or called one."""
+    name = re.escape(param)
+    loose = rf"['\"`]?(?<![\w.]){name}(?![\w\[]|\.\w)['\"`]?"
+    refused = r" (?:is|are) (?:not (?:supported|allowed|permitted|recognized)|unsupported|unknown)"
+    return re.compile(
+        rf"\b(?:unsupported|unknown|unrecognized)(?: request)? (?:parameter|argument|field)(?: supplied)?:? {loose}"
+        rf"|\b(?:parameter|argument|field) {loose}{refused}|['\"`]{name}['\"`]{refused}", re.IGNORECASE)
+
+
+_REFUSALS = {param: _refusal_wording(param) for param in ("background", "stream", "reasoning.summary", "include")}
+
+
+def _refuses(error: ProxyError, message: str, param: str) -> bool:
+    """A 400 refusing ``param``: the error's parameter is exactly ``param``, or the error names no parameter and
+    its ``message`` (without the names the client chose) refuses it in so many words."""
+    if error.status != 400:
+        return False
+    if error.param:
+        return error.param == param
+    return _REFUSALS[param].search(message) is not None
 
 
 class UpstreamCall:
@@ -279,19 +305,22 @@ class UpstreamCall:
             http.close()
 
 
+ENCRYPTED_REASONING = "reasoning.encrypted_content"
+
+
 def without_summary(body: dict[str, Any]) -> dict[str, Any]:
     reasoning = {key: value for key, value in body["reasoning"].items() if key != "summary"}
     return {key: value for key, value in body.items() if key != "reasoning"} | ({"reasoning": reasoning} if reasoning else {})
 
 
 def _carries_encrypted_reasoning(body: dict[str, Any]) -> bool:
-    return "reasoning.encrypted_content" in (body.get("include") or ()) or any(
+    return ENCRYPTED_REASONING in (body.get("include") or ()) or any(
         isinstance(item, dict) and item.get("type") == "reasoning" for item in body.get("input") or ())
 
 
 def without_encrypted_reasoning(body: dict[str, Any]) -> dict[str, Any]:
     stripped = dict(body)
-    include = [entry for entry in body.get("include") or () if entry != "reasoning.encrypted_content"]
+    include = [entry for entry in body.get("include") or () if entry != ENCRYPTED_REASONING]
     if include:
         stripped["include"] = include
     else:
@@ -303,10 +332,16 @@ def without_encrypted_reasoning(body: dict[str, Any]) -> dict[str, Any]:
 
 async def start_call(upstream: Upstream, headers: Mapping[str, str], plan: CallPlan, capabilities: Capabilities,
                      background: BackgroundConfig) -> UpstreamCall:
-    """Create the upstream response; errors before any event arrives are raised as :class:`ProxyError`."""
+    """Create the upstream response; errors before any event arrives are raised as :class:`ProxyError`.
+
+    A refused feature is left out and the request sent again, maybe more than once (the next answer may refuse
+    another). What was refused is remembered only once a request is accepted: when the request fails anyway,
+    the refusal was not what stood in its way, and the client gets that last error.
+    """
     model = plan.model.lower()
     plan.background = plan.background and model not in capabilities.no_background
     plan.stream = plan.stream and model not in capabilities.no_stream
+    refused: list[tuple[str, set[str] | None]] = []  # what, and the models refusing it (None: the key refuses it)
     while True:
         body = dict(plan.body)
         body.pop("stream", None)
@@ -321,24 +356,31 @@ async def start_call(upstream: Upstream, headers: Mapping[str, str], plan: CallP
             break
         payload, raw = await read_json(response)
         error = upstream_error(response.status_code, payload, raw, response.headers)
-        if plan.background and _refuses(error, r"\bbackground\b"):
-            log.info("upstream refuses background mode for %s; sending plain requests from now on", plan.model)
-            capabilities.no_background.add(model)
+        message = without_name(error.message, plan.model)
+        if plan.background and _refuses(error, message, "background"):
             plan.background = False
-        elif plan.stream and _refuses(error, r"\bstream(ing)?\b"):
-            log.info("upstream refuses streaming for %s; sending whole requests from now on", plan.model)
-            capabilities.no_stream.add(model)
+            refused.append((f"background mode for {plan.model}", capabilities.no_background))
+        elif plan.stream and _refuses(error, message, "stream"):
             plan.stream = False
-        elif (plan.body.get("reasoning") or {}).get("summary") and _refuses(error, r"\bsummar(y|ies)\b"):
-            log.info("upstream refuses reasoning summaries; asking for none from now on")
-            capabilities.no_summary = True
+            refused.append((f"streaming for {plan.model}", capabilities.no_stream))
+        elif (plan.summary_added and "summary" in (plan.body.get("reasoning") or {})
+              and _refuses(error, message, "reasoning.summary")):
             plan.body = without_summary(plan.body)
-        elif _carries_encrypted_reasoning(plan.body) and _refuses(error, r"encrypted|\breasoning\b"):
-            log.info("upstream refuses encrypted reasoning for %s; not carrying it from now on", plan.model)
-            capabilities.no_encrypted_reasoning.add(model)
+            refused.append(("reasoning summaries", None))
+        elif (_carries_encrypted_reasoning(plan.body) and _refuses(error, message, "include")
+              and (plan.body.get("include") == [ENCRYPTED_REASONING] or "encrypted" in message.lower())):
             plan.body = without_encrypted_reasoning(plan.body)
+            refused.append((f"encrypted reasoning for {plan.model}", capabilities.no_encrypted_reasoning))
         else:
             raise error
+    for feature, refusing in refused:
+        if refusing is None:
+            capabilities.no_summary = True
+        elif rememberable(model):
+            refusing.add(model)
+        else:
+            continue
+        log.info("upstream refuses %s; left out from now on", feature)
     call = UpstreamCall(upstream, headers, plan, background, retries)
     if response.headers.get("content-type", "").startswith("text/event-stream"):
         call._http = response

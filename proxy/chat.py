@@ -107,6 +107,7 @@ async def serve_translated(config: Config, upstream: Upstream, capabilities: Cap
         background=bool(settings.background),
         first_byte_timeout=settings.first_byte_timeout,
         idle_timeout=settings.idle_timeout or upstream.config.idle_timeout,
+        summary_added=translation.summary_added,
     )
     headers = upstream.headers(request.headers)
     plans = [CallPlan(**plan) for _ in range(translation.n)]

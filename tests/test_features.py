@@ -343,3 +343,126 @@ def test_openai_sdk_parse_with_a_pydantic_format(client, fake):
     assert fmt["type"] == "json_schema" and fmt["name"] == "Answer" and fmt["strict"] is True
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="o3-pro", messages=MESSAGES, n=99)
+
+
+# --- features the upstream refuses --------------------------------------------------------------------
+
+BACKGROUND_ON = {"models": {"o3-pro*": {"background": True}}}
+ENCRYPTED = ["reasoning.encrypted_content"]
+VERIFY = ("Please go to: https://platform.openai.com/settings/organization/general and click on Verify Organization. "
+          "If you just verified, it can take up to 15 minutes for access to propagate.")
+UNVERIFIED_STREAM = error_body(f"Your organization must be verified to stream this model. {VERIFY}",
+                               param="stream", code="unsupported_value")
+UNVERIFIED_SUMMARY = error_body(f"Your organization must be verified to generate reasoning summaries. {VERIFY}",
+                                param="reasoning.summary", code="unsupported_value")
+NO_ENCRYPTED = error_body("Encrypted content is not supported with this model.", param="include",
+                          code="unsupported_parameter")
+# What a request carries while the feature is on.
+CARRIED = {"background": True, "stream": True, "reasoning.summary": "auto", "include": ENCRYPTED}
+
+
+def carried(body, param):
+    """The value of a feature's parameter in a Responses request (``reasoning.summary`` is nested)."""
+    if param == "reasoning.summary":
+        return (body.get("reasoning") or {}).get("summary")
+    return body.get(param)
+
+
+def streamed_text(client, model="o3-pro"):
+    chunks = list(client.chat.completions.create(model=model, messages=MESSAGES, stream=True))
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+@pytest.mark.parametrize("param, error", [
+    ("background", error_body("Unknown parameter: 'background'.", param="background", code="unknown_parameter")),
+    ("background", error_body("Unsupported parameter: 'background' is not supported with this model.")),
+    ("stream", UNVERIFIED_STREAM),
+    ("stream", error_body("Unsupported value: 'stream' does not support true with this model. Supported values are: "
+                          "false.", param="stream", code="unsupported_value")),
+    ("stream", error_body("Unknown parameter: 'stream'.")),
+    ("reasoning.summary", error_body("'reasoning.summary' is not supported with this model.")),
+    ("include", NO_ENCRYPTED),
+    ("include", error_body("Unrecognized request argument supplied: include")),
+], ids=lambda value: value if isinstance(value, str) else "")
+def test_a_refused_parameter_is_left_out_and_remembered(make_proxy, fake, param, error):
+    fake.script(Reply(status=400, json=error))
+    with make_proxy(**BACKGROUND_ON) as url:
+        client = sdk(url)
+        assert streamed_text(client).startswith("Echo:")
+        assert streamed_text(client).startswith("Echo:")
+    sent = [carried(r.json, param) for r in fake.requests_to("/responses")]
+    assert sent == [CARRIED[param], None, None]  # refused, asked again without it, remembered
+
+
+@pytest.mark.parametrize("model, error", [
+    ("o3-pro", error_body("Invalid value for 'reasoning.effort': 'max' cannot stream summaries.",
+                          param="reasoning.effort", code="invalid_value")),
+    ("o3-pro", error_body("Item 'rs_1' of type 'reasoning' was provided without its required following item.",
+                          param="input")),
+    ("o3-pro", error_body("Unsupported parameter: 'stream_options' is not supported with reasoning models.")),
+    ("o3-pro", error_body("Invalid 'include[0]': encrypted reasoning is not available in the background.",
+                          param="include[0]")),
+    ("o3-pro", error_body("The reasoning stream failed; background jobs are paused. Try again later.")),
+    # The client chose the model's name, and the upstream echoes it: it says nothing about the features.
+    ("o3-pro 'stream' is not supported", error_body("The model `o3-pro 'stream' is not supported` does not exist.")),
+], ids=lambda value: "" if isinstance(value, dict) else value)
+def test_an_unrelated_400_is_relayed_and_teaches_nothing(make_proxy, fake, model, error):
+    fake.script(Reply(status=400, json=error))
+    with make_proxy(**BACKGROUND_ON) as url:
+        client = sdk(url)
+        with pytest.raises(openai.BadRequestError) as relayed:
+            streamed_text(client, model)
+        assert relayed.value.body == error["error"]
+        assert streamed_text(client, model).startswith("Echo:")
+    first, second = fake.requests_to("/responses")  # asked once, not again without a feature
+    assert [carried(second.json, param) for param in CARRIED] == list(CARRIED.values())
+
+
+@pytest.mark.parametrize("param, refusal", [
+    ("stream", UNVERIFIED_STREAM), ("reasoning.summary", UNVERIFIED_SUMMARY), ("include", NO_ENCRYPTED)])
+def test_a_refusal_whose_retry_fails_teaches_nothing(make_proxy, fake, param, refusal):
+    failure = error_body("Invalid 'input': too long.", param="input")
+    fake.script(Reply(status=400, json=refusal), Reply(status=400, json=failure))
+    with make_proxy() as url:
+        client = sdk(url)
+        with pytest.raises(openai.BadRequestError) as failed:
+            streamed_text(client)
+        assert failed.value.body == failure["error"]  # the retry's error, not the refusal
+        assert streamed_text(client).startswith("Echo:")
+    sent = [carried(r.json, param) for r in fake.requests_to("/responses")]
+    assert sent == [CARRIED[param], None, CARRIED[param]]
+
+
+def test_a_retry_may_meet_another_refusal_and_both_are_remembered(make_proxy, fake):
+    fake.script(Reply(status=400, json=error_body("Unknown parameter: 'background'.", param="background")),
+                Reply(status=400, json=UNVERIFIED_STREAM))
+    with make_proxy(**BACKGROUND_ON) as url:
+        client = sdk(url)
+        assert streamed_text(client).startswith("Echo:")
+        assert streamed_text(client).startswith("Echo:")
+    sent = [(r.json.get("background"), r.json.get("stream")) for r in fake.requests_to("/responses")]
+    assert sent == [(True, True), (None, True), (None, None), (None, None)]
+
+
+def test_a_refused_summary_the_client_asked_for_is_relayed(make_proxy, fake):
+    fake.script(Reply(status=400, json=UNVERIFIED_SUMMARY))
+    with make_proxy() as url:
+        client = sdk(url)
+        with pytest.raises(openai.BadRequestError) as relayed:
+            client.chat.completions.create(model="o3-pro", messages=MESSAGES,
+                                           extra_body={"reasoning": {"summary": "detailed"}})
+        assert relayed.value.body == UNVERIFIED_SUMMARY["error"]
+        client.chat.completions.create(model="o3-pro", messages=MESSAGES)
+    summaries = [carried(r.json, "reasoning.summary") for r in fake.requests_to("/responses")]
+    assert summaries == ["detailed", "auto"]  # not asked again without it, and not remembered
+
+
+def test_refusals_for_a_long_model_name_are_not_remembered(make_proxy, fake):
+    model = "o3-pro-" + "x" * 300
+    answer = Respond(output=[message_item("Blue.")])
+    fake.script(Reply(status=400, json=UNVERIFIED_STREAM), answer, Reply(status=400, json=UNVERIFIED_STREAM), answer)
+    with make_proxy() as url:
+        client = sdk(url)
+        assert streamed_text(client, model) == "Blue."
+        assert streamed_text(client, model) == "Blue."
+    assert [r.json.get("stream") for r in fake.requests_to("/responses")] == [True, None, True, None]

@@ -61,6 +61,7 @@ class Translation:
     answers: list[tuple[int, list[str]]] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     adjusted: list[str] = field(default_factory=list)
+    summary_added: bool = False  # ``reasoning.summary`` is the operator's default, not the client's choice
 
 
 def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Translation:
@@ -92,7 +93,7 @@ def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Trans
     )
     _map_tools(chat, body, options)
     _map_limits(chat, body, translation)
-    _map_reasoning(chat, body, options)
+    _map_reasoning(chat, body, options, translation)
     _map_text(chat, body)
     _map_logprobs(chat, body)
     _copy_checked(chat, body)
@@ -535,7 +536,8 @@ def _map_limits(chat: dict[str, Any], body: dict[str, Any], translation: Transla
         return
 
 
-def _map_reasoning(chat: dict[str, Any], body: dict[str, Any], options: MappingOptions) -> None:
+def _map_reasoning(chat: dict[str, Any], body: dict[str, Any], options: MappingOptions,
+                   translation: Translation) -> None:
     reasoning: dict[str, Any] = {}
     extra = _optional(chat, "reasoning", dict)
     if extra:
@@ -555,6 +557,7 @@ def _map_reasoning(chat: dict[str, Any], body: dict[str, Any], options: MappingO
                              f"{', '.join(REASONING_SUMMARIES)}.", "reasoning.summary")
     if "summary" not in reasoning and options.reasoning_summary:
         reasoning["summary"] = options.reasoning_summary
+        translation.summary_added = True
     if reasoning:
         body["reasoning"] = reasoning
     if options.keep_reasoning:
