@@ -125,7 +125,7 @@ class Proxy:
         if self.router.auto_detect and says_responses_only(raw.decode("utf-8", "replace"), model):
             self.router.learn(model)
             return await self.translate(request, chat)
-        error = upstream_error(response.status_code, payload, raw, response.headers)
+        error = upstream_error(response, payload, raw)
         if can_fall_back and fallback_worthy(error):
             raise error
         return replay(response, raw)

@@ -38,7 +38,7 @@ from .routing import rememberable
 from .sse import SSEDecoder
 from .translate.response import terminal_event
 from .translate.stream import TERMINAL_EVENTS
-from .upstream import Upstream, UpstreamBroken, UpstreamIdle, UpstreamResponse, read_json, upstream_error
+from .upstream import Upstream, UpstreamBroken, UpstreamIdle, UpstreamResponse, read_json, request_id_header, upstream_error
 
 log = logging.getLogger("proxy.calls")
 
@@ -96,7 +96,7 @@ async def json_answer(response: UpstreamResponse) -> dict[str, Any]:
         raise ProxyError(502, f"The upstream answered with a body that is not a JSON response: {snippet!r}",
                          "upstream_error", code="invalid_upstream_response")
     if "error" in payload and "output" not in payload:
-        raise upstream_error(502, payload, raw)
+        raise upstream_error(response, payload, raw, 502)
     return payload
 
 
@@ -130,12 +130,13 @@ class UpstreamCall:
     """A started upstream Responses request; iterate :meth:`batches` once."""
 
     def __init__(self, upstream: Upstream, headers: Mapping[str, str], plan: CallPlan,
-                 background: BackgroundConfig, retries: int) -> None:
+                 background: BackgroundConfig, retries: int, request_id_header: dict[str, str]) -> None:
         self.upstream = upstream
         self.headers = headers
         self.plan = plan
         self.background = background
         self.retries = retries
+        self.request_id_header = request_id_header  # of the answer that started the response
         self.response_id: str | None = None
         self.finished = False
         self._http: UpstreamResponse | None = None
@@ -273,7 +274,7 @@ class UpstreamCall:
             response, _ = await self.upstream.send_retrying("GET", f"/responses/{self.response_id}", self.headers)
             if response.status_code >= 400:
                 payload, raw = await read_json(response)
-                raise upstream_error(response.status_code, payload, raw, response.headers)
+                raise upstream_error(response, payload, raw)
             snapshot = await json_answer(response)
 
     async def cancel(self) -> None:
@@ -355,7 +356,7 @@ async def start_call(upstream: Upstream, headers: Mapping[str, str], plan: CallP
         if response.status_code < 400:
             break
         payload, raw = await read_json(response)
-        error = upstream_error(response.status_code, payload, raw, response.headers)
+        error = upstream_error(response, payload, raw)
         message = without_name(error.message, plan.model)
         if plan.background and _refuses(error, message, "background"):
             plan.background = False
@@ -381,7 +382,7 @@ async def start_call(upstream: Upstream, headers: Mapping[str, str], plan: CallP
         else:
             continue
         log.info("upstream refuses %s; left out from now on", feature)
-    call = UpstreamCall(upstream, headers, plan, background, retries)
+    call = UpstreamCall(upstream, headers, plan, background, retries, request_id_header(response))
     if response.headers.get("content-type", "").startswith("text/event-stream"):
         call._http = response
     else:

@@ -121,20 +121,22 @@ async def serve_translated(config: Config, upstream: Upstream, capabilities: Cap
             for index in range(translation.n)
         ], memory)
 
-    async def whole() -> dict[str, Any]:
-        return await _completion(await start())
-
     # Waiting for the upstream's headers (or the whole answer) can take long: a client that leaves
     # meanwhile must not keep the upstream request open.
-    extra = translation_headers(translation)
+    exchange = await until_disconnect(request.receive, start())
+    upstream_id = exchange.calls[0].request_id_header  # with n > 1, the first choice's
+    extra = translation_headers(translation) | upstream_id
     if translation.stream:
-        return StreamedResponse(_relay_stream(await until_disconnect(request.receive, start()), config,
-                                              translation.include_usage and translation.n > 1),
+        return StreamedResponse(_relay_stream(exchange, config, translation.include_usage and translation.n > 1),
                                 media_type="text/event-stream", headers={**SSE_HEADERS, **extra})
     if config.stream.non_stream_keepalive:
-        return StreamedResponse(_padded_completion(await until_disconnect(request.receive, start()), config),
-                                media_type="application/json", headers=extra)
-    return json_response(await until_disconnect(request.receive, whole()), headers=extra)
+        return StreamedResponse(_padded_completion(exchange, config), media_type="application/json", headers=extra)
+    try:
+        completion = await until_disconnect(request.receive, _completion(exchange))
+    except ProxyError as exc:
+        exc.headers = upstream_id | exc.headers  # an error from a later upstream answer (a poll) names that one
+        raise
+    return json_response(completion, headers=extra)
 
 
 async def _start_all(upstream: Upstream, headers: Mapping[str, str], plans: list[CallPlan], capabilities: Capabilities,

@@ -408,13 +408,25 @@ async def read_json(response: UpstreamResponse, limit: int = ERROR_BODY_LIMIT) -
         return None, body
 
 
-def upstream_error(status: int, payload: Any, raw: bytes, headers: Mapping[str, str] | None = None) -> ProxyError:
-    """An upstream error answer, relayed with its status, OpenAI-style body and retry hints."""
+def upstream_error(response: UpstreamResponse, payload: Any, raw: bytes, status: int | None = None) -> ProxyError:
+    """An upstream error answer, relayed with its status (or ``status``), OpenAI-style body, retry hints and request id."""
+    status = status or response.status_code
     snippet = raw[:300].decode("utf-8", "replace").strip()
     fallback = f"The upstream answered HTTP {status}" + (f": {snippet}" if snippet else ".")
     body = normalize_error(payload, fallback)["error"]
-    hints = {name: headers[name] for name in _RETRY_HINTS if headers and name in headers}
-    return ProxyError(status, body["message"], body["type"], body["param"], body["code"], hints)
+    headers = {name: response.headers[name] for name in _RETRY_HINTS if name in response.headers}
+    return ProxyError(status, body["message"], body["type"], body["param"], body["code"],
+                      headers | request_id_header(response))
+
+
+def request_id_header(response: UpstreamResponse) -> dict[str, str]:
+    """The upstream's own request id as a header of the client's answer, its bytes unchanged (read as Latin-1).
+
+    Named as the upstream names it: the outermost layer (:mod:`proxy.middleware`) returns it as
+    ``x-upstream-request-id`` and logs it, for relayed and translated answers alike.
+    """
+    value = next((value for name, value in response.raw_headers if name.lower() == b"x-request-id"), None)
+    return {} if value is None else {"x-request-id": value.decode("latin-1")}
 
 
 _RETRY_HINTS = ("retry-after", "retry-after-ms")

@@ -665,6 +665,7 @@ class _Exchange:
         headers = {"content-type": content_type, "x-request-id": f"req_{secrets.token_hex(16)}",
                    "openai-version": "2020-10-01", "openai-processing-ms": str(random.randint(40, 400)),
                    **{k.lower(): v for k, v in (extra or {}).items()}}
+        self.fake.request_ids.append(headers["x-request-id"])
         await self.send({"type": "http.response.start", "status": status,
                          "headers": [(k.encode(), v.encode()) for k, v in headers.items()]})
 
@@ -727,8 +728,9 @@ class FakeUpstream:
     before the answer ended; connections the fake cuts itself do not count.
     `active` is the number of requests being answered right now (an upstream
     connection a proxy left open shows here), `streamed_bytes` the body
-    bytes of streamed answers written so far (backpressure shows as a pause)
-    and `statuses` the status of every answer (500 for one the fake crashed in).
+    bytes of streamed answers written so far (backpressure shows as a pause),
+    `statuses` the status of every answer (500 for one the fake crashed in)
+    and `request_ids` its `x-request-id`, as the API names each answer.
     """
 
     def __init__(self) -> None:
@@ -747,6 +749,7 @@ class FakeUpstream:
         self.disconnects = 0
         self.streamed_bytes = 0
         self.statuses: list[int] = []  # of every answer, in order
+        self.request_ids: list[str] = []  # the x-request-id of every answer, in order
         self.responses_only: set[str] = set(RESPONSES_ONLY_MODELS)
         self.background_polls = 2  # GETs of a background response until it reports its final state
         self._script: deque[Behaviour] = deque()

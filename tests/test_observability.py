@@ -11,11 +11,12 @@ import time
 from contextlib import contextmanager
 
 import httpx
+import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import UPSTREAM_KEY, sdk
-from fake_upstream import Reply, Stream, build_response, error_body, message_item, reasoning_item, stream_events
+from fake_upstream import Reply, Respond, Stream, build_response, error_body, message_item, reasoning_item, stream_events
 from proxy import logs
 from proxy.config import load_config
 from proxy.health import Readiness
@@ -91,6 +92,43 @@ def test_the_upstreams_request_id_is_kept_apart(proxy_url, fake):
     assert response.headers.get_list("x-request-id") == ["mine-1"]
     assert response.headers["x-upstream-request-id"].startswith("req_")
     assert fake.requests[0].headers["x-request-id"] == "mine-1"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_translated_answer_carries_the_upstreams_request_id(client, fake, stream):
+    with captured_logs() as logged:
+        with client.chat.completions.with_streaming_response.create(model="o3-pro", messages=MESSAGES,
+                                                                    stream=stream) as response:
+            answer = list(response.parse()) if stream else response.parse()
+        line = line_for(logged, response.headers["x-request-id"])
+    assert answer
+    (upstream_id,) = fake.request_ids  # of the answer to POST /responses
+    assert response.headers["x-upstream-request-id"] == upstream_id == line["upstream_request_id"]
+    assert response.headers["x-request-id"].startswith("req_") and response.headers["x-request-id"] != upstream_id
+
+
+@pytest.mark.parametrize("case", ["rejected", "rejected-stream", "failed"])
+def test_a_translated_error_carries_the_upstreams_request_id(client, fake, case):
+    if case == "failed":  # accepted with 200, then the generation failed
+        fake.script(Respond(status="failed", error={"code": "server_error", "message": "Model crashed."}))
+    else:
+        fake.script(Reply(400, json=error_body("Bad thing", param="input", code="bad_thing")))
+    with captured_logs() as logged:
+        with pytest.raises(openai.APIStatusError) as raised:
+            client.chat.completions.create(model="o3-pro", messages=MESSAGES, stream=case == "rejected-stream")
+        line = line_for(logged, raised.value.request_id)
+    (upstream_id,) = fake.request_ids
+    assert raised.value.status_code == (500 if case == "failed" else 400)
+    assert raised.value.response.headers["x-upstream-request-id"] == upstream_id == line["upstream_request_id"]
+
+
+def test_with_several_choices_the_first_choices_call_names_the_answer(client, fake):
+    texts = ("answered first", "answered second")
+    fake.script(*(Reply(json=build_response(None, [message_item(text)]), headers={"x-request-id": f"req_{n}"})
+                  for n, text in enumerate(texts)))
+    response = client.chat.completions.with_raw_response.create(model="o3-pro", messages=MESSAGES, n=2)
+    first = next(choice for choice in response.parse().choices if choice.index == 0)
+    assert response.headers["x-upstream-request-id"] == f"req_{texts.index(first.message.content)}"
 
 
 # ---------------------------------------------------------------- the request line
