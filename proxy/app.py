@@ -117,7 +117,8 @@ class Proxy:
             return await self.translate(request, chat)
         upstream = self.upstreams.for_model(model)
         logs.current().mode = "passthrough"
-        forwarded = open_forward(upstream, request, "/chat/completions", body, self.config.server.max_body_bytes)
+        forwarded = open_forward(upstream, request, "/chat/completions", body, self.config.server.max_body_bytes,
+                                 idle_timeout=self.settings(model).idle_timeout)
         response = await until_disconnect(request.receive, forwarded)
         if response.status_code < 400:
             return relay(response, {"x-proxy-mode": "passthrough"})
@@ -232,19 +233,20 @@ class Proxy:
         404, as long as its body can be sent again; the first other answer, or the last 404, is relayed.
         """
         logs.current().mode = "passthrough"
-        candidates, body = await self._route_forward(request)
+        candidates, body, model = await self._route_forward(request)
         limit = self.config.server.max_body_bytes
+        idle_timeout = self.settings(model).idle_timeout if model else None
         resendable = body is not None or not has_body(request)
-        response = await open_forward(candidates[0], request, path, body, limit)
+        response = await open_forward(candidates[0], request, path, body, limit, idle_timeout=idle_timeout)
         for upstream in candidates[1:]:
             if response.status_code != 404 or not resendable:
                 break
             await response.read(ERROR_BODY_LIMIT)  # read to its end, so the connection is kept for reuse
-            response = await open_forward(upstream, request, path, body, limit)
+            response = await open_forward(upstream, request, path, body, limit, idle_timeout=idle_timeout)
         return relay(response)
 
-    async def _route_forward(self, request: Request) -> tuple[list[Upstream], bytes | None]:
-        """The upstreams to try, in order, and the body if it was read.
+    async def _route_forward(self, request: Request) -> tuple[list[Upstream], bytes | None, str | None]:
+        """The upstreams to try, in order, the body if it was read, and the model it names if it was routed by it.
 
         With several upstreams, a JSON request goes by its ``model`` to the one serving it; everything
         else to each upstream in turn. Reading the body costs nothing extra for these requests: JSON
@@ -252,16 +254,16 @@ class Proxy:
         """
         if len(self.upstreams.all) == 1 or request.method != "POST" or \
                 not request.headers.get("content-type", "").startswith("application/json"):
-            return self.upstreams.all, None
+            return self.upstreams.all, None, None
         body = await read_body(request, self.config.server.max_body_bytes)
         try:
             model = orjson.loads(body).get("model")
         except (orjson.JSONDecodeError, AttributeError):
             model = None
         if not isinstance(model, str) or not model:
-            return self.upstreams.all, body
+            return self.upstreams.all, body, None
         logs.current().model = model
-        return [self.upstreams.for_model(model)], body
+        return [self.upstreams.for_model(model)], body, model
 
 
 MODEL_LIST_LIMIT = 16 * 1024 * 1024

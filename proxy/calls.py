@@ -38,7 +38,7 @@ from .routing import rememberable
 from .sse import SSEDecoder
 from .translate.response import terminal_event
 from .translate.stream import TERMINAL_EVENTS
-from .upstream import Upstream, UpstreamBroken, UpstreamIdle, UpstreamResponse, read_json, request_id_header, upstream_error
+from .upstream import Upstream, UpstreamBroken, UpstreamResponse, read_json, request_id_header, upstream_error
 
 log = logging.getLogger("proxy.calls")
 
@@ -201,27 +201,15 @@ class UpstreamCall:
     async def _chunks(self) -> AsyncGenerator[bytes | None, None]:
         """Upstream bytes, then ``None`` to flush the decoder.
 
-        A connection silent for the idle timeout is dead: a background stream is
-        resumed, a plain one is reported as such. The idle timeout is the read
-        timeout of the body's reads, so it costs nothing per chunk.
+        A connection silent for the idle timeout (the read timeout of the body's reads, so it costs
+        nothing per chunk) is dead: a background stream is resumed, a plain one is reported as such.
         """
         assert self._http is not None
-        idle = self.plan.idle_timeout
-        self._http.set_idle_timeout(idle)
         self._body = iterator = self._http.chunks()
         async with aclosing(iterator):  # left early (a stop sequence, a client gone): the body's reader ends too
-            while True:
-                try:
-                    chunk = await iterator.__anext__()
-                except StopAsyncIteration:
-                    yield None
-                    return
-                except UpstreamIdle:
-                    if self.plan.background:
-                        raise
-                    raise ProxyError(504, f"The upstream sent nothing for {idle:g} s (idle timeout).",
-                                     "upstream_timeout", code="idle_timeout") from None
+            async for chunk in iterator:
                 yield chunk
+        yield None
 
     async def _drain(self) -> None:
         """Read what follows the last event (the body's end), so the connection goes back to the pool.
@@ -247,7 +235,7 @@ class UpstreamCall:
         params = "stream=true" + (f"&starting_after={self._last_sequence}" if self._last_sequence is not None else "")
         try:
             response, _ = await self.upstream.send_retrying("GET", f"/responses/{self.response_id}", self.headers,
-                                                            params=params)
+                                                            params=params, idle_timeout=self.plan.idle_timeout)
         except ProxyError as exc:
             log.warning("could not resume background stream %s: %s", self.response_id, exc.message)
             return False
@@ -352,7 +340,8 @@ async def start_call(upstream: Upstream, headers: Mapping[str, str], plan: CallP
         if plan.stream:
             body["stream"] = True
         response, retries = await upstream.send_retrying("POST", "/responses", headers, json=body,
-                                                         first_byte_timeout=plan.first_byte_timeout)
+                                                         first_byte_timeout=plan.first_byte_timeout,
+                                                         idle_timeout=plan.idle_timeout)
         if response.status_code < 400:
             break
         payload, raw = await read_json(response)

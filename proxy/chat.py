@@ -31,7 +31,7 @@ from .translate.completion import CompletionBuilder
 from .translate.request import Translation
 from .translate.response import new_completion_id
 from .translate.stream import Presentation, StreamTranslator, usage_chunk
-from .upstream import Upstream, UpstreamBroken
+from .upstream import Upstream, UpstreamBroken, broken_off
 
 log = logging.getLogger("proxy.chat")
 
@@ -106,7 +106,7 @@ async def serve_translated(config: Config, upstream: Upstream, capabilities: Cap
         stream=translation.stream or bool(translation.stop) or config.stream.upstream_stream,
         background=bool(settings.background),
         first_byte_timeout=settings.first_byte_timeout,
-        idle_timeout=settings.idle_timeout or upstream.config.idle_timeout,
+        idle_timeout=settings.idle_timeout,
         summary_added=translation.summary_added,
     )
     headers = upstream.headers(request.headers)
@@ -230,14 +230,9 @@ async def _completion(exchange: Exchange) -> dict[str, Any]:
                 raise translator.error
         return builder.build(exchange.translators)
     except UpstreamBroken as exc:
-        raise _connection_failed(exc) from None
+        raise broken_off(exc) from None
     finally:
         await exchange.aclose()
-
-
-def _connection_failed(exc: Exception) -> ProxyError:
-    return ProxyError(502, f"The upstream connection failed mid-answer: {str(exc) or type(exc).__name__}",
-                      "upstream_error", code="upstream_disconnected")
 
 
 async def _padded_completion(exchange: Exchange, config: Config) -> AsyncIterator[bytes]:
@@ -302,7 +297,7 @@ async def _relay_stream(exchange: Exchange, config: Config, summed_usage: bool) 
         except ProxyError as exc:
             frames = _fail_all(translators, exc)
         except UpstreamBroken as exc:
-            frames = _fail_all(translators, _connection_failed(exc))
+            frames = _fail_all(translators, broken_off(exc))
         failed = next((t.error for t in translators if t.error is not None), None)
         if failed is not None:
             log.warning("stream for %s ended with an error: %s", translators[0].model, failed.message)

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import logs, metrics
 from .errors import error_body
-from .sse import encode_data
+from .sse import closing_frame
 
 # Probes and scrapes are not requests worth a line at INFO, nor a series.
 QUIET_PATHS = frozenset(("/healthz", "/readyz", "/metrics"))
@@ -158,8 +158,7 @@ class ObserveMiddleware:
             await send({"type": "http.response.body", "body": body})
             return True
         if answer.event_stream and not answer.complete:
-            separator = b"" if answer.tail == b"\n\n" else b"\n\n"
-            await send({"type": "http.response.body", "body": separator + encode_data(SHUTDOWN_ERROR)})
+            await send({"type": "http.response.body", "body": closing_frame(answer.tail, SHUTDOWN_ERROR)})
             return True
         return answer.complete
 

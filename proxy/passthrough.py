@@ -7,6 +7,7 @@ and no request can choose another host or climb out of the base path.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from urllib.parse import quote, unquote
 
@@ -14,9 +15,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive
 
+from . import logs
 from .errors import InvalidRequest, ProxyError
-from .streaming import ClientGone, StreamedResponse
-from .upstream import Upstream, UpstreamResponse, relayed_headers
+from .sse import closing_frame
+from .streaming import AnswerCut, ClientGone, StreamedResponse
+from .upstream import Upstream, UpstreamBroken, UpstreamResponse, broken_off, relayed_headers
+
+log = logging.getLogger("proxy.passthrough")
 
 
 def upstream_path(client_path: str) -> str:
@@ -89,8 +94,12 @@ def body_too_large(limit: int) -> ProxyError:
                       code="request_too_large")
 
 
-async def open_forward(upstream: Upstream, request: Request, path: str, body: bytes | None, limit: int) -> UpstreamResponse:
-    """Send the client's request on to the upstream, unchanged but for credentials and hop-by-hop headers."""
+async def open_forward(upstream: Upstream, request: Request, path: str, body: bytes | None, limit: int, *,
+                       idle_timeout: float | None = None) -> UpstreamResponse:
+    """Send the client's request on to the upstream, unchanged but for credentials and hop-by-hop headers.
+
+    The answer's body is read with ``idle_timeout`` (the model's, when the proxy knows the model), else the upstream's.
+    """
     headers = upstream.headers(request.headers, keep_encoding=True)
     # The answer is relayed still encoded: without this, the HTTP client's own default would be sent.
     headers.setdefault("accept-encoding", "identity")
@@ -100,15 +109,16 @@ async def open_forward(upstream: Upstream, request: Request, path: str, body: by
             headers["content-length"] = declared  # keeps uploads un-chunked, as sent
         # A body streamed through cannot be sent twice: no retries.
         return await upstream.send(request.method, path, headers, content=limited_body(request.receive, limit),
-                                   params=request.url.query or None, decode=False)
+                                   params=request.url.query or None, idle_timeout=idle_timeout, decode=False)
     response, _ = await upstream.send_retrying(request.method, path, headers, content=body,
-                                               params=request.url.query or None, decode=False)
+                                               params=request.url.query or None, idle_timeout=idle_timeout,
+                                               decode=False)
     return response
 
 
 def relay(response: UpstreamResponse, extra_headers: dict[str, str] | None = None) -> StreamedResponse:
     """Stream an upstream answer to the client byte for byte (still compressed, if it was)."""
-    relayed = StreamedResponse(_raw(response), status_code=response.status_code)
+    relayed = StreamedResponse(_relayed_body(response, _can_end_with_event(response)), status_code=response.status_code)
     relayed.raw_headers = relayed_headers(response) + [
         (name.encode("latin-1"), value.encode("latin-1")) for name, value in (extra_headers or {}).items()]
     return relayed
@@ -124,9 +134,34 @@ def replay(response: UpstreamResponse, body: bytes, media_type: str | None = Non
     return replayed
 
 
-async def _raw(response: UpstreamResponse) -> AsyncIterator[bytes]:
+def _can_end_with_event(response: UpstreamResponse) -> bool:
+    """Whether an error event can follow the relayed bytes: an event stream, neither compressed nor of declared length."""
+    headers = response.headers
+    return headers.get("content-type", "").startswith("text/event-stream") and "content-length" not in headers \
+        and headers.get("content-encoding", "identity").strip().lower() == "identity"
+
+
+async def _relayed_body(response: UpstreamResponse, event_stream: bool) -> AsyncIterator[bytes]:
+    """The upstream's body as it arrives; one that breaks off (cut, or silent for the idle timeout) is reported.
+
+    The reason is logged and goes to the request's log line; an event stream then ends with an error event,
+    so clients report an error instead of waiting or seeing a protocol error. Any other body is left cut
+    (:class:`AnswerCut`).
+    """
+    last = b""
+    relayed = 0
     try:
-        async for chunk in response.chunks():
-            yield chunk
+        async for last in response.chunks():
+            relayed += len(last)
+            yield last
+    except UpstreamBroken as exc:
+        error = broken_off(exc)
+        record = logs.current()
+        record.error = str(error.code)
+        log.warning("the upstream's answer to %s %s broke off after %d bytes: %s", record.method, record.path,
+                    relayed, error.message, extra={"fields": {"request_id": record.request_id}})
+        if not event_stream:
+            raise AnswerCut() from None
+        yield closing_frame(last, error.body())
     finally:
         response.close()

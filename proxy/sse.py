@@ -95,6 +95,12 @@ def encode_data(payload: Any) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
+def closing_frame(sent: bytes, payload: Any) -> bytes:
+    """A last ``data:`` frame after ``sent``, the end of what already went out: an event cut short there is ended
+    first (blank lines between events are harmless)."""
+    return (b"" if not sent or sent.endswith(b"\n\n") else b"\n\n") + encode_data(payload)
+
+
 def encode_event(event: str, payload: Any) -> bytes:
     """A named frame, as the Responses API sends them (``event:`` then ``data:``)."""
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"

@@ -29,6 +29,12 @@ class ClientGone(ProxyError):
         super().__init__(499, "The client closed the connection.", "client_disconnected")
 
 
+class AnswerCut(Exception):
+    """An answer that broke off after its head and cannot be ended well (its length was announced, or an end
+    would pass for a complete body). Whoever raises it has reported why; the answer is left incomplete, so the
+    server closes the connection and the client sees the cut."""
+
+
 async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
     """Await ``work``, abandoning it (so the upstream is let go) if the client goes away: then :class:`ClientGone`.
 
@@ -60,7 +66,8 @@ async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
 class StreamedResponse(Response):
     """Starlette's ``StreamingResponse`` with one watcher task instead of a task group per answer.
 
-    The body iterator is closed as soon as the client leaves, or the answer ends.
+    The body iterator is closed as soon as the client leaves, or the answer ends; a body that raises
+    :class:`AnswerCut` leaves the answer incomplete.
     """
 
     def __init__(self, content: AsyncIterator[bytes], status_code: int = 200,
@@ -77,6 +84,8 @@ class StreamedResponse(Response):
             await until_disconnect(receive, self._send_all(send))
         except ClientGone:
             pass  # the request log says so
+        except AnswerCut:
+            pass  # see AnswerCut
         finally:
             close = getattr(self.body_iterator, "aclose", None)
             if close is not None:

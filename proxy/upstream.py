@@ -70,27 +70,45 @@ class UpstreamBroken(Exception):
 class UpstreamIdle(UpstreamBroken):
     """The upstream sent nothing for the idle timeout while the body of an answer was being read."""
 
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no data for {seconds:g} s")
+        self.seconds = seconds
+
+
+def broken_off(exc: UpstreamBroken) -> ProxyError:
+    """What a client is told when an upstream answer broke off mid-body: its connection failed, or went silent."""
+    if isinstance(exc, UpstreamIdle):
+        return ProxyError(504, f"The upstream sent nothing for {exc.seconds:g} s (idle timeout).", "upstream_timeout",
+                          code="idle_timeout")
+    return ProxyError(502, f"The upstream connection failed mid-answer: {exc}", "upstream_error",
+                      code="upstream_disconnected")
+
 
 class UpstreamResponse:
     """An upstream answer whose status and headers are in and whose body is still to be read."""
 
-    __slots__ = ("_response", "status_code", "headers", "_decoded")
+    __slots__ = ("_response", "status_code", "headers", "_decoded", "_idle")
 
-    def __init__(self, response: aiohttp.ClientResponse, decoded: bool) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, decoded: bool, idle_timeout: float) -> None:
         self._response = response
         self.status_code: int = response.status
         self.headers: CIMultiDictProxy[str] = response.headers
         self._decoded = decoded
+        self._idle = idle_timeout
+        self._start_idle_timer()
 
     @property
     def raw_headers(self) -> tuple[tuple[bytes, bytes], ...]:
         return self._response.raw_headers
 
-    def set_idle_timeout(self, seconds: float | None) -> None:
-        """From now on, a read of the body that waits longer than ``seconds`` fails with :class:`UpstreamIdle`."""
+    def _start_idle_timer(self) -> None:
+        """From now on, a read of the body that waits longer than the idle timeout fails with :class:`UpstreamIdle`.
+
+        Not for a body that has already arrived whole: the timer would outlive it, on a pooled connection.
+        """
         connection = self._response.connection
-        if connection is not None and connection.protocol is not None:
-            connection.protocol.read_timeout = seconds
+        if connection is not None and connection.protocol is not None and not self._response.content.is_eof():
+            connection.protocol.read_timeout = self._idle
             connection.protocol.start_timeout()  # counts from now, not from the head's first-byte timer
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
@@ -99,7 +117,7 @@ class UpstreamResponse:
             async for chunk in self._response.content.iter_any():
                 yield chunk
         except (aiohttp.ClientError, OSError) as exc:
-            failure = _read_failure(exc)
+            failure = self._read_failure(exc)
             if not isinstance(failure, UpstreamIdle):
                 rest = _left_behind(self._response.content)
                 if rest:
@@ -131,18 +149,17 @@ class UpstreamResponse:
         try:
             return await self._response.content.read()
         except (aiohttp.ClientError, OSError) as exc:
-            raise _read_failure(exc) from None
+            raise self._read_failure(exc) from None
+
+    def _read_failure(self, exc: Exception) -> UpstreamBroken:
+        """What an aiohttp failure while the body is read means to the proxy."""
+        if isinstance(exc, aiohttp.ServerTimeoutError):
+            return UpstreamIdle(self._idle)
+        return UpstreamBroken(_describe(exc))
 
     def close(self) -> None:
         """Give the connection back to the pool when the body was read to its end; otherwise close it."""
         self._response.release()
-
-
-def _read_failure(exc: Exception) -> UpstreamBroken:
-    """What an aiohttp failure while a body is read means to the proxy."""
-    if isinstance(exc, aiohttp.ServerTimeoutError):
-        return UpstreamIdle("no data within the idle timeout")
-    return UpstreamBroken(_describe(exc))
 
 
 def _left_behind(content: aiohttp.StreamReader) -> bytes:
@@ -285,11 +302,14 @@ class Upstream:
         json: Any = None,
         params: str | None = None,
         first_byte_timeout: float | None = None,
+        idle_timeout: float | None = None,
         decode: bool = True,
     ) -> UpstreamResponse:
         """Send a request and return once the upstream's status and headers are in.
 
-        With ``decode=False`` the body is read as the upstream encoded it (to be relayed byte for byte).
+        The timeouts default to the upstream's: the first byte of the answer, then each read of its body
+        (reasoning streams pause for minutes between events). With ``decode=False`` the body is read as
+        the upstream encoded it (to be relayed byte for byte).
         """
         if json is not None:
             content, headers = _as_json(json, headers)
@@ -318,7 +338,7 @@ class Upstream:
             raise ProxyError(502, f"Could not reach the upstream: {_describe(exc)}", "upstream_error",
                              code="upstream_unreachable") from None
         self._observe(response.status, response.headers, headers, sent_at)
-        return UpstreamResponse(response, decode)
+        return UpstreamResponse(response, decode, idle_timeout or self.config.idle_timeout)
 
     async def send_retrying(
         self,
@@ -330,6 +350,7 @@ class Upstream:
         content: bytes | None = None,
         params: str | None = None,
         first_byte_timeout: float | None = None,
+        idle_timeout: float | None = None,
         decode: bool = True,
     ) -> tuple[UpstreamResponse, int]:
         """:meth:`send`, retried on 429/5xx and connection failures; returns the answer and the retry count.
@@ -348,7 +369,8 @@ class Upstream:
             last = attempt == self.config.max_attempts
             try:
                 response = await self.send(method, path, headers, content=content, params=params,
-                                           first_byte_timeout=first_byte_timeout, decode=decode)
+                                           first_byte_timeout=first_byte_timeout, idle_timeout=idle_timeout,
+                                           decode=decode)
             except ProxyError as exc:
                 if last or exc.code not in _RETRYABLE_FAILURES:
                     raise

@@ -504,12 +504,16 @@ class Stream:
     think); `cut_after=N` closes the connection after N frames with no final
     chunk, so the client sees a broken body rather than a clean end; `raw`
     byte strings are written as-is after the events (see `sse_bytes`).
+    `content_type` and `headers` make it another kind of streamed body (a
+    `content-length` header frames it by length instead of in chunks).
     """
     events: list[dict] = field(default_factory=list)
     delay: float = 0.0
     cut_after: int | None = None
     raw: list[bytes] | None = None
     heartbeat_pause: float = 0.0
+    content_type: str = "text/event-stream; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -681,9 +685,10 @@ class _Exchange:
         await self.json(error_body(message, **details), status)
 
     async def chunks(self, chunks: list[bytes], content_type: str, *, delay: float = 0.0,
-                     heartbeat_pause: float = 0.0, cut_after: int | None = None) -> bool:
+                     heartbeat_pause: float = 0.0, cut_after: int | None = None,
+                     headers: dict[str, str] | None = None) -> bool:
         """Write `chunks` as one streamed body; True if every chunk went out and the body ended."""
-        await self.start(200, content_type)
+        await self.start(200, content_type, headers)
         self.watch()
         try:
             limit = len(chunks) if cut_after is None else min(cut_after, len(chunks))
@@ -867,9 +872,9 @@ class FakeUpstream:
             events = _numbered(behaviour.events)
             if r.path == "/v1/responses" and isinstance(r.json, dict) and r.json.get("background"):
                 self._remember_stream(events)
-            await ex.chunks([sse_bytes(e) for e in events] + list(behaviour.raw or []),
-                            "text/event-stream; charset=utf-8", delay=behaviour.delay,
-                            heartbeat_pause=behaviour.heartbeat_pause, cut_after=behaviour.cut_after)
+            await ex.chunks([sse_bytes(e) for e in events] + list(behaviour.raw or []), behaviour.content_type,
+                            delay=behaviour.delay, heartbeat_pause=behaviour.heartbeat_pause,
+                            cut_after=behaviour.cut_after, headers=behaviour.headers)
         elif isinstance(behaviour, Hang):
             await ex.hang(behaviour.seconds)
         else:

@@ -21,6 +21,7 @@ from proxy import logs
 from proxy.config import load_config
 from proxy.health import Readiness
 from proxy.upstream import Upstream
+from wire import wait_until
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
 TEAM_KEY = "pk-team-observed-5b2a"
@@ -255,6 +256,109 @@ def test_request_log_outside_a_request_is_a_harmless_throwaway():
     record.count_usage({"prompt_tokens": 3, "completion_tokens": 4,
                         "completion_tokens_details": {"reasoning_tokens": 2}})
     assert (record.prompt_tokens, record.completion_tokens, record.reasoning_tokens) == (3, 4, 2)
+
+
+# ---------------------------------------------------------------- pass-through answers that break off
+
+PASSED = "gpt-4o"
+
+
+def chat_frames(*pieces):
+    """A passed-through chat stream's frames, one per piece of content."""
+    return [b"data: " + json.dumps({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": PASSED,
+                                    "choices": [{"index": 0, "delta": {"content": piece}, "logprobs": None,
+                                                 "finish_reason": None}]}).encode() + b"\n\n" for piece in pieces]
+
+
+@contextmanager
+def server_errors():
+    """What uvicorn itself logs (its logger does not reach the root); start the server first."""
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = logging.getLogger("uvicorn.error")
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+
+
+def warnings_for(stream, request_id):
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    return [line for line in lines if line["level"] in ("warning", "error") and line.get("request_id") == request_id
+            and line["logger"] != "proxy.access"]
+
+
+@pytest.mark.parametrize("case, code", [("cut", "upstream_disconnected"), ("silent", "idle_timeout")])
+def test_a_passed_through_event_stream_that_breaks_off_ends_with_an_error_event(make_proxy, fake, case, code):
+    frames = chat_frames("One", "Two", "Three") + [b"data: [DONE]\n\n"]
+    broken = Stream(raw=frames, cut_after=2) if case == "cut" else Stream(raw=frames, heartbeat_pause=30)
+    body = {"model": PASSED, "messages": MESSAGES, "stream": True}
+    # The model's idle timeout bounds the silence, neither the upstream's nor the first-byte timeout.
+    with make_proxy(upstream={"idle_timeout": 60, "first_byte_timeout": 60}, models={PASSED: {"idle_timeout": 0.3}}) \
+            as url, captured_logs() as logged, server_errors() as uvicorn_said:
+        before = scrape(url)
+        fake.script(broken)
+        started = time.monotonic()
+        response = httpx.post(url + "/v1/chat/completions", json=body, timeout=30)  # read to a clean end
+        took = time.monotonic() - started
+        fake.script(broken)
+        with pytest.raises(openai.APIError) as raised:
+            list(sdk(url).chat.completions.create(**body))
+        line = line_for(logged, response.headers["x-request-id"])
+        after = scrape(url)
+    relayed = b"".join(frames[:2])
+    assert response.content.startswith(relayed) and response.content.endswith(b"\n\n")
+    (event,) = response.content[len(relayed):].removesuffix(b"\n\n").split(b"\n\n")
+    error = json.loads(event.removeprefix(b"data: "))["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["code"] == code
+    assert raised.value.message == error["message"] and raised.value.code == code
+    if case == "silent":
+        assert "0.3 s (idle timeout)" in error["message"] and took < 5
+    (warning,) = warnings_for(logged, response.headers["x-request-id"])
+    assert warning["level"] == "warning" and error["message"] in warning["message"]
+    assert "POST /v1/chat/completions" in warning["message"]
+    assert (line["mode"], line["status"], line["error"]) == ("passthrough", 200, code)
+    errors = {"mode": "passthrough", "code": code}
+    assert metric(after, "proxy_request_errors_total", **errors) == metric(before, "proxy_request_errors_total", **errors) + 2
+    assert uvicorn_said == []
+    wait_until(lambda: fake.active == 0, 5, "the upstream connection to be closed")
+
+
+def test_a_passed_through_stream_may_pause_longer_than_the_first_byte_timeout(make_proxy, fake):
+    frames = chat_frames("One", "Two", "Three") + [b"data: [DONE]\n\n"]
+    fake.script(Stream(raw=frames, heartbeat_pause=0.8))
+    with make_proxy(upstream={"first_byte_timeout": 0.3, "idle_timeout": 5}) as url:
+        response = httpx.post(url + "/v1/chat/completions", json={"model": PASSED, "messages": MESSAGES, "stream": True},
+                              timeout=30)
+    assert response.content == b"".join(frames)
+
+
+def test_a_passed_through_body_cut_mid_way_stays_cut_with_one_line_of_explanation(make_proxy, fake):
+    """Its length was announced with its head: it cannot be repaired, the client must see it incomplete."""
+    answer = json.dumps({"id": "chatcmpl-1", "object": "chat.completion", "choices": []}).encode()
+    fake.script(Stream(raw=[answer[:20], answer[20:]], cut_after=1, content_type="application/json",
+                       headers={"content-length": str(len(answer))}))
+    with make_proxy() as url, captured_logs() as logged, server_errors() as uvicorn_said:
+        before = scrape(url)
+        received = b""
+        with pytest.raises(httpx.RemoteProtocolError):
+            with httpx.stream("POST", url + "/v1/chat/completions", json={"model": PASSED, "messages": MESSAGES},
+                              timeout=30) as response:
+                for chunk in response.iter_raw():
+                    received += chunk
+        line = line_for(logged, response.headers["x-request-id"])
+        after = scrape(url)
+    assert received == answer[:20] and response.headers["content-length"] == str(len(answer))
+    (warning,) = warnings_for(logged, response.headers["x-request-id"])
+    assert "broke off after 20 bytes" in warning["message"] and "exception" not in warning
+    assert line["error"] == "upstream_disconnected"
+    errors = {"mode": "passthrough", "code": "upstream_disconnected"}
+    assert metric(after, "proxy_request_errors_total", **errors) == metric(before, "proxy_request_errors_total", **errors) + 1
+    # uvicorn says the answer was left incomplete, in one line without a stack trace.
+    assert len(uvicorn_said) <= 1 and all(record.exc_info is None for record in uvicorn_said)
+    assert "Traceback" not in logged.getvalue()
 
 
 # ---------------------------------------------------------------- metrics
