@@ -38,7 +38,7 @@ from .routing import rememberable
 from .sse import SSEDecoder
 from .translate.response import terminal_event
 from .translate.stream import TERMINAL_EVENTS
-from .upstream import Upstream, UpstreamBroken, UpstreamResponse, read_json, request_id_header, upstream_error
+from .upstream import Upstream, UpstreamBroken, UpstreamResponse, read_json, upstream_details, upstream_error
 
 log = logging.getLogger("proxy.calls")
 
@@ -130,13 +130,13 @@ class UpstreamCall:
     """A started upstream Responses request; iterate :meth:`batches` once."""
 
     def __init__(self, upstream: Upstream, headers: Mapping[str, str], plan: CallPlan,
-                 background: BackgroundConfig, retries: int, request_id_header: dict[str, str]) -> None:
+                 background: BackgroundConfig, retries: int, details: dict[str, str]) -> None:
         self.upstream = upstream
         self.headers = headers
         self.plan = plan
         self.background = background
         self.retries = retries
-        self.request_id_header = request_id_header  # of the answer that started the response
+        self.details = details  # of the answer that started the response (see upstream_details)
         self.response_id: str | None = None
         self.finished = False
         self._http: UpstreamResponse | None = None
@@ -371,7 +371,7 @@ async def start_call(upstream: Upstream, headers: Mapping[str, str], plan: CallP
         else:
             continue
         log.info("upstream refuses %s; left out from now on", feature)
-    call = UpstreamCall(upstream, headers, plan, background, retries, request_id_header(response))
+    call = UpstreamCall(upstream, headers, plan, background, retries, upstream_details(response))
     if response.headers.get("content-type", "").startswith("text/event-stream"):
         call._http = response
     else:

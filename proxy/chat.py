@@ -122,21 +122,29 @@ async def serve_translated(config: Config, upstream: Upstream, capabilities: Cap
         ], memory)
 
     # Waiting for the upstream's headers (or the whole answer) can take long: a client that leaves
-    # meanwhile must not keep the upstream request open.
-    exchange = await until_disconnect(request.receive, start())
-    upstream_id = exchange.calls[0].request_id_header  # with n > 1, the first choice's
-    extra = translation_headers(translation) | upstream_id
-    if translation.stream:
-        return StreamedResponse(_relay_stream(exchange, config, translation.include_usage and translation.n > 1),
-                                media_type="text/event-stream", headers={**SSE_HEADERS, **extra})
-    if config.stream.non_stream_keepalive:
+    # meanwhile must not keep the upstream request open. The answer carries the upstream's request id and
+    # rate limits (with n > 1, the first choice's).
+    extra = translation_headers(translation)
+    if translation.stream or config.stream.non_stream_keepalive:
+        exchange = await until_disconnect(request.receive, start())
+        extra |= exchange.calls[0].details
+        if translation.stream:
+            return StreamedResponse(_relay_stream(exchange, config, translation.include_usage and translation.n > 1),
+                                    media_type="text/event-stream", headers={**SSE_HEADERS, **extra})
         return StreamedResponse(_padded_completion(exchange, config), media_type="application/json", headers=extra)
+    details: dict[str, str] = {}
+
+    async def whole() -> dict[str, Any]:
+        exchange = await start()
+        details.update(exchange.calls[0].details)
+        return await _completion(exchange)
+
     try:
-        completion = await until_disconnect(request.receive, _completion(exchange))
+        completion = await until_disconnect(request.receive, whole())
     except ProxyError as exc:
-        exc.headers = upstream_id | exc.headers  # an error from a later upstream answer (a poll) names that one
+        exc.headers = details | exc.headers  # an error from a later upstream answer (a poll) names that one
         raise
-    return json_response(completion, headers=extra)
+    return json_response(completion, headers=extra | details)
 
 
 async def _start_all(upstream: Upstream, headers: Mapping[str, str], plans: list[CallPlan], capabilities: Capabilities,

@@ -431,24 +431,28 @@ async def read_json(response: UpstreamResponse, limit: int = ERROR_BODY_LIMIT) -
 
 
 def upstream_error(response: UpstreamResponse, payload: Any, raw: bytes, status: int | None = None) -> ProxyError:
-    """An upstream error answer, relayed with its status (or ``status``), OpenAI-style body, retry hints and request id."""
+    """An upstream error answer, relayed with its status (or ``status``), OpenAI-style body, retry hints and details."""
     status = status or response.status_code
     snippet = raw[:300].decode("utf-8", "replace").strip()
     fallback = f"The upstream answered HTTP {status}" + (f": {snippet}" if snippet else ".")
     body = normalize_error(payload, fallback)["error"]
     headers = {name: response.headers[name] for name in _RETRY_HINTS if name in response.headers}
     return ProxyError(status, body["message"], body["type"], body["param"], body["code"],
-                      headers | request_id_header(response))
+                      headers | upstream_details(response))
 
 
-def request_id_header(response: UpstreamResponse) -> dict[str, str]:
-    """The upstream's own request id as a header of the client's answer, its bytes unchanged (read as Latin-1).
+def upstream_details(response: UpstreamResponse) -> dict[str, str]:
+    """What the upstream's answer says about the request and the caller's standing, as headers of the client's
+    answer: its request id, rate limits and processing time, their bytes unchanged (read as Latin-1).
 
-    Named as the upstream names it: the outermost layer (:mod:`proxy.middleware`) returns it as
-    ``x-upstream-request-id`` and logs it, for relayed and translated answers alike.
+    The request id is named as the upstream names it: the outermost layer (:mod:`proxy.middleware`) returns it
+    as ``x-upstream-request-id`` and logs it, for relayed and translated answers alike.
     """
-    value = next((value for name, value in response.raw_headers if name.lower() == b"x-request-id"), None)
-    return {} if value is None else {"x-request-id": value.decode("latin-1")}
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in response.raw_headers
+            if name.lower() in _DETAILS or name[:12].lower() == b"x-ratelimit-"}
+
+
+_DETAILS = frozenset((b"x-request-id", b"openai-processing-ms"))
 
 
 _RETRY_HINTS = ("retry-after", "retry-after-ms")

@@ -666,10 +666,15 @@ class _Exchange:
 
     async def start(self, status: int, content_type: str, extra: dict[str, str] | None = None) -> None:
         self.fake.statuses.append(status)
+        answered = len(self.fake.statuses)
         headers = {"content-type": content_type, "x-request-id": f"req_{secrets.token_hex(16)}",
                    "openai-version": "2020-10-01", "openai-processing-ms": str(random.randint(40, 400)),
+                   "x-ratelimit-limit-requests": "5000", "x-ratelimit-remaining-requests": str(5000 - answered),
+                   "x-ratelimit-reset-requests": "12ms", "x-ratelimit-limit-tokens": "800000",
+                   "x-ratelimit-remaining-tokens": str(800000 - 37 * answered), "x-ratelimit-reset-tokens": "2ms",
                    **{k.lower(): v for k, v in (extra or {}).items()}}
         self.fake.request_ids.append(headers["x-request-id"])
+        self.fake.answer_headers.append(headers)
         await self.send({"type": "http.response.start", "status": status,
                          "headers": [(k.encode(), v.encode()) for k, v in headers.items()]})
 
@@ -755,6 +760,7 @@ class FakeUpstream:
         self.streamed_bytes = 0
         self.statuses: list[int] = []  # of every answer, in order
         self.request_ids: list[str] = []  # the x-request-id of every answer, in order
+        self.answer_headers: list[dict[str, str]] = []  # the headers of every answer, in order
         self.responses_only: set[str] = set(RESPONSES_ONLY_MODELS)
         self.background_polls = 2  # GETs of a background response until it reports its final state
         self._script: deque[Behaviour] = deque()

@@ -95,8 +95,13 @@ def test_the_upstreams_request_id_is_kept_apart(proxy_url, fake):
     assert fake.requests[0].headers["x-request-id"] == "mine-1"
 
 
+def upstream_details(headers) -> dict[str, str]:
+    return {name: value for name, value in headers.items()
+            if name.startswith("x-ratelimit-") or name == "openai-processing-ms"}
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-def test_a_translated_answer_carries_the_upstreams_request_id(client, fake, stream):
+def test_a_translated_answer_carries_the_upstreams_request_id_and_rate_limits(client, fake, stream):
     with captured_logs() as logged:
         with client.chat.completions.with_streaming_response.create(model="o3-pro", messages=MESSAGES,
                                                                     stream=stream) as response:
@@ -106,10 +111,12 @@ def test_a_translated_answer_carries_the_upstreams_request_id(client, fake, stre
     (upstream_id,) = fake.request_ids  # of the answer to POST /responses
     assert response.headers["x-upstream-request-id"] == upstream_id == line["upstream_request_id"]
     assert response.headers["x-request-id"].startswith("req_") and response.headers["x-request-id"] != upstream_id
+    (sent,) = fake.answer_headers
+    assert len(upstream_details(sent)) == 7 and upstream_details(response.headers) == upstream_details(sent)
 
 
 @pytest.mark.parametrize("case", ["rejected", "rejected-stream", "failed"])
-def test_a_translated_error_carries_the_upstreams_request_id(client, fake, case):
+def test_a_translated_error_carries_the_upstreams_request_id_and_rate_limits(client, fake, case):
     if case == "failed":  # accepted with 200, then the generation failed
         fake.script(Respond(status="failed", error={"code": "server_error", "message": "Model crashed."}))
     else:
@@ -121,6 +128,8 @@ def test_a_translated_error_carries_the_upstreams_request_id(client, fake, case)
     (upstream_id,) = fake.request_ids
     assert raised.value.status_code == (500 if case == "failed" else 400)
     assert raised.value.response.headers["x-upstream-request-id"] == upstream_id == line["upstream_request_id"]
+    (sent,) = fake.answer_headers
+    assert upstream_details(raised.value.response.headers) == upstream_details(sent)
 
 
 def test_with_several_choices_the_first_choices_call_names_the_answer(client, fake):
@@ -130,6 +139,8 @@ def test_with_several_choices_the_first_choices_call_names_the_answer(client, fa
     response = client.chat.completions.with_raw_response.create(model="o3-pro", messages=MESSAGES, n=2)
     first = next(choice for choice in response.parse().choices if choice.index == 0)
     assert response.headers["x-upstream-request-id"] == f"req_{texts.index(first.message.content)}"
+    first_call = fake.answer_headers[texts.index(first.message.content)]
+    assert upstream_details(response.headers) == upstream_details(first_call)
 
 
 # ---------------------------------------------------------------- the request line
