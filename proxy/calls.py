@@ -34,7 +34,7 @@ import orjson
 from . import metrics
 from .config import BackgroundConfig
 from .errors import ProxyError, without_name
-from .routing import rememberable
+from .routing import MODELS_REMEMBERED, rememberable
 from .sse import SSEDecoder
 from .translate.response import terminal_event
 from .translate.stream import TERMINAL_EVENTS
@@ -48,8 +48,8 @@ DRAIN_SECONDS = 1.0  # how long the end of a finished stream may take to arrive
 
 @dataclass
 class Capabilities:
-    """Features an upstream refused; remembered for the life of the process (per model, for names of bounded
-    length)."""
+    """Features an upstream refused; remembered for the life of the process (per model, for a bounded number
+    of names of bounded length)."""
 
     no_background: set[str] = field(default_factory=set)  # models
     no_stream: set[str] = field(default_factory=set)  # models
@@ -366,7 +366,7 @@ async def start_call(upstream: Upstream, headers: Mapping[str, str], plan: CallP
     for feature, refusing in refused:
         if refusing is None:
             capabilities.no_summary = True
-        elif rememberable(model):
+        elif rememberable(model) and len(refusing) < MODELS_REMEMBERED:
             refusing.add(model)
         else:
             continue

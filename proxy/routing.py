@@ -37,7 +37,7 @@ def says_responses_only(error_text: str, model: str) -> bool:
 # Model names come from clients: what is remembered per name is bounded.
 NAME_REMEMBERED_CHARS = 256  # a longer name is decided each time, and never remembered
 DECISIONS_REMEMBERED = 1024
-LEARNED_REMEMBERED = 1024
+MODELS_REMEMBERED = 1024  # models one fact is kept for (learned Responses-only, refused features)
 
 
 def rememberable(model: str) -> bool:
@@ -105,11 +105,11 @@ class ModelRouter:
             log.info("a model with a %d-character name is served only by the Responses API; translating this "
                      "request (names over %d characters are not remembered)", len(name), NAME_REMEMBERED_CHARS)
             return
-        if len(self._learned) >= LEARNED_REMEMBERED:
+        if len(self._learned) >= MODELS_REMEMBERED:
             if not self._learned_full:
                 self._learned_full = True
                 log.warning("%d Responses-only models learned, the most kept: %s and later ones are not remembered "
-                            "(each request for them is refused as a chat request first)", LEARNED_REMEMBERED, model)
+                            "(each request for them is refused as a chat request first)", MODELS_REMEMBERED, model)
             return
         log.info("model %s is served only by the Responses API; translating it from now on", model)
         self._learned.add(name)

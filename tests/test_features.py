@@ -8,6 +8,8 @@ import httpx
 import openai
 import pytest
 
+import proxy.calls
+
 from chunks import fold
 from conftest import sdk
 from fake_upstream import (
@@ -455,6 +457,24 @@ def test_a_refused_summary_the_client_asked_for_is_relayed(make_proxy, fake):
         client.chat.completions.create(model="o3-pro", messages=MESSAGES)
     summaries = [carried(r.json, "reasoning.summary") for r in fake.requests_to("/responses")]
     assert summaries == ["detailed", "auto"]  # not asked again without it, and not remembered
+
+
+def test_refusals_are_remembered_for_a_bounded_number_of_models(make_proxy, fake, monkeypatch):
+    """Model names come from clients: an upstream that takes any name must not grow the memory without end."""
+    monkeypatch.setattr(proxy.calls, "MODELS_REMEMBERED", 2)
+    answer = Respond(output=[message_item("Blue.")])
+    models = ["o3-pro", "o3-pro-2025-06-10", "o3-pro-third"]
+    with make_proxy() as url:
+        client = sdk(url)
+        for model in models:
+            fake.script(Reply(status=400, json=UNVERIFIED_STREAM), answer)
+            assert streamed_text(client, model) == "Blue."
+        fake.script(Reply(status=400, json=UNVERIFIED_STREAM), answer)
+        assert streamed_text(client, models[2]) == "Blue."  # not remembered: refused, and sent again
+        for model in models[:2]:
+            fake.script(answer)
+            assert streamed_text(client, model) == "Blue."  # remembered: sent whole at once
+    assert [r.json.get("stream") for r in fake.requests_to("/responses")] == [True, None] * 4 + [None, None]
 
 
 def test_refusals_for_a_long_model_name_are_not_remembered(make_proxy, fake):

@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from proxy.config import TranslateConfig
-from proxy.routing import LEARNED_REMEMBERED, NAME_REMEMBERED_CHARS, ModelRouter, says_responses_only
+from proxy.routing import MODELS_REMEMBERED, NAME_REMEMBERED_CHARS, ModelRouter, says_responses_only
 
 
 @pytest.mark.parametrize("model", [
@@ -73,12 +73,12 @@ def test_long_names_are_neither_learned_nor_remembered():
 
 def test_learned_models_are_capped(caplog):
     router = ModelRouter(TranslateConfig())
-    for index in range(LEARNED_REMEMBERED):
+    for index in range(MODELS_REMEMBERED):
         router.learn(f"model-{index}")
     caplog.set_level(logging.INFO, "proxy.routing")
     router.learn("one-too-many")
     router.learn("two-too-many")
-    assert len(router.learned) == LEARNED_REMEMBERED and not router.should_translate("one-too-many")
+    assert len(router.learned) == MODELS_REMEMBERED and not router.should_translate("one-too-many")
     assert [record.levelno for record in caplog.records] == [logging.WARNING]  # said once
     router.learn("model-0")  # already known: no change, no warning
     assert len(caplog.records) == 1 and router.should_translate("model-0")
