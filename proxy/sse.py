@@ -39,7 +39,9 @@ class SSEDecoder:
             chunk = chunk[1:]
         self._pending_cr = chunk.endswith(b"\r")
         buffer = self._buffer + chunk
-        if b"\r" in buffer:
+        # find() rather than ``in``: CPython tries a bytes operand of ``in`` as an integer first, and formats
+        # the TypeError it gets, on every event.
+        if buffer.find(b"\r") >= 0:
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         end = buffer.rfind(b"\n\n")  # a line end, then a blank line: the last complete event ends here
         if end < 0:
@@ -49,7 +51,7 @@ class SSEDecoder:
         events: list[ServerSentEvent] = []
         for block in buffer[:end].split(b"\n\n"):
             head, _, rest = block.partition(b"\n")
-            if head.startswith(b"event: ") and rest.startswith(b"data: ") and b"\n" not in rest:
+            if head.startswith(b"event: ") and rest.startswith(b"data: ") and rest.find(b"\n") < 0:
                 events.append(ServerSentEvent(head[7:].decode("utf-8", "replace"), rest[6:]))  # as OpenAI frames them
             else:
                 _read_block(block, events)
