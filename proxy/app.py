@@ -272,7 +272,8 @@ REASONING_OUTPUT_HEADER = "x-proxy-reasoning-output"
 
 def reasoning_output(request: Request, default: str) -> str:
     """The reasoning display for this request: a header may choose another than the configured one."""
-    wanted = request.headers.get(REASONING_OUTPUT_HEADER, "").strip().lower()
+    headers = request.headers  # ``in`` first: Starlette's get() raises and catches a KeyError for a missing header
+    wanted = headers[REASONING_OUTPUT_HEADER].strip().lower() if REASONING_OUTPUT_HEADER in headers else ""
     if not wanted:
         return default
     if wanted not in ("reasoning_content", "think", "none"):

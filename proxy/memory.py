@@ -71,7 +71,8 @@ def memory_scope(headers: Mapping[str, str], upstream: str, model: str) -> str:
     caller's reasoning must never go upstream with another's request (nor under another organisation,
     whose key cannot read it).
     """
-    caller = "\n".join(headers.get(name, "") for name in SCOPE_HEADERS)
+    # ``in`` first: for a missing header, Starlette's get() raises and catches a KeyError.
+    caller = "\n".join(headers[name] if name in headers else "" for name in SCOPE_HEADERS)
     return hashlib.sha256(f"{caller}\n{upstream}\n{model.lower()}".encode()).hexdigest()[:32] + ":"
 
 

@@ -85,7 +85,7 @@ class CompletionBuilder:
     def build(self, translators: list[StreamTranslator]) -> dict[str, Any]:
         first = translators[0]
         responses = [translator.response for translator in translators]
-        final = next((response for response in responses if response), {})
+        final = next(filter(None, responses), {})
         completion: dict[str, Any] = {
             "id": first.id,
             "object": "chat.completion",
