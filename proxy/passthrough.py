@@ -17,7 +17,7 @@ from starlette.types import Receive
 
 from . import logs
 from .errors import InvalidRequest, ProxyError
-from .sse import closing_frame
+from .sse import closing_frame, complete_events
 from .streaming import AnswerCut, ClientGone, StreamedResponse
 from .upstream import Upstream, UpstreamBroken, UpstreamResponse, broken_off, relayed_headers
 
@@ -141,6 +141,11 @@ def _can_end_with_event(response: UpstreamResponse) -> bool:
         and headers.get("content-encoding", "identity").strip().lower() == "identity"
 
 
+# An event stream's unfinished last event is held back until it is complete, so that a cut leaves no event
+# half-sent (clients would fail on its JSON before they read the error event); a larger one goes out as it comes.
+HELD_EVENT_LIMIT = 1024 * 1024
+
+
 async def _relayed_body(response: UpstreamResponse, event_stream: bool) -> AsyncIterator[bytes]:
     """The upstream's body as it arrives; one that breaks off (cut, or silent for the idle timeout) is reported.
 
@@ -148,18 +153,28 @@ async def _relayed_body(response: UpstreamResponse, event_stream: bool) -> Async
     so clients report an error instead of waiting or seeing a protocol error. Any other body is left cut
     (:class:`AnswerCut`).
     """
-    last = b""
+    last = held = b""
     relayed = 0
     try:
-        async for last in response.chunks():
-            relayed += len(last)
-            yield last
+        async for chunk in response.chunks():
+            if event_stream:
+                chunk, held = complete_events(held + chunk if held else chunk)
+                if len(held) > HELD_EVENT_LIMIT:
+                    chunk, held = chunk + held, b""
+                if not chunk:
+                    continue
+            relayed += len(chunk)
+            last = chunk
+            yield chunk
+        if held:  # the stream ended without a blank line: relayed as it came
+            yield held
     except UpstreamBroken as exc:
         error = broken_off(exc)
         record = logs.current()
         record.error = str(error.code)
-        log.warning("the upstream's answer to %s %s broke off after %d bytes: %s", record.method, record.path,
-                    relayed, error.message, extra={"fields": {"request_id": record.request_id}})
+        dropped = f" ({len(held)} bytes of an unfinished event left out)" if held else ""
+        log.warning("the upstream's answer to %s %s broke off after %d bytes%s: %s", record.method, record.path,
+                    relayed, dropped, error.message, extra={"fields": {"request_id": record.request_id}})
         if not event_stream:
             raise AnswerCut() from None
         yield closing_frame(last, error.body())

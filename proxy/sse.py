@@ -97,6 +97,21 @@ def encode_data(payload: Any) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
+_EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")  # the blank line that ends an event, in each line-end style
+
+
+def complete_events(data: bytes) -> tuple[bytes, bytes]:
+    """``data`` split after its last complete event: the complete events, and the start of one still arriving."""
+    if data.endswith(b"\n\n"):  # as OpenAI frames them, one event per network chunk
+        return data, b""
+    end = 0
+    for mark in _EVENT_ENDS:
+        found = data.rfind(mark)
+        if found >= 0:
+            end = max(end, found + len(mark))
+    return data[:end], data[end:]
+
+
 def closing_frame(sent: bytes, payload: Any) -> bytes:
     """A last ``data:`` frame after ``sent``, the end of what already went out: an event cut short there is ended
     first (blank lines between events are harmless)."""

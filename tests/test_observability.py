@@ -301,10 +301,14 @@ def warnings_for(stream, request_id):
             and line["logger"] != "proxy.access"]
 
 
-@pytest.mark.parametrize("case, code", [("cut", "upstream_disconnected"), ("silent", "idle_timeout")])
+@pytest.mark.parametrize("case, code", [("cut", "upstream_disconnected"), ("cut-mid-event", "upstream_disconnected"),
+                                        ("silent", "idle_timeout")])
 def test_a_passed_through_event_stream_that_breaks_off_ends_with_an_error_event(make_proxy, fake, case, code):
     frames = chat_frames("One", "Two", "Three") + [b"data: [DONE]\n\n"]
-    broken = Stream(raw=frames, cut_after=2) if case == "cut" else Stream(raw=frames, heartbeat_pause=30)
+    broken = {"cut": Stream(raw=frames, cut_after=2),
+              # the half event is held back: the client gets no JSON it cannot parse before the error
+              "cut-mid-event": Stream(raw=frames[:2] + [frames[2][:25]], cut_after=3),
+              "silent": Stream(raw=frames, heartbeat_pause=30)}[case]
     body = {"model": PASSED, "messages": MESSAGES, "stream": True}
     # The model's idle timeout bounds the silence, neither the upstream's nor the first-byte timeout.
     with make_proxy(upstream={"idle_timeout": 60, "first_byte_timeout": 60}, models={PASSED: {"idle_timeout": 0.3}}) \
@@ -335,6 +339,17 @@ def test_a_passed_through_event_stream_that_breaks_off_ends_with_an_error_event(
     assert metric(after, "proxy_request_errors_total", **errors) == metric(before, "proxy_request_errors_total", **errors) + 2
     assert uvicorn_said == []
     wait_until(lambda: fake.active == 0, 5, "the upstream connection to be closed")
+
+
+def test_a_passed_through_event_stream_is_relayed_whole_even_when_its_last_event_never_ends(make_proxy, fake):
+    frames = chat_frames("One", "Two")
+    frames[1] = frames[1][:30] + frames[1][30:].removesuffix(b"\n\n")  # the upstream ends without the blank line
+    fake.script(Stream(raw=[frames[0], frames[1][:30], frames[1][30:]]))
+    with make_proxy() as url, captured_logs() as logged:
+        response = httpx.post(url + "/v1/chat/completions", json={"model": PASSED, "messages": MESSAGES, "stream": True},
+                              timeout=30)
+    assert response.content == b"".join(frames)
+    assert warnings_for(logged, response.headers["x-request-id"]) == []
 
 
 def test_a_passed_through_stream_may_pause_longer_than_the_first_byte_timeout(make_proxy, fake):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from proxy.sse import DONE, KEEPALIVE, SSEDecoder, encode_data, encode_event
+from proxy.sse import DONE, KEEPALIVE, SSEDecoder, complete_events, encode_data, encode_event
 
 STREAM = (b"event: response.created\ndata: {\"a\":1}\n\n"
           b": keep-alive\n\n"
@@ -46,3 +46,25 @@ def test_named_event_with_several_data_lines_keeps_them_all():
 
 def test_extra_blank_lines_between_events_are_skipped():
     assert decode([b"data: a\n\n\n\n", b"\nevent: y\ndata: b\n\n\n"]) == [(None, b"a"), ("y", b"b")]
+
+
+@pytest.mark.parametrize("data, complete", [
+    (b"data: 1\n\ndata: 2\n\n", b"data: 1\n\ndata: 2\n\n"),
+    (b"data: 1\n\ndata: {\"half", b"data: 1\n\n"),
+    (b"data: 1\r\n\r\ndata: 2\r\n", b"data: 1\r\n\r\n"),
+    (b"data: 1\r\rdata: 2", b"data: 1\r\r"),
+    (b": keep-alive\n\nevent: x\ndata: 2\n", b": keep-alive\n\n"),
+    (b"data: no end yet", b""),
+])
+def test_complete_events_split_where_the_last_whole_event_ends(data, complete):
+    assert complete_events(data) == (complete, data[len(complete):])
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 64])
+def test_complete_events_fed_in_pieces_give_back_the_stream_whole_and_in_events(size):
+    held, sent = b"", []
+    for start in range(0, len(STREAM), size):
+        chunk, held = complete_events(held + STREAM[start:start + size])
+        sent.append(chunk)
+    assert held == b"" and b"".join(sent) == STREAM
+    assert decode([chunk for chunk in sent if chunk]) == EXPECTED
