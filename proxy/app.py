@@ -118,7 +118,7 @@ class Proxy:
         upstream = self.upstreams.for_model(model)
         logs.current().mode = "passthrough"
         forwarded = open_forward(upstream, request, "/chat/completions", body, self.config.server.max_body_bytes,
-                                 idle_timeout=self.settings(model).idle_timeout)
+                                 model=self.settings(model))
         response = await until_disconnect(request.receive, forwarded)
         if response.status_code < 400:
             return relay(response, {"x-proxy-mode": "passthrough"})
@@ -235,14 +235,14 @@ class Proxy:
         logs.current().mode = "passthrough"
         candidates, body, model = await self._route_forward(request)
         limit = self.config.server.max_body_bytes
-        idle_timeout = self.settings(model).idle_timeout if model else None
+        settings = self.settings(model) if model else None
         resendable = body is not None or not has_body(request)
-        response = await open_forward(candidates[0], request, path, body, limit, idle_timeout=idle_timeout)
+        response = await open_forward(candidates[0], request, path, body, limit, model=settings)
         for upstream in candidates[1:]:
             if response.status_code != 404 or not resendable:
                 break
             await response.read(ERROR_BODY_LIMIT)  # read to its end, so the connection is kept for reuse
-            response = await open_forward(upstream, request, path, body, limit, idle_timeout=idle_timeout)
+            response = await open_forward(upstream, request, path, body, limit, model=settings)
         return relay(response)
 
     async def _route_forward(self, request: Request) -> tuple[list[Upstream], bytes | None, str | None]:

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.types import Receive
 
 from . import logs
+from .config import ModelSettings
 from .errors import InvalidRequest, ProxyError
 from .sse import closing_frame, complete_events
 from .streaming import AnswerCut, ClientGone, StreamedResponse
@@ -95,11 +96,13 @@ def body_too_large(limit: int) -> ProxyError:
 
 
 async def open_forward(upstream: Upstream, request: Request, path: str, body: bytes | None, limit: int, *,
-                       idle_timeout: float | None = None) -> UpstreamResponse:
+                       model: ModelSettings | None = None) -> UpstreamResponse:
     """Send the client's request on to the upstream, unchanged but for credentials and hop-by-hop headers.
 
-    The answer's body is read with ``idle_timeout`` (the model's, when the proxy knows the model), else the upstream's.
+    The timeouts are the ``model``'s settings (when the proxy knows the model), else the upstream's.
     """
+    first_byte_timeout = model.first_byte_timeout if model is not None else None
+    idle_timeout = model.idle_timeout if model is not None else None
     headers = upstream.headers(request.headers, keep_encoding=True)
     # The answer is relayed still encoded: without this, the HTTP client's own default would be sent.
     headers.setdefault("accept-encoding", "identity")
@@ -109,10 +112,11 @@ async def open_forward(upstream: Upstream, request: Request, path: str, body: by
             headers["content-length"] = declared  # keeps uploads un-chunked, as sent
         # A body streamed through cannot be sent twice: no retries.
         return await upstream.send(request.method, path, headers, content=limited_body(request.receive, limit),
-                                   params=request.url.query or None, idle_timeout=idle_timeout, decode=False)
+                                   params=request.url.query or None, first_byte_timeout=first_byte_timeout,
+                                   idle_timeout=idle_timeout, decode=False)
     response, _ = await upstream.send_retrying(request.method, path, headers, content=body,
-                                               params=request.url.query or None, idle_timeout=idle_timeout,
-                                               decode=False)
+                                               params=request.url.query or None, first_byte_timeout=first_byte_timeout,
+                                               idle_timeout=idle_timeout, decode=False)
     return response
 
 

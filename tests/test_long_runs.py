@@ -197,6 +197,17 @@ def test_per_model_first_byte_timeout(make_proxy, fake):
     assert "0.3 s" in response.json()["error"]["message"]
 
 
+def test_per_model_first_byte_timeout_applies_to_passed_through_chat_requests_too(make_proxy, fake):
+    from fake_upstream import Hang
+    fake.script(Hang(3))
+    with make_proxy(upstream={"first_byte_timeout": 60}, models={"gpt-4o*": {"first_byte_timeout": 0.3}}) as url:
+        started = time.monotonic()
+        response = httpx.post(url + "/v1/chat/completions", json={"model": "gpt-4o", "messages": MESSAGES}, timeout=30)
+    assert response.status_code == 504 and response.json()["error"]["code"] == "first_byte_timeout"
+    assert "0.3 s" in response.json()["error"]["message"] and time.monotonic() - started < 2.5
+    assert [request.path for request in fake.requests] == ["/v1/chat/completions"]
+
+
 def test_fallback_model_serves_the_request_and_says_so(make_proxy, fake):
     fake.script(*[Reply(status=503, json=error_body("The model is overloaded.", type="server_error"))] * 3)
     with make_proxy(models={"o3-pro*": {"background": False, "fallback": "gpt-4o"}}) as url:
