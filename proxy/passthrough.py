@@ -18,7 +18,7 @@ from starlette.types import Receive
 from . import logs
 from .config import ModelSettings
 from .errors import InvalidRequest, ProxyError
-from .sse import closing_frame, complete_events
+from .sse import EventHolder, closing_frame
 from .streaming import AnswerCut, ClientGone, StreamedResponse
 from .upstream import Upstream, UpstreamBroken, UpstreamResponse, broken_off, relayed_headers
 
@@ -157,26 +157,25 @@ async def _relayed_body(response: UpstreamResponse, event_stream: bool) -> Async
     so clients report an error instead of waiting or seeing a protocol error. Any other body is left cut
     (:class:`AnswerCut`).
     """
-    last = held = b""
+    last = b""
     relayed = 0
+    holder = EventHolder(HELD_EVENT_LIMIT) if event_stream else None
     try:
         async for chunk in response.chunks():
-            if event_stream:
-                chunk, held = complete_events(held + chunk if held else chunk)
-                if len(held) > HELD_EVENT_LIMIT:
-                    chunk, held = chunk + held, b""
+            if holder is not None:
+                chunk = holder.feed(chunk)
                 if not chunk:
                     continue
             relayed += len(chunk)
             last = chunk
             yield chunk
-        if held:  # the stream ended without a blank line: relayed as it came
-            yield held
+        if holder:  # the stream ended without a blank line: relayed as it came
+            yield holder.flush()
     except UpstreamBroken as exc:
         error = broken_off(exc)
         record = logs.current()
         record.error = str(error.code)
-        dropped = f" ({len(held)} bytes of an unfinished event left out)" if held else ""
+        dropped = f" ({len(holder)} bytes of an unfinished event left out)" if holder else ""
         log.warning("the upstream's answer to %s %s broke off after %d bytes%s: %s", record.method, record.path,
                     relayed, dropped, error.message, extra={"fields": {"request_id": record.request_id}})
         if not event_stream:

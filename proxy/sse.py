@@ -100,16 +100,51 @@ def encode_data(payload: Any) -> bytes:
 _EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")  # the blank line that ends an event, in each line-end style
 
 
-def complete_events(data: bytes) -> tuple[bytes, bytes]:
-    """``data`` split after its last complete event: the complete events, and the start of one still arriving."""
-    if data.endswith(b"\n\n"):  # as OpenAI frames them, one event per network chunk
-        return data, b""
+def _end_of_last_event(data: bytes) -> int:
+    """Where the last complete event in ``data`` ends, just past its blank line; 0 when none does."""
     end = 0
     for mark in _EVENT_ENDS:
         found = data.rfind(mark)
         if found >= 0:
             end = max(end, found + len(mark))
-    return data[:end], data[end:]
+    return end
+
+
+class EventHolder:
+    """Holds back an event stream's unfinished last event, so that what goes out ends where an event ends.
+
+    Sans-I/O: feed the bytes as they arrive, get back what may go out now. An event larger than ``limit``
+    goes out as it comes. Each byte is looked at about once, however many pieces an event arrives in.
+    """
+
+    __slots__ = ("_held", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self._held = bytearray()  # no complete event in it
+        self.limit = limit
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def feed(self, chunk: bytes) -> bytes:
+        held = self._held
+        if not held and chunk.endswith(b"\n\n"):  # as OpenAI frames them, one event per network chunk
+            return chunk
+        overlap = bytes(held[-3:])  # a blank line may begin in what is held (3 = the longest end mark, less one)
+        end = _end_of_last_event(overlap + chunk) - len(overlap)
+        if end > 0:
+            ready = bytes(held) + chunk[:end]
+            held.clear()
+            held += chunk[end:]
+            return ready
+        held += chunk
+        return self.flush() if len(held) > self.limit else b""
+
+    def flush(self) -> bytes:
+        """Whatever is held (the stream ended, or the event is too large to hold)."""
+        ready = bytes(self._held)
+        self._held.clear()
+        return ready
 
 
 def closing_frame(sent: bytes, payload: Any) -> bytes:

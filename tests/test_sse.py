@@ -2,7 +2,7 @@
 
 import pytest
 
-from proxy.sse import DONE, KEEPALIVE, SSEDecoder, complete_events, encode_data, encode_event
+from proxy.sse import DONE, KEEPALIVE, EventHolder, SSEDecoder, encode_data, encode_event
 
 STREAM = (b"event: response.created\ndata: {\"a\":1}\n\n"
           b": keep-alive\n\n"
@@ -56,15 +56,21 @@ def test_extra_blank_lines_between_events_are_skipped():
     (b": keep-alive\n\nevent: x\ndata: 2\n", b": keep-alive\n\n"),
     (b"data: no end yet", b""),
 ])
-def test_complete_events_split_where_the_last_whole_event_ends(data, complete):
-    assert complete_events(data) == (complete, data[len(complete):])
+def test_the_event_holder_lets_out_what_ends_where_an_event_ends(data, complete):
+    holder = EventHolder(limit=1024)
+    assert holder.feed(data) == complete and len(holder) == len(data) - len(complete)
+    assert holder.flush() == data[len(complete):] and len(holder) == 0
 
 
-@pytest.mark.parametrize("size", [1, 3, 7, 64])
-def test_complete_events_fed_in_pieces_give_back_the_stream_whole_and_in_events(size):
-    held, sent = b"", []
-    for start in range(0, len(STREAM), size):
-        chunk, held = complete_events(held + STREAM[start:start + size])
-        sent.append(chunk)
-    assert held == b"" and b"".join(sent) == STREAM
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64])
+def test_the_event_holder_gives_back_a_stream_in_any_pieces_whole_and_in_events(size):
+    holder = EventHolder(limit=1024)
+    sent = [holder.feed(STREAM[start:start + size]) for start in range(0, len(STREAM), size)]
+    assert len(holder) == 0 and b"".join(sent) == STREAM
     assert decode([chunk for chunk in sent if chunk]) == EXPECTED
+
+
+def test_the_event_holder_lets_an_event_too_large_to_hold_go_out_as_it_comes():
+    holder = EventHolder(limit=10)
+    assert holder.feed(b"data: 12345") == b"data: 12345"  # 11 bytes held would pass the limit
+    assert holder.feed(b"67\n\n") == b"67\n\n"
