@@ -27,7 +27,7 @@ from .errors import InvalidRequest, ProxyError, error_body
 from .health import Readiness
 from .memory import ReasoningMemory, open_store
 from .middleware import InFlight, ObserveMiddleware
-from .passthrough import has_body, open_forward, read_body, relay, replay, upstream_path
+from .passthrough import has_body, header, open_forward, read_body, relay, replay, upstream_path
 from .routing import ModelRouter, rememberable, says_responses_only
 from .streaming import until_disconnect
 from .translate.request import MappingOptions, chat_to_responses, check_nesting, restore_reasoning
@@ -118,7 +118,7 @@ class Proxy:
         upstream = self.upstreams.for_model(model)
         logs.current().mode = "passthrough"
         forwarded = open_forward(upstream, request, "/chat/completions", body, self.config.server.max_body_bytes,
-                                 model=self.settings(model))
+                                 settings=self.settings(model))
         response = await until_disconnect(request.receive, forwarded)
         if response.status_code < 400:
             return relay(response, {"x-proxy-mode": "passthrough"})
@@ -237,12 +237,12 @@ class Proxy:
         limit = self.config.server.max_body_bytes
         settings = self.settings(model) if model else None
         resendable = body is not None or not has_body(request)
-        response = await open_forward(candidates[0], request, path, body, limit, model=settings)
+        response = await open_forward(candidates[0], request, path, body, limit, settings=settings)
         for upstream in candidates[1:]:
             if response.status_code != 404 or not resendable:
                 break
             await response.read(ERROR_BODY_LIMIT)  # read to its end, so the connection is kept for reuse
-            response = await open_forward(upstream, request, path, body, limit, model=settings)
+            response = await open_forward(upstream, request, path, body, limit, settings=settings)
         return relay(response)
 
     async def _route_forward(self, request: Request) -> tuple[list[Upstream], bytes | None, str | None]:
@@ -253,7 +253,7 @@ class Proxy:
         bodies are small and bounded by ``max_body_bytes``, and the bytes are sent on unchanged.
         """
         if len(self.upstreams.all) == 1 or request.method != "POST" or \
-                not request.headers.get("content-type", "").startswith("application/json"):
+                not header(request.headers, "content-type").startswith("application/json"):
             return self.upstreams.all, None, None
         body = await read_body(request, self.config.server.max_body_bytes)
         try:
@@ -272,8 +272,7 @@ REASONING_OUTPUT_HEADER = "x-proxy-reasoning-output"
 
 def reasoning_output(request: Request, default: str) -> str:
     """The reasoning display for this request: a header may choose another than the configured one."""
-    headers = request.headers  # ``in`` first: Starlette's get() raises and catches a KeyError for a missing header
-    wanted = headers[REASONING_OUTPUT_HEADER].strip().lower() if REASONING_OUTPUT_HEADER in headers else ""
+    wanted = header(request.headers, REASONING_OUTPUT_HEADER).strip().lower()
     if not wanted:
         return default
     if wanted not in ("reasoning_content", "think", "none"):

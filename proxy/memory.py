@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import orjson
 
 from .config import ReasoningConfig
+from .passthrough import header
 from .translate.request import reasoning_keys
 from .translate.response import as_list
 
@@ -71,8 +72,7 @@ def memory_scope(headers: Mapping[str, str], upstream: str, model: str) -> str:
     caller's reasoning must never go upstream with another's request (nor under another organisation,
     whose key cannot read it).
     """
-    # ``in`` first: for a missing header, Starlette's get() raises and catches a KeyError.
-    caller = "\n".join(headers[name] if name in headers else "" for name in SCOPE_HEADERS)
+    caller = "\n".join(header(headers, name) for name in SCOPE_HEADERS)
     return hashlib.sha256(f"{caller}\n{upstream}\n{model.lower()}".encode()).hexdigest()[:32] + ":"
 
 

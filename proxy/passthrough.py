@@ -8,7 +8,7 @@ and no request can choose another host or climb out of the base path.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from urllib.parse import quote, unquote
 
 from starlette.requests import Request
@@ -72,9 +72,15 @@ async def limited_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
             return
 
 
-def declared_length(request: Request, limit: int) -> str | None:
-    """The client's Content-Length, refused at once when it already says the body is too large."""
-    declared = request.headers.get("content-length")
+def header(headers: Mapping[str, str], name: str, default: str = "") -> str:
+    """A request header's value, or ``default``; asked with ``in`` first, since Starlette's ``get()`` raises and
+    catches a KeyError for every header that is missing."""
+    return headers[name] if name in headers else default
+
+
+def declared_length(request: Request, limit: int) -> str:
+    """The client's Content-Length ("" if none), refused at once when it already says the body is too large."""
+    declared = header(request.headers, "content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise body_too_large(limit)
     return declared
@@ -82,7 +88,7 @@ def declared_length(request: Request, limit: int) -> str | None:
 
 def has_body(request: Request) -> bool:
     """Whether the client sends a body: one declared by its length, or a chunked one (RFC 9112 section 6.3)."""
-    return request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+    return header(request.headers, "content-length", "0") != "0" or "transfer-encoding" in request.headers
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -96,13 +102,13 @@ def body_too_large(limit: int) -> ProxyError:
 
 
 async def open_forward(upstream: Upstream, request: Request, path: str, body: bytes | None, limit: int, *,
-                       model: ModelSettings | None = None) -> UpstreamResponse:
+                       settings: ModelSettings | None = None) -> UpstreamResponse:
     """Send the client's request on to the upstream, unchanged but for credentials and hop-by-hop headers.
 
-    The timeouts are the ``model``'s settings (when the proxy knows the model), else the upstream's.
+    The timeouts are the model's ``settings`` (when the proxy knows the model), else the upstream's.
     """
-    first_byte_timeout = model.first_byte_timeout if model is not None else None
-    idle_timeout = model.idle_timeout if model is not None else None
+    first_byte_timeout = settings.first_byte_timeout if settings is not None else None
+    idle_timeout = settings.idle_timeout if settings is not None else None
     headers = upstream.headers(request.headers, keep_encoding=True)
     # The answer is relayed still encoded: without this, the HTTP client's own default would be sent.
     headers.setdefault("accept-encoding", "identity")
