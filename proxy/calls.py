@@ -145,7 +145,7 @@ class UpstreamCall:
         self._last_sequence: int | None = None
         self._counted = plan.background
         if self._counted:
-            metrics.BACKGROUND_JOBS.inc()
+            metrics.count(metrics.BACKGROUND_JOBS)
 
     async def batches(self) -> AsyncGenerator[list[dict[str, Any]], None]:
         """The answer's events, in lists of those that arrived together (one per upstream read)."""
@@ -286,7 +286,7 @@ class UpstreamCall:
         self.finished = True
         if self._counted:
             self._counted = False
-            metrics.BACKGROUND_JOBS.dec()
+            metrics.count(metrics.BACKGROUND_JOBS, amount=-1)
 
     def _close_http(self) -> None:
         http, self._http = self._http, None

@@ -278,7 +278,7 @@ async def _relay_stream(exchange: Exchange, config: Config, summed_usage: bool) 
         try:
             async for item in pacer:
                 if item is HEARTBEAT:
-                    metrics.HEARTBEATS.inc()
+                    metrics.count(metrics.HEARTBEATS)
                     minutes = int((loop.time() - started) // PROGRESS_EVERY)
                     if minutes > notes:
                         notes = minutes

@@ -2,16 +2,17 @@
 
 Most series are counted once per request from its :class:`~proxy.logs.RequestLog`
 (:func:`observe`); events inside a request that the log does not hold are
-counted where they happen (``HEARTBEATS.inc()``, ``with BACKGROUND_JOBS.track_inprogress():``).
+counted where they happen (heartbeats; streams and background jobs as they
+start and end, a gauge's count going up and down).
 
 Values live in the process. When ``PROMETHEUS_MULTIPROC_DIR`` is set (the
 command line sets it for ``--workers N``), every worker writes there and
 ``/metrics`` adds them up, whichever worker answers.
 
-The per-request series are counted with :func:`count` and :func:`measure`: in
-one process they are tallied in plain numbers and added to the Prometheus
-series when ``/metrics`` is read (the client library takes a lock and several
-calls per increment, about 10,000 instructions; a request counts eight).
+Every series is counted with :func:`count` and :func:`measure`: in one
+process they are tallied in plain numbers and added to the Prometheus series
+when ``/metrics`` is read (the client library takes a lock and several calls
+per increment, about 10,000 instructions; a request counts eight to ten).
 """
 
 from __future__ import annotations
@@ -77,11 +78,12 @@ def model_label(model: str | None) -> str:
 
 
 def child(metric: Any, *labels: str) -> Any:
-    """``metric.labels(*labels)``, remembered: the client library validates and locks on every call."""
+    """``metric.labels(*labels)`` (the metric itself when it has none), remembered: the client library validates
+    and locks on every call."""
     key = (metric, labels)
     found = _children.get(key)
     if found is None:
-        found = _children[key] = metric.labels(*labels)
+        found = _children[key] = metric.labels(*labels) if labels else metric
     return found
 
 
@@ -94,7 +96,7 @@ _measures: dict[tuple[Any, tuple[str, ...]], tuple[list[float], list[int]]] = {}
 
 
 def count(metric: Any, *labels: str, amount: float = 1) -> None:
-    """``child(metric, *labels).inc(amount)``, by the time ``/metrics`` is read."""
+    """``child(metric, *labels).inc(amount)``, by the time ``/metrics`` is read (a gauge's amount may be negative)."""
     if not _TALLIED:
         child(metric, *labels).inc(amount)
         return

@@ -95,7 +95,7 @@ class ObserveMiddleware:
                 message["headers"] = self._headers(message.get("headers", []), record, answer)
                 if answer.event_stream:
                     answer.stream_label = record.mode or "none"
-                    metrics.child(metrics.ACTIVE_STREAMS, answer.stream_label).inc()
+                    metrics.count(metrics.ACTIVE_STREAMS, answer.stream_label)
             elif message["type"] == "http.response.body":
                 body = message.get("body", b"")
                 if body:
@@ -166,7 +166,7 @@ class ObserveMiddleware:
     def _finish(record: logs.RequestLog, answer: _Answer) -> None:
         record.duration = time.monotonic() - record.started
         if answer.stream_label is not None:
-            metrics.child(metrics.ACTIVE_STREAMS, answer.stream_label).dec()
+            metrics.count(metrics.ACTIVE_STREAMS, answer.stream_label, amount=-1)
         if record.path in QUIET_PATHS:
             logs.write(record, logging.DEBUG)
             return

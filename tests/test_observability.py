@@ -460,25 +460,33 @@ async def test_readiness_is_cached_and_a_refused_key_is_not_ready(fake):
 
 
 def test_tallied_counts_and_observations_reach_the_series_as_if_made_one_by_one():
-    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
     from proxy import metrics
 
     def series(registry):
         counter = Counter("t_requests", "doc", ["mode"], registry=registry)
         histogram = Histogram("t_seconds", "doc", ["mode"], buckets=(0.05, 1, 60), registry=registry)
-        return counter, histogram
+        unlabelled = Counter("t_beats", "doc", registry=registry)
+        gauge = Gauge("t_active", "doc", ["mode"], registry=registry)
+        return counter, histogram, unlabelled, gauge
 
     values = [0.0, 0.05, 0.051, 0.9, 1.0, 59.0, 61.0, 3600.0, 0.01]
     direct, tallied = CollectorRegistry(), CollectorRegistry()
-    counter, histogram = series(direct)
+    counter, histogram, unlabelled, gauge = series(direct)
     for value in values:
         counter.labels("translated").inc(2)
         histogram.labels("translated").observe(value)
-    counter, histogram = series(tallied)
+        unlabelled.inc()
+        gauge.labels("translated").inc()
+    gauge.labels("translated").dec()
+    counter, histogram, unlabelled, gauge = series(tallied)
     for value in values:
         metrics.count(counter, "translated", amount=2)
         metrics.measure(histogram, "translated", value=value)
+        metrics.count(unlabelled)
+        metrics.count(gauge, "translated")
+    metrics.count(gauge, "translated", amount=-1)
     assert "t_seconds_count" not in generate_latest(tallied).decode().replace("# TYPE", "")  # not yet added
     metrics.flush()
     metrics.flush()  # nothing twice
@@ -488,6 +496,7 @@ def test_tallied_counts_and_observations_reach_the_series_as_if_made_one_by_one(
 
     assert text(tallied) == text(direct)
     assert 't_seconds_bucket{le="0.05",mode="translated"} 3.0' in text(tallied)
+    assert 't_active{mode="translated"} 8.0' in text(tallied) and "t_beats_total 9.0" in text(tallied)
 
 
 def test_log_times_are_utc_to_the_millisecond_across_seconds():
