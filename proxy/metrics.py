@@ -11,8 +11,9 @@ command line sets it for ``--workers N``), every worker writes there and
 
 Every series is counted with :func:`count` and :func:`measure`: in one
 process they are tallied in plain numbers and added to the Prometheus series
-when ``/metrics`` is read (the client library takes a lock and several calls
-per increment, about 10,000 instructions; a request counts eight to ten).
+when ``/metrics`` is read (the client library takes a lock and makes several
+calls per increment; a request counts eight to ten things, and tallying took
+2.4% off a translated request's instructions).
 """
 
 from __future__ import annotations
