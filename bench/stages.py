@@ -4,8 +4,8 @@ own Python, which the upstream call, and what runs only after the answer has gon
 The proxy runs in a process of its own (``--serve``) with timing wrappers around the functions that begin or
 end a stage; the proxy's code is not changed. Each request's marks (wall clock and the process's CPU time)
 are written to a file, and the medians of each stage are reported, for the paced load of the p50 target
-(250 req/s offered, at most 64 in flight) and for one client in a closed loop. The wrappers cost a few
-microseconds per request themselves.
+(250 req/s offered, at most 64 in flight) and for closed loops of one or more clients (``--closed``). The
+wrappers cost a few microseconds per request themselves.
 """
 
 from __future__ import annotations
@@ -130,9 +130,11 @@ def stage_table(path: Path, warm_up: float = 0.2) -> dict[str, dict[str, float]]
     return table
 
 
-def measure() -> dict[str, Any]:
+def measure(closed: list[int]) -> dict[str, Any]:
     _, _, (paced_requests, _), (paced_clients,), rate = SCENARIOS["json-paced"]
-    loads = {"paced": (paced_clients, paced_requests, rate), "closed loop, 1 client": (1, 2000, 0)}
+    loads = {"paced": (paced_clients, paced_requests, rate)}
+    for clients in closed:
+        loads[f"closed loop, {clients} client{'s' if clients > 1 else ''}"] = (clients, max(2000, 100 * clients), 0)
     results: dict[str, Any] = {"loads": {}}
     with tempfile.TemporaryDirectory(prefix="bench-stages-") as tmp:
         workdir = Path(tmp)
@@ -143,7 +145,7 @@ def measure() -> dict[str, Any]:
         try:
             wait_port(fake_port, fake)
             for label, (clients, requests, offered) in loads.items():
-                marks = workdir / f"marks-{clients}.jsonl"
+                marks = workdir / f"marks-{clients}-{offered}.jsonl"
                 server = start(python(__file__, "--serve", str(marks), "--host", HOST, "--port", str(proxy_port),
                                       "--config", str(workdir / "proxy.yaml")), log=workdir / "proxy.log")
                 try:
@@ -187,9 +189,11 @@ def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--serve":
         sys.exit(serve(Path(sys.argv[2]), sys.argv[3:]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--closed", type=int, nargs="+", default=[1], metavar="CLIENTS",
+                        help="closed-loop client counts to run besides the paced load (default 1)")
     parser.add_argument("--name", help="also save the results as bench/results/<name>.json")
     args = parser.parse_args()
-    results = measure()
+    results = measure(args.closed)
     print(report(results))
     if args.name:
         out = BENCH / "results" / f"{args.name}.json"
