@@ -7,16 +7,18 @@ under test, not this server, is what a benchmark measures.
 POST .../responses          a Response JSON (reasoning item with summary + message),
                             or with ``"stream": true`` a Responses SSE stream of N events
 POST .../chat/completions   a chat.completion JSON, or a chunk stream of N events + [DONE]
-POST /bench/config          JSON {"events", "think_ms", "silent_ms"}: change the defaults
+POST /bench/config          JSON {"events", "think_ms", "silent_ms", "gap_ms"}: change the defaults
 POST /bench/release         end every silence now (the streams send the rest of their answer)
 GET  /bench/stats           JSON {"requests", "responses", "chat", "connections", "open_connections",
                             "silent_streams"}
 
-Per request, the headers ``x-bench-events``, ``x-bench-think-ms`` and
-``x-bench-silent-ms`` override the defaults. Think time delays the whole
-answer; silent time holds a stream open after its first two events
-(``response.created``, ``response.in_progress``) without sending a byte, as a
-reasoning model does while it thinks.
+Per request, the headers ``x-bench-events``, ``x-bench-think-ms``,
+``x-bench-silent-ms`` and ``x-bench-gap-ms`` override the defaults. Think time
+delays the whole answer; silent time holds a stream open after its first two
+events (``response.created``, ``response.in_progress``) without sending a
+byte, as a reasoning model does while it thinks. A gap sends a stream's events
+one at a time, that far apart, as a model streaming its answer does (without
+one, the whole stream goes out in one write and the proxy reads it in one go).
 """
 
 from __future__ import annotations
@@ -45,7 +47,10 @@ class Settings:
     events = 200
     think_ms = 0.0
     silent_ms = 0.0
+    gap_ms = 0.0
 
+
+SETTINGS = ("events", "think_ms", "silent_ms", "gap_ms")
 
 # Streams held silent: the timer that resumes each, and what it will send.
 SILENT: dict["UpstreamProtocol", tuple[asyncio.TimerHandle, bytes, bool]] = {}
@@ -169,21 +174,28 @@ STREAM_END = b"0\r\n\r\n"
 
 @functools.lru_cache(maxsize=64)
 def answer(kind: str, stream: bool, events: int) -> tuple[bytes, bytes]:
-    """(head, rest) of a whole HTTP answer; a silent stream pauses between the two.
+    """(head, rest) of a whole HTTP answer; a silent stream pauses between the two."""
+    if not stream:
+        if kind == "responses":
+            return _json_answer(response_object("o3-pro-2025-06-10", "".join(_words(60)), "".join(_words(80)),
+                                                usage=_usage(140))), b""
+        return _json_answer(chat_completion()), b""
+    head, parts = stream_parts(kind, events)
+    return head, b"".join(parts)
+
+
+@functools.lru_cache(maxsize=64)
+def stream_parts(kind: str, events: int) -> tuple[bytes, tuple[bytes, ...]]:
+    """A stream's head (with its first events), then each later event, the end with the last.
 
     Each SSE event is its own HTTP chunk, as OpenAI frames them.
     """
     if kind == "responses":
-        if not stream:
-            return _json_answer(response_object("o3-pro-2025-06-10", "".join(_words(60)), "".join(_words(80)),
-                                                usage=_usage(140))), b""
         frames = [_chunk(b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n")
                   for event in responses_events(events)]
-        return STREAM_HEAD + b"".join(frames[:2]), b"".join(frames[2:]) + STREAM_END
-    if not stream:
-        return _json_answer(chat_completion()), b""
+        return STREAM_HEAD + b"".join(frames[:2]), (*frames[2:-1], frames[-1] + STREAM_END)
     frames = [_chunk(b"data: " + orjson.dumps(chunk) + b"\n\n") for chunk in chat_chunks(events)]
-    return STREAM_HEAD + frames[0], b"".join(frames[1:]) + _chunk(b"data: [DONE]\n\n") + STREAM_END
+    return STREAM_HEAD + frames[0], (*frames[1:], _chunk(b"data: [DONE]\n\n") + STREAM_END)
 
 
 NOT_FOUND = _json_answer({"error": {"message": "not found", "type": "invalid_request_error"}}, b"404 Not Found")
@@ -242,8 +254,12 @@ class UpstreamProtocol(asyncio.Protocol):
             events = int(headers.get(b"x-bench-events", Settings.events))
             think = float(headers.get(b"x-bench-think-ms", Settings.think_ms)) / 1000
             silent = float(headers.get(b"x-bench-silent-ms", Settings.silent_ms)) / 1000 if stream else 0.0
+            gap = float(headers.get(b"x-bench-gap-ms", Settings.gap_ms)) / 1000 if stream else 0.0
             kind = "responses" if path.endswith(b"/responses") else "chat"
             setattr(Stats, kind, getattr(Stats, kind) + 1)
+            if gap > 0:
+                self._send_apart(*stream_parts(kind, events), gap, keep_alive)
+                return
             head, rest = answer(kind, stream, events)
             if think > 0:
                 asyncio.get_running_loop().call_later(think, self._send, head, rest, silent, keep_alive)
@@ -252,8 +268,7 @@ class UpstreamProtocol(asyncio.Protocol):
         elif path == b"/bench/config":
             for key, value in orjson.loads(body or b"{}").items():
                 setattr(Settings, key, value)
-            self._send(_json_answer({k: getattr(Settings, k) for k in ("events", "think_ms", "silent_ms")}),
-                       b"", 0, keep_alive)
+            self._send(_json_answer({k: getattr(Settings, k) for k in SETTINGS}), b"", 0, keep_alive)
         elif path == b"/bench/release":
             held = list(SILENT.items())
             for protocol, (timer, rest, stream_keep_alive) in held:
@@ -278,6 +293,22 @@ class UpstreamProtocol(asyncio.Protocol):
         if not keep_alive:
             self.transport.close()
 
+    def _send_apart(self, head: bytes, parts: tuple[bytes, ...], gap: float, keep_alive: bool) -> None:
+        """The head at once, then one part every ``gap`` seconds."""
+        self.transport.write(head)
+        loop = asyncio.get_running_loop()
+
+        def send(index: int) -> None:
+            if self.closed:
+                return
+            self.transport.write(parts[index])
+            if index + 1 < len(parts):
+                loop.call_later(gap, send, index + 1)
+            elif not keep_alive:
+                self.transport.close()
+
+        loop.call_later(gap, send, 0)
+
     def _finish_silent(self, rest: bytes, keep_alive: bool) -> None:
         del SILENT[self]
         Stats.silent_streams -= 1
@@ -297,9 +328,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200, help="events per stream (default 200)")
     parser.add_argument("--think-ms", type=float, default=0.0, help="delay before every answer")
     parser.add_argument("--silent-ms", type=float, default=0.0, help="silence inside every stream")
+    parser.add_argument("--gap-ms", type=float, default=0.0, help="time between a stream's events")
     parser.add_argument("--backlog", type=int, default=16384)
     args = parser.parse_args()
     Settings.events, Settings.think_ms, Settings.silent_ms = args.events, args.think_ms, args.silent_ms
+    Settings.gap_ms = args.gap_ms
     raise_fd_limit()
     uvloop.run(serve(args.host, args.port, args.backlog))
 

@@ -25,13 +25,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procs import HOST, free_port, python, start, stop, wait_port  # noqa: E402
 from run import BENCH, UPSTREAM_KEY, http_json, load  # noqa: E402
 
-# name: (target in run.py, stream, events per stream)
+# name: (target in run.py, stream, events per stream, ms between events: 0 sends a stream in one write)
 CASES = {
-    "raw-json": ("raw-responses", False, 0),
-    "translate-json": ("proxy-translate", False, 0),
-    "passthrough-json": ("proxy-passthrough", False, 0),
-    "raw-stream200": ("raw-responses", True, 200),
-    "translate-stream200": ("proxy-translate", True, 200),
+    "raw-json": ("raw-responses", False, 0, 0),
+    "translate-json": ("proxy-translate", False, 0, 0),
+    "passthrough-json": ("proxy-passthrough", False, 0, 0),
+    "raw-stream200": ("raw-responses", True, 200, 0),
+    "translate-stream200": ("proxy-translate", True, 200, 0),
+    # Events one at a time, as a model streams them: every event is an upstream read and a client write.
+    "raw-apart40": ("raw-responses", True, 40, 20),
+    "translate-apart40": ("proxy-translate", True, 40, 20),
 }
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
@@ -39,7 +42,7 @@ _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 def counted(case: str, requests: int, concurrency: int, upstream_port: int, workdir: Path,
             extra: list[str]) -> int:
     """Instructions the target's server process executed while serving ``requests`` requests."""
-    target, stream, _ = CASES[case]
+    target, stream, _, _ = CASES[case]
     port = free_port()
     report = workdir / f"valgrind-{case}-{requests}.txt"
     upstream = f"http://{HOST}:{upstream_port}"
@@ -87,9 +90,9 @@ def main() -> None:
         try:
             wait_port(upstream_port, fake)
             for case in args.cases:
-                events = CASES[case][2]
+                _, _, events, gap_ms = CASES[case]
                 if events:
-                    load_events(upstream_port, events)
+                    http_json(upstream_port, "/bench/config", {"events": events, "gap_ms": gap_ms})
                 small = counted(case, few, args.concurrency, upstream_port, workdir, args.proxy_args.split())
                 large = counted(case, many, args.concurrency, upstream_port, workdir, args.proxy_args.split())
                 per_request = (large - small) / (many - few)
@@ -109,10 +112,6 @@ def main() -> None:
                                    "proxy_args": args.proxy_args, "rows": rows}, indent=2) + "\n")
         print(f"\nresults: {out}")
 
-
-def load_events(upstream_port: int, events: int) -> None:
-    """Set the fake upstream's events per stream."""
-    http_json(upstream_port, "/bench/config", {"events": events})
 
 
 if __name__ == "__main__":
