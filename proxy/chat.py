@@ -24,7 +24,7 @@ from .calls import Capabilities, CallPlan, UpstreamCall, start_call
 from .config import Config, ModelSettings
 from .errors import ProxyError
 from .memory import ReasoningMemory
-from .pacing import HEARTBEAT, Pacer
+from .pacing import Heartbeat
 from .sse import DONE, KEEPALIVE, encode_data
 from .streaming import StreamedResponse, until_disconnect
 from .translate.completion import CompletionBuilder
@@ -37,7 +37,6 @@ log = logging.getLogger("proxy.chat")
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 PROGRESS_EVERY = 60.0  # seconds between "Still thinking" notes, when progress notes are on
-READ_AHEAD = 4  # upstream reads (of up to ~128 KiB each) held for a client that is slower than the upstream
 
 
 def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -129,9 +128,13 @@ async def serve_translated(config: Config, upstream: Upstream, capabilities: Cap
         exchange = await until_disconnect(request.receive, start())
         extra |= exchange.calls[0].details
         if translation.stream:
-            return StreamedResponse(_relay_stream(exchange, config, translation.include_usage and translation.n > 1),
-                                    media_type="text/event-stream", headers={**SSE_HEADERS, **extra})
-        return StreamedResponse(_padded_completion(exchange, config), media_type="application/json", headers=extra)
+            return StreamedResponse(_relay_stream(exchange, translation.include_usage and translation.n > 1),
+                                    media_type="text/event-stream", headers={**SSE_HEADERS, **extra},
+                                    heartbeat=_stream_heartbeat(exchange.translators, config.stream.heartbeat_interval))
+        # Whitespace while the answer is prepared, then the JSON: JSON parsers skip leading whitespace.
+        padding = Heartbeat(config.stream.heartbeat_interval, lambda: b" ") if config.stream.heartbeat_interval else None
+        return StreamedResponse(_completion_json(exchange), media_type="application/json", headers=extra,
+                                heartbeat=padding)
     details: dict[str, str] = {}
 
     async def whole() -> dict[str, Any]:
@@ -243,65 +246,57 @@ async def _completion(exchange: Exchange) -> dict[str, Any]:
         await exchange.aclose()
 
 
-async def _padded_completion(exchange: Exchange, config: Config) -> AsyncIterator[bytes]:
-    """Whitespace while the answer is prepared, then the JSON: JSON parsers skip leading whitespace.
-
-    The status is already 200 when the outcome is known, so a failure is sent as an error body.
-    """
-    task = asyncio.ensure_future(_completion(exchange))
+async def _completion_json(exchange: Exchange) -> AsyncIterator[bytes]:
+    """The completion, or an error body: the status is already 200 when the outcome is known."""
     try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=config.stream.heartbeat_interval)
-            if done:
-                break
-            yield b" "
-        try:
-            yield orjson.dumps(task.result())
-        except ProxyError as exc:
-            yield orjson.dumps(exc.body())
-    finally:
-        if not task.done():
-            task.cancel()
-            await asyncio.wait({task})
+        completion = await _completion(exchange)
+    except ProxyError as exc:
+        yield orjson.dumps(exc.body())
+        return
+    yield orjson.dumps(completion)
 
 
-async def _relay_stream(exchange: Exchange, config: Config, summed_usage: bool) -> AsyncIterator[bytes]:
-    translators = exchange.translators
-    pacer: Pacer[tuple[int, Any]] = Pacer(_events(exchange), config.stream.heartbeat_interval, READ_AHEAD)
+def _stream_heartbeat(translators: list[StreamTranslator], interval: float | None) -> Heartbeat | None:
+    """A keep-alive comment; once a minute of thinking has passed, a progress note instead (when they are on)."""
+    if not interval:
+        return None
     loop = asyncio.get_running_loop()
     started = loop.time()
     notes = 0
+
+    def frame() -> bytes:
+        nonlocal notes
+        metrics.count(metrics.HEARTBEATS)
+        minutes = int((loop.time() - started) // PROGRESS_EVERY)
+        if minutes > notes:
+            notes = minutes
+            notes_due = [chunk for translator in translators for chunk in translator.note(f"Still thinking ({minutes} min)")]
+            if notes_due:
+                return b"".join(encode_data(chunk) for chunk in notes_due)
+        return KEEPALIVE
+
+    return Heartbeat(interval, frame)
+
+
+async def _relay_stream(exchange: Exchange, summed_usage: bool) -> AsyncIterator[bytes]:
+    translators = exchange.translators
     try:
         yield b"".join(encode_data(frame) for translator in translators for frame in translator.start())
-        pacer.written()
         frames: list[dict[str, Any]] = []
         try:
-            async for item in pacer:
-                if item is HEARTBEAT:
-                    metrics.count(metrics.HEARTBEATS)
-                    minutes = int((loop.time() - started) // PROGRESS_EVERY)
-                    if minutes > notes:
-                        notes = minutes
-                        frames = [f for t in translators for f in t.note(f"Still thinking ({minutes} min)")]
-                    yield b"".join(encode_data(frame) for frame in frames) if frames else KEEPALIVE
-                    frames = []
-                    continue
-                # Whatever else has arrived goes out in the same write: one client write for a burst.
-                for index, batch in [item, *pacer.ready()]:
+            async with aclosing(_events(exchange)) as events:
+                async for index, batch in events:
                     translator = translators[index]
-                    frames.extend(_feed(translator, batch))
+                    frames = _feed(translator, batch)
                     if translator.done and not exchange.calls[index].finished:
                         await exchange.calls[index].aclose()  # a stop sequence: no more tokens for nothing
-                    if translator.error is not None:
+                    if frames:
+                        yield b"".join(encode_data(frame) for frame in frames)
+                        frames = []
+                    if translator.error is not None or all(t.done for t in translators):
                         break
-                if frames:
-                    yield b"".join(encode_data(frame) for frame in frames)
-                    pacer.written()
-                    frames = []
-                if any(t.error is not None for t in translators) or all(t.done for t in translators):
-                    break
-            else:
-                frames = [frame for translator in translators for frame in translator.finish()]
+                else:
+                    frames = [frame for translator in translators for frame in translator.finish()]
         except ProxyError as exc:
             frames = _fail_all(translators, exc)
         except UpstreamBroken as exc:
@@ -317,8 +312,6 @@ async def _relay_stream(exchange: Exchange, config: Config, summed_usage: bool) 
             frames.append(usage_chunk(first.id, first.created, first.model, [t.response for t in translators]))
         yield b"".join(encode_data(frame) for frame in frames) + DONE
     finally:
-        with anyio.CancelScope(shield=True):
-            await pacer.aclose()
         await exchange.aclose()
 
 

@@ -1,141 +1,89 @@
-"""Heartbeats for long, mostly silent upstream streams.
+"""Heartbeats for long, mostly silent streamed answers.
 
 Reasoning models can think for many minutes without sending a byte, and
 idle timeouts in browsers, reverse proxies and aggregators (60-125 s is
-common) would cut the client off. :class:`Pacer` reads the upstream in its own
-task, so waiting for data can time out without disturbing the upstream read,
-and tells its consumer when a heartbeat is due. (A dead upstream is the
-upstream call's to detect: see ``proxy.calls``.)
+common) would cut the client off. :class:`Heartbeats` sends a frame whenever
+the client has had nothing for an interval. The answer's body is still read
+in the request's own task, and a write costs no timer: one timer runs per
+interval, however many writes there are. (A dead upstream is the upstream
+call's to detect: see ``proxy.calls``.)
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
-from typing import Generic, TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
 
-import anyio
-
-T = TypeVar("T")
+from starlette.types import Message, Send
 
 
+@dataclass(frozen=True, slots=True)
 class Heartbeat:
-    """Yielded when nothing has been written to the client for a heartbeat interval."""
+    """What to send, and after how many seconds without a write."""
+
+    interval: float
+    frame: Callable[[], bytes]  # called when one is due, between the answer's own writes
 
 
-HEARTBEAT = Heartbeat()
+class Heartbeats:
+    """Writes an answer's body messages, and a heartbeat whenever the client has had nothing for an interval.
 
-
-class _End:
-    pass
-
-
-_END = _End()
-
-
-class _Failure:
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-class Pacer(Generic[T]):
-    """Iterate ``source``, with a heartbeat whenever the client has had nothing for a while.
-
-    A small bounded queue between the reader task and the consumer keeps
-    backpressure: a slow client slows the upstream read instead of growing memory.
+    A heartbeat is only sent while no write of the answer's own is under way, and one being sent is finished
+    before the next write: frames never interleave. Used as an async context manager: on a normal exit a
+    heartbeat being sent is finished, on an error it is abandoned.
     """
 
-    def __init__(self, source: AsyncGenerator[T, None], heartbeat: float | None, queue_size: int = 16) -> None:
-        self._source = source
+    def __init__(self, heartbeat: Heartbeat, send: Send) -> None:
         self._heartbeat = heartbeat
-        self._queue: asyncio.Queue[T | _End | _Failure] = asyncio.Queue(queue_size)
+        self._send = send
         self._loop = asyncio.get_running_loop()
-        self._last_output = self._loop.time()
-        self._task: asyncio.Task[None] | None = None
-        self._stop = anyio.CancelScope()
-        self._held: list[_End | _Failure] = []  # an end or failure found by ready(), reported next
-        self._items: AsyncGenerator[T | Heartbeat, None] | None = None
+        self._last_write = self._loop.time()
+        self._writing = False
+        self._beat: asyncio.Task[None] | None = None
+        self._timer = self._loop.call_at(self._last_write + heartbeat.interval, self._due)
 
-    def written(self) -> None:
-        """Tell the pacer the client just received bytes (resets the heartbeat timer)."""
-        self._last_output = self._loop.time()
-
-    def ready(self) -> list[T]:
-        """The items that have already arrived, taken without waiting, so the consumer can handle them in one go.
-
-        An end or a failure is left for the iteration to report.
-        """
-        items: list[T] = []
-        while not self._held:
-            try:
-                item = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                break
-            if isinstance(item, (_End, _Failure)):
-                self._held.append(item)
-            else:
-                items.append(item)
-        return items
-
-    async def _pump(self) -> None:
-        # Stopped through an anyio cancel scope, not Task.cancel(): only an anyio cancellation
-        # waits for a source's shielded cleanup (see UpstreamCall.aclose) instead of
-        # interrupting it half-way.
-        with self._stop:
-            try:
-                async with aclosing(self._source) as source:
-                    async for item in source:
-                        await self._queue.put(item)
-                await self._queue.put(_END)
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:  # relayed to the consumer, which decides what it means
-                await self._queue.put(_Failure(exc))
-
-    def __aiter__(self) -> AsyncIterator[T | Heartbeat]:
-        self._items = self._iterate()
-        return self._items
-
-    async def _iterate(self) -> AsyncGenerator[T | Heartbeat, None]:
-        self._task = asyncio.create_task(self._pump())
+    async def write(self, message: Message) -> None:
+        self._writing = True
         try:
-            while True:
-                now = self._loop.time()
-                if self._heartbeat is not None and now - self._last_output >= self._heartbeat:
-                    self._last_output = now
-                    yield HEARTBEAT
-                    continue
-                try:
-                    item = self._held.pop() if self._held else self._queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    if self._heartbeat is None:
-                        item = await self._queue.get()
-                    else:
-                        try:
-                            async with asyncio.timeout(max(self._last_output + self._heartbeat - now, 0)):
-                                item = await self._queue.get()
-                        except TimeoutError:
-                            continue
-                if isinstance(item, _End):
-                    return
-                if isinstance(item, _Failure):
-                    raise item.exc
-                yield item
+            if self._beat is not None:
+                beat, self._beat = self._beat, None
+                await beat
+            await self._send(message)
         finally:
-            await self._stop_reader()
+            self._writing = False
+            self._last_write = self._loop.time()
 
-    async def aclose(self) -> None:
-        """Stop reading; an iteration left suspended ends too (not left for the event loop to close)."""
-        if self._items is not None:
-            await self._items.aclose()
-        await self._stop_reader()
+    def _due(self) -> None:
+        interval = self._heartbeat.interval
+        now = self._loop.time()
+        beat = self._beat
+        if beat is not None and beat.done() and beat.exception() is None:
+            beat = self._beat = None  # sent (a failed one is left for the next write to raise)
+        if self._writing or beat is not None:
+            when = now + interval
+        elif now < self._last_write + interval:
+            when = self._last_write + interval
+        else:
+            self._last_write = now
+            message = {"type": "http.response.body", "body": self._heartbeat.frame(), "more_body": True}
+            self._beat = self._loop.create_task(self._send(message))
+            when = now + interval
+        self._timer = self._loop.call_at(when, self._due)
 
-    async def _stop_reader(self) -> None:
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            self._stop.cancel()
-            # asyncio.wait neither raises the reader's CancelledError nor hides our own.
-            await asyncio.wait({task}, timeout=5)
+    async def __aenter__(self) -> Heartbeats:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        self._timer.cancel()
+        beat, self._beat = self._beat, None
+        if beat is None:
+            return
+        if error is None:
+            await beat
+        elif not beat.done():
+            beat.cancel()
+        elif not beat.cancelled():
+            beat.exception()  # retrieved: the answer's own error is the one that counts

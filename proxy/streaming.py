@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .errors import ProxyError
+from .pacing import Heartbeat, Heartbeats
 
 log = logging.getLogger("proxy.streaming")
 T = TypeVar("T")
@@ -67,12 +68,15 @@ class StreamedResponse(Response):
     """Starlette's ``StreamingResponse`` with one watcher task instead of a task group per answer.
 
     The body iterator is closed as soon as the client leaves, or the answer ends; a body that raises
-    :class:`AnswerCut` leaves the answer incomplete.
+    :class:`AnswerCut` leaves the answer incomplete. With a ``heartbeat``, its frame is sent whenever the
+    body has been silent for its interval.
     """
 
     def __init__(self, content: AsyncIterator[bytes], status_code: int = 200,
-                 headers: Mapping[str, str] | None = None, media_type: str | None = None) -> None:
+                 headers: Mapping[str, str] | None = None, media_type: str | None = None,
+                 heartbeat: Heartbeat | None = None) -> None:
         self.body_iterator = content
+        self.heartbeat = heartbeat
         self.status_code = status_code
         if media_type is not None:
             self.media_type = media_type
@@ -93,6 +97,11 @@ class StreamedResponse(Response):
 
     async def _send_all(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        async for chunk in self.body_iterator:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if self.heartbeat is None:
+            async for chunk in self.body_iterator:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        else:
+            async with Heartbeats(self.heartbeat, send) as paced:
+                async for chunk in self.body_iterator:
+                    await paced.write({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
