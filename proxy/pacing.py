@@ -3,10 +3,10 @@
 Reasoning models can think for many minutes without sending a byte, and
 idle timeouts in browsers, reverse proxies and aggregators (60-125 s is
 common) would cut the client off. :class:`Heartbeats` sends a frame whenever
-the client has had nothing for an interval. The answer's body is still read
-in the request's own task, and a write costs no timer: one timer runs per
-interval, however many writes there are. (A dead upstream is the upstream
-call's to detect: see ``proxy.calls``.)
+the client has had nothing for an interval. The answer's body is read in the
+request's own task (no hand-over between tasks per upstream read), and a
+write costs no timer: one timer runs per interval, however many writes there
+are. (A dead upstream is the upstream call's to detect: see ``proxy.calls``.)
 """
 
 from __future__ import annotations
