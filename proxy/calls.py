@@ -147,43 +147,44 @@ class UpstreamCall:
         if self._counted:
             metrics.count(metrics.BACKGROUND_JOBS)
 
-    async def batches(self) -> AsyncGenerator[list[dict[str, Any]], None]:
+    def batches(self) -> AsyncGenerator[list[dict[str, Any]], None]:
         """The answer's events, in lists of those that arrived together (one per upstream read)."""
-        if self._answer is not None:
-            first = terminal_event(self._answer)
-            if first is not None or not self.plan.background:
-                self.finished = True
-                yield [first or {"type": "response.completed", "response": self._answer}]
-                return
-            async with aclosing(self._poll(self._answer)) as events:
-                async for event in events:
-                    yield [event]
+        return self._stream() if self._answer is None else self._settled(self._answer)
+
+    async def _settled(self, answer: dict[str, Any]) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """A whole answer: its end, or for a background job still running, what polling it brings."""
+        first = terminal_event(answer)
+        if first is not None or not self.plan.background:
+            self.finished = True
+            yield [first or {"type": "response.completed", "response": answer}]
             return
-        async with aclosing(self._stream()) as batches:
-            async for batch in batches:
-                yield batch
+        async with aclosing(self._poll(answer)) as events:
+            async for event in events:
+                yield [event]
 
     async def _stream(self) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """A streamed answer. A connection silent for the idle timeout (the read timeout of the body's reads, so
+        it costs nothing per chunk) is dead: a background stream is resumed, a plain one is reported as such."""
         resumes = 0
         while True:
             decoder = SSEDecoder()
             try:
-                async with aclosing(self._chunks()) as chunks:
-                    async for chunk in chunks:
-                        batch = []
-                        for event in parse_events(decoder, chunk):
-                            self._track(event)
-                            batch.append(event)
-                            # Known finished before the consumer sees the end, so closing now cancels nothing.
-                            self.finished = event.get("type") in TERMINAL_EVENTS
-                            if self.finished:
-                                await self._drain()
-                                yield batch
-                                return
+                assert self._http is not None
+                self._body = body = self._http.chunks()
+                async with aclosing(body):  # left early (a stop sequence, a client gone): the body's reader ends too
+                    async for chunk in body:
+                        batch = self._read(decoder, chunk)
+                        if self.finished:
+                            await self._drain()
+                            yield batch
+                            return
                         if batch:
                             yield batch
-                if not self.plan.background:
-                    return  # the consumer reports the stream as cut short
+                batch = self._read(decoder, None)  # a last event without its blank line
+                if batch:
+                    yield batch
+                if self.finished or not self.plan.background:
+                    return  # unfinished: the consumer reports the stream as cut short
             except UpstreamBroken as exc:
                 if not self.plan.background or self.response_id is None:
                     raise
@@ -198,18 +199,17 @@ class UpstreamCall:
                         yield [event]
                 return
 
-    async def _chunks(self) -> AsyncGenerator[bytes | None, None]:
-        """Upstream bytes, then ``None`` to flush the decoder.
-
-        A connection silent for the idle timeout (the read timeout of the body's reads, so it costs
-        nothing per chunk) is dead: a background stream is resumed, a plain one is reported as such.
-        """
-        assert self._http is not None
-        self._body = iterator = self._http.chunks()
-        async with aclosing(iterator):  # left early (a stop sequence, a client gone): the body's reader ends too
-            async for chunk in iterator:
-                yield chunk
-        yield None
+    def _read(self, decoder: SSEDecoder, chunk: bytes | None) -> list[dict[str, Any]]:
+        """The events in ``chunk`` (``None`` flushes the decoder), up to a terminal one, which ends the call:
+        known finished before the consumer sees the end, so closing it then cancels nothing."""
+        batch = []
+        for event in parse_events(decoder, chunk):
+            self._track(event)
+            batch.append(event)
+            self.finished = event.get("type") in TERMINAL_EVENTS
+            if self.finished:
+                break
+        return batch
 
     async def _drain(self) -> None:
         """Read what follows the last event (the body's end), so the connection goes back to the pool.
