@@ -101,7 +101,7 @@ class ObserveMiddleware:
                 if body:
                     if record.ttfb is None:
                         record.ttfb = time.monotonic() - record.started
-                    answer.tail = (answer.tail + body)[-2:]
+                    answer.tail = body[-2:] if len(body) >= 2 else (answer.tail + body)[-2:]  # not a copy of body
                 if not message.get("more_body", False):
                     answer.complete = True
             await send(message)
