@@ -46,12 +46,14 @@ TARGETS = {
     "litellm-chat": ("litellm", "/v1/chat/completions", "gpt-4o", "chat"),
 }
 CONCURRENCY = (1, 16, 64, 256)
-# name: (stream, events, requests per run (full, quick), concurrency levels, open-loop rate)
+# name: (stream, events, requests per run (full, quick), concurrency levels, open-loop rate, ms between events)
 SCENARIOS = {
-    "json": (False, 0, (2000, 300), CONCURRENCY, 0),
-    "json-paced": (False, 0, (2500, 500), (64,), 250),
-    "stream200": (True, 200, (1000, 150), CONCURRENCY, 0),
-    "stream2000": (True, 2000, (200, 40), CONCURRENCY, 0),
+    "json": (False, 0, (2000, 300), CONCURRENCY, 0, 0),
+    "json-paced": (False, 0, (2500, 500), (64,), 250, 0),
+    "stream200": (True, 200, (1000, 150), CONCURRENCY, 0, 0),
+    "stream2000": (True, 2000, (200, 40), CONCURRENCY, 0, 0),
+    # Events one at a time, as a model streams them (the others send a stream in one write).
+    "stream40-apart": (True, 40, (512, 128), (16, 64, 256), 0, 20),
 }
 # Each comparison: (label, ours, baseline).
 COMPARISONS = [
@@ -198,8 +200,9 @@ def run_all(args: argparse.Namespace) -> dict:
     runs = []
     try:
         for scenario in args.scenarios:
-            stream, events, counts, levels, rate = SCENARIOS[scenario]
-            http_json(fake_port, "/bench/config", {"events": events or 200, "think_ms": 0, "silent_ms": 0})
+            stream, events, counts, levels, rate, gap_ms = SCENARIOS[scenario]
+            http_json(fake_port, "/bench/config", {"events": events or 200, "think_ms": 0, "silent_ms": 0,
+                                                   "gap_ms": gap_ms})
             for concurrency in levels:
                 if concurrency not in args.concurrency:
                     continue

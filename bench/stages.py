@@ -131,7 +131,7 @@ def stage_table(path: Path, warm_up: float = 0.2) -> dict[str, dict[str, float]]
 
 
 def measure(closed: list[int]) -> dict[str, Any]:
-    _, _, (paced_requests, _), (paced_clients,), rate = SCENARIOS["json-paced"]
+    _, _, (paced_requests, _), (paced_clients,), rate, _ = SCENARIOS["json-paced"]
     loads = {"paced": (paced_clients, paced_requests, rate)}
     for clients in closed:
         loads[f"closed loop, {clients} client{'s' if clients > 1 else ''}"] = (clients, max(2000, 100 * clients), 0)
