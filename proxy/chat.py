@@ -132,9 +132,9 @@ async def serve_translated(config: Config, upstream: Upstream, capabilities: Cap
                                     media_type="text/event-stream", headers={**SSE_HEADERS, **extra},
                                     heartbeat=_stream_heartbeat(exchange.translators, config.stream.heartbeat_interval))
         # Whitespace while the answer is prepared, then the JSON: JSON parsers skip leading whitespace.
-        padding = Heartbeat(config.stream.heartbeat_interval, lambda: b" ") if config.stream.heartbeat_interval else None
+        interval = config.stream.heartbeat_interval
         return StreamedResponse(_completion_json(exchange), media_type="application/json", headers=extra,
-                                heartbeat=padding)
+                                heartbeat=Heartbeat(interval, lambda: b" ") if interval else None)
     details: dict[str, str] = {}
 
     async def whole() -> dict[str, Any]:
@@ -270,9 +270,10 @@ def _stream_heartbeat(translators: list[StreamTranslator], interval: float | Non
         minutes = int((loop.time() - started) // PROGRESS_EVERY)
         if minutes > notes:
             notes = minutes
-            notes_due = [chunk for translator in translators for chunk in translator.note(f"Still thinking ({minutes} min)")]
-            if notes_due:
-                return b"".join(encode_data(chunk) for chunk in notes_due)
+            note = f"Still thinking ({minutes} min)"
+            chunks = [chunk for translator in translators for chunk in translator.note(note)]
+            if chunks:
+                return b"".join(encode_data(chunk) for chunk in chunks)
         return KEEPALIVE
 
     return Heartbeat(interval, frame)
