@@ -132,9 +132,8 @@ async def serve_translated(config: Config, upstream: Upstream, capabilities: Cap
                                     media_type="text/event-stream", headers={**SSE_HEADERS, **extra},
                                     heartbeat=_stream_heartbeat(exchange.translators, config.stream.heartbeat_interval))
         # Whitespace while the answer is prepared, then the JSON: JSON parsers skip leading whitespace.
-        interval = config.stream.heartbeat_interval
         return StreamedResponse(_completion_json(exchange), media_type="application/json", headers=extra,
-                                heartbeat=Heartbeat(interval, lambda: b" ") if interval else None)
+                                heartbeat=Heartbeat(config.stream.heartbeat_interval, lambda: b" "))
     details: dict[str, str] = {}
 
     async def whole() -> dict[str, Any]:
@@ -256,10 +255,8 @@ async def _completion_json(exchange: Exchange) -> AsyncIterator[bytes]:
     yield orjson.dumps(completion)
 
 
-def _stream_heartbeat(translators: list[StreamTranslator], interval: float | None) -> Heartbeat | None:
+def _stream_heartbeat(translators: list[StreamTranslator], interval: float) -> Heartbeat:
     """A keep-alive comment; once a minute of thinking has passed, a progress note instead (when they are on)."""
-    if not interval:
-        return None
     loop = asyncio.get_running_loop()
     started = loop.time()
     notes = 0

@@ -153,10 +153,9 @@ async def test_a_stream_heartbeat_is_a_progress_note_once_a_minute_has_passed(mo
                                                                                 progress=True))
     translator.start()
     heartbeat = chat._stream_heartbeat([translator], 15.0)
-    assert heartbeat is not None and heartbeat.interval == 15.0
+    assert heartbeat.interval == 15.0
     assert heartbeat.frame() == b": keep-alive\n\n"  # before the first minute
     await asyncio.sleep(INTERVAL * 1.2)
     note = heartbeat.frame()
     assert note.startswith(b"data: ") and b"Still thinking (1 min)" in note
     assert heartbeat.frame() == b": keep-alive\n\n"  # one note per minute
-    assert chat._stream_heartbeat([translator], None) is None
