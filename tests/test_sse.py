@@ -14,8 +14,7 @@ EXPECTED = [("response.created", b'{"a":1}'), (None, b"line one\nline two"), ("x
 
 def decode(chunks):
     decoder = SSEDecoder()
-    events = [event for chunk in chunks for event in decoder.feed(chunk)] + decoder.close()
-    return [(event.event, event.data) for event in events]
+    return [event for chunk in chunks for event in decoder.feed(chunk)] + decoder.close()
 
 
 def test_whole_stream():
