@@ -73,17 +73,17 @@ class CallPlan:
 def parse_events(decoder: SSEDecoder, chunk: bytes | None) -> list[dict[str, Any]]:
     """Parsed Responses events in ``chunk`` (``None`` flushes the decoder at end of stream)."""
     events = []
-    for sse in decoder.feed(chunk) if chunk is not None else decoder.close():
-        if not sse.data or sse.data == b"[DONE]":
+    for name, data in decoder.feed(chunk) if chunk is not None else decoder.close():
+        if not data or data == b"[DONE]":
             continue
         try:
-            event = orjson.loads(sse.data)
+            event = orjson.loads(data)
         except orjson.JSONDecodeError:
-            log.warning("skipping an upstream event that is not JSON: %.200r", sse.data)
+            log.warning("skipping an upstream event that is not JSON: %.200r", data)
             continue
         if isinstance(event, dict):
-            if "type" not in event and sse.event:
-                event["type"] = sse.event
+            if name and "type" not in event:
+                event["type"] = name
             events.append(event)
     return events
 
@@ -202,14 +202,13 @@ class UpstreamCall:
     def _read(self, decoder: SSEDecoder, chunk: bytes | None) -> list[dict[str, Any]]:
         """The events in ``chunk`` (``None`` flushes the decoder), up to a terminal one, which ends the call:
         known finished before the consumer sees the end, so closing it then cancels nothing."""
-        batch = []
-        for event in parse_events(decoder, chunk):
+        events = parse_events(decoder, chunk)
+        for position, event in enumerate(events):
             self._track(event)
-            batch.append(event)
-            self.finished = event.get("type") in TERMINAL_EVENTS
-            if self.finished:
-                break
-        return batch
+            if event.get("type") in TERMINAL_EVENTS:
+                self.finished = True
+                return events[:position + 1]
+        return events
 
     async def _drain(self) -> None:
         """Read what follows the last event (the body's end), so the connection goes back to the pool.
@@ -227,9 +226,10 @@ class UpstreamCall:
         sequence = event.get("sequence_number")
         if isinstance(sequence, int):
             self._last_sequence = sequence
-        response = event.get("response")
-        if self.response_id is None and isinstance(response, dict) and isinstance(response.get("id"), str):
-            self.response_id = response["id"]
+        if self.response_id is None:
+            response = event.get("response")
+            if isinstance(response, dict) and isinstance(response.get("id"), str):
+                self.response_id = response["id"]
 
     async def _resume(self) -> bool:
         params = "stream=true" + (f"&starting_after={self._last_sequence}" if self._last_sequence is not None else "")

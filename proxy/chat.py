@@ -289,9 +289,9 @@ async def _relay_stream(exchange: Exchange, summed_usage: bool) -> AsyncIterator
                     if translator.done and not exchange.calls[index].finished:
                         await exchange.calls[index].aclose()  # a stop sequence: no more tokens for nothing
                     if frames:
-                        yield b"".join(encode_data(frame) for frame in frames)
+                        yield b"".join(map(encode_data, frames))
                         frames = []
-                    if translator.error is not None or all(t.done for t in translators):
+                    if translator.error is not None or (translator.done and all(t.done for t in translators)):
                         break
                 else:
                     frames = [frame for translator in translators for frame in translator.finish()]
@@ -303,12 +303,12 @@ async def _relay_stream(exchange: Exchange, summed_usage: bool) -> AsyncIterator
         if failed is not None:
             log.warning("stream for %s ended with an error: %s", translators[0].model, failed.message)
             if frames:
-                yield b"".join(encode_data(frame) for frame in frames)
+                yield b"".join(map(encode_data, frames))
             return
         if summed_usage:
             first = translators[0]
             frames.append(usage_chunk(first.id, first.created, first.model, [t.response for t in translators]))
-        yield b"".join(encode_data(frame) for frame in frames) + DONE
+        yield b"".join(map(encode_data, frames)) + DONE
     finally:
         await exchange.aclose()
 
