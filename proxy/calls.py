@@ -163,8 +163,8 @@ class UpstreamCall:
                 yield [event]
 
     async def _stream(self) -> AsyncGenerator[list[dict[str, Any]], None]:
-        """A streamed answer. A connection silent for the idle timeout (the read timeout of the body's reads, so
-        it costs nothing per chunk) is dead: a background stream is resumed, a plain one is reported as such."""
+        """A streamed answer. A connection silent for the idle timeout (see :class:`UpstreamResponse`) is dead:
+        a background stream is resumed, a plain one is reported as such."""
         resumes = 0
         while True:
             decoder = SSEDecoder()

@@ -84,8 +84,52 @@ def broken_off(exc: UpstreamBroken) -> ProxyError:
                       code="upstream_disconnected")
 
 
+class _IdleWatch:
+    """Fails a read of a body that has waited ``seconds`` for data, with :class:`aiohttp.ServerTimeoutError`.
+
+    aiohttp's own read timeout cancels and makes a timer on every network read; this one timer is re-armed at
+    most once per ``seconds``, and counts only the time spent waiting: not while the reader is busy elsewhere
+    (writing to a slow client, say).
+    """
+
+    __slots__ = ("_seconds", "_content", "_loop", "_since", "_timer")
+
+    def __init__(self, seconds: float, content: aiohttp.StreamReader) -> None:
+        self._seconds = seconds
+        self._content = content
+        self._loop = asyncio.get_running_loop()
+        self._since: float | None = None  # when the read now waiting began; None while none waits
+        self._timer: asyncio.TimerHandle | None = None
+
+    def waiting(self) -> None:
+        self._since = self._loop.time()
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._since + self._seconds, self._due)
+
+    def received(self) -> None:
+        self._since = None
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _due(self) -> None:
+        self._timer = None
+        if self._since is None:
+            return  # the next wait arms the timer again
+        deadline = self._since + self._seconds
+        if self._loop.time() >= deadline:
+            self._content.set_exception(aiohttp.ServerTimeoutError(f"no data for {self._seconds:g} s"))
+        else:
+            self._timer = self._loop.call_at(deadline, self._due)
+
+
 class UpstreamResponse:
-    """An upstream answer whose status and headers are in and whose body is still to be read."""
+    """An upstream answer whose status and headers are in and whose body is still to be read.
+
+    Reading the body, a wait for data longer than the idle timeout fails with :class:`UpstreamIdle`.
+    """
 
     __slots__ = ("_response", "status_code", "headers", "_decoded", "_idle")
 
@@ -95,34 +139,43 @@ class UpstreamResponse:
         self.headers: CIMultiDictProxy[str] = response.headers
         self._decoded = decoded
         self._idle = idle_timeout
-        self._start_idle_timer()
+        self._read_timeout(None)  # the first-byte timeout ends with the head; the body's reads have their own
 
     @property
     def raw_headers(self) -> tuple[tuple[bytes, bytes], ...]:
         return self._response.raw_headers
 
-    def _start_idle_timer(self) -> None:
-        """From now on, a read of the body that waits longer than the idle timeout fails with :class:`UpstreamIdle`.
+    def _read_timeout(self, seconds: float | None) -> None:
+        """aiohttp's read timeout from now on, counted from now (None: none).
 
-        Not for a body that has already arrived whole: the timer would outlive it, on a pooled connection.
+        Not for a body that has already arrived whole: a timer would outlive it, on a pooled connection.
         """
         connection = self._response.connection
         if connection is not None and connection.protocol is not None and not self._response.content.is_eof():
-            connection.protocol.read_timeout = self._idle
-            connection.protocol.start_timeout()  # counts from now, not from the head's first-byte timer
+            connection.protocol.read_timeout = seconds
+            connection.protocol.start_timeout()
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         """The body as it arrives: whatever is buffered at each step, in one piece."""
+        content = self._response.content
+        watch = _IdleWatch(self._idle, content)
         try:
-            async for chunk in self._response.content.iter_any():
+            while True:
+                watch.waiting()
+                chunk = await content.readany()
+                watch.received()
+                if not chunk:
+                    return
                 yield chunk
         except (aiohttp.ClientError, OSError) as exc:
             failure = self._read_failure(exc)
             if not isinstance(failure, UpstreamIdle):
-                rest = _left_behind(self._response.content)
+                rest = _left_behind(content)
                 if rest:
                     yield rest
             raise failure from None
+        finally:
+            watch.stop()
 
     async def read(self, limit: int) -> bytes:
         """The body, decoded, cut after ``limit`` bytes; then the connection is released."""
@@ -146,6 +199,7 @@ class UpstreamResponse:
 
     async def _whole(self) -> bytes:
         """A body of a known, acceptable length, in one read."""
+        self._read_timeout(self._idle)  # the bytes of a body read whole come in few network reads
         try:
             return await self._response.content.read()
         except (aiohttp.ClientError, OSError) as exc:
