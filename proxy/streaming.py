@@ -3,9 +3,7 @@
 One watcher task per request reads the client's messages; when the client
 goes away it cancels the request's own task, so whatever the request was
 waiting for (the upstream's head, a whole answer, the next chunk of a stream)
-is abandoned at once and its upstream connection closed. The watcher starts
-only once the wait has lasted :data:`WATCH_AFTER`: answers that come sooner
-need none.
+is abandoned at once and its upstream connection closed.
 """
 
 from __future__ import annotations
@@ -38,11 +36,6 @@ class AnswerCut(Exception):
     server closes the connection and the client sees the cut."""
 
 
-# A client that leaves is noticed this long after the wait began, at the latest: most answers are done
-# before, and then no watcher task is made for them at all.
-WATCH_AFTER = 0.05
-
-
 async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
     """Await ``work``, abandoning it (so the upstream is let go) if the client goes away: then :class:`ClientGone`.
 
@@ -50,9 +43,7 @@ async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
     """
     task = asyncio.current_task()
     assert task is not None
-    loop = task.get_loop()
     gone = False
-    watcher: asyncio.Task[None] | None = None
 
     async def client_gone() -> None:
         nonlocal gone
@@ -61,11 +52,7 @@ async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
         gone = True
         task.cancel()
 
-    def watch() -> None:
-        nonlocal watcher
-        watcher = loop.create_task(client_gone())
-
-    timer = loop.call_later(WATCH_AFTER, watch)
+    watcher = asyncio.ensure_future(client_gone())
     try:
         return await work
     except asyncio.CancelledError:
@@ -74,9 +61,7 @@ async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
         log.info("client disconnected before its answer was complete")
         raise ClientGone() from None
     finally:
-        timer.cancel()
-        if watcher is not None:
-            watcher.cancel()
+        watcher.cancel()
 
 
 class StreamedResponse(Response):
