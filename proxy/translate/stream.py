@@ -132,10 +132,9 @@ class StreamTranslator:
         return frames
 
     def feed(self, event: Any) -> list[dict[str, Any]]:
-        if self.done or not isinstance(event, dict) or not isinstance(event.get("type"), str):
-            return []
-        handler = _HANDLERS.get(event["type"])
-        return handler(self, event) if handler else []
+        kind = event.get("type") if isinstance(event, dict) else None
+        handler = _HANDLERS.get(kind) if isinstance(kind, str) and not self.done else None
+        return handler(self, event) if handler is not None else []
 
     def finish(self) -> list[dict[str, Any]]:
         """Call at the end of the upstream stream; reports a stream that never finished."""
@@ -165,13 +164,14 @@ class StreamTranslator:
         if not isinstance(delta, str) or not delta:
             return []
         item_id = _key(event.get("item_id"), event.get("output_index"))
-        frames = self._close_think()
+        if self._think_open:  # closed before the part's offset is taken: the closing tag is content too
+            return self._close_think() + self._text_delta(event)
         self._part_offsets.setdefault((item_id, _position(event.get("content_index"))), self._content_length)
         self._text_sent[item_id] = self._text_sent.get(item_id, 0) + len(delta)
         logprobs = event.get("logprobs")
         if logprobs:
             self._pending_logprobs.extend(chat_logprobs(logprobs))
-        return frames + self._content(delta)
+        return self._content(delta)
 
     def _refusal_delta(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         delta = event.get("delta")
@@ -264,7 +264,7 @@ class StreamTranslator:
     def _answer(self, delta: dict[str, Any]) -> list[dict[str, Any]]:
         """A chunk of the answer proper: closes an open think block, and releases held-back text first."""
         self._answered = True
-        frames = self._close_think()
+        frames = self._close_think() if self._think_open else []
         if "content" not in delta:
             frames.extend(self._release())
         chunk = self._chunk(delta)
@@ -404,12 +404,15 @@ class StreamTranslator:
 
 def _key(item_id: Any, output_index: Any) -> str:
     """Identifies an output item; by position when an upstream sends no item ids."""
+    if type(item_id) is str and item_id:  # as every upstream sends it; ``str()`` only for anything else
+        return item_id
     return str(item_id) if item_id else f"#{output_index}"
 
 
 def _position(value: Any) -> int:
-    """An index from an event (``content_index``, ...); 0 when it is missing or not an integer."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    """An index from an event (``content_index``, ...); 0 when it is missing or not an integer (a JSON number
+    is exactly ``int``; ``bool`` is not one)."""
+    return value if type(value) is int else 0
 
 
 def usage_chunk(completion_id: str, created: int, model: str, responses: list[dict[str, Any] | None]) -> dict[str, Any]:
