@@ -5,7 +5,7 @@
 Measured on every recorded real Responses stream in tests/fixtures/realdata
 (plus the fake upstream's synthetic 200- and 2,000-event streams), one core:
 
-- translate: StreamTranslator.feed() on parsed events + encode_data() of every chunk it returns
+- translate: StreamTranslator.feed() on parsed events + encode_frames() of the chunks it returns
 - decode:    SSEDecoder + orjson of the upstream bytes (proxy.calls.parse_events), one network chunk per event
 - pipeline:  decode + translate, i.e. all the per-event work of the proxy's stream relay except socket I/O
 
@@ -29,7 +29,7 @@ import realdata  # noqa: E402
 from fake_upstream import responses_events  # noqa: E402
 
 from proxy.calls import parse_events  # noqa: E402
-from proxy.sse import SSEDecoder, encode_data, encode_event  # noqa: E402
+from proxy.sse import SSEDecoder, encode_event, encode_frames  # noqa: E402
 from proxy.translate.stream import StreamTranslator  # noqa: E402
 
 
@@ -37,12 +37,11 @@ def translate(streams: list[list[dict]]) -> int:
     frames = 0
     for events in streams:
         translator = StreamTranslator("o3-pro", include_usage=True, completion_id="chatcmpl-bench", created=1)
-        for frame in translator.start():
-            encode_data(frame)
+        encode_frames(translator.start())
         for event in events:
-            for frame in translator.feed(event):
-                encode_data(frame)
-                frames += 1
+            produced = translator.feed(event)
+            encode_frames(produced)
+            frames += len(produced)
     return frames
 
 
@@ -61,12 +60,11 @@ def pipeline(wires: list[list[bytes]]) -> int:
     for chunks in wires:
         translator = StreamTranslator("o3-pro", include_usage=True, completion_id="chatcmpl-bench", created=1)
         decoder = SSEDecoder()
-        out = [encode_data(frame) for frame in translator.start()]
-        for chunk in chunks:
-            for event in parse_events(decoder, chunk):
-                produced = translator.feed(event)
-                frames += len(produced)
-                out.extend(encode_data(frame) for frame in produced)
+        out = [encode_frames(translator.start())]
+        for chunk in chunks:  # as the proxy does it: the frames of one read are written together
+            produced = [frame for event in parse_events(decoder, chunk) for frame in translator.feed(event)]
+            frames += len(produced)
+            out.append(encode_frames(produced))
         b"".join(out)
     return frames
 

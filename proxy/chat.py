@@ -25,7 +25,7 @@ from .config import Config, ModelSettings
 from .errors import ProxyError
 from .memory import ReasoningMemory
 from .pacing import Heartbeat
-from .sse import DONE, KEEPALIVE, encode_data
+from .sse import DONE, KEEPALIVE, encode_frames
 from .streaming import StreamedResponse, until_disconnect
 from .translate.completion import CompletionBuilder
 from .translate.request import Translation
@@ -270,7 +270,7 @@ def _stream_heartbeat(translators: list[StreamTranslator], interval: float) -> H
             note = f"Still thinking ({minutes} min)"
             chunks = [chunk for translator in translators for chunk in translator.note(note)]
             if chunks:
-                return b"".join(encode_data(chunk) for chunk in chunks)
+                return encode_frames(chunks)
         return KEEPALIVE
 
     return Heartbeat(interval, frame)
@@ -279,7 +279,7 @@ def _stream_heartbeat(translators: list[StreamTranslator], interval: float) -> H
 async def _relay_stream(exchange: Exchange, summed_usage: bool) -> AsyncIterator[bytes]:
     translators = exchange.translators
     try:
-        yield b"".join(encode_data(frame) for translator in translators for frame in translator.start())
+        yield encode_frames(frame for translator in translators for frame in translator.start())
         frames: list[dict[str, Any]] = []
         try:
             async with aclosing(_events(exchange)) as events:
@@ -289,7 +289,7 @@ async def _relay_stream(exchange: Exchange, summed_usage: bool) -> AsyncIterator
                     if translator.done and not exchange.calls[index].finished:
                         await exchange.calls[index].aclose()  # a stop sequence: no more tokens for nothing
                     if frames:
-                        yield b"".join(map(encode_data, frames))
+                        yield encode_frames(frames)
                         frames = []
                     if translator.error is not None or (translator.done and all(t.done for t in translators)):
                         break
@@ -303,12 +303,12 @@ async def _relay_stream(exchange: Exchange, summed_usage: bool) -> AsyncIterator
         if failed is not None:
             log.warning("stream for %s ended with an error: %s", translators[0].model, failed.message)
             if frames:
-                yield b"".join(map(encode_data, frames))
+                yield encode_frames(frames)
             return
         if summed_usage:
             first = translators[0]
             frames.append(usage_chunk(first.id, first.created, first.model, [t.response for t in translators]))
-        yield b"".join(map(encode_data, frames)) + DONE
+        yield encode_frames(frames) + DONE
     finally:
         await exchange.aclose()
 

@@ -8,6 +8,7 @@ matter in practice: ``\\n``, ``\\r\\n`` or ``\\r`` line ends, multi-line
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -90,6 +91,13 @@ KEEPALIVE = b": keep-alive\n\n"
 def encode_data(payload: Any) -> bytes:
     """One ``data:`` frame. orjson output has no newlines, so one line suffices."""
     return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def encode_frames(payloads: Iterable[Any]) -> bytes:
+    """:func:`encode_data` of each payload, in one piece: the frames are joined on the blank line and ``data:``
+    between them, without a Python call and two copies per frame."""
+    joined = b"\n\ndata: ".join(map(orjson.dumps, payloads))
+    return b"data: " + joined + b"\n\n" if joined else b""
 
 
 _EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")  # the blank line that ends an event, in each line-end style

@@ -2,7 +2,7 @@
 
 import pytest
 
-from proxy.sse import DONE, KEEPALIVE, EventHolder, SSEDecoder, encode_data, encode_event
+from proxy.sse import DONE, KEEPALIVE, EventHolder, SSEDecoder, encode_data, encode_event, encode_frames
 
 STREAM = (b"event: response.created\ndata: {\"a\":1}\n\n"
           b": keep-alive\n\n"
@@ -37,6 +37,13 @@ def test_final_event_without_blank_line_is_flushed():
 def test_writer_round_trips_through_reader():
     frames = encode_event("response.created", {"x": "a\nb"}) + encode_data({"y": 1}) + KEEPALIVE + DONE
     assert decode([frames]) == [("response.created", b'{"x":"a\\nb"}'), (None, b'{"y":1}'), (None, b"[DONE]")]
+
+
+@pytest.mark.parametrize("payloads", [[], [{"y": 1}], [{"a": "x\n\ny"}, {}, {"b": [1, 2]}]])
+def test_frames_in_one_piece_are_the_frames_one_by_one(payloads):
+    joined = encode_frames(iter(payloads))
+    assert joined == b"".join(encode_data(payload) for payload in payloads)
+    assert decode([joined]) == [(None, encode_data(payload)[6:-2]) for payload in payloads]
 
 
 def test_named_event_with_several_data_lines_keeps_them_all():
