@@ -204,10 +204,11 @@ class UpstreamCall:
         known finished before the consumer sees the end, so closing it then cancels nothing."""
         events = parse_events(decoder, chunk)
         for position, event in enumerate(events):
-            self._track(event)
             if event.get("type") in TERMINAL_EVENTS:
                 self.finished = True
-                return events[:position + 1]
+                events = events[:position + 1]
+                break
+        self._track(events)
         return events
 
     async def _drain(self) -> None:
@@ -222,14 +223,20 @@ class UpstreamCall:
         except (TimeoutError, UpstreamBroken):
             pass
 
-    def _track(self, event: dict[str, Any]) -> None:
-        sequence = event.get("sequence_number")
-        if isinstance(sequence, int):
-            self._last_sequence = sequence
+    def _track(self, events: list[dict[str, Any]]) -> None:
+        """From the events of one read: the last sequence number (a resumed stream starts after it), and the
+        response id until it is known."""
+        for event in reversed(events):
+            sequence = event.get("sequence_number")
+            if isinstance(sequence, int):
+                self._last_sequence = sequence
+                break
         if self.response_id is None:
-            response = event.get("response")
-            if isinstance(response, dict) and isinstance(response.get("id"), str):
-                self.response_id = response["id"]
+            for event in events:
+                response = event.get("response")
+                if isinstance(response, dict) and isinstance(response.get("id"), str):
+                    self.response_id = response["id"]
+                    break
 
     async def _resume(self) -> bool:
         params = "stream=true" + (f"&starting_after={self._last_sequence}" if self._last_sequence is not None else "")
