@@ -11,23 +11,35 @@ Measured on every recorded real Responses stream in tests/fixtures/realdata
 
 Each figure is the best of ``--repeat`` runs of at least ``--seconds`` each,
 since on a shared machine the fastest run is the one least disturbed.
+
+    python bench/translator.py --instructions
+
+counts instead the CPU instructions per event of each stage under valgrind (as ``instructions.py`` does for
+whole requests: the difference between a run of few and of many rounds), which the machine's noise cannot
+move: the fake's 200-event stream, its events in one network chunk and one per chunk, with the proxy's
+garbage-collector settings. Stages: ``sse`` (the SSE reader alone), ``decode``, ``feed`` (the translator
+without encoding), ``translate``, ``pipeline``.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procs import ROOT  # noqa: E402
+from procs import ROOT, python  # noqa: E402
 
 sys.path[1:1] = [str(ROOT)]
 sys.path.append(str(ROOT / "tests"))  # after bench/, whose fake_upstream this script uses
 import realdata  # noqa: E402
 from fake_upstream import responses_events  # noqa: E402
 
+from proxy.app import tune_garbage_collection  # noqa: E402
 from proxy.calls import parse_events  # noqa: E402
 from proxy.sse import SSEDecoder, encode_event, encode_frames  # noqa: E402
 from proxy.translate.stream import StreamTranslator  # noqa: E402
@@ -69,6 +81,68 @@ def pipeline(wires: list[list[bytes]]) -> int:
     return frames
 
 
+def sse(wires: list[list[bytes]]) -> int:
+    count = 0
+    for chunks in wires:
+        decoder = SSEDecoder()
+        for chunk in chunks:
+            count += len(decoder.feed(chunk))
+    return count
+
+
+def feed(streams: list[list[dict]]) -> int:
+    frames = 0
+    for events in streams:
+        translator = StreamTranslator("o3-pro", include_usage=True, completion_id="chatcmpl-bench", created=1)
+        translator.start()
+        for event in events:
+            frames += len(translator.feed(event))
+    return frames
+
+
+STAGES = {work.__name__: work for work in (sse, decode, feed, translate, pipeline)}
+ROUNDS = (2, 12)
+_REFS = re.compile(rb"I\s+refs:\s+([\d,]+)")
+
+
+def stage_data(stage: str, layout: str) -> tuple[list, int]:
+    """The fake's 200-event stream as ``stage`` takes it: parsed events, or its bytes in chunks."""
+    events = responses_events(200)
+    if stage in ("feed", "translate"):
+        return [events], len(events)
+    chunks = [encode_event(event["type"], event) for event in events]
+    return [[b"".join(chunks)] if layout == "burst" else chunks], len(events)
+
+
+def count_rounds(stage: str, layout: str, rounds: int) -> None:
+    """The work valgrind counts: ``rounds`` runs of one stage (start-up cancels out between two round counts)."""
+    data, _ = stage_data(stage, layout)
+    tune_garbage_collection()
+    for _ in range(rounds):
+        STAGES[stage](data)
+
+
+def instructions_per_event(stage: str, layout: str) -> int:
+    counts = []
+    for rounds in ROUNDS:
+        done = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+                               *python(__file__, "--count-rounds", stage, layout, str(rounds))],
+                              capture_output=True, check=True, cwd=ROOT)
+        counts.append(int(_REFS.findall(done.stderr)[-1].replace(b",", b"")))
+    _, events = stage_data(stage, layout)
+    return round((counts[1] - counts[0]) / ((ROUNDS[1] - ROUNDS[0]) * events))
+
+
+def print_instructions() -> None:
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed (Debian: apt install valgrind); nothing measured.")
+    print("| stage | instructions per event, stream in one chunk | one event per chunk |\n|---|---|---|")
+    for stage in STAGES:
+        burst = instructions_per_event(stage, "burst")
+        apart = instructions_per_event(stage, "apart") if stage not in ("feed", "translate") else burst
+        print(f"| {stage} | {burst:,} | {apart:,} |", flush=True)
+
+
 def best_us_per_event(work, data, events: int, seconds: float, repeat: int) -> float:
     """Microseconds per event of the fastest of ``repeat`` runs."""
     best = float("inf")
@@ -97,7 +171,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="minimum duration of one run")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--instructions", action="store_true", help="count instructions per event under valgrind")
+    parser.add_argument("--count-rounds", nargs=3, metavar=("STAGE", "LAYOUT", "ROUNDS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.count_rounds:
+        stage, layout, rounds = args.count_rounds
+        count_rounds(stage, layout, int(rounds))
+        return
+    if args.instructions:
+        print_instructions()
+        return
     print("| stream set | events | mean event bytes | translate us/event | decode us/event "
           "| pipeline us/event | pipeline events/s (1 core) |")
     print("|---|---|---|---|---|---|---|")
