@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procs import HOST, free_port, python, start, stop, wait_port  # noqa: E402
+from procs import (COUNT_INSTRUCTIONS, HOST, free_port, instructions_counted, python, require_valgrind,  # noqa: E402
+                   start, stop, wait_port)
 from run import BENCH, UPSTREAM_KEY, http_json, load  # noqa: E402
 
 # name: (target in run.py, stream, events per stream, ms between events: 0 sends a stream in one write)
@@ -36,7 +35,6 @@ CASES = {
     "raw-apart40": ("raw-responses", True, 40, 20),
     "translate-apart40": ("proxy-translate", True, 40, 20),
 }
-_REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
 def counted(case: str, requests: int, concurrency: int, upstream_port: int, workdir: Path,
@@ -50,8 +48,7 @@ def counted(case: str, requests: int, concurrency: int, upstream_port: int, work
               if target.startswith("raw") else
               python("-m", "proxy", "--host", HOST, "--port", str(port), "--config", str(workdir / "proxy.yaml"),
                      *extra))
-    process = start(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-                     f"--log-file={report}", *server], log=workdir / f"server-{case}.log")
+    process = start([*COUNT_INSTRUCTIONS, f"--log-file={report}", *server], log=workdir / f"server-{case}.log")
     try:
         wait_port(port, process, timeout=180)
         result = load(port, target, stream, concurrency, requests, 0, 600, workdir)
@@ -60,9 +57,9 @@ def counted(case: str, requests: int, concurrency: int, upstream_port: int, work
     finally:
         stop(process)
     for _ in range(50):  # valgrind writes its summary as the process exits
-        found = _REFS.search(report.read_text()) if report.exists() else None
-        if found:
-            return int(found.group(1).replace(",", ""))
+        found = instructions_counted(report.read_text()) if report.exists() else None
+        if found is not None:
+            return found
         time.sleep(0.1)
     raise RuntimeError(f"no instruction count in {report}")
 
@@ -76,8 +73,7 @@ def main() -> None:
                                                          "e.g. '--log-level warning'")
     parser.add_argument("--name", help="also save the results as bench/results/<name>.json")
     args = parser.parse_args()
-    if shutil.which("valgrind") is None:
-        sys.exit("valgrind is not installed (Debian: apt install valgrind); nothing measured.")
+    require_valgrind()
     few, many = args.requests
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +18,22 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 HOST = "127.0.0.1"
 _PR_SET_PDEATHSIG = 1
+
+
+# A process run under this executes as usual while valgrind counts its instructions (no cache simulation).
+COUNT_INSTRUCTIONS = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+_REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+
+
+def require_valgrind() -> None:
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed (Debian: apt install valgrind); nothing measured.")
+
+
+def instructions_counted(report: str) -> int | None:
+    """The instruction count in valgrind's summary, or None while the summary is not written yet."""
+    found = _REFS.findall(report)
+    return int(found[-1].replace(",", "")) if found else None
 
 
 def die_with_parent() -> None:

@@ -24,15 +24,13 @@ without encoding), ``translate``, ``pipeline``.
 from __future__ import annotations
 
 import argparse
-import re
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procs import ROOT, python  # noqa: E402
+from procs import COUNT_INSTRUCTIONS, ROOT, instructions_counted, python, require_valgrind  # noqa: E402
 
 sys.path[1:1] = [str(ROOT)]
 sys.path.append(str(ROOT / "tests"))  # after bench/, whose fake_upstream this script uses
@@ -102,7 +100,6 @@ def feed(streams: list[list[dict]]) -> int:
 
 STAGES = {work.__name__: work for work in (sse, decode, feed, translate, pipeline)}
 ROUNDS = (2, 12)
-_REFS = re.compile(rb"I\s+refs:\s+([\d,]+)")
 
 
 def stage_data(stage: str, layout: str) -> tuple[list, int]:
@@ -125,17 +122,15 @@ def count_rounds(stage: str, layout: str, rounds: int) -> None:
 def instructions_per_event(stage: str, layout: str) -> int:
     counts = []
     for rounds in ROUNDS:
-        done = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-                               *python(__file__, "--count-rounds", stage, layout, str(rounds))],
-                              capture_output=True, check=True, cwd=ROOT)
-        counts.append(int(_REFS.findall(done.stderr)[-1].replace(b",", b"")))
+        done = subprocess.run([*COUNT_INSTRUCTIONS, *python(__file__, "--count-rounds", stage, layout, str(rounds))],
+                              capture_output=True, text=True, errors="replace", check=True, cwd=ROOT)
+        counts.append(instructions_counted(done.stderr))
     _, events = stage_data(stage, layout)
     return round((counts[1] - counts[0]) / ((ROUNDS[1] - ROUNDS[0]) * events))
 
 
 def print_instructions() -> None:
-    if shutil.which("valgrind") is None:
-        sys.exit("valgrind is not installed (Debian: apt install valgrind); nothing measured.")
+    require_valgrind()
     print("| stage | instructions per event, stream in one chunk | one event per chunk |\n|---|---|---|")
     for stage in STAGES:
         burst = instructions_per_event(stage, "burst")
