@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -24,9 +25,13 @@ def body_of(sent: list[dict]) -> bytes:
     return b"".join(sse_bytes(event) for event in sent)
 
 
-def upstream_for(fake) -> Upstream:
-    return Upstream(load_config(env={}, overrides={"upstream": {"base_url": fake.base_url,
-                                                                "idle_timeout": IDLE}}).upstream)
+@pytest.fixture
+async def upstream(fake) -> AsyncIterator[Upstream]:
+    """An upstream client for the fake, with an idle timeout of ``IDLE``."""
+    client = Upstream(load_config(env={}, overrides={"upstream": {"base_url": fake.base_url,
+                                                                  "idle_timeout": IDLE}}).upstream)
+    yield client
+    await client.aclose()
 
 
 async def read_all(upstream: Upstream, pieces: list[bytes], pause: float = 0.0) -> None:
@@ -41,22 +46,17 @@ async def read_all(upstream: Upstream, pieces: list[bytes], pause: float = 0.0) 
         response.close()
 
 
-async def test_a_body_whose_pieces_keep_coming_may_last_longer_than_the_idle_timeout(fake) -> None:
+async def test_a_body_whose_pieces_keep_coming_may_last_longer_than_the_idle_timeout(fake, upstream) -> None:
     fake.script(Stream(events=events(8), delay=IDLE / 3))  # 7 x IDLE / 3: well past the idle timeout in all
-    upstream = upstream_for(fake)
     pieces: list[bytes] = []
     started = time.monotonic()
-    try:
-        await read_all(upstream, pieces)
-    finally:
-        await upstream.aclose()
+    await read_all(upstream, pieces)
     assert b"".join(pieces) == body_of(events(8))
     assert time.monotonic() - started > 2 * IDLE
 
 
-async def test_a_wait_for_data_longer_than_the_idle_timeout_fails(fake) -> None:
+async def test_a_wait_for_data_longer_than_the_idle_timeout_fails(fake, upstream) -> None:
     fake.script(Stream(events=events(2), heartbeat_pause=IDLE * 10))  # silent after both, the connection open
-    upstream = upstream_for(fake)
     response = await upstream.send("POST", "/responses", {}, json={"stream": True})
     received = b""
     try:
@@ -67,30 +67,21 @@ async def test_a_wait_for_data_longer_than_the_idle_timeout_fails(fake) -> None:
         waited = time.monotonic() - started
     finally:
         response.close()
-        await upstream.aclose()
     assert received == body_of(events(2)) and failure.value.seconds == IDLE
     assert IDLE * 0.9 <= waited < IDLE * 5
 
 
-async def test_time_the_reader_spends_elsewhere_is_not_idleness(fake) -> None:
+async def test_time_the_reader_spends_elsewhere_is_not_idleness(fake, upstream) -> None:
     fake.script(Stream(events=events(3)))
-    upstream = upstream_for(fake)
     pieces: list[bytes] = []
-    try:
-        # A reader busy for twice the idle timeout after each piece still gets the whole body.
-        await read_all(upstream, pieces, pause=IDLE * 2)
-    finally:
-        await upstream.aclose()
+    # A reader busy for twice the idle timeout after each piece still gets the whole body.
+    await read_all(upstream, pieces, pause=IDLE * 2)
     assert b"".join(pieces) == body_of(events(3))
 
 
-async def test_after_a_slow_client_a_silent_upstream_is_still_caught(fake) -> None:
+async def test_after_a_slow_client_a_silent_upstream_is_still_caught(fake, upstream) -> None:
     fake.script(Stream(events=events(2), heartbeat_pause=IDLE * 20))
-    upstream = upstream_for(fake)
     started = time.monotonic()
-    try:
-        with pytest.raises(UpstreamIdle):
-            await read_all(upstream, [], pause=IDLE * 1.5)  # busy past the timer's first deadline, then waiting
-    finally:
-        await upstream.aclose()
+    with pytest.raises(UpstreamIdle):
+        await read_all(upstream, [], pause=IDLE * 1.5)  # busy past the timer's first deadline, then waiting
     assert time.monotonic() - started < IDLE * 10
