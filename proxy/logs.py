@@ -119,28 +119,43 @@ def redact(text: str) -> str:
     return text
 
 
-def _timestamp(record: logging.LogRecord) -> str:
+def _timestamp(created: float) -> str:
     """``2026-11-23T16:46:22.529Z``; the part up to the seconds is made once per second."""
     global _second
-    seconds = int(record.created)
+    seconds = int(created)
     second = _second  # read once: another thread may log too
     if second[0] != seconds:
         second = _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
-    return f"{second[1]}.{int((record.created - seconds) * 1000):03d}Z"
+    return f"{second[1]}.{int((created - seconds) * 1000):03d}Z"
 
 
 _second: tuple[int | None, str] = (None, "")
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, then the request's fields."""
+class _LineFormatter(logging.Formatter):
+    """A formatter whose line can also be made from its parts, without a ``LogRecord`` (see :func:`write`)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {"time": _timestamp(record), "level": record.levelname.lower(),
-                                "logger": record.name, "message": record.getMessage()}
-        line.update(getattr(record, "fields", None) or {})
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+        return self.line(record.created, record.levelname, record.name, record.getMessage(),
+                         getattr(record, "fields", None),
+                         self.formatException(record.exc_info) if record.exc_info else None)
+
+    def line(self, created: float, level_name: str, logger: str, message: str, fields: dict[str, Any] | None,
+             exception: str | None = None) -> str:
+        raise NotImplementedError
+
+
+class JsonFormatter(_LineFormatter):
+    """One JSON object per line: time, level, logger, message, then the request's fields."""
+
+    def line(self, created: float, level_name: str, logger: str, message: str, fields: dict[str, Any] | None,
+             exception: str | None = None) -> str:
+        line: dict[str, Any] = {"time": _timestamp(created), "level": level_name.lower(), "logger": logger,
+                                "message": message}
+        if fields:
+            line.update(fields)
+        if exception:
+            line["exception"] = exception
         try:
             text = orjson.dumps(line, default=str).decode()
         except TypeError:  # a lone surrogate in some message: the slower encoder escapes it
@@ -148,16 +163,16 @@ class JsonFormatter(logging.Formatter):
         return redact(text)
 
 
-class TextFormatter(logging.Formatter):
+class TextFormatter(_LineFormatter):
     """``time LEVEL logger: message key=value ...`` for a terminal."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        text = f"{_timestamp(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
-        fields = getattr(record, "fields", None) or {}
+    def line(self, created: float, level_name: str, logger: str, message: str, fields: dict[str, Any] | None,
+             exception: str | None = None) -> str:
+        text = f"{_timestamp(created)} {level_name:<7} {logger}: {message}"
         if fields:
             text += " " + " ".join(f"{key}={value}" for key, value in fields.items())
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
+        if exception:
+            text += "\n" + exception
         return redact(text)
 
 
@@ -165,7 +180,8 @@ def setup_logging(level: str = "info", log_format: str = "auto") -> None:
     """Log to stderr: JSON lines unless stderr is a terminal (``auto``), or as asked."""
     if log_format == "auto":
         log_format = "text" if sys.stderr.isatty() else "json"
-    handler = logging.StreamHandler(sys.stderr)
+    global _installed
+    handler = _installed = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -184,7 +200,50 @@ def setup_logging(level: str = "info", log_format: str = "auto") -> None:
     access.propagate = False
 
 
+_installed: logging.StreamHandler | None = None  # the handler setup_logging made
+
+
 def write(record: RequestLog, level: int = logging.INFO) -> None:
+    """Write a request's line.
+
+    When the line would reach only the handler :func:`setup_logging` made, with nothing filtering it on the way,
+    it is formatted and written here, without the logging module's record and handler path, which costs
+    several times the line itself. Any other handler or filter sees it the usual way.
+    """
+    if not access_log.isEnabledFor(level):
+        return
     fields = record.fields()
     message = f"{record.method} {record.path} {record.status if record.status is not None else '-'}"
+    handler = _sole_handler(level)
+    if handler is not None:
+        text = handler.formatter.line(time.time(), logging.getLevelName(level), access_log.name,  # type: ignore[union-attr]
+                                      message, fields) + handler.terminator
+        try:
+            with handler.lock:  # type: ignore[union-attr]
+                handler.stream.write(text)
+                handler.stream.flush()
+            return
+        except Exception:  # the logging module's own path below reports it (Handler.handleError)
+            pass
     access_log.log(level, message, extra={"fields": fields})
+
+
+def _sole_handler(level: int) -> logging.StreamHandler | None:
+    """The handler setup_logging made, if a line logged to ``proxy.access`` at ``level`` would reach it and no
+    other, and nothing would filter it or change how it is formatted."""
+    handler = _installed
+    if handler is None or access_log.disabled or access_log.filters or handler.filters or level < handler.level \
+            or type(handler.formatter) not in _OWN_FORMATTERS:
+        return None
+    reached = 0
+    logger: logging.Logger | None = access_log
+    while logger is not None:
+        for found in logger.handlers:
+            if found is not handler:
+                return None
+            reached += 1
+        logger = logger.parent if logger.propagate else None
+    return handler if reached == 1 else None
+
+
+_OWN_FORMATTERS = (JsonFormatter, TextFormatter)

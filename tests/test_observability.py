@@ -260,6 +260,73 @@ def test_log_format_follows_the_terminal(monkeypatch):
         root.setLevel(saved[1])
 
 
+@pytest.fixture
+def own_logging():
+    """Makes the proxy's logging set-up, writing to a string; what it replaced is put back afterwards."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+
+    def install(log_format):
+        logs.setup_logging("info", log_format)
+        stream = io.StringIO()
+        root.handlers[0].setStream(stream)
+        return stream
+
+    yield install
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+
+
+def served_record():
+    return logs.RequestLog(request_id="req_direct", method="POST", path="/v1/chat/completions", model="o3-pro",
+                           mode="translated", stream=True, upstream="default", upstream_status=200, status=200,
+                           retries=1, ttfb=0.01234, duration=1.5, prompt_tokens=3, completion_tokens=4)
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_the_request_line_written_directly_is_the_line_logging_writes(own_logging, log_format, monkeypatch):
+    written = own_logging(log_format)
+    access = logging.getLogger("proxy.access")
+    records = []
+    monkeypatch.setattr(access, "makeRecord", lambda *args: records.append(logging.Logger.makeRecord(access, *args))
+                        or records[-1])
+    logs.write(served_record())  # the proxy's handler alone: written without a LogRecord
+    assert records == []
+    access.addFilter(lambda record: True)  # a filter: through the logging module, as any line
+    try:
+        logs.write(served_record())
+    finally:
+        access.filters.clear()
+    assert len(records) == 1
+    direct, logged = written.getvalue().splitlines()
+    assert direct.split("Z", 1)[1] == logged.split("Z", 1)[1]  # the same line, but for its time
+    if log_format == "json":
+        assert json.loads(direct) | {"time": None} == json.loads(logged) | {"time": None}
+        assert json.loads(direct)["retries"] == 1 and json.loads(direct)["ttfb"] == 0.012
+
+
+def test_other_handlers_and_filters_still_see_the_request_line(own_logging):
+    written = own_logging("json")
+    access = logging.getLogger("proxy.access")
+    with captured_logs() as other:  # a second handler on the root logger
+        logs.write(served_record())
+    assert [line["request_id"] for line in access_lines(other)] == ["req_direct"]
+    access.addFilter(lambda record: False)
+    try:
+        logs.write(served_record())
+    finally:
+        access.filters.clear()
+    logs.write(served_record(), logging.DEBUG)  # below the level set
+    assert len(written.getvalue().splitlines()) == 1  # only the first line, before the filter
+    own = logging.getLogger().handlers[0]
+    own.addFilter(lambda record: False)  # a filter on the proxy's own handler
+    logs.write(served_record())
+    own.filters.clear()
+    logging.getLogger().removeHandler(own)  # the proxy's handler no longer configured
+    logs.write(served_record())
+    assert len(written.getvalue().splitlines()) == 1
+
+
 def test_request_log_outside_a_request_is_a_harmless_throwaway():
     logs.current().fallback = "gpt-4o"
     assert logs.current().fallback is None
