@@ -52,7 +52,7 @@ async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
         gone = True
         task.cancel()
 
-    watcher = asyncio.ensure_future(client_gone())
+    watcher = task.get_loop().create_task(client_gone())
     try:
         return await work
     except asyncio.CancelledError:
