@@ -118,12 +118,17 @@ async def open_forward(upstream: Upstream, request: Request, path: str, body: by
             headers["content-length"] = declared  # keeps uploads un-chunked, as sent
         # A body streamed through cannot be sent twice: no retries.
         return await upstream.send(request.method, path, headers, content=limited_body(request.receive, limit),
-                                   params=request.url.query or None, first_byte_timeout=first_byte_timeout,
+                                   params=query(request), first_byte_timeout=first_byte_timeout,
                                    idle_timeout=idle_timeout, decode=False)
     response, _ = await upstream.send_retrying(request.method, path, headers, content=body,
-                                               params=request.url.query or None, first_byte_timeout=first_byte_timeout,
+                                               params=query(request), first_byte_timeout=first_byte_timeout,
                                                idle_timeout=idle_timeout, decode=False)
     return response
+
+
+def query(request: Request) -> str | None:
+    """The request's query string, as sent (Starlette's ``request.url`` would parse a whole URL to find it)."""
+    return request.scope["query_string"].decode() or None
 
 
 def relay(response: UpstreamResponse, extra_headers: dict[str, str] | None = None) -> StreamedResponse:
