@@ -288,8 +288,13 @@ def test_the_request_line_written_directly_is_the_line_logging_writes(own_loggin
     written = own_logging(log_format)
     access = logging.getLogger("proxy.access")
     records = []
-    monkeypatch.setattr(access, "makeRecord", lambda *args: records.append(logging.Logger.makeRecord(access, *args))
-                        or records[-1])
+    make_record = access.makeRecord
+
+    def counted(*args, **kwargs):
+        records.append(make_record(*args, **kwargs))
+        return records[-1]
+
+    monkeypatch.setattr(access, "makeRecord", counted)
     logs.write(served_record())  # the proxy's handler alone: written without a LogRecord
     assert records == []
     access.addFilter(lambda record: True)  # a filter: through the logging module, as any line
