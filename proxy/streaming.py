@@ -3,15 +3,18 @@
 One watcher task per request reads the client's messages; when the client
 goes away it cancels the request's own task, so whatever the request was
 waiting for (the upstream's head, a whole answer, the next chunk of a stream)
-is abandoned at once and its upstream connection closed.
+is abandoned at once and its upstream connection closed. The watcher is not
+cancelled: once the answer has been sent, the server's ``receive()`` reports
+``http.disconnect`` and the watcher, no longer guarding anything, ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Mapping
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Mapping
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -39,29 +42,53 @@ class AnswerCut(Exception):
 async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
     """Await ``work``, abandoning it (so the upstream is let go) if the client goes away: then :class:`ClientGone`.
 
-    Only once the request body has been read: the watcher consumes the client's messages.
+    Only once the request body has been read: the watcher consumes the client's messages. The request's
+    waits share its one watcher (a chat pass-through waits for the upstream's head, then sends the answer).
     """
     task = asyncio.current_task()
     assert task is not None
-    gone = False
-
-    async def client_gone() -> None:
-        nonlocal gone
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        gone = True
-        task.cancel()
-
-    watcher = task.get_loop().create_task(client_gone())
+    watch = _watches.get()
+    if watch is None or watch.receive != receive:  # a bound method is made anew each time it is looked up
+        watch = _Watch(receive, task.get_loop())
+        _watches.set(watch)
+    if watch.gone:
+        if isinstance(work, Coroutine):
+            work.close()  # never started
+        raise ClientGone()
+    watch.guarded = task
     try:
         return await work
     except asyncio.CancelledError:
-        if not gone or task.uncancel() > 0:  # cancelled by someone else (the server stopping)
+        if not watch.gone or task.uncancel() > 0:  # cancelled by someone else (the server stopping)
             raise
         log.info("client disconnected before its answer was complete")
         raise ClientGone() from None
     finally:
-        watcher.cancel()
+        watch.guarded = None
+
+
+class _Watch:
+    """A request's watcher: reads the client's messages until ``http.disconnect`` and then cancels the task it
+    guards, if any. A server reports ``http.disconnect`` once the answer has been sent too: then nothing is guarded
+    any more, and the watcher just ends."""
+
+    __slots__ = ("receive", "guarded", "gone", "_task")
+
+    def __init__(self, receive: Receive, loop: asyncio.AbstractEventLoop) -> None:
+        self.receive = receive
+        self.guarded: asyncio.Task[Any] | None = None
+        self.gone = False
+        self._task = loop.create_task(self._watch())  # held: the loop keeps only a weak reference to tasks
+
+    async def _watch(self) -> None:
+        while (await self.receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        if self.guarded is not None:
+            self.guarded.cancel()
+
+
+_watches: ContextVar[_Watch | None] = ContextVar("proxy_client_watch", default=None)
 
 
 class StreamedResponse(Response):

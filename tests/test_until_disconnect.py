@@ -1,5 +1,5 @@
 """Noticing a client that leaves while its answer is prepared: the wait is abandoned, and the watcher does not
-outlive it."""
+outlive the answer."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ import time
 
 import pytest
 
+from conftest import proxy_config, sdk
+from proxy.app import create_app
 from proxy.streaming import ClientGone, until_disconnect
+from servers import running_app
+from wire import wait_until
 
 
 class Client:
@@ -53,9 +57,68 @@ async def test_a_client_that_leaves_later_is_noticed_then() -> None:
     assert 0.3 <= time.monotonic() - started < 3
 
 
-async def test_the_client_is_watched_while_the_answer_is_prepared_and_no_longer() -> None:
-    client = Client(leaves_after=None)
-    assert await until_disconnect(client.receive, asyncio.sleep(0.1, "answer")) == "answer"
-    assert client.receives == 1
-    await asyncio.sleep(0)  # the watcher's cancellation runs
-    assert client.stopped
+class Server:
+    """A server's ``receive()`` once the body is in: ``http.disconnect`` when the answer has been sent (ASGI)."""
+
+    def __init__(self) -> None:
+        self.answer_sent = asyncio.Event()
+        self.receives = 0
+
+    async def receive(self):
+        self.receives += 1
+        await self.answer_sent.wait()
+        return {"type": "http.disconnect"}
+
+
+async def test_one_watcher_guards_every_wait_of_a_request_and_ends_once_the_answer_is_sent() -> None:
+    server = Server()
+    assert await until_disconnect(server.receive, asyncio.sleep(0.05, "head")) == "head"
+    assert await until_disconnect(server.receive, asyncio.sleep(0.05, "answer")) == "answer"
+    assert server.receives == 1  # one watcher for both waits
+    (watcher,) = asyncio.all_tasks() - {asyncio.current_task()}
+    server.answer_sent.set()
+    await asyncio.wait_for(watcher, 1)  # it ends by itself, and cancels nothing: this task goes on
+    assert not watcher.cancelled()
+    await asyncio.sleep(0.01)
+
+
+async def test_a_client_gone_between_two_waits_ends_the_second_before_it_starts() -> None:
+    client = Client(leaves_after=0.05)
+    assert await until_disconnect(client.receive, asyncio.sleep(0, "head")) == "head"
+    await asyncio.sleep(0.2)  # the client leaves while nothing is guarded: nothing is cancelled
+    started = False
+
+    async def answer() -> None:
+        nonlocal started
+        started = True
+
+    with pytest.raises(ClientGone):
+        await until_disconnect(client.receive, answer())
+    assert not started
+
+
+def test_no_watcher_outlives_its_answer_on_the_real_server(fake) -> None:
+    """uvicorn reports ``http.disconnect`` to a ``receive()`` already waiting when the answer is complete, even on a
+    connection kept open for the next request: that is what ends each request's watcher."""
+    app = create_app(proxy_config(fake.base_url))
+    loops = []
+
+    async def recording(scope, receive, send):
+        if not loops:
+            loops.append(asyncio.get_running_loop())
+        await app(scope, receive, send)
+
+    def watchers():
+        async def find():
+            return [task for task in asyncio.all_tasks() if "_Watch._watch" in task.get_coro().__qualname__]
+        return asyncio.run_coroutine_threadsafe(find(), loops[0]).result(5)
+
+    with running_app(recording) as url:
+        client = sdk(url)  # one pooled keep-alive connection
+        for model in ("o3-pro", "gpt-4o"):
+            client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hi"}])
+            chunks = list(client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hi"}],
+                                                         stream=True))
+            assert chunks
+        assert len(fake.requests) == 4
+        wait_until(lambda: not watchers(), what="the watchers to end")
