@@ -43,10 +43,14 @@ from proxy.sse import SSEDecoder, encode_event, encode_frames  # noqa: E402
 from proxy.translate.stream import StreamTranslator  # noqa: E402
 
 
+def new_translator() -> StreamTranslator:
+    return StreamTranslator("o3-pro", include_usage=True, completion_id="chatcmpl-bench", created=1)
+
+
 def translate(streams: list[list[dict]]) -> int:
     frames = 0
     for events in streams:
-        translator = StreamTranslator("o3-pro", include_usage=True, completion_id="chatcmpl-bench", created=1)
+        translator = new_translator()
         encode_frames(translator.start())
         for event in events:
             produced = translator.feed(event)
@@ -68,7 +72,7 @@ def decode(wires: list[list[bytes]]) -> int:
 def pipeline(wires: list[list[bytes]]) -> int:
     frames = 0
     for chunks in wires:
-        translator = StreamTranslator("o3-pro", include_usage=True, completion_id="chatcmpl-bench", created=1)
+        translator = new_translator()
         decoder = SSEDecoder()
         out = [encode_frames(translator.start())]
         for chunk in chunks:  # as the proxy does it: the frames of one read are written together
@@ -91,7 +95,7 @@ def sse(wires: list[list[bytes]]) -> int:
 def feed(streams: list[list[dict]]) -> int:
     frames = 0
     for events in streams:
-        translator = StreamTranslator("o3-pro", include_usage=True, completion_id="chatcmpl-bench", created=1)
+        translator = new_translator()
         translator.start()
         for event in events:
             frames += len(translator.feed(event))
