@@ -33,7 +33,8 @@ import uvloop
 
 from procs import raise_fd_limit
 
-MIN_EVENTS = 16  # the fixed frame of a Responses stream plus one delta of each kind
+FRAME_EVENTS = 13  # the events of a Responses stream around its deltas, from response.created to response.completed
+MIN_EVENTS = FRAME_EVENTS + 2  # the frame plus one delta of each kind
 WORDS = ("The ", "quick ", "brown ", "fox ", "jumps ", "over ", "the ", "lazy ", "dog, ", "and ", "then ",
          "it ", "rests ", "in ", "the ", "warm ", "sun. ")
 CREATED = 1757687055
@@ -97,7 +98,7 @@ def response_object(model: str, summary: str, text: str, status: str = "complete
 
 def responses_events(events: int, model: str = "o3-pro-2025-06-10") -> list[dict]:
     """The real event sequence of a reasoning answer, ``events`` events long in total."""
-    deltas = max(events, MIN_EVENTS) - 14
+    deltas = max(events, MIN_EVENTS) - FRAME_EVENTS
     thinking, answer = _words(deltas // 2), _words(deltas - deltas // 2)
     summary, text = "".join(thinking), "".join(answer)
     reasoning_item = {"id": REASONING_ID, "type": "reasoning", "summary": []}
