@@ -318,6 +318,10 @@ def test_without_keep_reasoning_nothing_is_asked_or_tracked():
     ({"tool_choice": "sometimes"}, "tool_choice"),
     ({"response_format": {"type": "yaml"}}, "response_format"),
     ({"stream": "yes"}, "stream"),
+    ({"stream_options": True}, "stream_options"),
+    ({"stream": True, "stream_options": {"include_usage": "yes"}}, "stream_options.include_usage"),
+    ({"stream_options": {"include_usage": 1}}, "stream_options.include_usage"),
+    ({"modalities": "text"}, "modalities"),
     ({"model": 42}, "model"),
 ])
 def test_wrong_shapes_name_the_parameter(chat, param):

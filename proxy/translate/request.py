@@ -74,6 +74,7 @@ def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Trans
         raise InvalidRequest("you must provide a model parameter", "model")
     stream = _optional(chat, "stream", bool) or False
     stream_options = _optional(chat, "stream_options", dict) or {}
+    include_usage = _optional(stream_options, "include_usage", bool, "stream_options.include_usage")
     _reject_audio(chat)
 
     body: dict[str, Any] = {"model": model}
@@ -86,7 +87,7 @@ def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Trans
         body=body,
         model=model,
         stream=stream,
-        include_usage=bool(stream and stream_options.get("include_usage")),
+        include_usage=bool(stream and include_usage),
         n=_choice_count(chat, options.max_n),
         stop=_stop_sequences(chat),
         answers=answers if options.keep_reasoning else [],
@@ -670,16 +671,18 @@ def _stop_sequences(chat: dict[str, Any]) -> tuple[str, ...]:
 
 def _reject_audio(chat: dict[str, Any]) -> None:
     """Refuse, loudly, what the Responses API cannot do rather than answer wrongly."""
-    modalities = chat.get("modalities")
-    if chat.get("audio") is not None or (isinstance(modalities, list) and "audio" in modalities):
+    modalities = _optional(chat, "modalities", list) or []
+    if chat.get("audio") is not None or "audio" in modalities:
         raise InvalidRequest("Audio output is not supported for this model.",
                              "audio" if chat.get("audio") is not None else "modalities", "unsupported_parameter")
 
 
-def _optional(chat: dict[str, Any], key: str, kind: type) -> Any:
-    value = chat.get(key)
+def _optional(fields: dict[str, Any], key: str, kind: type, where: str | None = None) -> Any:
+    """``fields[key]`` if present and of ``kind``, else None; of another kind, a 400 naming ``where`` (the key)."""
+    value = fields.get(key)
     if value is not None and (not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))):
-        raise InvalidRequest(f"Invalid type for '{key}': expected {_TYPE_NAMES[kind]}.", key)
+        where = where or key
+        raise InvalidRequest(f"Invalid type for '{where}': expected {_TYPE_NAMES[kind]}.", where)
     return value
 
 
