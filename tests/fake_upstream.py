@@ -297,6 +297,7 @@ def build_response(request: dict | None, output: list[dict], status: str = "comp
         "max_output_tokens": request.get("max_output_tokens"),
         "max_tool_calls": request.get("max_tool_calls"),
         "model": model,
+        "moderation": _moderation(request.get("moderation")) if status in ("completed", "incomplete") else None,
         "output": output,
         "parallel_tool_calls": _given(request, "parallel_tool_calls", True),
         "presence_penalty": 0.0,
@@ -321,10 +322,27 @@ def build_response(request: dict | None, output: list[dict], status: str = "comp
     }
 
 
+# The categories of omni-moderation-latest, as a recorded moderated chat stream lists them.
+MODERATION_CATEGORIES = ("harassment", "harassment/threatening", "sexual", "hate", "hate/threatening", "illicit",
+                         "illicit/violent", "self-harm/intent", "self-harm/instructions", "self-harm", "sexual/minors",
+                         "violence", "violence/graphic")
+
+
+def _moderation(requested: dict | None) -> dict | None:
+    """Results for the input and the output when moderation was asked for: nothing flagged."""
+    if not requested:
+        return None
+    result = {"type": "moderation_result", "model": requested["model"], "flagged": False,
+              "categories": dict.fromkeys(MODERATION_CATEGORIES, False),
+              "category_scores": dict.fromkeys(MODERATION_CATEGORIES, 1e-05),
+              "category_applied_input_types": {category: ["text"] for category in MODERATION_CATEGORIES}}
+    return {"input": result, "output": copy.deepcopy(result)}
+
+
 def _snapshot(response: dict, status: str) -> dict:
     """The response as reported before it finished (lifecycle events, background polls)."""
     return {**response, "status": status, "completed_at": None, "error": None, "incomplete_details": None,
-            "output": [], "usage": None,
+            "output": [], "usage": None, "moderation": None,
             "service_tier": "auto" if response["service_tier"] == "default" else response["service_tier"]}
 
 

@@ -61,24 +61,27 @@ efforts = st.sampled_from(["none", "minimal", "low", "medium", "high", "xhigh"])
 
 # ---------------------------------------------------------------- message content
 
-text_part = objects({"type": st.sampled_from(["text", "input_text"]), "text": text})
+cache_mark = {"prompt_cache_breakpoint": st.just({"mode": "explicit"})}
+text_part = objects({"type": st.sampled_from(["text", "input_text"]), "text": text}, cache_mark)
 image_part = objects({"type": st.just("image_url"),
                       "image_url": st.one_of(st.just("https://img.example/b.png"),
                                              objects({"url": st.sampled_from(["https://img.example/a.png",
                                                                               "data:image/png;base64,iVBORw0KGgo="])},
-                                                     {"detail": st.sampled_from(["auto", "low", "high"])}))})
+                                                     {"detail": st.sampled_from(["auto", "low", "high"])}))},
+                     cache_mark)
 file_part = objects({"type": st.just("file"),
                      "file": st.one_of(objects({"file_id": st.just("file-abc123")}),
                                        objects({"file_data": st.just("data:application/pdf;base64,JVBERi0="),
-                                                "filename": st.just("a.pdf")}))})
+                                                "filename": st.just("a.pdf")}))}, cache_mark)
 audio_part = objects({"type": st.just("input_audio"),
                       "input_audio": objects({"data": st.just("UklGRg=="), "format": st.sampled_from(["wav", "mp3"])})})
 responses_parts = st.one_of(  # parts some clients send in the Responses form
     objects({"type": st.just("input_image")}, {"image_url": st.just("https://img.example/c.png"),
                                                "file_id": st.just("file-img"),
-                                               "detail": st.sampled_from(["auto", "low", "high", "original"])}),
+                                               "detail": st.sampled_from(["auto", "low", "high", "original"]),
+                                               **cache_mark}),
     objects({"type": st.just("input_file")}, {"file_id": st.just("file-abc"), "filename": st.just("b.pdf"),
-                                              "file_url": st.just("https://files.example/b.pdf")}),
+                                              "file_url": st.just("https://files.example/b.pdf"), **cache_mark}),
 )
 refusal_part = objects({"type": st.just("refusal"), "refusal": text})
 user_parts = st.lists(st.one_of(text_part, text_part, image_part, file_part, responses_parts), min_size=1, max_size=3)
@@ -161,6 +164,10 @@ OPTIONAL_FIELDS: dict[str, st.SearchStrategy] = {
     "service_tier": st.sampled_from(["auto", "default", "flex", "scale", "priority"]),
     "prompt_cache_key": text,
     "prompt_cache_retention": st.sampled_from(["in_memory", "24h"]),
+    "prompt_cache_options": objects({}, {"ttl": st.just("30m"), "mode": st.sampled_from(["implicit", "explicit"])}),
+    "moderation": st.one_of(st.none(), objects({"model": st.just("omni-moderation-latest")}, {"policy": st.one_of(
+        st.none(), objects({}, {side: st.one_of(st.none(), objects({"mode": st.sampled_from(["score", "block"])}))
+                                for side in ("input", "output")}))})),
     "safety_identifier": st.text(max_size=64),
     "user": text,
     "temperature": st.floats(min_value=0, max_value=2),

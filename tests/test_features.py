@@ -271,6 +271,33 @@ def test_logprobs(client, fake, stream):
     assert sent["top_logprobs"] == 2
 
 
+# --- moderation and prompt caching --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_moderated_completion_reports_its_results(client, fake, stream):
+    fake.script(Respond(output=[message_item("Paris.")]))
+    moderation = {"model": "omni-moderation-latest", "policy": {"input": {"mode": "block"}, "output": {"mode": "score"}}}
+    options = {"model": "o3-pro", "messages": MESSAGES, "moderation": moderation,
+               "prompt_cache_options": {"ttl": "30m", "mode": "implicit"}}
+    if stream:
+        chunks = list(client.chat.completions.create(**options, stream=True, stream_options={"include_usage": True}))
+        for chunk in chunks:
+            check_chat_chunk(chunk.model_dump(exclude_unset=True))
+        assert chunks[-2].usage is not None
+        reported = chunks[-1].moderation
+        assert chunks[-1].choices == [] and "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Paris."
+    else:
+        completion = client.chat.completions.create(**options)
+        check_chat_completion(completion.model_dump(exclude_unset=True))
+        reported = completion.moderation
+    assert reported.input.type == "moderation_results" and reported.output.type == "moderation_results"
+    assert reported.input.results[0].flagged is False and reported.output.model == "omni-moderation-latest"
+    sent = fake.requests_to("/responses")[0].json
+    check_create_response(sent)
+    assert sent["moderation"] == moderation and sent["prompt_cache_options"] == {"ttl": "30m", "mode": "implicit"}
+
+
 # --- multi-turn reasoning continuity --------------------------------------------------------------
 
 

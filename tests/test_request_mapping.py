@@ -220,6 +220,37 @@ def test_copied_parameters_and_store_default():
     assert body(store=True)["store"] is True
 
 
+def test_prompt_cache_options_and_moderation_are_carried_over():
+    cache = {"ttl": "30m", "mode": "explicit"}
+    moderation = {"model": "omni-moderation-latest", "policy": {"input": {"mode": "block"}, "output": None}}
+    translation = translate(prompt_cache_options=cache, moderation=moderation)
+    assert translation.body["prompt_cache_options"] == cache and translation.body["moderation"] == moderation
+    assert translation.dropped == []
+    assert "moderation" not in body(moderation=None)
+
+
+def test_cache_breakpoints_stay_on_their_parts():
+    mark = {"prompt_cache_breakpoint": {"mode": "explicit"}}
+    result = body(messages=[
+        {"role": "system", "content": "Plain rules."},
+        {"role": "system", "content": [{"type": "text", "text": "Long shared prefix.", **mark}]},
+        {"role": "user", "content": [{"type": "text", "text": "Look:", **mark},
+                                     {"type": "image_url", "image_url": {"url": "https://img.example/a.png"}, **mark},
+                                     {"type": "file", "file": {"file_id": "file-1"}, **mark}]},
+        {"role": "assistant", "content": None,
+         "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "a"},
+                                                           {"type": "text", "text": "b", **mark}]},
+    ])
+    assert result["instructions"] == "Plain rules."
+    # Instructions are one string: a system message marking a breakpoint goes first in the input instead.
+    assert result["input"][0] == {"role": "developer", "content": [
+        {"type": "input_text", "text": "Long shared prefix.", **mark}]}
+    assert all(part["prompt_cache_breakpoint"] == {"mode": "explicit"} for part in result["input"][1]["content"])
+    assert result["input"][3]["output"] == [{"type": "input_text", "text": "a"},
+                                            {"type": "input_text", "text": "b", **mark}]
+
+
 def test_stream_flags():
     translation = translate(stream=True, stream_options={"include_usage": True})
     assert translation.stream and translation.include_usage and translation.body["stream"] is True
@@ -322,6 +353,16 @@ def test_without_keep_reasoning_nothing_is_asked_or_tracked():
     ({"stream": True, "stream_options": {"include_usage": "yes"}}, "stream_options.include_usage"),
     ({"stream_options": {"include_usage": 1}}, "stream_options.include_usage"),
     ({"modalities": "text"}, "modalities"),
+    ({"prompt_cache_options": "30m"}, "prompt_cache_options"),
+    ({"moderation": "on"}, "moderation"),
+    ({"moderation": {"policy": None}}, "moderation.model"),
+    ({"moderation": {"model": "omni-moderation-latest", "policy": "strict"}}, "moderation.policy"),
+    ({"moderation": {"model": "omni-moderation-latest", "policy": {"input": "block"}}}, "moderation.policy.input"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "x", "prompt_cache_breakpoint": True}]}]},
+     "messages[0].content[0].prompt_cache_breakpoint"),
+    ({"messages": [{"role": "system", "content": [{"type": "text", "text": "x",
+                                                   "prompt_cache_breakpoint": {"mode": "implicit"}}]}]},
+     "messages[0].content[0].prompt_cache_breakpoint"),
     ({"model": 42}, "model"),
 ])
 def test_wrong_shapes_name_the_parameter(chat, param):

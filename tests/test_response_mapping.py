@@ -136,3 +136,22 @@ def test_unknown_items_are_ignored_and_service_tier_kept():
                                service_tier="default"))
     assert completion["choices"][0]["message"]["content"] == "done"
     assert completion["service_tier"] == "default"
+
+
+FLAGGED = {"type": "moderation_result", "model": "omni-moderation-latest", "flagged": True,
+           "categories": {"violence": True}, "category_scores": {"violence": 0.91},
+           "category_applied_input_types": {"violence": ["text"]}}
+
+
+def test_moderation_results_take_chat_shape():
+    failed = {"type": "error", "code": "moderation_unavailable", "message": "Moderation timed out."}
+    completion = chat(response([text_item("ok")], moderation={"input": FLAGGED, "output": failed}))
+    assert completion["moderation"] == {
+        "input": {"type": "moderation_results", "model": "omni-moderation-latest", "results": [FLAGGED]},
+        "output": failed,
+    }
+
+
+@pytest.mark.parametrize("moderation", [None, {"input": FLAGGED}, "flagged", {"input": FLAGGED, "output": []}])
+def test_no_moderation_or_an_unusable_one_adds_nothing(moderation):
+    assert "moderation" not in chat(response([text_item("ok")], moderation=moderation))

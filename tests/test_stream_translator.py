@@ -132,6 +132,21 @@ def test_without_include_usage_no_usage_chunk():
     assert all("usage" not in frame for frame in frames)
 
 
+def test_moderation_chunk_comes_last_and_only_for_the_first_choice():
+    recording = names("openai-dotnet/ResponsesTests_StreamingResponses#1")[0]
+    events = copy.deepcopy(recording.events)
+    result = {"type": "moderation_result", "model": "omni-moderation-latest", "flagged": False, "categories": {},
+              "category_scores": {}, "category_applied_input_types": {}}
+    events[-1]["response"]["moderation"] = {"input": result, "output": result}
+    _, frames = run(events)
+    check_frames(frames)
+    assert "usage" in frames[-2]
+    assert frames[-1]["choices"] == [] and frames[-1]["moderation"]["output"] == {
+        "type": "moderation_results", "model": "omni-moderation-latest", "results": [result]}
+    second = StreamTranslator("o3-pro", choice_index=1)
+    assert not any("moderation" in frame for event in events for frame in second.feed(copy.deepcopy(event)))
+
+
 def test_truncated_stream_is_an_error_not_a_stop():
     recording = names("openai-dotnet/ResponsesTests_StreamingResponses#1")[0]
     translator, frames = run(recording.events[:-3])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .response import CHAT_SERVICE_TIERS, as_str, terminal_event
+from .response import CHAT_SERVICE_TIERS, as_str, chat_moderation, terminal_event
 from .stream import THINK_CLOSE, THINK_OPEN, Presentation, StreamTranslator, summed_usage
 
 EMPTY_THINK_BLOCK = THINK_OPEN + THINK_CLOSE
@@ -103,6 +103,9 @@ class CompletionBuilder:
         usage = summed_usage(responses)
         if usage is not None:
             completion["usage"] = usage
+        moderation = chat_moderation(final.get("moderation"))  # with n > 1, the first choice's (as streamed)
+        if moderation is not None:
+            completion["moderation"] = moderation
         return completion
 
 

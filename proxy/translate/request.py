@@ -26,8 +26,8 @@ REASONING_SUMMARIES = ("auto", "concise", "detailed")
 # Responses API does not have; forwarding them would turn a usable request into a 400.
 _UNSUPPORTED_SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "logit_bias", "seed")
 # Chat parameters with a Responses counterpart that is copied unchanged.
-_COPIED = ("metadata", "service_tier", "prompt_cache_key", "prompt_cache_retention", "safety_identifier", "user",
-           "parallel_tool_calls")
+_COPIED = ("metadata", "service_tier", "prompt_cache_key", "prompt_cache_retention", "prompt_cache_options",
+           "safety_identifier", "user", "parallel_tool_calls", "moderation")
 _HANDLED = frozenset(
     ("model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "reasoning_effort",
      "reasoning", "response_format", "verbosity", "web_search_options", "store", "tools", "tool_choice",
@@ -142,10 +142,10 @@ def map_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]], list[
             raise InvalidRequest(f"'{where}' must be an object.", where)
         role = message.get("role")
         if role in ("system", "developer"):
-            text = _plain_text(message.get("content"), f"{where}.content")
-            if not items:
+            text = _text_content(message.get("content"), f"{where}.content")
+            if not items and isinstance(text, str):
                 instructions.append(text)
-            else:
+            else:  # later in the conversation, or marking a cache breakpoint, which instructions cannot carry
                 items.append({"role": "developer", "content": text})
         elif role == "user":
             items.append({"role": "user", "content": _user_content(message.get("content"), f"{where}.content")})
@@ -159,12 +159,12 @@ def map_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]], list[
             call_id = message.get("tool_call_id")
             if not isinstance(call_id, str) or not call_id:
                 raise InvalidRequest(f"'{where}.tool_call_id' must be a non-empty string.", f"{where}.tool_call_id")
-            output = _plain_text(message.get("content"), f"{where}.content")
+            output = _text_content(message.get("content"), f"{where}.content")
             items.append({"type": "function_call_output", "call_id": call_id, "output": output})
         elif role == "function":
             name = message.get("name")
             call_id = _legacy_call_id(legacy_calls, name)
-            output = _plain_text(message.get("content"), f"{where}.content")
+            output = _text_content(message.get("content"), f"{where}.content")
             items.append({"type": "function_call_output", "call_id": call_id, "output": output})
         else:
             raise InvalidRequest(
@@ -214,20 +214,36 @@ def restore_reasoning(translation: Translation, kept: Mapping[str, list[dict[str
     return restored
 
 
-def _plain_text(content: Any, where: str) -> str:
-    """Text of system, tool and function messages: a string or text parts, joined."""
+def _text_content(content: Any, where: str) -> str | list[dict[str, Any]]:
+    """Text of system, tool and function messages: a string or text parts, joined; kept as ``input_text`` parts
+    when one marks a prompt cache breakpoint, which joined text would lose."""
     if content is None:
         return ""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        texts = []
+        parts = []
         for index, part in enumerate(content):
+            spot = f"{where}[{index}]"
             if not isinstance(part, dict) or part.get("type") not in ("text", "input_text", "output_text"):
-                raise InvalidRequest(f"'{where}[{index}]' must be a text content part.", f"{where}[{index}]")
-            texts.append(_string(part.get("text"), f"{where}[{index}].text"))
-        return "".join(texts)
+                raise InvalidRequest(f"'{spot}' must be a text content part.", spot)
+            parts.append(_with_breakpoint(part, {"type": "input_text", "text": _string(part.get("text"), f"{spot}.text")},
+                                          spot))
+        if any("prompt_cache_breakpoint" in part for part in parts):
+            return parts
+        return "".join(part["text"] for part in parts)
     raise InvalidRequest(f"'{where}' must be a string or an array of content parts.", where)
+
+
+def _with_breakpoint(part: dict[str, Any], mapped: dict[str, Any], where: str) -> dict[str, Any]:
+    """``mapped`` with the part's ``prompt_cache_breakpoint`` (the end of a prefix to cache), if it has one."""
+    mark = part.get("prompt_cache_breakpoint")
+    if mark is not None:
+        if not isinstance(mark, dict) or mark.get("mode", "explicit") != "explicit":
+            raise InvalidRequest(f"'{where}.prompt_cache_breakpoint' must be {{\"mode\": \"explicit\"}}.",
+                                 f"{where}.prompt_cache_breakpoint")
+        mapped["prompt_cache_breakpoint"] = {"mode": "explicit"}
+    return mapped
 
 
 def _user_content(content: Any, where: str) -> str | list[dict[str, Any]]:
@@ -241,6 +257,10 @@ def _user_content(content: Any, where: str) -> str | list[dict[str, Any]]:
 def _user_part(part: Any, where: str) -> dict[str, Any]:
     if not isinstance(part, dict):
         raise InvalidRequest(f"'{where}' must be a content part object.", where)
+    return _with_breakpoint(part, _user_part_body(part, where), where)
+
+
+def _user_part_body(part: dict[str, Any], where: str) -> dict[str, Any]:
     kind = part.get("type")
     if kind in ("text", "input_text"):
         return {"type": "input_text", "text": _string(part.get("text"), f"{where}.text")}
@@ -648,6 +668,26 @@ def _copy_checked(chat: dict[str, Any], body: dict[str, Any]) -> None:
             raise InvalidRequest(f"'metadata' must hold at most {pairs} pairs of strings (keys up to {key_length} "
                                  f"characters, values up to {value_length}).", "metadata")
         body["metadata"] = metadata
+    cache = _optional(chat, "prompt_cache_options", dict)
+    if cache is not None:  # its fields (ttl, mode, ...) grow with the API, and are named alike in both
+        body["prompt_cache_options"] = cache
+    moderation = _optional(chat, "moderation", dict)
+    if moderation is not None:
+        body["moderation"] = _checked_moderation(moderation)
+
+
+def _checked_moderation(moderation: dict[str, Any]) -> dict[str, Any]:
+    """Moderated completions: the same object in both APIs, checked as far as its shape; its values (policy
+    modes) are the upstream's to judge, under the same names the client used."""
+    _string(moderation.get("model"), "moderation.model")
+    policy = _optional(moderation, "policy", dict, "moderation.policy")
+    if policy is not None:
+        for side in ("input", "output"):
+            config = policy.get(side)
+            if config is not None and not (isinstance(config, dict) and isinstance(config.get("mode"), str)):
+                raise InvalidRequest(f"'moderation.policy.{side}' must be an object with a 'mode'.",
+                                     f"moderation.policy.{side}")
+    return moderation
 
 
 def _choice_count(chat: dict[str, Any], max_n: int) -> int:

@@ -1,6 +1,6 @@
 """Mapping helpers for Responses results -> chat shapes. Pure: no I/O, no framework.
 
-Finish reason, usage, annotations, tool calls, logprobs and failures are
+Finish reason, usage, moderation, annotations, tool calls, logprobs and failures are
 decided here once, for the stream translator that produces both streamed and
 non-streamed answers.
 """
@@ -47,6 +47,23 @@ def chat_usage(usage: Any) -> dict[str, Any] | None:
             "reasoning_tokens": _int(as_dict(usage.get("output_tokens_details")).get("reasoning_tokens"))
         },
     }
+
+
+def chat_moderation(moderation: Any) -> dict[str, Any] | None:
+    """A Response's moderation (one result or error per side) in chat's shape, where each side's results are a list."""
+    if not isinstance(moderation, dict):
+        return None
+    sides = {side: _moderation_side(moderation.get(side)) for side in ("input", "output")}
+    return sides if all(sides.values()) else None
+
+
+def _moderation_side(result: Any) -> dict[str, Any] | None:
+    if not isinstance(result, dict):
+        return None
+    if result.get("type") == "error":
+        return {"type": "error", "code": as_str(result.get("code")) or "moderation_error",
+                "message": as_str(result.get("message"))}
+    return {"type": "moderation_results", "model": as_str(result.get("model")), "results": [result]}
 
 
 def chat_annotation(annotation: Any, offset: int = 0) -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ from .response import (
     as_str,
     chat_annotation,
     chat_logprobs,
+    chat_moderation,
     chat_tool_call,
     chat_usage,
     failure,
@@ -242,6 +243,9 @@ class StreamTranslator:
         frames.extend(self._end(finish_reason(response, bool(self._calls))))
         if self.include_usage:
             frames.append(usage_chunk(self.id, self.created, self.model, [response]))
+        moderation = chat_moderation(response.get("moderation")) if self.choice_index == 0 else None
+        if moderation is not None:  # last, as chat sends it; with n > 1, the first choice's (as non-streamed)
+            frames.append(choiceless_chunk(self.id, self.created, self.model, moderation=moderation))
         return frames
 
     def _error_event(self, event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -417,8 +421,13 @@ def _position(value: Any) -> int:
 
 def usage_chunk(completion_id: str, created: int, model: str, responses: list[dict[str, Any] | None]) -> dict[str, Any]:
     """The final ``include_usage`` chunk; with ``n > 1`` the usage of every choice's response, summed."""
+    return choiceless_chunk(completion_id, created, model, usage=summed_usage(responses))
+
+
+def choiceless_chunk(completion_id: str, created: int, model: str, **fields: Any) -> dict[str, Any]:
+    """A chunk about the whole completion (its usage, its moderation), with no choice in it."""
     return {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [], "usage": summed_usage(responses)}
+            "choices": [], **fields}
 
 
 def summed_usage(responses: list[dict[str, Any] | None]) -> dict[str, Any] | None:
