@@ -8,6 +8,7 @@ import pytest
 
 from proxy.errors import ProxyError
 from proxy.translate.completion import responses_to_chat
+from proxy.translate.stream import summed_usage
 from spec_check import check_chat_completion
 
 USAGE = {"input_tokens": 100, "input_tokens_details": {"cached_tokens": 40}, "output_tokens": 300,
@@ -55,6 +56,20 @@ def test_text_reasoning_and_usage():
     assert completion["usage"] == {"prompt_tokens": 100, "completion_tokens": 300, "total_tokens": 400,
                                    "prompt_tokens_details": {"cached_tokens": 40},
                                    "completion_tokens_details": {"reasoning_tokens": 250}}
+
+
+def test_cache_writes_are_reported_when_the_upstream_counts_them():
+    usage = {**USAGE, "input_tokens_details": {"cached_tokens": 40, "cache_write_tokens": 60}}
+    assert chat(response([text_item("x")], usage=usage))["usage"]["prompt_tokens_details"] == {
+        "cached_tokens": 40, "cache_write_tokens": 60}
+
+
+def test_usage_of_several_choices_is_summed_detail_by_detail():
+    written = {**USAGE, "input_tokens_details": {"cached_tokens": 10, "cache_write_tokens": 5}}
+    total = summed_usage([response([], usage=USAGE), None, response([], usage=written)])
+    assert total == {"prompt_tokens": 200, "completion_tokens": 600, "total_tokens": 800,
+                     "prompt_tokens_details": {"cached_tokens": 50, "cache_write_tokens": 5},
+                     "completion_tokens_details": {"reasoning_tokens": 500}}
 
 
 def test_reasoning_from_several_items_in_order():

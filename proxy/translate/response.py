@@ -38,11 +38,15 @@ def chat_usage(usage: Any) -> dict[str, Any] | None:
     prompt = _int(usage.get("input_tokens"))
     completion = _int(usage.get("output_tokens"))
     total = usage.get("total_tokens")
+    input_details = as_dict(usage.get("input_tokens_details"))
+    prompt_details = {"cached_tokens": _int(input_details.get("cached_tokens"))}
+    if "cache_write_tokens" in input_details:  # reported by newer models: tokens written to the prompt cache
+        prompt_details["cache_write_tokens"] = _int(input_details["cache_write_tokens"])
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": _int(total) if total is not None else prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": _int(as_dict(usage.get("input_tokens_details")).get("cached_tokens"))},
+        "prompt_tokens_details": prompt_details,
         "completion_tokens_details": {
             "reasoning_tokens": _int(as_dict(usage.get("output_tokens_details")).get("reasoning_tokens"))
         },

@@ -439,8 +439,9 @@ def summed_usage(responses: list[dict[str, Any] | None]) -> dict[str, Any] | Non
     for usage in usages[1:]:
         for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
             total[key] += usage[key]
-        total["prompt_tokens_details"]["cached_tokens"] += usage["prompt_tokens_details"]["cached_tokens"]
-        total["completion_tokens_details"]["reasoning_tokens"] += usage["completion_tokens_details"]["reasoning_tokens"]
+        for key in ("prompt_tokens_details", "completion_tokens_details"):
+            for name, count in usage[key].items():
+                total[key][name] = total[key].get(name, 0) + count
     return total
 
 
