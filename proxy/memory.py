@@ -5,7 +5,8 @@ items. The proxy asks for ``reasoning.encrypted_content`` and keeps each
 answer's reasoning items here, keyed by what the client will send back
 unchanged: the answer's tool-call ids, or a hash of its text, within the
 scope of the caller's credentials, the upstream and the model. When the
-conversation returns, they are put back in front of the answer.
+conversation returns, they are put back in front of the answer, and the
+phases its messages had (for models that mark them) back on them.
 
 Two stores: a bounded in-process LRU with a time limit (the default), and
 Redis, so several replicas share what they keep. A miss, or a store that is
@@ -26,7 +27,7 @@ import orjson
 
 from .config import ReasoningConfig
 from .passthrough import header
-from .translate.request import reasoning_keys
+from .translate.request import answer_phases, reasoning_keys
 from .translate.response import as_list
 
 log = logging.getLogger("proxy.memory")
@@ -36,7 +37,8 @@ SCOPE_HEADERS = ("authorization", "x-api-key", "api-key", "openai-organization",
 
 
 def kept_reasoning(response: dict[str, Any] | None) -> tuple[list[str], list[dict[str, Any]]]:
-    """The keys a finished answer will come back under, and the reasoning items worth keeping for it."""
+    """The keys a finished answer will come back under, and the reasoning items worth keeping for it (with its
+    messages' phases, for the models that mark them)."""
     if not response:
         return [], []
     output = [item for item in as_list(response.get("output")) if isinstance(item, dict)]
@@ -50,11 +52,11 @@ def kept_reasoning(response: dict[str, Any] | None) -> tuple[list[str], list[dic
     if not reasoning:
         return [], []
     answer = [item for item in output if item.get("type") in ("message", "function_call", "custom_tool_call")]
-    return reasoning_keys(answer), reasoning
+    return reasoning_keys(answer), reasoning + answer_phases(answer)
 
 
 class ReasoningStore(Protocol):
-    """Where kept reasoning lives: reasoning items under keys, nothing more."""
+    """Where kept reasoning lives: reasoning items (and message phases) under keys, nothing more."""
 
     suspends: bool  # whether its calls wait on I/O (then a request being cancelled must not cut them short)
 

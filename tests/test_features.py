@@ -337,6 +337,32 @@ def test_three_step_tool_loop_carries_the_first_steps_reasoning(client, fake):
     assert third_input[1] == step_one  # the first step's reasoning, again, unchanged
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_message_phases_survive_the_chat_history(client, fake, stream):
+    """Newer models mark their messages commentary or final answer, and want the marks back."""
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}]
+    messages = [{"role": "user", "content": "Capital of PotatoLand?"}]
+    fake.script(Respond(output=[reasoning_item(["Use the tool."]), {**message_item("Checking. "), "phase": "commentary"},
+                                function_call_item("lookup", {}, call_id="call_p")]))
+    if stream:
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in client.chat.completions.create(
+            model="gpt-5.5-pro", messages=messages, tools=tools, stream=True) if chunk.choices)
+    else:
+        text = client.chat.completions.create(model="gpt-5.5-pro", messages=messages, tools=tools).choices[0].message.content
+    assert text == "Checking. "
+    messages += [{"role": "assistant", "content": text, "tool_calls": [
+                     {"id": "call_p", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]},
+                 {"role": "tool", "tool_call_id": "call_p", "content": "Potato City"},
+                 {"role": "assistant", "content": "Potato City."}, {"role": "user", "content": "Thanks."}]
+    fake.reset()
+    fake.script(Respond(output=[message_item("You're welcome.")]))
+    client.chat.completions.create(model="gpt-5.5-pro", messages=messages, tools=tools)
+    sent = fake.requests_to("/responses")[0].json
+    check_create_response(sent)
+    assert [(item.get("type"), item.get("phase")) for item in sent["input"] if item.get("role") == "assistant"] == [
+        ("message", "commentary"), ("message", None)]  # the last answer was never the upstream's: no phase
+
+
 def test_unknown_history_degrades_to_plain_history(client, fake):
     client.chat.completions.create(model="o3-pro", messages=[
         {"role": "user", "content": "a"},

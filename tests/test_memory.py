@@ -9,8 +9,12 @@ import openai
 
 from conftest import CLIENT_KEY, proxy_config
 from fake_upstream import Respond, build_response, function_call_item, message_item, reasoning_item
+import realdata
 from proxy.memory import LocalStore, RedisStore, ReasoningMemory, kept_reasoning, memory_scope
+from proxy.translate.completion import responses_to_chat
+from proxy.translate.request import MappingOptions, chat_to_responses, restore_reasoning
 from servers import running_proxy
+from spec_check import check_create_response
 
 TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}]
 
@@ -26,6 +30,60 @@ def test_keys_and_items_of_an_answer():
     assert keys == ["call_7"]
     assert [item["type"] for item in items] == ["reasoning"] and items[0]["encrypted_content"].startswith("gAAAA")
     assert kept_reasoning(build_response(None, [message_item("no reasoning kept")])) == ([], [])
+
+
+def recorded_answer(n):
+    recording = realdata.get(f"pydantic-ai/test_openai_responses_phase_streamed_on_part_start#{n}")
+    return recording.request, next(e for e in recording.events if e["type"] == "response.completed")["response"]
+
+
+def test_phases_come_back_as_the_model_marked_them():
+    """gpt-5.5's first turn (reasoning, a commentary message, a tool call), replayed by a chat client, reaches
+    the upstream as the Responses-native client that recorded it sent its second turn."""
+    first_request, answer = recorded_answer(1)
+    keys, kept = kept_reasoning(answer)
+    assert kept[-1] == {"type": "message_phase", "phase": "commentary", "length": 52}
+    message = responses_to_chat(answer)["choices"][0]["message"]
+    history = [{"role": "system", "content": first_request["instructions"]},
+               {"role": "user", "content": "What is the capital of PotatoLand?"},
+               {"role": "assistant", "content": message["content"], "tool_calls": message["tool_calls"]},
+               {"role": "tool", "tool_call_id": message["tool_calls"][0]["id"], "content": "Potato City"}]
+    translation = chat_to_responses({"model": "gpt-5.5", "messages": history}, MappingOptions(keep_reasoning=True))
+    assert restore_reasoning(translation, {key: kept for key in keys}) == 1
+    check_create_response(translation.body)
+    sent, native = translation.body["input"], recorded_answer(2)[0]["input"]
+    assert [(item.get("type"), item.get("role"), item.get("phase")) for item in sent] == [
+        (None, "user", None), ("reasoning", None, None), ("message", "assistant", "commentary"),
+        ("function_call", None, None), ("function_call_output", None, None)]
+    # The same reasoning item (its encrypted content is sealed anew in each event that carries it).
+    assert sent[1]["id"] == native[1]["id"] and sent[1]["encrypted_content"].startswith("gAAAA")
+    said = answer["output"][1]["content"][0]["text"]  # (the cassette stores the request with plain quotes)
+    assert sent[2]["content"][0]["text"] == said and len(said) == len(native[2]["content"][0]["text"])
+    assert native[2]["phase"] == "commentary"
+    assert sent[3]["call_id"] == native[3]["call_id"] and sent[4] == native[4]
+
+
+def test_phases_split_joined_text_back_and_leave_changed_text_alone():
+    answer = build_response({"include": ["reasoning.encrypted_content"]}, [
+        reasoning_item(["Thinking."]), {**message_item("Let me see. "), "phase": "commentary"},
+        {**message_item("It is 4."), "phase": "final_answer"}])
+    keys, kept = kept_reasoning(answer)
+
+    def replayed(text):
+        translation = chat_to_responses({"model": "gpt-5.5", "messages": [
+            {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": text},
+            {"role": "user", "content": "Thanks."}]}, MappingOptions(keep_reasoning=True))
+        restore_reasoning(translation, {key: kept for key in keys})
+        return [(item.get("phase"), item["content"][0]["text"]) for item in translation.body["input"]
+                if item.get("role") == "assistant"]
+
+    assert replayed("Let me see. It is 4.") == [("commentary", "Let me see. "), ("final_answer", "It is 4.")]
+    # A client in think mode sends its think block back: the restored reasoning stands in for it.
+    assert replayed("<think>\nThinking.\n</think>\n\nLet me see. It is 4.") == replayed("Let me see. It is 4.")
+    # Without every message marked, nothing is kept but the reasoning.
+    unmarked = build_response({"include": ["reasoning.encrypted_content"]},
+                              [reasoning_item(["Thinking."]), message_item("It is 4.")])
+    assert [item["type"] for item in kept_reasoning(unmarked)[1]] == ["reasoning"]
 
 
 CALLER = ({"authorization": "Bearer pk-one"}, "default", "o3-pro")

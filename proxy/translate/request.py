@@ -187,16 +187,34 @@ def reasoning_keys(answer: list[dict[str, Any]]) -> list[str]:
             and isinstance(item.get("call_id"), str)]
     if keys:
         return keys
-    # Also read upstream output (the reasoning memory), so a malformed item adds nothing instead of raising.
-    text = "".join(part["text"] for item in answer if item.get("type") == "message"
-                   for part in (item.get("content") if isinstance(item.get("content"), list) else ())
-                   if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str))
-    text = _THINK_BLOCK.sub("", text, count=1)  # clients in "think" mode send the tags back in their history
+    text = _THINK_BLOCK.sub("", _answer_text(answer), count=1)  # clients in "think" mode send the tags back
     return ["text:" + hashlib.sha256(text.strip().encode()).hexdigest()] if text.strip() else []
 
 
+def _answer_text(answer: list[dict[str, Any]]) -> str:
+    """The text of an answer's messages, joined. Also reads upstream output (the reasoning memory), so a
+    malformed item adds nothing instead of raising."""
+    return "".join(part["text"] for item in answer if item.get("type") == "message"
+                   for part in (item.get("content") if isinstance(item.get("content"), list) else ())
+                   if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str))
+
+
+PHASE = "message_phase"  # kept beside reasoning items: a message's phase and length; never sent upstream
+_PHASES = ("commentary", "final_answer")
+
+
+def answer_phases(answer: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The phase (``commentary`` or ``final_answer``) and text length of each message of an answer, when every
+    message has one: newer models want them back, and a chat history, holding the messages' text joined, cannot."""
+    messages = [item for item in answer if item.get("type") == "message"]
+    if not messages or not all(item.get("phase") in _PHASES for item in messages):
+        return []
+    return [{"type": PHASE, "phase": item["phase"], "length": len(_answer_text([item]))} for item in messages]
+
+
 def restore_reasoning(translation: Translation, kept: Mapping[str, list[dict[str, Any]]]) -> int:
-    """Put the reasoning items kept for earlier answers back in front of them; returns how many answers got some.
+    """Put the reasoning items kept for earlier answers back in front of them, and their messages' phases on
+    them; returns how many answers got reasoning back.
 
     An item goes in once, before the latest answer it was kept for: the same answer text can recur in a
     conversation ("Done."), and the upstream refuses an input that holds one item id twice.
@@ -205,13 +223,33 @@ def restore_reasoning(translation: Translation, kept: Mapping[str, list[dict[str
     restored = 0
     placed: set[Any] = set()
     for start, keys in reversed(translation.answers):  # from the end, so earlier positions stay valid
-        found = next((kept[key] for key in keys if kept.get(key)), None)
-        fresh = [item for item in found or () if item.get("id") not in placed]
+        found = next((kept[key] for key in keys if kept.get(key)), None) or ()
+        phases = [item for item in found if item.get("type") == PHASE]
+        if phases:
+            items[start:start + 1] = _phased(items[start], phases)
+        fresh = [item for item in found if item.get("type") != PHASE and item.get("id") not in placed]
         if fresh:
             placed.update(item.get("id") for item in fresh)
             items[start:start] = fresh
             restored += 1
     return restored
+
+
+def _phased(message: dict[str, Any], phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An answer's message from a chat history as the messages it was, each with its phase; unchanged unless
+    its text (a think block aside, which the restored reasoning replaces) is exactly theirs, joined."""
+    if message.get("type") != "message" or any(part.get("type") != "output_text" for part in message["content"]):
+        return [message]
+    text = _THINK_BLOCK.sub("", "".join(part["text"] for part in message["content"]), count=1)
+    if sum(phase["length"] for phase in phases) != len(text):
+        return [message]
+    messages, offset = [], 0
+    for phase in phases:
+        piece = text[offset:offset + phase["length"]]
+        offset += phase["length"]
+        messages.append({"type": "message", "role": "assistant", "phase": phase["phase"],
+                         "content": [{"type": "output_text", "text": piece, "annotations": []}]})
+    return messages
 
 
 def _text_content(content: Any, where: str) -> str | list[dict[str, Any]]:
