@@ -7,9 +7,9 @@ import asyncio
 import fakeredis
 import openai
 
+import realdata
 from conftest import CLIENT_KEY, proxy_config
 from fake_upstream import Respond, build_response, function_call_item, message_item, reasoning_item
-import realdata
 from proxy.memory import LocalStore, RedisStore, ReasoningMemory, kept_reasoning, memory_scope
 from proxy.translate.completion import responses_to_chat
 from proxy.translate.request import MappingOptions, chat_to_responses, restore_reasoning
