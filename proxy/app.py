@@ -76,6 +76,11 @@ class Proxy:
         return found
 
     async def chat(self, request: Request) -> Response:
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):  # the model must be read to route the request
+            raise ProxyError(415, f"A compressed request body (Content-Encoding: {encoding:.40}) is not supported "
+                             "here; send the JSON uncompressed.", "invalid_request_error",
+                             code="unsupported_content_encoding")
         body = await read_body(request, self.config.server.max_body_bytes)
         try:
             chat = orjson.loads(body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import socket
 
 import httpx
@@ -32,6 +33,14 @@ def assert_error(response, status, param=None):
 def test_malformed_json(proxy_url, fake, raw):
     error = assert_error(post(proxy_url, content=raw, headers={"content-type": "application/json"}), 400)
     assert error["type"] == "invalid_request_error"
+    assert fake.requests == []
+
+
+def test_compressed_chat_body_is_415_not_a_json_error(proxy_url, fake):
+    body = gzip.compress(b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}')
+    error = assert_error(post(proxy_url, content=body, headers={"content-type": "application/json",
+                                                               "content-encoding": "gzip"}), 415)
+    assert error["code"] == "unsupported_content_encoding" and "gzip" in error["message"]
     assert fake.requests == []
 
 
