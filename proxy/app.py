@@ -76,7 +76,7 @@ class Proxy:
         return found
 
     async def chat(self, request: Request) -> Response:
-        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        encoding = header(request.headers, "content-encoding").strip().lower()
         if encoding not in ("", "identity"):  # the model must be read to route the request
             raise ProxyError(415, f"A compressed request body (Content-Encoding: {encoding:.40}) is not supported "
                              "here; send the JSON uncompressed.", "invalid_request_error",
