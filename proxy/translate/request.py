@@ -187,8 +187,13 @@ def reasoning_keys(answer: list[dict[str, Any]]) -> list[str]:
             and isinstance(item.get("call_id"), str)]
     if keys:
         return keys
-    text = _THINK_BLOCK.sub("", _answer_text(answer), count=1)  # clients in "think" mode send the tags back
+    text = _returned_text(answer)
     return ["text:" + hashlib.sha256(text.strip().encode()).hexdigest()] if text.strip() else []
+
+
+def _returned_text(answer: list[dict[str, Any]]) -> str:
+    """An answer's text as a client sends it back, without the think block clients in "think" mode keep."""
+    return _THINK_BLOCK.sub("", _answer_text(answer), count=1)
 
 
 def _answer_text(answer: list[dict[str, Any]]) -> str:
@@ -240,7 +245,7 @@ def _phased(message: dict[str, Any], phases: list[dict[str, Any]]) -> list[dict[
     its text (a think block aside, which the restored reasoning replaces) is exactly theirs, joined."""
     if message.get("type") != "message" or any(part.get("type") != "output_text" for part in message["content"]):
         return [message]
-    text = _THINK_BLOCK.sub("", "".join(part["text"] for part in message["content"]), count=1)
+    text = _returned_text([message])
     if sum(phase["length"] for phase in phases) != len(text):
         return [message]
     messages, offset = [], 0
