@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -91,6 +92,24 @@ def test_the_images_steps_install_a_server_that_answers_its_healthcheck(image_ro
     finally:
         server.terminate()
         server.wait(15)
+
+
+def locked_versions(text: str) -> dict[str, str]:
+    """``name==version`` lines (of a lock file or ``pip freeze``), names normalised as pip compares them."""
+    pins = (line.split("==") for line in text.splitlines() if "==" in line and not line.startswith("#"))
+    return {re.sub(r"[-_.]+", "-", name).lower(): version.strip() for name, version in pins}
+
+
+@pytest.mark.packaging
+def test_the_image_holds_exactly_the_locked_dependencies(image_root):
+    """What CI audits is what the image runs: every package at its locked version, none besides."""
+    python = shutil.which("python", path=build(image_root, execute=False).env["PATH"])
+    frozen = subprocess.run([python, "-m", "pip", "freeze", "--all", "--exclude", "pip", "--exclude", "setuptools"],
+                            capture_output=True, text=True, check=True).stdout
+    installed = locked_versions(frozen)
+    (unpinned,) = [line for line in frozen.splitlines() if "==" not in line]
+    assert unpinned.startswith("responses-proxy @"), unpinned
+    assert installed == locked_versions((PROJECT / "requirements.lock").read_text())
 
 
 # ---------------------------------------------------------------- docker-compose.yml and Kubernetes
