@@ -35,7 +35,7 @@ from . import metrics
 from .config import BackgroundConfig
 from .errors import ProxyError, without_name
 from .routing import MODELS_REMEMBERED, rememberable
-from .sse import SSEDecoder
+from .sse import EventTooLarge, SSEDecoder
 from .translate.response import terminal_event
 from .translate.stream import TERMINAL_EVENTS
 from .upstream import Upstream, UpstreamBroken, UpstreamResponse, read_json, upstream_details, upstream_error
@@ -72,8 +72,13 @@ class CallPlan:
 
 def parse_events(decoder: SSEDecoder, chunk: bytes | None) -> list[dict[str, Any]]:
     """Parsed Responses events in ``chunk`` (``None`` flushes the decoder at end of stream)."""
+    try:
+        decoded = decoder.feed(chunk) if chunk is not None else decoder.close()
+    except EventTooLarge as exc:
+        raise ProxyError(502, f"The upstream's stream could not be read: {exc}.", "upstream_error",
+                         code="invalid_upstream_response") from None
     events = []
-    for name, data in decoder.feed(chunk) if chunk is not None else decoder.close():
+    for name, data in decoded:
         if not data or data == b"[DONE]":
             continue
         try:
@@ -167,7 +172,7 @@ class UpstreamCall:
         a background stream is resumed, a plain one is reported as such."""
         resumes = 0
         while True:
-            decoder = SSEDecoder()
+            decoder = SSEDecoder(max_event=MAX_ANSWER_BYTES)  # an event is at most a whole answer
             try:
                 assert self._http is not None
                 self._body = body = self._http.chunks()

@@ -18,32 +18,54 @@ import orjson
 ServerSentEvent = tuple[str | None, bytes]
 
 
+class EventTooLarge(ValueError):
+    """An event grew past the decoder's ``max_event`` bytes before its blank line came."""
+
+
 class SSEDecoder:
     """Turns a byte stream into events, each a :data:`ServerSentEvent` pair.
 
     Bytes are held until a blank line completes an event; each completed event
     is then read in one pass, and the usual ``event:`` + ``data:`` pair without
-    looking at its lines one by one.
+    looking at its lines one by one. An event arriving in many pieces (a large
+    ``response.completed``) is joined once, when it is complete, so each byte is
+    searched and copied about once; one held past ``max_event`` bytes raises
+    :class:`EventTooLarge`.
     """
 
-    __slots__ = ("_buffer", "_pending_cr")
+    __slots__ = ("_held", "_held_size", "_pending_cr", "max_event")
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    def __init__(self, max_event: int | None = None) -> None:
+        self._held: list[bytes] = []  # the start of an unfinished event, in the pieces it came in
+        self._held_size = 0
         self._pending_cr = False
+        self.max_event = max_event
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         if self._pending_cr and chunk.startswith(b"\n"):
             chunk = chunk[1:]
         self._pending_cr = chunk.endswith(b"\r")
-        buffer = self._buffer + chunk if self._buffer else chunk
         # find() rather than ``in``: CPython tries a bytes operand of ``in`` as an integer first, and formats
         # the TypeError it gets, on every event.
-        if buffer.find(b"\r") >= 0:
-            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if chunk.find(b"\r") >= 0:
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        held = self._held
+        if held:
+            # Still unfinished unless a blank line ends in this piece (it may begin at the held part's end).
+            if chunk.find(b"\n\n") < 0 and not (chunk.startswith(b"\n") and held[-1].endswith(b"\n")):
+                if chunk:
+                    self._hold(chunk)
+                return []
+            buffer = b"".join(held) + chunk
+            held.clear()
+            self._held_size = 0
+        else:
+            buffer = chunk
         # A line end, then a blank line, ends an event; what follows the last one is held (most often nothing).
         blocks = buffer.split(b"\n\n")
-        self._buffer = blocks.pop()
+        unfinished = blocks.pop()
+        if unfinished:
+            self._hold(unfinished)
         events: list[ServerSentEvent] = []
         for block in blocks:
             head, _, rest = block.partition(b"\n")
@@ -55,7 +77,13 @@ class SSEDecoder:
 
     def close(self) -> list[ServerSentEvent]:
         """Flush at end of stream; a final event without a blank line still counts."""
-        return self.feed(b"\n\n") if self._buffer else []
+        return self.feed(b"\n\n") if self._held else []
+
+    def _hold(self, piece: bytes) -> None:
+        self._held.append(piece)
+        self._held_size += len(piece)
+        if self.max_event is not None and self._held_size > self.max_event:
+            raise EventTooLarge(f"an event grew past {self.max_event:,} bytes without ending")
 
 
 def _read_block(block: bytes, events: list[ServerSentEvent]) -> None:

@@ -17,6 +17,8 @@ import time
 import httpx
 import pytest
 
+import proxy.calls
+
 from fake_upstream import (
     Hang,
     Reply,
@@ -219,6 +221,17 @@ def test_a_200_that_is_not_json_is_502(proxy_url, fake, stream):
     fake.script(Reply(body=b"<html><body>Gateway says hi</body></html>", content_type="text/html"))
     error = failed(ask(proxy_url, stream), stream, 502, "invalid_upstream_response")
     assert "Gateway says hi" in error["message"]
+    still_serving(proxy_url, fake)
+
+
+@BOTH
+def test_a_stream_event_larger_than_a_whole_answer_may_be_is_502(proxy_url, fake, stream, monkeypatch):
+    """An event is held until its blank line comes; an upstream that never sends one must not fill the memory."""
+    monkeypatch.setattr(proxy.calls, "MAX_ANSWER_BYTES", 100_000)
+    endless = b"data: {\"type\": \"response.output_text.delta\", \"delta\": \"" + b"x" * 30_000
+    fake.script(Stream(events=events_of(message_item(ANSWER))[:2], raw=[endless] * 5))
+    error = failed(ask(proxy_url, stream), stream, 502, "invalid_upstream_response")
+    assert "100,000 bytes" in error["message"]
     still_serving(proxy_url, fake)
 
 

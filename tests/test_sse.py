@@ -2,7 +2,7 @@
 
 import pytest
 
-from proxy.sse import DONE, KEEPALIVE, EventHolder, SSEDecoder, encode_data, encode_event, encode_frames
+from proxy.sse import DONE, KEEPALIVE, EventHolder, EventTooLarge, SSEDecoder, encode_data, encode_event, encode_frames
 
 STREAM = (b"event: response.created\ndata: {\"a\":1}\n\n"
           b": keep-alive\n\n"
@@ -28,6 +28,30 @@ def test_any_split_gives_the_same_events(size):
 
 def test_cr_only_line_ends_and_split_crlf():
     assert decode([b"data: a\r", b"\n\r", b"\ndata: b\r\r"]) == [(None, b"a"), (None, b"b")]
+
+
+def test_an_event_in_many_pieces_comes_out_once_its_blank_line_arrives():
+    decoder = SSEDecoder()
+    big = b"x" * 100_000
+    pieces = [b"event: big\r\ndata: ", *(big[i:i + 1000] for i in range(0, len(big), 1000)), b"\r\n"]
+    assert [decoder.feed(piece) for piece in pieces] == [[]] * len(pieces)
+    assert decoder.feed(b"\r\ndata: next\n") == [("big", big)]
+    assert decoder.close() == [(None, b"next")]
+
+
+def test_a_blank_line_split_between_two_pieces_ends_the_event():
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: a") == [] and decoder.feed(b"b\n") == []
+    assert decoder.feed(b"\ndata: c\n\n") == [(None, b"ab"), (None, b"c")]
+
+
+def test_an_event_held_past_the_limit_is_an_error():
+    decoder = SSEDecoder(max_event=64)
+    assert decoder.feed(b"data: " + b"x" * 50) == []
+    with pytest.raises(EventTooLarge, match="64 bytes"):
+        decoder.feed(b"x" * 20)
+    fits = SSEDecoder(max_event=64)
+    assert fits.feed(b"data: " + b"x" * 200 + b"\n\n") == [(None, b"x" * 200)]  # a whole event is never held
 
 
 def test_final_event_without_blank_line_is_flushed():
