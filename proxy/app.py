@@ -32,8 +32,8 @@ from .routing import ModelRouter, rememberable, says_responses_only
 from .streaming import until_disconnect
 from .translate.request import MappingOptions, chat_to_responses, check_nesting, restore_reasoning
 from .translate.stream import Presentation
-from .upstream import (ERROR_BODY_LIMIT, RETRYABLE_STATUSES, Upstream, UpstreamResponse, read_json, upstream_error,
-                       without_credentials)
+from .upstream import (ERROR_BODY_LIMIT, RETRYABLE_STATUSES, Upstream, UpstreamResponse, read_json, too_large,
+                       upstream_error, without_credentials)
 from .upstreams import Upstreams
 
 log = logging.getLogger("proxy")
@@ -132,7 +132,7 @@ class Proxy:
             self.router.learn(model)
             return await self.translate(request, chat)
         error = upstream_error(response, payload, raw)
-        if can_fall_back and fallback_worthy(error):
+        if can_fall_back and fallback_worthy(error) or response.cut:  # an error too large to relay: its gist
             raise error
         return replay(response, raw)
 
@@ -220,6 +220,8 @@ class Proxy:
         if response.status_code >= 400:
             return response, None, b""
         payload, raw = await read_json(response, MODEL_LIST_LIMIT)
+        if response.cut:
+            raise too_large(MODEL_LIST_LIMIT)
         if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
             return response, None, raw
         return response, payload, raw

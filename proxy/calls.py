@@ -38,7 +38,8 @@ from .routing import MODELS_REMEMBERED, rememberable
 from .sse import EventTooLarge, SSEDecoder
 from .translate.response import terminal_event
 from .translate.stream import TERMINAL_EVENTS
-from .upstream import Upstream, UpstreamBroken, UpstreamResponse, read_json, upstream_details, upstream_error
+from .upstream import (Upstream, UpstreamBroken, UpstreamResponse, read_json, too_large, upstream_details,
+                       upstream_error)
 
 log = logging.getLogger("proxy.calls")
 
@@ -74,9 +75,8 @@ def parse_events(decoder: SSEDecoder, chunk: bytes | None) -> list[dict[str, Any
     """Parsed Responses events in ``chunk`` (``None`` flushes the decoder at end of stream)."""
     try:
         decoded = decoder.feed(chunk) if chunk is not None else decoder.close()
-    except EventTooLarge as exc:
-        raise ProxyError(502, f"The upstream's stream could not be read: {exc}.", "upstream_error",
-                         code="invalid_upstream_response") from None
+    except EventTooLarge:
+        raise too_large(MAX_ANSWER_BYTES) from None
     events = []
     for name, data in decoded:
         if not data or data == b"[DONE]":
@@ -96,6 +96,8 @@ def parse_events(decoder: SSEDecoder, chunk: bytes | None) -> list[dict[str, Any
 async def json_answer(response: UpstreamResponse) -> dict[str, Any]:
     """A whole Response object from a non-streamed answer; anything else is a 502."""
     payload, raw = await read_json(response, MAX_ANSWER_BYTES)
+    if response.cut:
+        raise too_large(MAX_ANSWER_BYTES)
     if not isinstance(payload, dict):
         snippet = raw[:200].decode("utf-8", "replace")
         raise ProxyError(502, f"The upstream answered with a body that is not a JSON response: {snippet!r}",

@@ -131,7 +131,7 @@ class UpstreamResponse:
     Reading the body, a wait for data longer than the idle timeout fails with :class:`UpstreamIdle`.
     """
 
-    __slots__ = ("_response", "status_code", "headers", "_decoded", "_idle")
+    __slots__ = ("_response", "status_code", "headers", "_decoded", "_idle", "cut")
 
     def __init__(self, response: aiohttp.ClientResponse, decoded: bool, idle_timeout: float) -> None:
         self._response = response
@@ -139,6 +139,7 @@ class UpstreamResponse:
         self.headers: CIMultiDictProxy[str] = response.headers
         self._decoded = decoded
         self._idle = idle_timeout
+        self.cut = False  # read() left part of the body unread
         self._read_timeout(None)  # the first-byte timeout ends with the head; the body's reads have their own
 
     @property
@@ -178,7 +179,8 @@ class UpstreamResponse:
             watch.stop()
 
     async def read(self, limit: int) -> bytes:
-        """The body, decoded, cut after ``limit`` bytes; then the connection is released."""
+        """The body, decoded, up to ``limit`` bytes (:attr:`cut` says whether there was more); then the connection
+        is released."""
         try:
             length = self._response.content_length
             # Declared and within the limit, and not to be inflated (a small compressed body can inflate to any size).
@@ -195,7 +197,10 @@ class UpstreamResponse:
                 body = b"".join(chunks)
         finally:
             self.close()
-        return body if self._decoded else _decode(body, self.headers.get("content-encoding", ""))
+        if not self._decoded:
+            body = _decode(body, self.headers.get("content-encoding", ""), limit + 1)
+        self.cut = len(body) > limit
+        return body[:limit] if self.cut else body
 
     async def _whole(self) -> bytes:
         """A body of a known, acceptable length, in one read."""
@@ -230,17 +235,18 @@ def _left_behind(content: aiohttp.StreamReader) -> bytes:
     return data
 
 
-def _decode(body: bytes, encoding: str) -> bytes:
-    """A body that was fetched to be relayed as is (still compressed) but is read by the proxy after all."""
+def _decode(body: bytes, encoding: str, limit: int) -> bytes:
+    """A body that was fetched to be relayed as is (still compressed) but is read by the proxy after all: inflated
+    up to ``limit`` bytes, since a small compressed body can inflate to any size."""
     encoding = encoding.strip().lower()
     try:
         if encoding in ("gzip", "x-gzip"):
-            return zlib.decompress(body, wbits=zlib.MAX_WBITS | 16)
+            return zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(body, limit)
         if encoding == "deflate":
             try:
-                return zlib.decompress(body)
+                return zlib.decompressobj().decompress(body, limit)
             except zlib.error:
-                return zlib.decompress(body, wbits=-zlib.MAX_WBITS)
+                return zlib.decompressobj(-zlib.MAX_WBITS).decompress(body, limit)
     except zlib.error:
         pass
     return body
@@ -482,6 +488,12 @@ async def read_json(response: UpstreamResponse, limit: int = ERROR_BODY_LIMIT) -
         return orjson.loads(body), body
     except orjson.JSONDecodeError:
         return None, body
+
+
+def too_large(limit: int) -> ProxyError:
+    """An upstream answer (or one event of it) larger than the proxy reads: a 502, not a truncated answer."""
+    return ProxyError(502, f"The upstream's answer is larger than the proxy reads ({limit:,} bytes).",
+                      "upstream_error", code="invalid_upstream_response")
 
 
 def upstream_error(response: UpstreamResponse, payload: Any, raw: bytes, status: int | None = None) -> ProxyError:

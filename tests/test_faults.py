@@ -266,6 +266,25 @@ def test_gzip_encoded_pass_through_answer_reaches_the_client_intact(proxy_url, f
     still_serving(proxy_url, fake)
 
 
+def test_a_pass_through_error_too_large_to_relay_is_its_gist(proxy_url, fake):
+    """A pass-through error body is relayed as it came, unless it is larger than the proxy reads: never cut."""
+    bomb = gzip.compress(b" " * 20_000_000 + json.dumps(error_body("Too long.", "invalid_request_error")).encode())
+    fake.script(Reply(status=400, body=bomb, headers={"content-encoding": "gzip", "x-request-id": "req_big"}))
+    response = ask(proxy_url, False, PASSED)
+    error = failed(response, False, 400)
+    assert error["message"] == "The upstream answered HTTP 400."  # its first MiB is blank: no JSON to read
+    assert response.headers["x-upstream-request-id"] == "req_big"
+    still_serving(proxy_url, fake)
+
+
+def test_a_whole_answer_larger_than_the_proxy_reads_is_502(proxy_url, fake, monkeypatch):
+    monkeypatch.setattr(proxy.calls, "MAX_ANSWER_BYTES", 10_000)
+    fake.script(Respond(output=[message_item("x" * 20_000)]))
+    error = failed(ask(proxy_url, False), False, 502, "invalid_upstream_response")
+    assert "10,000 bytes" in error["message"]
+    still_serving(proxy_url, fake)
+
+
 @BOTH
 def test_a_very_slow_trickle_is_served_in_full(make_proxy, fake, stream):
     events = stream_events(build_response(None, [message_item(ANSWER)]), text_chunk=3)

@@ -6,14 +6,18 @@ import gzip
 import hashlib
 import json
 import socket
+import zlib
 
 import httpx
 import pytest
+
+import proxy.app
 
 from conftest import UPSTREAM_KEY
 from fake_upstream import SPEECH_BYTES, Reply, Respond, error_body, message_item
 from proxy.passthrough import limited_body
 from proxy.streaming import ClientGone
+from proxy.upstream import _decode
 from wire import raw_exchange, status_of
 
 
@@ -117,6 +121,16 @@ def test_a_compressed_model_list_is_read_and_rewritten(proxy_url, fake):
     assert response.status_code == 200 and "content-encoding" not in response.headers
     assert response.json()["data"][0]["id"] == "o3-pro"
     assert fake.requests[-1].headers["accept-encoding"] == "gzip"
+
+
+def test_a_model_list_larger_than_the_proxy_reads_is_502_not_cut(proxy_url, fake, monkeypatch):
+    monkeypatch.setattr(proxy.app, "MODEL_LIST_LIMIT", 1000)
+    listing = {"object": "list", "data": [{"id": f"model-{i}", "object": "model", "created": 1, "owned_by": "system"}
+                                          for i in range(100)]}
+    fake.script(Reply(200, body=gzip.compress(json.dumps(listing).encode()), headers={"content-encoding": "gzip"}))
+    response = httpx.get(proxy_url + "/v1/models", timeout=30)
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "invalid_upstream_response" and "1,000 bytes" in response.text
 
 
 def test_embeddings_json(proxy_url, fake):
@@ -277,3 +291,17 @@ async def test_a_client_that_leaves_while_uploading_ends_the_body_as_gone():
         async for chunk in limited_body(receive, 1000):
             received.append(chunk)
     assert received == [b'{"model": '] and gone.value.status == 499
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "raw-deflate"])
+def test_a_compressed_error_is_inflated_only_as_far_as_it_is_read(encoding):
+    """An error body the proxy reads (it was fetched to be relayed as compressed) is inflated up to its limit:
+    a few kilobytes can inflate to gigabytes."""
+    wbits = {"gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS, "raw-deflate": -zlib.MAX_WBITS}[encoding]
+    packer = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    bomb = packer.compress(b" " * 50_000_000) + packer.flush()
+    assert len(bomb) < 100_000
+    assert _decode(bomb, encoding.removeprefix("raw-"), 4096) == b" " * 4096
+    whole = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    assert _decode(whole.compress(b'{"a": 1}') + whole.flush(), encoding.removeprefix("raw-"), 4096) \
+        == b'{"a": 1}'
