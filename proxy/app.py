@@ -132,7 +132,7 @@ class Proxy:
             self.router.learn(model)
             return await self.translate(request, chat)
         error = upstream_error(response, payload, raw)
-        if can_fall_back and fallback_worthy(error) or response.cut:  # an error too large to relay: its gist
+        if (can_fall_back and fallback_worthy(error)) or response.cut:  # an error too large to relay: its gist
             raise error
         return replay(response, raw)
 

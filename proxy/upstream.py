@@ -139,7 +139,7 @@ class UpstreamResponse:
         self.headers: CIMultiDictProxy[str] = response.headers
         self._decoded = decoded
         self._idle = idle_timeout
-        self.cut = False  # read() left part of the body unread
+        self.cut = False  # read() returned only the start of the body
         self._read_timeout(None)  # the first-byte timeout ends with the head; the body's reads have their own
 
     @property

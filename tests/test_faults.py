@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 import proxy.calls
-
 from fake_upstream import (
     Hang,
     Reply,

@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 import proxy.app
-
 from conftest import UPSTREAM_KEY
 from fake_upstream import SPEECH_BYTES, Reply, Respond, error_body, message_item
 from proxy.passthrough import limited_body
