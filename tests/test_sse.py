@@ -1,6 +1,8 @@
 """The SSE reader: framing rules and events split across network reads."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from proxy.sse import DONE, KEEPALIVE, EventHolder, EventTooLarge, SSEDecoder, encode_data, encode_event, encode_frames
 
@@ -42,7 +44,8 @@ def test_an_event_in_many_pieces_comes_out_once_its_blank_line_arrives():
 def test_a_blank_line_split_between_two_pieces_ends_the_event():
     decoder = SSEDecoder()
     assert decoder.feed(b"data: a") == [] and decoder.feed(b"b\n") == []
-    assert decoder.feed(b"\ndata: c\n\n") == [(None, b"ab"), (None, b"c")]
+    assert decoder.feed(b"\ndata: c\n") == [(None, b"ab")]
+    assert decoder.close() == [(None, b"c")]
 
 
 def test_an_event_held_past_the_limit_is_an_error():
@@ -52,6 +55,37 @@ def test_an_event_held_past_the_limit_is_an_error():
         decoder.feed(b"x" * 20)
     fits = SSEDecoder(max_event=64)
     assert fits.feed(b"data: " + b"x" * 200 + b"\n\n") == [(None, b"x" * 200)]  # a whole event is never held
+
+
+LINE_ENDS = st.sampled_from([b"\n", b"\r\n", b"\r"])
+FIELD_TEXT = st.binary(max_size=40).map(lambda raw: raw.replace(b"\r", b"").replace(b"\n", b""))
+
+
+@st.composite
+def streams(draw):
+    """A stream of events (an optional name, data lines, comments) in any line-end style, and what it holds."""
+    stream, expected = b"", []
+    for _ in range(draw(st.integers(0, 6))):
+        name = draw(st.none() | FIELD_TEXT.map(lambda raw: raw.decode("utf-8", "replace").encode()))
+        lines = draw(st.lists(FIELD_TEXT, min_size=1, max_size=3))
+        end = draw(LINE_ENDS)
+        block = b""
+        if draw(st.booleans()):
+            block += b": comment" + end
+        if name is not None:
+            block += b"event: " + name + end
+        block += b"".join(b"data: " + line + end for line in lines)
+        stream += block + end
+        expected.append((None if name is None else name.decode(), b"\n".join(lines)))
+    return stream, expected
+
+
+@given(streams(), st.lists(st.integers(0, 10_000), max_size=12))
+def test_any_stream_split_anywhere_gives_its_events(stream_and_events, cuts):
+    stream, expected = stream_and_events
+    points = sorted({cut % (len(stream) + 1) for cut in cuts})
+    pieces = [stream[start:end] for start, end in zip([0, *points], [*points, len(stream)])]
+    assert decode(pieces) == expected
 
 
 def test_final_event_without_blank_line_is_flushed():
