@@ -7,7 +7,7 @@
 FROM python:3.12-slim AS build
 WORKDIR /src
 RUN python -m venv /opt/venv
-# The pinned versions CI audits, in a layer of their own that a code change does not rebuild.
+# The pinned versions CI tests and audits, in a layer of their own that a code change does not rebuild.
 COPY requirements.lock ./
 RUN /opt/venv/bin/pip install --no-cache-dir -r requirements.lock
 COPY pyproject.toml README.md ./

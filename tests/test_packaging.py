@@ -102,7 +102,7 @@ def locked_versions(text: str) -> dict[str, str]:
 
 @pytest.mark.packaging
 def test_the_image_holds_exactly_the_locked_dependencies(image_root):
-    """What CI audits is what the image runs: every package at its locked version, none besides."""
+    """What CI tests and audits is what the image runs: every package at its locked version, none besides."""
     python = shutil.which("python", path=build(image_root, execute=False).env["PATH"])
     frozen = subprocess.run([python, "-m", "pip", "freeze", "--all", "--exclude", "pip", "--exclude", "setuptools"],
                             capture_output=True, text=True, check=True).stdout
