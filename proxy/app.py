@@ -32,8 +32,8 @@ from .routing import ModelRouter, rememberable, says_responses_only
 from .streaming import until_disconnect
 from .translate.request import MappingOptions, chat_to_responses, check_nesting, restore_reasoning
 from .translate.stream import Presentation
-from .upstream import (ERROR_BODY_LIMIT, RETRYABLE_STATUSES, Upstream, UpstreamResponse, read_json, too_large,
-                       upstream_error, without_credentials)
+from .upstream import (ERROR_BODY_LIMIT, RETRYABLE_STATUSES, Upstream, UpstreamResponse, read_json, upstream_error,
+                       without_credentials)
 from .upstreams import Upstreams
 
 log = logging.getLogger("proxy")
@@ -219,9 +219,7 @@ class Proxy:
         response = await open_forward(upstream, request, "/models", body, self.config.server.max_body_bytes)
         if response.status_code >= 400:
             return response, None, b""
-        payload, raw = await read_json(response, MODEL_LIST_LIMIT)
-        if response.cut:
-            raise too_large(MODEL_LIST_LIMIT)
+        payload, raw = await read_json(response, MODEL_LIST_LIMIT, whole=True)
         if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
             return response, None, raw
         return response, payload, raw

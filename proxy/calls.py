@@ -95,9 +95,7 @@ def parse_events(decoder: SSEDecoder, chunk: bytes | None) -> list[dict[str, Any
 
 async def json_answer(response: UpstreamResponse) -> dict[str, Any]:
     """A whole Response object from a non-streamed answer; anything else is a 502."""
-    payload, raw = await read_json(response, MAX_ANSWER_BYTES)
-    if response.cut:
-        raise too_large(MAX_ANSWER_BYTES)
+    payload, raw = await read_json(response, MAX_ANSWER_BYTES, whole=True)
     if not isinstance(payload, dict):
         snippet = raw[:200].decode("utf-8", "replace")
         raise ProxyError(502, f"The upstream answered with a body that is not a JSON response: {snippet!r}",

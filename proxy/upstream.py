@@ -481,9 +481,13 @@ async def _watched(chunks: AsyncIterator[bytes], failures: list[BaseException]) 
         raise
 
 
-async def read_json(response: UpstreamResponse, limit: int = ERROR_BODY_LIMIT) -> tuple[Any, bytes]:
-    """Read a small body (error or non-streamed answer) and parse it if it is JSON."""
+async def read_json(response: UpstreamResponse, limit: int = ERROR_BODY_LIMIT,
+                    whole: bool = False) -> tuple[Any, bytes]:
+    """Read a small body (error or non-streamed answer) and parse it if it is JSON. With ``whole``, a body past
+    ``limit`` is a 502 (:func:`too_large`) instead of its start; else :attr:`UpstreamResponse.cut` says so."""
     body = await response.read(limit)
+    if whole and response.cut:
+        raise too_large(limit)
     try:
         return orjson.loads(body), body
     except orjson.JSONDecodeError:
