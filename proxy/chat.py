@@ -28,6 +28,7 @@ from .pacing import Heartbeat
 from .sse import DONE, KEEPALIVE, encode_frames
 from .streaming import StreamedResponse, until_disconnect
 from .translate.completion import CompletionBuilder
+from .translate.params import name_chat_params
 from .translate.request import Translation
 from .translate.response import new_completion_id
 from .translate.stream import Presentation, StreamTranslator, usage_chunk
@@ -113,7 +114,11 @@ async def serve_translated(config: Config, upstream: Upstream, capabilities: Cap
     completion_id = new_completion_id()
 
     async def start() -> Exchange:
-        calls = await _start_all(upstream, headers, plans, capabilities, config)
+        try:
+            calls = await _start_all(upstream, headers, plans, capabilities, config)
+        except ProxyError as exc:  # the upstream's refusal names Responses parameters; the client sent chat ones
+            name_chat_params(exc, translation)
+            raise
         return Exchange(calls, [
             StreamTranslator(translation.model, choice_index=index, presentation=presentation,
                              completion_id=completion_id, include_usage=translation.include_usage and translation.n == 1)

@@ -142,7 +142,8 @@ def test_rejection_before_streaming_is_a_json_error(client, fake, proxy_url):
     response, text = raw_stream(proxy_url, {"model": "o3-pro", "messages": MESSAGES})
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("application/json")
-    assert json.loads(text)["error"]["message"] == "Invalid 'input': too long."
+    error = json.loads(text)["error"]  # named as the client knows it (see tests/test_error_params.py)
+    assert (error["message"], error["param"]) == ("Invalid 'messages': too long.", "messages")
 
     fake.script(*[Reply(status=429, json=error_body("Slow down.", type="rate_limit_error"))] * 3)
     with pytest.raises(openai.RateLimitError):

@@ -144,11 +144,11 @@ def test_failed_generation_is_an_error_with_the_upstream_message(client, fake):
     (429, openai.RateLimitError),
 ])
 def test_upstream_errors_keep_their_status_and_body(client, fake, status, exception):
-    fake.script(*[Reply(status=status, json=error_body("Upstream says no.", param="input", code="nope"))] * 3)
+    fake.script(*[Reply(status=status, json=error_body("Upstream says no.", param="model", code="nope"))] * 3)
     with pytest.raises(exception) as error:
         client.chat.completions.create(model="o3-pro", messages=[{"role": "user", "content": "x"}])
     assert error.value.status_code == status
-    assert error.value.body == {"message": "Upstream says no.", "type": "invalid_request_error", "param": "input",
+    assert error.value.body == {"message": "Upstream says no.", "type": "invalid_request_error", "param": "model",
                                 "code": "nope"}
 
 

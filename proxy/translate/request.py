@@ -62,6 +62,12 @@ class Translation:
     dropped: list[str] = field(default_factory=list)
     adjusted: list[str] = field(default_factory=list)
     summary_added: bool = False  # ``reasoning.summary`` is the operator's default, not the client's choice
+    # Where the Responses request came from, to name the client's parameters in upstream errors
+    # (:mod:`proxy.translate.params`): the chat request, the message behind each input item and the chat
+    # path of each tool (None for what the proxy added).
+    request: dict[str, Any] = field(default_factory=dict)
+    sources: list[int | None] = field(default_factory=list)
+    tool_sources: list[str | None] = field(default_factory=list)
 
 
 def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Translation:
@@ -78,7 +84,7 @@ def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Trans
     _reject_audio(chat)
 
     body: dict[str, Any] = {"model": model}
-    instructions, items, answers = map_messages(chat.get("messages"))
+    instructions, items, answers, sources = map_messages(chat.get("messages"))
     if instructions is not None:
         body["instructions"] = instructions
     body["input"] = items
@@ -91,8 +97,10 @@ def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Trans
         n=_choice_count(chat, options.max_n),
         stop=_stop_sequences(chat),
         answers=answers if options.keep_reasoning else [],
+        request=chat,
+        sources=sources,
     )
-    _map_tools(chat, body, options)
+    _map_tools(chat, body, options, translation)
     _map_limits(chat, body, translation)
     _map_reasoning(chat, body, options, translation)
     _map_text(chat, body)
@@ -122,8 +130,9 @@ def check_nesting(value: Any) -> None:
 # --- messages ---------------------------------------------------------------
 
 
-def map_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]], list[tuple[int, list[str]]]]:
-    """Map chat history to ``instructions``, Responses input items, and where earlier answers start.
+def map_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]], list[tuple[int, list[str]]], list[int | None]]:
+    """Map chat history to ``instructions``, Responses input items, where earlier answers start, and the
+    position of the message behind each item.
 
     Leading system/developer messages become ``instructions``: they are the
     same on every turn, so the upstream's prompt cache keeps hitting. Ones that
@@ -136,6 +145,7 @@ def map_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]], list[
     items: list[dict[str, Any]] = []
     answers: list[tuple[int, list[str]]] = []
     legacy_calls: list[tuple[str, str]] = []  # (name, synthetic call_id) of legacy function_call turns
+    sources: list[int | None] = []
     for position, message in enumerate(messages):
         where = f"messages[{position}]"
         if not isinstance(message, dict):
@@ -172,7 +182,8 @@ def map_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]], list[
                 "assistant, tool and function.",
                 f"{where}.role",
             )
-    return ("\n\n".join(instructions) if instructions else None), items, answers
+        sources.extend([position] * (len(items) - len(sources)))
+    return ("\n\n".join(instructions) if instructions else None), items, answers, sources
 
 
 _THINK_BLOCK = re.compile(r"^\s*<think>.*?</think>\s*", re.DOTALL)
@@ -224,18 +235,21 @@ def restore_reasoning(translation: Translation, kept: Mapping[str, list[dict[str
     An item goes in once, before the latest answer it was kept for: the same answer text can recur in a
     conversation ("Done."), and the upstream refuses an input that holds one item id twice.
     """
-    items = translation.body["input"]
+    items, sources = translation.body["input"], translation.sources
     restored = 0
     placed: set[Any] = set()
     for start, keys in reversed(translation.answers):  # from the end, so earlier positions stay valid
         found = next((kept[key] for key in keys if kept.get(key)), None) or ()
         phases = [item for item in found if item.get("type") == PHASE]
         if phases:
-            items[start:start + 1] = _phased(items[start], phases)
+            phased = _phased(items[start], phases)
+            items[start:start + 1] = phased
+            sources[start:start + 1] = sources[start:start + 1] * len(phased)
         fresh = [item for item in found if item.get("type") != PHASE and item.get("id") not in placed]
         if fresh:
             placed.update(item.get("id") for item in fresh)
             items[start:start] = fresh
+            sources[start:start] = [None] * len(fresh)
             restored += 1
     return restored
 
@@ -442,23 +456,28 @@ _SEARCH_TOOLS = frozenset(("web_search", "web_search_preview", "web_search_2025_
                            "file_search", "mcp"))
 
 
-def _map_tools(chat: dict[str, Any], body: dict[str, Any], options: MappingOptions) -> None:
+def _map_tools(chat: dict[str, Any], body: dict[str, Any], options: MappingOptions, translation: Translation) -> None:
     tools: list[dict[str, Any]] = []
+    sources = translation.tool_sources
     raw_tools = chat.get("tools")
     if raw_tools is not None:
         if not isinstance(raw_tools, list):
             raise InvalidRequest("'tools' must be an array of tool objects.", "tools")
         tools.extend(_tool(tool, f"tools[{index}]") for index, tool in enumerate(raw_tools))
+        sources.extend(f"tools[{index}]" for index in range(len(raw_tools)))
     functions = chat.get("functions")
     if functions is not None:
         if not isinstance(functions, list):
             raise InvalidRequest("'functions' must be an array of function objects.", "functions")
         tools.extend(_function_tool(fn, f"functions[{index}]") for index, fn in enumerate(functions))
+        sources.extend(f"functions[{index}]" for index in range(len(functions)))
     web_search = chat.get("web_search_options")
     if web_search is not None:
         tools.append(_web_search_tool(web_search))
+        sources.append("web_search_options")
     if options.require_search_tool and not any(tool["type"] in _SEARCH_TOOLS for tool in tools):
         tools.append({"type": "web_search_preview"})
+        sources.append(None)
     if tools:
         body["tools"] = tools
 

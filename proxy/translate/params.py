@@ -1,0 +1,205 @@
+"""Upstream errors in the client's terms. Pure: no I/O, no framework.
+
+An upstream refusing a translated request names the Responses parameter it
+refused (``input[3].content[0].image_url``, ``tools[0].parameters``,
+``max_output_tokens``), while the client sent chat parameters
+(``messages[2].content[0].image_url.url``, ``tools[0].function.parameters``,
+``max_completion_tokens``). The error's ``param`` is given the chat path, and
+the message's quoted mentions of the Responses path too when the whole path
+maps; where only its start maps (an input item, a tool) ``param`` names that
+part of the chat request and the message stays as the upstream wrote it.
+Paths with no chat counterpart (what the proxy added) are left alone.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..errors import ProxyError
+from .request import Translation
+
+Path = list[str | int]
+Mapped = tuple[Path, bool]  # the chat path, and whether all of the Responses path was mapped
+
+_SEGMENT = re.compile(r"(?:^|\.)([^.\[\]\s'\"`]+)|\[(\d+)\]")
+
+
+def name_chat_params(error: ProxyError, translation: Translation) -> None:
+    """Make ``error`` (an upstream's answer to ``translation.body``) name the chat request's parameters."""
+    mapped = chat_param(error.param, translation) if error.param else None
+    if mapped is None:
+        return
+    path, whole = mapped
+    if whole:
+        for quote in "'\"`":
+            error.message = error.message.replace(quote + error.param + quote, quote + path + quote)
+    error.param = path
+
+
+def chat_param(param: str, translation: Translation) -> tuple[str, bool] | None:
+    """The chat path for a Responses request's parameter path, and whether all of it was mapped;
+    None when it names nothing the client sent under another name."""
+    path = _parse(param)
+    if not path:
+        return None
+    head, rest = path[0], path[1:]
+    chat = translation.request
+    mapped: Mapped | None
+    if head == "input":
+        mapped = _input_param(rest, translation) if rest else (["messages"], True)
+    elif head == "instructions":  # the leading system messages, joined
+        mapped = ["messages"], False
+    elif head == "tools":
+        mapped = _tool_param(rest, translation)
+    elif head == "text":
+        mapped = _text_param(rest, chat)
+    elif head == "max_output_tokens":
+        name = next((key for key in ("max_completion_tokens", "max_tokens") if chat.get(key) is not None), None)
+        mapped = ([name, *rest], True) if name else None
+    elif head == "reasoning":
+        mapped = _reasoning_param(rest, chat)
+    elif head == "tool_choice":
+        mapped = _tool_choice_param(rest, chat)
+    else:
+        mapped = None
+    if mapped is None:
+        return None
+    chat_path, whole = mapped
+    rendered = _render(chat_path)
+    return None if rendered == param else (rendered, whole)
+
+
+def _input_param(rest: Path, translation: Translation) -> Mapped | None:
+    index = rest[0]
+    sources = translation.sources
+    if not isinstance(index, int) or index >= len(sources) or sources[index] is None:
+        return None  # an item the proxy put there (reasoning kept from an earlier turn)
+    position = sources[index]
+    message = translation.request["messages"][position]
+    item = translation.body["input"][index]
+    where: Path = ["messages", position]
+    tail = rest[1:]
+    kind = item.get("type")
+    if kind in ("function_call", "custom_tool_call"):
+        return _history_call_param(where, tail, message, item)
+    if kind == "function_call_output":
+        renames = {"output": ["content"], "call_id": ["name" if message.get("role") == "function" else "tool_call_id"]}
+        return _renamed(where, tail, renames) or (where, False)
+    if not tail or tail == ["role"]:
+        return where + tail, True
+    if tail[0] != "content":
+        return where, False
+    return _content_param([*where, "content"], tail[1:], message.get("content"), item.get("content"))
+
+
+def _history_call_param(where: Path, tail: Path, message: dict[str, Any], item: dict[str, Any]) -> Mapped:
+    """A tool call of an earlier answer: one of the assistant message's ``tool_calls``, or its legacy
+    ``function_call``."""
+    calls = message.get("tool_calls") if isinstance(message.get("tool_calls"), list) else []
+    found = next((index for index, call in enumerate(calls)
+                  if isinstance(call, dict) and call.get("id") == item.get("call_id")), None)
+    if found is None:
+        where = [*where, "function_call"]
+        renames = {"name": ["name"], "arguments": ["arguments"]}
+    else:
+        where = [*where, "tool_calls", found]
+        nested = "custom" if item.get("type") == "custom_tool_call" else "function"
+        renames = {"call_id": ["id"], "name": [nested, "name"], "arguments": [nested, "arguments"],
+                   "input": [nested, "input"]}
+    return _renamed(where, tail, renames) or (where, False)
+
+
+_PART_RENAMES = {
+    "image_url": {"image_url": ["image_url", "url"], "detail": ["image_url", "detail"]},
+    "file": {key: ["file", key] for key in ("file_data", "file_id", "filename")},
+}
+
+
+def _content_param(where: Path, tail: Path, sent: Any, mapped: Any) -> Mapped:
+    """A message's content: its parts match one to one when both are lists of the same length."""
+    if not tail:
+        return where, True
+    if not (isinstance(tail[0], int) and isinstance(sent, list) and isinstance(mapped, list)
+            and len(sent) == len(mapped) and tail[0] < len(sent) and isinstance(sent[tail[0]], dict)):
+        return where, False
+    part = sent[tail[0]]
+    renames = _PART_RENAMES.get(part.get("type"))
+    if renames is None:
+        return [*where, *tail], True
+    return _renamed([*where, tail[0]], tail[1:], renames) or ([*where, tail[0]], False)
+
+
+def _tool_param(rest: Path, translation: Translation) -> Mapped | None:
+    if not rest:
+        return None
+    index = rest[0]
+    sources = translation.tool_sources
+    if not isinstance(index, int) or index >= len(sources) or sources[index] is None:
+        return None
+    where = _parse(sources[index])
+    tail = rest[1:]
+    kind = translation.body["tools"][index].get("type")
+    if not tail:
+        return where, True
+    if where[0] == "tools" and kind in ("function", "custom"):
+        fields = ("name", "description", "parameters", "strict") if kind == "function" else ("name", "description", "format")
+        return _renamed(where, tail, {name: [kind, name] for name in fields}) or (where, False)
+    if where[0] == "functions" or tail == ["search_context_size"]:  # named alike
+        return where + tail, True
+    return where, False
+
+
+def _text_param(rest: Path, chat: dict[str, Any]) -> Mapped | None:
+    if rest[:1] == ["verbosity"]:
+        return ["verbosity"], True
+    if rest[:1] != ["format"] or chat.get("response_format") is None:
+        return None
+    tail = rest[1:]
+    if not tail or tail[0] == "type":
+        return ["response_format", *tail], True
+    return ["response_format", "json_schema", *tail], True
+
+
+def _reasoning_param(rest: Path, chat: dict[str, Any]) -> Mapped | None:
+    if rest == ["effort"] and chat.get("reasoning_effort") is not None:
+        return ["reasoning_effort"], True
+    return None  # named alike when the client sent ``reasoning``; otherwise the operator's setting
+
+
+def _tool_choice_param(rest: Path, chat: dict[str, Any]) -> Mapped | None:
+    choice = chat.get("tool_choice")
+    if choice is None and chat.get("function_call") is not None:
+        return (["function_call", *rest[:1]], True) if rest in ([], ["name"]) else None
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if rest == ["name"] and kind in ("function", "custom"):
+        return ["tool_choice", kind, "name"], True
+    if kind == "allowed_tools" and rest[:1] in (["mode"], ["tools"]):
+        return ["tool_choice", "allowed_tools", *rest[:2]], len(rest) <= 2
+    return None
+
+
+def _renamed(where: Path, tail: Path, renames: dict[str, Path]) -> Mapped | None:
+    """``where`` followed by ``tail`` with its first field renamed; None when that field has no chat name."""
+    if not tail or tail[0] == "type":
+        return [*where, *tail], True
+    name = renames.get(tail[0]) if isinstance(tail[0], str) else None
+    return ([*where, *name, *tail[1:]], True) if name is not None else None
+
+
+def _parse(path: str) -> Path:
+    """``a.b[2].c`` -> ``["a", "b", 2, "c"]``; empty when it is not such a path."""
+    parts: Path = []
+    position = 0
+    while position < len(path):
+        match = _SEGMENT.match(path, position)
+        if match is None:
+            return []
+        parts.append(match[1] if match[1] is not None else int(match[2]))
+        position = match.end()
+    return parts
+
+
+def _render(path: Path) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" if index else part
+                   for index, part in enumerate(path))
