@@ -18,8 +18,10 @@ CHAT = {
     "max_completion_tokens": 500,
     "reasoning_effort": "high",
     "response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}}},
-    "tools": [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}},
-              {"type": "custom", "custom": {"name": "shell"}}],
+    "tools": [{"type": "function", "function": {"name": "lookup", "parameters": {
+                  "type": "object", "properties": {"when": {"type": "string"}}}}},
+              {"type": "custom", "custom": {"name": "shell"}},
+              {"type": "function", "function": {"name": "now"}}],
     "functions": [{"name": "legacy", "parameters": {"type": "object"}}],
     "web_search_options": {"search_context_size": "low"},
     "tool_choice": {"type": "function", "function": {"name": "lookup"}},
@@ -59,9 +61,12 @@ CHAT = {
     ("tools[0].parameters.properties.when", ("tools[0].function.parameters.properties.when", True)),
     ("tools[1].name", ("tools[1].custom.name", True)),
     ("tools[1].defer_loading", ("tools[1]", False)),
-    ("tools[2].parameters", ("functions[0].parameters", True)),
-    ("tools[3].search_context_size", ("web_search_options.search_context_size", True)),
-    ("tools[3].user_location", ("web_search_options", False)),
+    ("tools[2].strict", ("tools[2].function.strict", True)),  # sent as false, where the client said nothing
+    ("tools[2].parameters", ("tools[2].function.parameters", True)),
+    ("tools[2].parameters.properties", ("tools[2].function", False)),  # inside the proxy's empty schema
+    ("tools[3].parameters", ("functions[0].parameters", True)),
+    ("tools[4].search_context_size", ("web_search_options.search_context_size", True)),
+    ("tools[4].user_location", ("web_search_options", False)),
     ("text.format", ("response_format", True)),
     ("text.format.schema", ("response_format.json_schema.schema", True)),
     ("max_output_tokens", ("max_completion_tokens", True)),
@@ -80,7 +85,7 @@ def test_the_items_and_tools_the_paths_above_point_at():
     assert [item.get("type", item.get("role")) for item in body["input"]] == [
         "user", "message", "function_call", "custom_tool_call", "function_call_output", "function_call_output",
         "developer"]
-    assert [tool["type"] for tool in body["tools"]] == ["function", "custom", "function", "web_search"]
+    assert [tool["type"] for tool in body["tools"]] == ["function", "custom", "function", "function", "web_search"]
 
 
 def test_tools_the_proxy_added_are_left_alone():
@@ -98,6 +103,27 @@ def test_legacy_function_calls_and_results():
     assert chat_param("input[1].arguments", translation) == ("messages[1].function_call.arguments", True)
     assert chat_param("input[2].call_id", translation) == ("messages[2].name", True)
     assert chat_param("tool_choice.name", translation) == ("function_call.name", True)
+
+
+def test_an_image_sent_as_its_url_alone():
+    translation = chat_to_responses({"model": "o3-pro", "messages": [
+        {"role": "user", "content": [{"type": "image_url", "image_url": "https://example.com/a.png"}]}]})
+    assert chat_param("input[0].content[0].image_url", translation) == ("messages[0].content[0].image_url", True)
+
+
+def test_calls_are_found_by_their_order_and_refusals_by_their_message():
+    """A client may repeat a call id; what holds is the order of a message's calls. An assistant turn that is
+    only a refusal has no content to point at."""
+    translation = chat_to_responses({"model": "o3-pro", "messages": [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": None, "refusal": "No.", "tool_calls": [
+            {"id": "call_1", "type": "custom", "custom": {"name": "shell", "input": "ls"}},
+            {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}]})
+    assert [item.get("type") for item in translation.body["input"]] == [
+        None, "message", "custom_tool_call", "function_call"]
+    assert chat_param("input[1].content[0].refusal", translation) == ("messages[1]", False)
+    assert chat_param("input[2].input", translation) == ("messages[1].tool_calls[0].custom.input", True)
+    assert chat_param("input[3].name", translation) == ("messages[1].tool_calls[1].function.name", True)
 
 
 def test_restored_reasoning_shifts_the_items_not_the_messages():

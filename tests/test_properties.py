@@ -10,6 +10,7 @@ hypothesis profile: modest by default, ``PROXY_FUZZ_LONG=1`` for long runs.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import orjson
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 import realdata
 from proxy.errors import InvalidRequest
 from proxy.translate.completion import CompletionBuilder
+from proxy.translate.params import chat_param
 from proxy.translate.request import MappingOptions, Translation, chat_to_responses, restore_reasoning
 from proxy.translate.stream import Presentation, StreamTranslator
 from spec_check import check_chat_chunk, check_chat_completion, check_create_response, check_error_body
@@ -54,6 +56,44 @@ def test_any_chat_request_maps_to_a_valid_responses_request_or_a_400(chat, optio
     orjson.dumps(translation.body)  # what is sent upstream must encode
     assert 1 <= translation.n <= options.max_n
     assert all(isinstance(name, str) for name in translation.dropped + translation.adjusted)
+    assert_errors_name_places_the_client_sent(translation)
+
+
+def assert_errors_name_places_the_client_sent(translation: Translation) -> None:
+    """Wherever in the Responses request an upstream's error points, the chat path it is given leads into the
+    request the client sent: all of it when only a part was mapped, all but a last field otherwise (a field
+    the proxy filled with a default), and never to the same name."""
+    for path in places_in(translation.body):
+        mapped = chat_param(path, translation)
+        if mapped is None:
+            continue
+        chat_path, whole = mapped
+        parts = [int(index) if index else name
+                 for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", chat_path)]
+        assert chat_path != path and reaches(translation.request, parts[:-1] if whole else parts), (path, mapped)
+
+
+def places_in(value: Any, path: str = "") -> list[str]:
+    """Every place in a JSON value, as an error's ``param`` names it (``input[2].content[0].text``)."""
+    found = [path] if path else []
+    if isinstance(value, dict):
+        for key, child in value.items():
+            found += places_in(child, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            found += places_in(child, f"{path}[{index}]")
+    return found
+
+
+def reaches(value: Any, parts: list[str | int]) -> bool:
+    for part in parts:
+        if isinstance(part, int) and isinstance(value, list) and part < len(value):
+            value = value[part]
+        elif isinstance(part, str) and isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            return False
+    return True
 
 
 # ---------------------------------------------------------------- streams

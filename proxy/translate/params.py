@@ -66,8 +66,14 @@ def chat_param(param: str, translation: Translation) -> tuple[str, bool] | None:
     if mapped is None:
         return None
     chat_path, whole = mapped
+    # Only where the client's request has it: a field may be missing (the proxy's default was sent), not its parent.
+    known, reached = _reach(chat, chat_path)
+    if whole and known == len(chat_path) - 1 and not isinstance(reached, dict):
+        chat_path = chat_path[:known]  # a field of what the client sent as one value (an image as its URL alone)
+    elif known < len(chat_path) - (1 if whole else 0):
+        chat_path, whole = chat_path[:known], False
     rendered = _render(chat_path)
-    return None if rendered == param else (rendered, whole)
+    return None if not chat_path or rendered == param else (rendered, whole)
 
 
 def _input_param(rest: Path, translation: Translation) -> Mapped | None:
@@ -81,29 +87,33 @@ def _input_param(rest: Path, translation: Translation) -> Mapped | None:
     where: Path = ["messages", position]
     tail = rest[1:]
     kind = item.get("type")
-    if kind in ("function_call", "custom_tool_call"):
-        return _history_call_param(where, tail, message, item)
+    if kind in _CALLS:
+        # The message's calls are its items in order: ``tool_calls``, then a legacy ``function_call``.
+        order = sum(1 for earlier in range(index) if sources[earlier] == position
+                    and translation.body["input"][earlier].get("type") in _CALLS)
+        return _history_call_param(where, tail, message, item, order)
     if kind == "function_call_output":
         renames = {"output": ["content"], "call_id": ["name" if message.get("role") == "function" else "tool_call_id"]}
         return _renamed(where, tail, renames) or (where, False)
     if not tail or tail == ["role"]:
         return where + tail, True
-    if tail[0] != "content":
+    if tail[0] != "content" or message.get("content") is None:  # (an assistant's refusal may be its only part)
         return where, False
     return _content_param([*where, "content"], tail[1:], message.get("content"), item.get("content"))
 
 
-def _history_call_param(where: Path, tail: Path, message: dict[str, Any], item: dict[str, Any]) -> Mapped:
-    """A tool call of an earlier answer: one of the assistant message's ``tool_calls``, or its legacy
-    ``function_call``."""
+_CALLS = ("function_call", "custom_tool_call")
+
+
+def _history_call_param(where: Path, tail: Path, message: dict[str, Any], item: dict[str, Any], order: int) -> Mapped:
+    """The ``order``-th tool call of an earlier answer: one of the assistant message's ``tool_calls``, or its
+    legacy ``function_call``."""
     calls = message.get("tool_calls") if isinstance(message.get("tool_calls"), list) else []
-    found = next((index for index, call in enumerate(calls)
-                  if isinstance(call, dict) and call.get("id") == item.get("call_id")), None)
-    if found is None:
+    if order >= len(calls):
         where = [*where, "function_call"]
         renames = {"name": ["name"], "arguments": ["arguments"]}
     else:
-        where = [*where, "tool_calls", found]
+        where = [*where, "tool_calls", order]
         nested = "custom" if item.get("type") == "custom_tool_call" else "function"
         renames = {"call_id": ["id"], "name": [nested, "name"], "arguments": [nested, "arguments"],
                    "input": [nested, "input"]}
@@ -185,6 +195,19 @@ def _renamed(where: Path, tail: Path, renames: dict[str, Path]) -> Mapped | None
         return [*where, *tail], True
     name = renames.get(tail[0]) if isinstance(tail[0], str) else None
     return ([*where, *name, *tail[1:]], True) if name is not None else None
+
+
+def _reach(request: Any, path: Path) -> tuple[int, Any]:
+    """How many of ``path``'s leading parts lead somewhere in ``request``, and the value they lead to."""
+    value = request
+    for length, part in enumerate(path):
+        if isinstance(part, int) and isinstance(value, list) and part < len(value):
+            value = value[part]
+        elif isinstance(part, str) and isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            return length, value
+    return len(path), value
 
 
 def _parse(path: str) -> Path:
