@@ -18,6 +18,11 @@ Every process stops by itself after the run.
 Each stream holds two descriptors in the proxy (client side and upstream
 side), so the streams that fit are bounded by the hard RLIMIT_NOFILE, which
 an unprivileged process cannot raise; the script says so and runs as many as fit.
+With ``--workers N`` the proxy runs N worker processes (``responses-proxy
+--workers N``), each with its own limit; memory and descriptors are then
+those of the whole process tree (the supervisor and its workers), summed.
+
+    python bench/concurrency.py --workers 2                      # 10,000 streams over two workers
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procs import (BENCH, HOST, die_with_parent, free_port, python, raise_fd_limit, start, status, stop,  # noqa: E402
-                   wait_port)
+                   tree, wait_port)
 from run import http_json  # noqa: E402
 
 RESULTS = BENCH / "results"
@@ -131,7 +136,12 @@ async def clients(port: int, count: int, ramp: float, window: int, duration: flo
 
 
 def sample(proxy_pid: int, fake_port: int, began: float) -> dict:
-    point = {"t": round(time.monotonic() - began, 1), **status(proxy_pid)}
+    """The proxy's memory and descriptors (summed over its process tree), and the upstream's open streams."""
+    processes = [status(pid) for pid in tree(proxy_pid)]
+    point = {"t": round(time.monotonic() - began, 1),
+             **{key: sum(process[key] for process in processes) for key in ("VmRSS", "VmHWM", "fds")}}
+    if len(processes) > 1:
+        point["processes"] = [{key: process[key] for key in ("VmRSS", "fds")} for process in processes]
     try:
         stats = http_json(fake_port, "/bench/stats")
         point.update(upstream_open=stats["open_connections"], upstream_silent=stats["silent_streams"])
@@ -142,11 +152,12 @@ def sample(proxy_pid: int, fake_port: int, began: float) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     hard = raise_fd_limit()
-    fits = (hard - SPARE_FDS) // 2
+    # Workers take connections as they come, not in turns: leave each a tenth more room than an even share.
+    fits = (hard - SPARE_FDS) // 2 if args.workers == 1 else int((hard - SPARE_FDS) // 2 * args.workers / 1.1)
     streams = args.streams
     if streams > fits:
-        print(f"RLIMIT_NOFILE hard limit is {hard}: the proxy holds 2 descriptors per stream, so at most "
-              f"{fits:,} streams fit; running {fits:,} instead of {streams:,}.", flush=True)
+        print(f"RLIMIT_NOFILE hard limit is {hard}: a proxy process holds 2 descriptors per stream, so at most "
+              f"{fits:,} streams fit in {args.workers} worker(s); running {fits:,} instead of {streams:,}.", flush=True)
         streams = fits
     RESULTS.mkdir(exist_ok=True)
     logs = RESULTS / "logs"
@@ -161,11 +172,15 @@ def run(args: argparse.Namespace) -> dict:
     fake = start(python(str(BENCH / "fake_upstream.py"), "--port", str(fake_port), "--events", str(EVENTS),
                         "--silent-ms", str(duration * 1000)), log=logs / "concurrency-fake.log")
     proxy = start(python("-m", "proxy", "--host", HOST, "--port", str(proxy_port), "--config",
-                         str(workdir / "proxy.yaml"), "--log-level", "warning"), log=logs / "concurrency-proxy.log")
+                         str(workdir / "proxy.yaml"), "--log-level", "warning", "--workers", str(args.workers)),
+                  log=logs / "concurrency-proxy.log")
     procs = []
     try:
         wait_port(fake_port, fake)
         wait_port(proxy_port, proxy)
+        while len(tree(proxy.pid)) <= args.workers and args.workers > 1:  # the supervisor binds the port first
+            time.sleep(0.2)
+        time.sleep(3 if args.workers > 1 else 0)  # each worker imports and builds the app
         began = time.monotonic()
         timeline = [sample(proxy.pid, fake_port, began)]
         share = [streams // args.clients + (1 if i < streams % args.clients else 0) for i in range(args.clients)]
@@ -212,7 +227,8 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "seconds_to_open_all": all_open, "streams_open_during_hold_min": min(
             (point.get("upstream_silent", 0) for point in held_points), default=0),
-        "requested_streams": args.streams, "streams": streams, "fd_hard_limit": hard, "silent_s": args.silent,
+        "requested_streams": args.streams, "streams": streams, "proxy_workers": args.workers,
+        "fd_hard_limit": hard, "silent_s": args.silent,
         "heartbeat_s": args.heartbeat, "ramp_per_s": args.ramp, "client_processes": len(procs),
         "lost": sum(lost.values()), "lost_reasons": lost,
         "heartbeats_total": sum(beats), "heartbeats_min": min(beats), "heartbeats_max": max(beats),
@@ -229,7 +245,8 @@ def report(data: dict) -> str:
     lines = [
         f"| time to open them all | {data['seconds_to_open_all']} s (at least {data['streams_open_during_hold_min']:,} "
         f"open through the hold) |",
-        f"| streams held | {data['streams']:,} (asked {data['requested_streams']:,}; fd hard limit {data['fd_hard_limit']:,}) |",
+        f"| streams held | {data['streams']:,} (asked {data['requested_streams']:,}; fd hard limit {data['fd_hard_limit']:,} "
+        f"per process; {data['proxy_workers']} proxy worker(s)) |",
         f"| silence / heartbeat interval | {data['silent_s']:g} s / {data['heartbeat_s']:g} s |",
         f"| streams lost | {data['lost']} {data['lost_reasons'] or ''} |",
         f"| heartbeats delivered | {data['heartbeats_total']:,} (per stream min {data['heartbeats_min']}, "
@@ -254,6 +271,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=64, help="streams connecting at once, per client process")
     parser.add_argument("--open-timeout", type=float, default=300.0, help="seconds allowed to open every stream")
     parser.add_argument("--clients", type=int, default=4, help="client processes")
+    parser.add_argument("--workers", type=int, default=1, help="proxy worker processes")
     parser.add_argument("--drain", type=float, default=120.0, help="seconds allowed for the answers after the silence")
     parser.add_argument("--name", help="results file name (default: concurrency-<time>)")
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
