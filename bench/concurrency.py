@@ -137,7 +137,12 @@ async def clients(port: int, count: int, ramp: float, window: int, duration: flo
 
 def sample(proxy_pid: int, fake_port: int, began: float) -> dict:
     """The proxy's memory and descriptors (summed over its process tree), and the upstream's open streams."""
-    processes = [status(pid) for pid in tree(proxy_pid)]
+    processes = []
+    for pid in tree(proxy_pid):
+        try:
+            processes.append(status(pid))
+        except OSError:  # ended between the listing and the reading
+            pass
     point = {"t": round(time.monotonic() - began, 1),
              **{key: sum(process[key] for process in processes) for key in ("VmRSS", "VmHWM", "fds")}}
     if len(processes) > 1:
