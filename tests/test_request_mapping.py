@@ -227,6 +227,9 @@ def test_prompt_cache_options_and_moderation_are_carried_over():
     assert translation.body["prompt_cache_options"] == cache and translation.body["moderation"] == moderation
     assert translation.dropped == []
     assert "moderation" not in body(moderation=None)
+    # A null option is one not given; options newer than the proxy go on as they are.
+    assert body(prompt_cache_options={"ttl": None, "mode": "implicit", "scope": "org"})["prompt_cache_options"] == {
+        "mode": "implicit", "scope": "org"}
 
 
 def test_cache_breakpoints_stay_on_their_parts():
@@ -354,6 +357,8 @@ def test_without_keep_reasoning_nothing_is_asked_or_tracked():
     ({"stream_options": {"include_usage": 1}}, "stream_options.include_usage"),
     ({"modalities": "text"}, "modalities"),
     ({"prompt_cache_options": "30m"}, "prompt_cache_options"),
+    ({"prompt_cache_options": {"ttl": "1d"}}, "prompt_cache_options.ttl"),
+    ({"prompt_cache_options": {"mode": ["explicit"]}}, "prompt_cache_options.mode"),
     ({"moderation": "on"}, "moderation"),
     ({"moderation": {"policy": None}}, "moderation.model"),
     ({"moderation": {"model": "omni-moderation-latest", "policy": "strict"}}, "moderation.policy"),

@@ -698,6 +698,7 @@ def _map_logprobs(chat: dict[str, Any], body: dict[str, Any]) -> None:
 
 _SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority", "fast", "ultrafast")
 _CACHE_RETENTIONS = ("in_memory", "24h")
+_CACHE_OPTIONS = {"ttl": ("30m",), "mode": ("implicit", "explicit")}
 _MAX_METADATA = (16, 64, 512)  # pairs, key length, value length
 _MAX_SAFETY_IDENTIFIER = 64
 
@@ -731,11 +732,26 @@ def _copy_checked(chat: dict[str, Any], body: dict[str, Any]) -> None:
                                  f"characters, values up to {value_length}).", "metadata")
         body["metadata"] = metadata
     cache = _optional(chat, "prompt_cache_options", dict)
-    if cache is not None:  # its fields (ttl, mode, ...) grow with the API, and are named alike in both
-        body["prompt_cache_options"] = cache
+    if cache is not None:
+        body["prompt_cache_options"] = _checked_cache_options(cache)
     moderation = _optional(chat, "moderation", dict)
     if moderation is not None:
         body["moderation"] = _checked_moderation(moderation)
+
+
+def _checked_cache_options(cache: dict[str, Any]) -> dict[str, Any]:
+    """Prompt cache options, named alike in both APIs: the known ones checked, a null one left out (as not
+    given), others (the options grow with the API) sent on."""
+    checked = {}
+    for key, value in cache.items():
+        if value is None:
+            continue
+        allowed = _CACHE_OPTIONS.get(key)
+        if allowed is not None and value not in allowed:
+            raise InvalidRequest(f"Invalid 'prompt_cache_options.{key}': {value!r:.100}. Supported values are "
+                                 f"{', '.join(allowed)}.", f"prompt_cache_options.{key}")
+        checked[key] = value
+    return checked
 
 
 def _checked_moderation(moderation: dict[str, Any]) -> dict[str, Any]:
