@@ -121,7 +121,8 @@ async def serve_translated(config: Config, upstream: Upstream, capabilities: Cap
             raise
         return Exchange(calls, [
             StreamTranslator(translation.model, choice_index=index, presentation=presentation,
-                             completion_id=completion_id, include_usage=translation.include_usage and translation.n == 1)
+                             completion_id=completion_id, include_usage=translation.include_usage and translation.n == 1,
+                             name_params=lambda error: name_chat_params(error, translation))
             for index in range(translation.n)
         ], memory)
 

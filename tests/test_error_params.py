@@ -6,7 +6,7 @@ import openai
 import pytest
 
 import realdata
-from fake_upstream import Reply, build_response, error_body, message_item, reasoning_item
+from fake_upstream import Reply, Stream, build_response, error_body, message_item, reasoning_item, stream_events
 from proxy.errors import ProxyError
 from proxy.memory import kept_reasoning
 from proxy.translate.params import chat_param, name_chat_params
@@ -194,3 +194,16 @@ def test_an_image_refusal_names_the_chat_content_part(client, fake):
                                          {"type": "image_url", "image_url": {"url": "not a url"}}]}])
     assert error.value.body["param"] == "messages[1].content[1].image_url.url"
     assert error.value.body["message"].startswith("Invalid 'messages[1].content[1].image_url.url'. Expected")
+
+
+def test_an_error_event_mid_stream_names_the_chat_parameter(client, fake):
+    """An upstream that refuses the request only once its stream has begun (an ``error`` event)."""
+    created = stream_events(build_response(None, [message_item("x")]))[0]
+    fake.script(Stream(events=[created, {
+        "type": "error", "code": "invalid_value", "param": "input[0].content[0].image_url",
+        "message": "Invalid 'input[0].content[0].image_url'. Expected a valid URL."}]))
+    with pytest.raises(openai.APIError) as error:
+        list(client.chat.completions.create(model="o3-pro", stream=True, messages=[
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "not a url"}}]}]))
+    assert error.value.body["param"] == "messages[0].content[0].image_url.url"
+    assert error.value.message == "Invalid 'messages[0].content[0].image_url.url'. Expected a valid URL."

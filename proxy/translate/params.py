@@ -8,7 +8,8 @@ refused (``input[3].content[0].image_url``, ``tools[0].parameters``,
 the message's quoted mentions of the Responses path too when the whole path
 maps; where only its start maps (an input item, a tool) ``param`` names that
 part of the chat request and the message stays as the upstream wrote it.
-Paths with no chat counterpart (what the proxy added) are left alone.
+Paths with no chat counterpart (what the proxy added) are left alone. Applied
+to the upstream's refusal of the request and to the failures its stream reports.
 """
 
 from __future__ import annotations

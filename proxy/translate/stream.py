@@ -14,6 +14,7 @@ Non-streamed answers are the same chunks folded into one completion
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +98,7 @@ class StreamTranslator:
         presentation: Presentation | None = None,
         completion_id: str | None = None,
         created: int | None = None,
+        name_params: Callable[[ProxyError], None] | None = None,
     ) -> None:
         self.id = completion_id or new_completion_id()
         self.created = created or int(time.time())
@@ -120,6 +122,8 @@ class StreamTranslator:
         self._sources: dict[str, str] = {}  # cited url -> title
         self._pending_logprobs: list[dict[str, Any]] = []
         self._answered = False  # anything but reasoning has been sent
+        # Renames, in place, the parameter an upstream's failure names (see proxy.translate.params).
+        self._name_params = name_params
 
     # --- public API ---------------------------------------------------------
 
@@ -228,7 +232,7 @@ class StreamTranslator:
             response = {"status": "completed" if event.get("type") == "response.completed" else "incomplete"}
         self.response = response
         if event.get("type") == "response.failed" or response.get("status") in ("failed", "cancelled"):
-            return self.fail(failure(response))
+            return self.fail(self._named(failure(response)))
         frames: list[dict[str, Any]] = []
         for index, item in enumerate(as_list(response.get("output"))):
             if isinstance(item, dict):
@@ -249,7 +253,12 @@ class StreamTranslator:
         return frames
 
     def _error_event(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        return self.fail(upstream_failure(event))
+        return self.fail(self._named(upstream_failure(event)))
+
+    def _named(self, error: ProxyError) -> ProxyError:
+        if self._name_params is not None:
+            self._name_params(error)
+        return error
 
     # --- output -------------------------------------------------------------
 
