@@ -363,6 +363,8 @@ def test_without_keep_reasoning_nothing_is_asked_or_tracked():
     ({"moderation": {"policy": None}}, "moderation.model"),
     ({"moderation": {"model": "omni-moderation-latest", "policy": "strict"}}, "moderation.policy"),
     ({"moderation": {"model": "omni-moderation-latest", "policy": {"input": "block"}}}, "moderation.policy.input"),
+    ({"moderation": {"model": "omni-moderation-latest", "policy": {"output": {"mode": "flag"}}}},
+     "moderation.policy.output.mode"),
     ({"messages": [{"role": "user", "content": [{"type": "text", "text": "x", "prompt_cache_breakpoint": True}]}]},
      "messages[0].content[0].prompt_cache_breakpoint"),
     ({"messages": [{"role": "system", "content": [{"type": "text", "text": "x",

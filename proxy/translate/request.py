@@ -699,6 +699,7 @@ def _map_logprobs(chat: dict[str, Any], body: dict[str, Any]) -> None:
 _SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority", "fast", "ultrafast")
 _CACHE_RETENTIONS = ("in_memory", "24h")
 _CACHE_OPTIONS = {"ttl": ("30m",), "mode": ("implicit", "explicit")}
+_MODERATION_MODES = ("score", "block")
 _MAX_METADATA = (16, 64, 512)  # pairs, key length, value length
 _MAX_SAFETY_IDENTIFIER = 64
 
@@ -755,16 +756,21 @@ def _checked_cache_options(cache: dict[str, Any]) -> dict[str, Any]:
 
 
 def _checked_moderation(moderation: dict[str, Any]) -> dict[str, Any]:
-    """Moderated completions: the same object in both APIs, checked as far as its shape; its values (policy
-    modes) are the upstream's to judge, under the same names the client used."""
+    """Moderated completions: the same object in both APIs, checked as far as its shape and policy modes; the
+    moderation model is the upstream's to judge."""
     _string(moderation.get("model"), "moderation.model")
     policy = _optional(moderation, "policy", dict, "moderation.policy")
     if policy is not None:
         for side in ("input", "output"):
             config = policy.get(side)
-            if config is not None and not (isinstance(config, dict) and isinstance(config.get("mode"), str)):
+            if config is None:
+                continue
+            if not isinstance(config, dict) or "mode" not in config:
                 raise InvalidRequest(f"'moderation.policy.{side}' must be an object with a 'mode'.",
                                      f"moderation.policy.{side}")
+            if config["mode"] not in _MODERATION_MODES:
+                raise InvalidRequest(f"Invalid 'moderation.policy.{side}.mode': {config['mode']!r:.100}. Supported "
+                                     f"values are {', '.join(_MODERATION_MODES)}.", f"moderation.policy.{side}.mode")
     return moderation
 
 
