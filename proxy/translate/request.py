@@ -630,14 +630,10 @@ def _map_reasoning(chat: dict[str, Any], body: dict[str, Any], options: MappingO
         reasoning["effort"] = effort
     if "effort" not in reasoning and options.reasoning_effort:
         reasoning["effort"] = options.reasoning_effort
-    if "effort" in reasoning and reasoning["effort"] not in REASONING_EFFORTS:
-        raise InvalidRequest(
-            f"Invalid 'reasoning_effort': {reasoning['effort']!r:.100}. Supported values are "
-            f"{', '.join(REASONING_EFFORTS)}.", "reasoning_effort",
-        )
-    if "summary" in reasoning and reasoning["summary"] not in REASONING_SUMMARIES:
-        raise InvalidRequest(f"Invalid 'reasoning.summary': {reasoning['summary']!r:.100}. Supported values are "
-                             f"{', '.join(REASONING_SUMMARIES)}.", "reasoning.summary")
+    if "effort" in reasoning:
+        _check_choice(reasoning["effort"], REASONING_EFFORTS, "reasoning_effort")
+    if "summary" in reasoning:
+        _check_choice(reasoning["summary"], REASONING_SUMMARIES, "reasoning.summary")
     if "summary" not in reasoning and options.reasoning_summary:
         reasoning["summary"] = options.reasoning_summary
         translation.summary_added = True
@@ -721,8 +717,7 @@ def _copy_checked(chat: dict[str, Any], body: dict[str, Any]) -> None:
         value = chat.get(key)
         if value is None:
             continue
-        if not isinstance(value, str) or value not in allowed:
-            raise InvalidRequest(f"Invalid '{key}': {value!r:.100}. Supported values are {', '.join(allowed)}.", key)
+        _check_choice(value, allowed, key)
         body[key] = value
     metadata = _optional(chat, "metadata", dict)
     if metadata is not None:
@@ -748,9 +743,8 @@ def _checked_cache_options(cache: dict[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         allowed = _CACHE_OPTIONS.get(key)
-        if allowed is not None and value not in allowed:
-            raise InvalidRequest(f"Invalid 'prompt_cache_options.{key}': {value!r:.100}. Supported values are "
-                                 f"{', '.join(allowed)}.", f"prompt_cache_options.{key}")
+        if allowed is not None:
+            _check_choice(value, allowed, f"prompt_cache_options.{key}")
         checked[key] = value
     return checked
 
@@ -768,9 +762,7 @@ def _checked_moderation(moderation: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(config, dict) or "mode" not in config:
                 raise InvalidRequest(f"'moderation.policy.{side}' must be an object with a 'mode'.",
                                      f"moderation.policy.{side}")
-            if config["mode"] not in _MODERATION_MODES:
-                raise InvalidRequest(f"Invalid 'moderation.policy.{side}.mode': {config['mode']!r:.100}. Supported "
-                                     f"values are {', '.join(_MODERATION_MODES)}.", f"moderation.policy.{side}.mode")
+            _check_choice(config["mode"], _MODERATION_MODES, f"moderation.policy.{side}.mode")
     return moderation
 
 
@@ -811,6 +803,12 @@ def _optional(fields: dict[str, Any], key: str, kind: type, where: str | None = 
 
 
 _TYPE_NAMES = {bool: "a boolean", dict: "an object", str: "a string", list: "an array"}
+
+
+def _check_choice(value: Any, allowed: tuple[str, ...], where: str) -> None:
+    """A 400 naming ``where`` unless ``value`` is one of the ``allowed`` strings."""
+    if not isinstance(value, str) or value not in allowed:
+        raise InvalidRequest(f"Invalid '{where}': {value!r:.100}. Supported values are {', '.join(allowed)}.", where)
 
 
 def _string(value: Any, where: str) -> str:
