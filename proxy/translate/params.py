@@ -148,7 +148,7 @@ def _tool_param(rest: Path, translation: Translation) -> Mapped | None:
     sources = translation.tool_sources
     if not isinstance(index, int) or index >= len(sources) or sources[index] is None:
         return None
-    where = _parse(sources[index])
+    where = list(sources[index])
     tail = rest[1:]
     kind = translation.body["tools"][index].get("type")
     if not tail:

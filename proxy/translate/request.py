@@ -64,10 +64,10 @@ class Translation:
     summary_added: bool = False  # ``reasoning.summary`` is the operator's default, not the client's choice
     # Where the Responses request came from, to name the client's parameters in upstream errors
     # (:mod:`proxy.translate.params`): the chat request, the message behind each input item and the chat
-    # path of each tool (None for what the proxy added).
+    # path of each tool, as its parts (None for what the proxy added).
     request: dict[str, Any] = field(default_factory=dict)
     sources: list[int | None] = field(default_factory=list)
-    tool_sources: list[str | None] = field(default_factory=list)
+    tool_sources: list[tuple[str | int, ...] | None] = field(default_factory=list)
 
 
 def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Translation:
@@ -464,17 +464,17 @@ def _map_tools(chat: dict[str, Any], body: dict[str, Any], options: MappingOptio
         if not isinstance(raw_tools, list):
             raise InvalidRequest("'tools' must be an array of tool objects.", "tools")
         tools.extend(_tool(tool, f"tools[{index}]") for index, tool in enumerate(raw_tools))
-        sources.extend(f"tools[{index}]" for index in range(len(raw_tools)))
+        sources.extend(("tools", index) for index in range(len(raw_tools)))
     functions = chat.get("functions")
     if functions is not None:
         if not isinstance(functions, list):
             raise InvalidRequest("'functions' must be an array of function objects.", "functions")
         tools.extend(_function_tool(fn, f"functions[{index}]") for index, fn in enumerate(functions))
-        sources.extend(f"functions[{index}]" for index in range(len(functions)))
+        sources.extend(("functions", index) for index in range(len(functions)))
     web_search = chat.get("web_search_options")
     if web_search is not None:
         tools.append(_web_search_tool(web_search))
-        sources.append("web_search_options")
+        sources.append(("web_search_options",))
     if options.require_search_tool and not any(tool["type"] in _SEARCH_TOOLS for tool in tools):
         tools.append({"type": "web_search_preview"})
         sources.append(None)
