@@ -13,7 +13,7 @@ from urllib.parse import quote, unquote
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive
+from starlette.types import Message, Receive
 
 from . import logs
 from .config import ModelSettings
@@ -58,18 +58,22 @@ _MAX_DECODINGS = 8
 async def limited_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
     """The request body as it arrives, refused once it grows past ``limit``; :class:`ClientGone` if the client leaves."""
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone()
-        chunk = message.get("body", b"")
+    more = True
+    while more:
+        chunk, more = _body_part(await receive(), size, limit)
         size += len(chunk)
-        if size > limit:
-            raise body_too_large(limit)
         if chunk:
             yield chunk
-        if not message.get("more_body", False):
-            return
+
+
+def _body_part(message: Message, size: int, limit: int) -> tuple[bytes, bool]:
+    """The next piece of the request body after ``size`` bytes, and whether more follow."""
+    if message["type"] == "http.disconnect":
+        raise ClientGone()
+    chunk = message.get("body", b"")
+    if size + len(chunk) > limit:
+        raise body_too_large(limit)
+    return chunk, message.get("more_body", False)
 
 
 def header(headers: Mapping[str, str], name: str, default: str = "") -> str:
@@ -92,8 +96,17 @@ def has_body(request: Request) -> bool:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
+    """The whole request body, refused past ``limit``: read in a plain loop, since an async generator costs
+    every request more (the event loop keeps track of each one)."""
     declared_length(request, limit)
-    return b"".join([chunk async for chunk in limited_body(request.receive, limit)])
+    parts = []
+    size = 0
+    more = True
+    while more:
+        chunk, more = _body_part(await request.receive(), size, limit)
+        size += len(chunk)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def body_too_large(limit: int) -> ProxyError:

@@ -10,11 +10,13 @@ import zlib
 
 import httpx
 import pytest
+from starlette.requests import Request
 
 import proxy.app
 from conftest import UPSTREAM_KEY
 from fake_upstream import SPEECH_BYTES, Reply, Respond, error_body, message_item
-from proxy.passthrough import limited_body
+from proxy.errors import ProxyError
+from proxy.passthrough import limited_body, read_body
 from proxy.streaming import ClientGone
 from proxy.upstream import _decode
 from wire import raw_exchange, status_of
@@ -290,6 +292,38 @@ async def test_a_client_that_leaves_while_uploading_ends_the_body_as_gone():
         async for chunk in limited_body(receive, 1000):
             received.append(chunk)
     assert received == [b'{"model": '] and gone.value.status == 499
+
+
+def _receiving(*messages: dict) -> Request:
+    """A request whose body arrives as ``messages``."""
+    pending = iter(messages)
+
+    async def receive():
+        return next(pending)
+
+    return Request({"type": "http", "method": "POST", "path": "/", "headers": []}, receive)
+
+
+async def test_a_whole_body_is_read_from_every_message_up_to_the_limit():
+    parts = [{"type": "http.request", "body": part, "more_body": True} for part in (b'{"a": ', b"", b'"bcd"')]
+    request = _receiving(*parts, {"type": "http.request", "body": b"}", "more_body": False})
+    assert await read_body(request, 12) == b'{"a": "bcd"}'
+    single = {"type": "http.request", "body": b"{}"}  # more_body may be left out when it is false
+    assert await read_body(_receiving(single), 2) == b"{}"
+    assert await read_body(_receiving({"type": "http.request"}), 0) == b""
+
+
+async def test_a_whole_body_past_the_limit_or_cut_by_a_disconnect_is_refused():
+    parts = [{"type": "http.request", "body": b"x" * 8, "more_body": True}] * 2
+    with pytest.raises(ProxyError) as refused:
+        await read_body(_receiving(*parts), 15)
+    assert refused.value.status == 413 and refused.value.code == "request_too_large"
+    with pytest.raises(ClientGone):
+        await read_body(_receiving(parts[0], {"type": "http.disconnect"}), 100)
+    with pytest.raises(ProxyError) as refused:  # the limit is the same for a body streamed on
+        async for _ in limited_body(_receiving(*parts).receive, 15):
+            pass
+    assert refused.value.status == 413
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate", "raw-deflate"])
