@@ -69,6 +69,11 @@ def test_benchmark_tools_are_installed_from_locks():
     assert "requirements-litellm.lock" in source
 
 
+def test_the_browser_job_installs_open_webui_from_its_lock():
+    assert "open-webui" in pins(PROJECT / "tests" / "browser" / "requirements.lock")
+    assert "pip install -r tests/browser/requirements.lock" in (PROJECT / "tests/browser/run_openwebui.sh").read_text()
+
+
 def test_node_client_libraries_are_locked_at_their_declared_versions():
     for folder in ("tests/clients", "tests/browser"):
         declared = json.loads((PROJECT / folder / "package.json").read_text()).get("dependencies", {})
