@@ -34,7 +34,7 @@ from .streaming import until_disconnect
 from .translate.request import MappingOptions, chat_to_responses, check_nesting, restore_reasoning
 from .translate.stream import Presentation
 from .upstream import (ERROR_BODY_LIMIT, RETRYABLE_STATUSES, Upstream, UpstreamResponse, read_json, upstream_error,
-                       without_credentials, wrong_path)
+                       url_secrets, without_credentials, wrong_path)
 from .upstreams import Upstreams
 
 log = logging.getLogger("proxy")
@@ -421,7 +421,8 @@ class ProxyApp(FastAPI):
 def create_app(config: Config) -> FastAPI:
     proxy = Proxy(config)
     readiness = Readiness(proxy.upstreams.all, config.server.readiness_check)
-    logs.register_secrets([*config.server.api_keys, *(key for upstream in config.upstreams for key in upstream.keys)])
+    logs.register_secrets([*config.server.api_keys, *(key for upstream in config.upstreams for key in upstream.keys),
+                           *(secret for upstream in config.upstreams for secret in url_secrets(upstream.base_url))])
 
     inflight = InFlight()
 

@@ -21,7 +21,7 @@ import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from functools import cache, lru_cache
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import aiohttp
 import certifi
@@ -277,6 +277,13 @@ def without_credentials(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
+def url_secrets(url: str) -> list[str]:
+    """What :func:`without_credentials` leaves out of ``url`` and logs must never show: its password and the
+    values of its query."""
+    parts = urlsplit(url)
+    return [value for value in (parts.password, *(value for _, value in parse_qsl(parts.query))) if value]
+
+
 def with_authorization(headers: Mapping[str, str], value: str) -> dict[str, str]:
     """``headers`` with ``value`` as their one ``Authorization`` header, whatever case the old one had."""
     return {**{name: value for name, value in headers.items() if name.lower() != "authorization"},
@@ -403,7 +410,8 @@ class Upstream:
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             if upload_failures:
                 raise upload_failures[0] from None
-            raise ProxyError(502, f"Could not reach the upstream at {self.url(path)}: {_unreachable(exc)}.",
+            reason = _unreachable(exc).replace(str(url), self.url(path))  # an invalid URL's error quotes it
+            raise ProxyError(502, f"Could not reach the upstream at {self.url(path)}: {reason}.",
                              "upstream_error", code="upstream_unreachable") from None
         self._observe(response.status, response.headers, headers, sent_at)
         return UpstreamResponse(response, decode, idle_timeout or self.config.idle_timeout, f"{method} {self.url(path)}")
