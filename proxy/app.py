@@ -343,7 +343,8 @@ def upstream_lines(config: Config) -> list[str]:
     """What the start-up log says about each upstream: the URL it calls (without secrets) and for which models."""
     lines = []
     for upstream in config.upstreams:
-        line = f"upstream {upstream.name}: {without_credentials(upstream.base_url)} for models {', '.join(upstream.models)}"
+        line = f"upstream {upstream.name}: {without_credentials(upstream.base_url)} " \
+               f"for models {', '.join(upstream.models)}"
         if upstream.api_path_added:
             line += " (the base URL given has no path: the API is taken to be under /v1)"
         lines.append(line)

@@ -36,7 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes (default 1); each keeps its own learned models and key rests")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"),
-                        choices=["debug", "info", "warning", "error"], help="least severe lines logged (default $LOG_LEVEL, else info)")
+                        choices=["debug", "info", "warning", "error"],
+                        help="least severe lines logged (default $LOG_LEVEL, else info)")
     parser.add_argument("--log-format", default=os.environ.get("LOG_FORMAT", "auto"), choices=["auto", "json", "text"],
                         help="json lines, readable text, or auto: text on a terminal, else json (default auto)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

@@ -414,7 +414,8 @@ class Upstream:
             raise ProxyError(502, f"Could not reach the upstream at {self.url(path)}: {reason}.",
                              "upstream_error", code="upstream_unreachable") from None
         self._observe(response.status, response.headers, headers, sent_at)
-        return UpstreamResponse(response, decode, idle_timeout or self.config.idle_timeout, f"{method} {self.url(path)}")
+        return UpstreamResponse(response, decode, idle_timeout or self.config.idle_timeout,
+                                f"{method} {self.url(path)}")
 
     async def send_retrying(
         self,

@@ -1,7 +1,10 @@
 """Configuration loading: defaults, environment, YAML with ${VAR} expansion, clear errors."""
 
+import re
+
 import pytest
 
+from proxy import __version__, cli
 from proxy.config import DEFAULT_TRANSLATED_MODELS, ConfigError, load_config
 
 
@@ -63,10 +66,7 @@ def test_unreadable_and_invalid_files(tmp_path):
         load_config(bad, env={})
 
 
-
 def test_the_command_line_tells_its_version(capsys):
-    from proxy import __version__, cli
-
     with pytest.raises(SystemExit) as exited:
         cli.parse_args(["--version"])
     assert exited.value.code == 0
@@ -75,10 +75,6 @@ def test_the_command_line_tells_its_version(capsys):
 
 def test_the_command_lines_help_shows_every_default(capsys):
     """Each option but --help and --version says its default, and so does the upstream it points at."""
-    import re
-
-    from proxy import cli
-
     with pytest.raises(SystemExit):
         cli.parse_args(["--help"])
     shown = capsys.readouterr().out
