@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import os
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -33,7 +34,7 @@ from .streaming import until_disconnect
 from .translate.request import MappingOptions, chat_to_responses, check_nesting, restore_reasoning
 from .translate.stream import Presentation
 from .upstream import (ERROR_BODY_LIMIT, RETRYABLE_STATUSES, Upstream, UpstreamResponse, read_json, upstream_error,
-                       without_credentials)
+                       url_secrets, without_credentials, wrong_path)
 from .upstreams import Upstreams
 
 log = logging.getLogger("proxy")
@@ -132,7 +133,8 @@ class Proxy:
             self.router.learn(model)
             return await self.translate(request, chat)
         error = upstream_error(response, payload, raw)
-        if (can_fall_back and fallback_worthy(error)) or response.cut:  # an error too large to relay: its gist
+        # An error too large to relay goes as its gist; a URL that leads nowhere, as the URL called.
+        if (can_fall_back and fallback_worthy(error)) or response.cut or error.code == "upstream_not_found":
             raise error
         return replay(response, raw)
 
@@ -194,7 +196,7 @@ class Proxy:
             if isinstance(first, BaseException):
                 raise first
             response, _, raw = first
-            return relay(response) if response.status_code >= 400 else replay(response, raw)
+            return await relayed(response) if response.status_code >= 400 else replay(response, raw)
         for upstream, result in unlisted:
             log.warning("upstream %s gave no model list (%s); listing the other upstreams' models",
                         upstream.config.name, _listing_failure(result))
@@ -248,7 +250,7 @@ class Proxy:
                 break
             await response.read(ERROR_BODY_LIMIT)  # read to its end, so the connection is kept for reuse
             response = await open_forward(upstream, request, path, body, limit, settings=settings)
-        return relay(response)
+        return await relayed(response)
 
     async def _route_forward(self, request: Request) -> tuple[list[Upstream], bytes | None, str | None]:
         """The upstreams to try, in order, the body if it was read, and the model it names if it was routed by it.
@@ -275,6 +277,14 @@ MODEL_LIST_LIMIT = 16 * 1024 * 1024
 REASONING_OUTPUT_HEADER = "x-proxy-reasoning-output"
 
 
+async def relayed(response: UpstreamResponse) -> Response:
+    """An upstream answer, relayed; but a 404 that is no JSON (a web server's page, not an API's error) says
+    which URL leads nowhere, in an OpenAI-style body."""
+    if response.status_code != 404 or "json" in response.headers.get("content-type", ""):
+        return relay(response)
+    raise wrong_path(response, await response.read(ERROR_BODY_LIMIT))
+
+
 def reasoning_output(request: Request, default: str) -> str:
     """The reasoning display for this request: a header may choose another than the configured one."""
     wanted = header(request.headers, REASONING_OUTPUT_HEADER).strip().lower()
@@ -286,7 +296,13 @@ def reasoning_output(request: Request, default: str) -> str:
     return wanted
 
 
+# A dated snapshot (o3-pro-2025-06-10, gpt-4-0613) gets no effort variants: its base name has them, and with
+# an aggregator's hundreds of models a variant of each would drown the picker.
+SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{4})$")
+
+
 def with_variants(listing: dict[str, Any], router: ModelRouter, config: Config) -> dict[str, Any]:
+    """The model list with aliases, and effort variants (o3-pro-low) of the translated models' base names."""
     models = [model for model in listing["data"] if isinstance(model, dict)]
     known = {model.get("id") for model in models}
     extra = []
@@ -296,7 +312,7 @@ def with_variants(listing: dict[str, Any], router: ModelRouter, config: Config) 
             known.add(name)
     for model in models:
         model_id = model.get("id")
-        if not isinstance(model_id, str) or not router.should_translate(model_id):
+        if not isinstance(model_id, str) or not router.should_translate(model_id) or SNAPSHOT.search(model_id):
             continue
         for effort in config.translate.list_variants:
             variant = f"{model_id}-{effort}"
@@ -321,6 +337,18 @@ def fallback_worthy(error: ProxyError) -> bool:
     text = f"{error.code} {error.message}".lower()
     return error.status in (400, 404) and ("model_not_found" in text or "does not exist" in text
                                            or "overloaded" in text)
+
+
+def upstream_lines(config: Config) -> list[str]:
+    """What the start-up log says about each upstream: the URL it calls (without secrets) and for which models."""
+    lines = []
+    for upstream in config.upstreams:
+        line = f"upstream {upstream.name}: {without_credentials(upstream.base_url)} " \
+               f"for models {', '.join(upstream.models)}"
+        if upstream.api_path_added:
+            line += " (the base URL given has no path: the API is taken to be under /v1)"
+        lines.append(line)
+    return lines
 
 
 def tune_garbage_collection() -> None:
@@ -394,12 +422,15 @@ class ProxyApp(FastAPI):
 def create_app(config: Config) -> FastAPI:
     proxy = Proxy(config)
     readiness = Readiness(proxy.upstreams.all, config.server.readiness_check)
-    logs.register_secrets([*config.server.api_keys, *(key for upstream in config.upstreams for key in upstream.keys)])
+    logs.register_secrets([*config.server.api_keys, *(key for upstream in config.upstreams for key in upstream.keys),
+                           *(secret for upstream in config.upstreams for secret in url_secrets(upstream.base_url))])
 
     inflight = InFlight()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for line in upstream_lines(config):
+            log.info(line)
         tune_garbage_collection()
         yield
         # Requests the server cancelled after the grace period end their answers with an error first.

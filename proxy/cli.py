@@ -1,4 +1,4 @@
-"""Command line: ``python -m proxy --host 127.0.0.1 --port 8000 [--config FILE] [--workers N]``."""
+"""Command line: ``python -m proxy --host 127.0.0.1 --port 8000 [--config FILE] [--workers N]``, ``--version``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import uvicorn
 
-from . import logs
+from . import __version__, logs
 from .auth import exposure_warnings
 from .config import ConfigError, load_config
 
@@ -23,7 +23,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="responses-proxy",
         description="Serve OpenAI's Responses-only models to Chat Completions clients.",
-        epilog="Precedence, highest first: these flags, the config file, environment variables "
+        epilog="The upstream is OPENAI_BASE_URL (default https://api.openai.com/v1; a URL with no path, such as "
+               "http://host:3000, means http://host:3000/v1), with the key OPENAI_API_KEY (default: none, clients' "
+               "own keys are forwarded); PROXY_API_KEYS are the keys clients must present (default: none). "
+               "Precedence, highest first: these flags, the config file, environment variables "
                "(OPENAI_BASE_URL, OPENAI_API_KEY, PROXY_API_KEYS, PORT), defaults.",
     )
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
@@ -33,9 +36,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes (default 1); each keeps its own learned models and key rests")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"),
-                        choices=["debug", "info", "warning", "error"])
+                        choices=["debug", "info", "warning", "error"],
+                        help="least severe lines logged (default $LOG_LEVEL, else info)")
     parser.add_argument("--log-format", default=os.environ.get("LOG_FORMAT", "auto"), choices=["auto", "json", "text"],
                         help="json lines, readable text, or auto: text on a terminal, else json (default auto)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")

@@ -11,8 +11,10 @@ import fnmatch
 import os
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
 
 from .configfile import ConfigError, Origin, Origins, describe, describe_validation, read_yaml
 from .configfile import expand_env as expand_env  # re-exported: part of this module's interface
@@ -65,6 +67,7 @@ class UpstreamConfig(_Section):
                                     description="How long a key that got 401/429 is left out of the rotation.")
     models: list[str] = Field(default_factory=lambda: ["*"], min_length=1,
                               description="Globs of the models this upstream serves; the first match wins.")
+    _api_path_added: bool = PrivateAttr(default=False)
 
     @field_validator("base_url")
     @classmethod
@@ -72,6 +75,20 @@ class UpstreamConfig(_Section):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"must start with http:// or https://, got {value!r}")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _api_path(self) -> UpstreamConfig:
+        """A base URL with no path (``http://host:3000``, as aggregators print it) means the API under ``/v1``."""
+        parts = urlsplit(self.base_url)
+        if parts.path in ("", "/"):
+            self.base_url = urlunsplit(parts._replace(path="/v1"))
+            self._api_path_added = True
+        return self
+
+    @property
+    def api_path_added(self) -> bool:
+        """Whether the base URL was given without a path, and ``/v1`` added."""
+        return self._api_path_added
 
     @property
     def keys(self) -> list[str]:

@@ -70,6 +70,8 @@ class Readiness:
             return f"GET /models failed: {exc.message}"
         if response.status_code >= 500:
             return f"GET /models answered HTTP {response.status_code}"
+        if response.status_code == 404:  # every OpenAI-style API lists its models: the base URL leads elsewhere
+            return f"{response.called} answered HTTP 404: check the upstream's base URL"
         if response.status_code in (401, 403) and len(upstream.keys):
             return f"the upstream refused the proxy's key (HTTP {response.status_code})"
         return "ok"

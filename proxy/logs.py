@@ -208,8 +208,11 @@ def write(record: RequestLog, level: int = logging.INFO) -> None:
 
     When the line would reach only the handler :func:`setup_logging` made, with nothing filtering it on the way,
     it is formatted and written here, without the logging module's record and handler path, which costs
-    several times the line itself. Any other handler or filter sees it the usual way.
+    several times the line itself. Any other handler or filter sees it the usual way. A request that failed
+    on the server's side (5xx: the upstream down or failing, most often) is a warning.
     """
+    if level == logging.INFO and record.status is not None and record.status >= 500:
+        level = logging.WARNING
     if not access_log.isEnabledFor(level):
         return
     fields = record.fields()

@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import ssl
 import time
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from functools import cache, lru_cache
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import aiohttp
 import certifi
@@ -131,10 +132,11 @@ class UpstreamResponse:
     Reading the body, a wait for data longer than the idle timeout fails with :class:`UpstreamIdle`.
     """
 
-    __slots__ = ("_response", "status_code", "headers", "_decoded", "_idle", "cut")
+    __slots__ = ("_response", "status_code", "headers", "_decoded", "_idle", "cut", "called")
 
-    def __init__(self, response: aiohttp.ClientResponse, decoded: bool, idle_timeout: float) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, decoded: bool, idle_timeout: float, called: str) -> None:
         self._response = response
+        self.called = called  # method and URL, as they may be shown: "POST http://host/v1/responses"
         self.status_code: int = response.status
         self.headers: CIMultiDictProxy[str] = response.headers
         self._decoded = decoded
@@ -269,9 +271,17 @@ def _as_received(value: str) -> str:
 
 
 def without_credentials(url: str) -> str:
-    """``http://user:secret@host/v1`` -> ``http://host/v1``: the URL without the user and password in it."""
+    """``http://user:secret@host/v1?key=abc`` -> ``http://host/v1``: a URL as it may be shown (in ``/``, logs,
+    metrics and errors), without the user, password, query and fragment, any of which can carry a key."""
     parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
+def url_secrets(url: str) -> list[str]:
+    """What :func:`without_credentials` leaves out of ``url`` and logs must never show: its password and the
+    values of its query."""
+    parts = urlsplit(url)
+    return [value for value in (parts.password, *(value for _, value in parse_qsl(parts.query))) if value]
 
 
 def with_authorization(headers: Mapping[str, str], value: str) -> dict[str, str]:
@@ -285,9 +295,11 @@ class Upstream:
         self.config = config
         self.keys = KeyRing(config.keys, config.key_rest_seconds)
         self._session: aiohttp.ClientSession | None = None
-        # User and password in the base URL are sent as Basic credentials, in place of any other.
+        # User and password in the base URL are sent as Basic credentials, in place of any other;
+        # its query goes with every request.
         base = URL(config.base_url, encoded=True)
-        self._base = without_credentials(config.base_url) if base.user is not None else config.base_url
+        self._base = without_credentials(config.base_url)
+        self._query = urlsplit(config.base_url).query
         self._basic = aiohttp.BasicAuth.from_url(base).encode() if base.user is not None else None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -305,6 +317,7 @@ class Upstream:
             self._session = None
 
     def url(self, path: str) -> str:
+        """The URL of ``path`` on this upstream, as it may be shown (see :func:`without_credentials`)."""
         return self._base + path
 
     def headers(self, client_headers: Mapping[str, str], *, keep_encoding: bool = False) -> dict[str, str]:
@@ -379,7 +392,8 @@ class Upstream:
         if content is not None and not isinstance(content, bytes):
             content = _watched(content, upload_failures)
         # The path is already percent-encoded exactly once (see proxy.passthrough): sent as it is.
-        url = URL(self.url(path) + (f"?{params}" if params else ""), encoded=True)
+        query = "&".join(part for part in (self._query, params) if part)
+        url = URL(self.url(path) + (f"?{query}" if query else ""), encoded=True)
         wait = first_byte_timeout or self.config.first_byte_timeout
         timeout = _timeouts(self.config.connect_timeout, wait)
         sent_at = time.monotonic()
@@ -387,18 +401,21 @@ class Upstream:
             response = await self._client().request(method, url, headers=headers, data=content, timeout=timeout,
                                                      allow_redirects=False, auto_decompress=decode)
         except aiohttp.ConnectionTimeoutError:
-            raise ProxyError(504, f"Timed out connecting to the upstream after {self.config.connect_timeout:g} s "
-                                  "(connect timeout).", "upstream_timeout", code="connect_timeout") from None
+            raise ProxyError(504, f"Could not reach the upstream at {self.url(path)}: connecting timed out after "
+                                  f"{self.config.connect_timeout:g} s (connect timeout).", "upstream_timeout",
+                             code="connect_timeout") from None
         except aiohttp.ServerTimeoutError:
             raise ProxyError(504, f"The upstream sent no response within {wait:g} s (first-byte timeout).",
                              "upstream_timeout", code="first_byte_timeout") from None
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             if upload_failures:
                 raise upload_failures[0] from None
-            raise ProxyError(502, f"Could not reach the upstream: {_describe(exc)}", "upstream_error",
-                             code="upstream_unreachable") from None
+            reason = _unreachable(exc).replace(str(url), self.url(path))  # an invalid URL's error quotes it
+            raise ProxyError(502, f"Could not reach the upstream at {self.url(path)}: {reason}.",
+                             "upstream_error", code="upstream_unreachable") from None
         self._observe(response.status, response.headers, headers, sent_at)
-        return UpstreamResponse(response, decode, idle_timeout or self.config.idle_timeout)
+        return UpstreamResponse(response, decode, idle_timeout or self.config.idle_timeout,
+                                f"{method} {self.url(path)}")
 
     async def send_retrying(
         self,
@@ -437,7 +454,8 @@ class Upstream:
                 delay = self._backoff(attempt)
                 if loop.time() + delay > deadline:
                     raise
-                log.info("upstream %s %s failed (%s); retrying in %.2f s", method, path, exc.code, delay)
+                log.warning("upstream %s %s failed (%s); retrying in %.2f s", method, self.url(path), exc.message,
+                            delay)
                 await asyncio.sleep(delay)
                 logs.current().retries += 1
                 continue
@@ -451,7 +469,8 @@ class Upstream:
             delay = 0.0 if fresh_key else self._backoff(attempt) if delay is None else delay
             if loop.time() + delay > deadline:
                 return response, attempt - 1
-            log.info("upstream %s %s answered %d; retrying in %.2f s", method, path, response.status_code, delay)
+            log.warning("upstream %s %s answered %d; retrying in %.2f s", method, self.url(path),
+                        response.status_code, delay)
             response.close()
             await asyncio.sleep(delay)
             logs.current().retries += 1
@@ -505,10 +524,31 @@ def upstream_error(response: UpstreamResponse, payload: Any, raw: bytes, status:
     status = status or response.status_code
     snippet = raw[:300].decode("utf-8", "replace").strip()
     fallback = f"The upstream answered HTTP {status}" + (f": {snippet}" if snippet else ".")
+    if response.status_code == 404 and no_such_path(payload):
+        return wrong_path(response, raw)
     body = normalize_error(payload, fallback)["error"]
     headers = {name: response.headers[name] for name in _RETRY_HINTS if name in response.headers}
     return ProxyError(status, body["message"], body["type"], body["param"], body["code"],
                       headers | upstream_details(response))
+
+
+def no_such_path(payload: Any) -> bool:
+    """Whether an upstream's 404 says that its URL leads nowhere (rather than that a model or object is not
+    there): a body that is no JSON error, or OpenAI's ``Invalid URL (POST /v1/...)``."""
+    inner = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(inner, dict):
+        return True
+    message = inner.get("message")
+    return isinstance(message, str) and message.startswith("Invalid URL")
+
+
+def wrong_path(response: UpstreamResponse, raw: bytes) -> ProxyError:
+    """A 404 for a URL that leads nowhere: which URL, and the usual cause (a base URL without its ``/v1``)."""
+    said = " ".join(raw[:200].decode("utf-8", "replace").split())
+    return ProxyError(404, f"The upstream answered HTTP 404 to {response.called}" + (f" ({said})" if said else "") +
+                      ". Check the upstream's base URL (upstream.base_url, or OPENAI_BASE_URL): OpenAI-compatible "
+                      "servers serve the API under a path, most often /v1, as in http://host:port/v1.",
+                      "invalid_request_error", code="upstream_not_found", headers=upstream_details(response))
 
 
 def upstream_details(response: UpstreamResponse) -> dict[str, str]:
@@ -538,6 +578,22 @@ RESPONSE_HOP_BY_HOP = HOP_BY_HOP - {"content-length"}
 # The HTTP server (uvicorn) writes its own on every answer: the upstream's would make a second of each.
 _SERVERS_OWN = frozenset(("date", "server"))
 _NOT_RELAYED = RESPONSE_HOP_BY_HOP | _SERVERS_OWN
+
+
+def _unreachable(exc: Exception) -> str:
+    """Why a connection to the upstream failed, in the proxy's words: refused, timed out, or no such host name."""
+    cause = getattr(exc, "os_error", None) or exc  # aiohttp's connection errors wrap the system's
+    if isinstance(exc, aiohttp.ClientConnectorDNSError) or isinstance(cause, socket.gaierror):
+        return "its host name was not found (DNS)"
+    if isinstance(cause, ConnectionRefusedError):
+        return "the connection was refused (is it running, on that port?)"
+    if isinstance(cause, TimeoutError):
+        return "connecting timed out"
+    if isinstance(exc, aiohttp.ClientConnectorSSLError | aiohttp.ClientConnectorCertificateError):
+        return f"the TLS handshake failed ({_describe(cause)})"
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror[:1].lower() + cause.strerror[1:]
+    return _describe(exc)
 
 
 def _describe(exc: Exception) -> str:

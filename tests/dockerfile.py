@@ -80,11 +80,68 @@ def parse(path: Path = DOCKERFILE) -> list[Stage]:
     return stages
 
 
+def _ignore_pattern(text: str) -> re.Pattern[str]:
+    """A ``.dockerignore`` pattern as Docker reads it: ``*`` and ``?`` within a path segment, ``**`` across any."""
+    regex, index = "", 0
+    while index < len(text):
+        if text.startswith("**/", index):
+            regex, index = regex + "(?:.*/)?", index + 3
+        elif text.startswith("**", index):
+            regex, index = regex + ".*", index + 2
+        else:
+            char = text[index]
+            regex += "[^/]*" if char == "*" else "[^/]" if char == "?" else re.escape(char)
+            index += 1
+    return re.compile(regex + r"\Z")
+
+
+def ignore_rules(project: Path = PROJECT) -> list[tuple[bool, str, re.Pattern[str]]]:
+    """The ``.dockerignore`` rules in order: (re-included, pattern, matcher)."""
+    path = project / ".dockerignore"
+    rules = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        line = line.strip()
+        if line and not line.startswith("#"):
+            negated = line.startswith("!")
+            pattern = os.path.normpath(line.lstrip("!").strip().lstrip("/"))
+            rules.append((negated, pattern, _ignore_pattern(pattern)))
+    return rules
+
+
+def in_context(relative: str, rules: list[tuple[bool, str, re.Pattern[str]]]) -> bool:
+    """Whether Docker sends ``relative`` (a path in the project): the last rule matching it, or a folder it is
+    in, decides."""
+    parts = relative.split("/")
+    paths = ["/".join(parts[:end]) for end in range(1, len(parts) + 1)]
+    excluded = False
+    for negated, _, matcher in rules:
+        if any(matcher.match(path) for path in paths):
+            excluded = not negated
+    return not excluded
+
+
+def build_context(project: Path = PROJECT) -> dict[str, int]:
+    """The files ``docker build`` sends from ``project`` (relative path -> size); folders no rule re-includes
+    anything in are not walked (as Docker does not)."""
+    rules = ignore_rules(project)
+    files: dict[str, int] = {}
+    for folder, folders, names in os.walk(project):
+        base = Path(folder).relative_to(project).as_posix()
+        base = "" if base == "." else base + "/"
+        folders[:] = [name for name in folders if in_context(base + name, rules) or any(
+            negated and pattern.startswith(base + name + "/") for negated, pattern, _ in rules)]
+        for name in names:
+            if in_context(base + name, rules):
+                files[base + name] = (Path(folder) / name).lstat().st_size
+    return files
+
+
 class Emulation:
     """The image's filesystem under ``root`` and its environment."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.context = build_context()  # what COPY can see
         self.env: dict[str, str] = {"PATH": os.environ.get("PATH", "")}
         self.workdir = root
 
@@ -105,10 +162,17 @@ class Emulation:
         sources, target = [PROJECT / part for part in parts[:-1]], parts[-1]
         destination = Path(self.path(target)) if target.startswith("/") else self.workdir / target
         for source in sources:
+            name = source.relative_to(PROJECT).as_posix()
             assert source.exists(), f"line {instruction.line}: COPY source {source.name} is not in the project"
+            assert source.is_dir() or name in self.context, \
+                f"line {instruction.line}: COPY source {name} is left out of the build context by .dockerignore"
             to = destination / source.name if target.endswith("/") and source.is_file() else destination
             if source.is_dir():
-                shutil.copytree(source, to, dirs_exist_ok=True)
+                assert any(path.startswith(name + "/") for path in self.context), \
+                    f"line {instruction.line}: COPY source {name} is left out of the build context by .dockerignore"
+                shutil.copytree(source, to, dirs_exist_ok=True, ignore=lambda folder, names: [
+                    entry for entry in names if (Path(folder) / entry).is_file()
+                    and (Path(folder) / entry).relative_to(PROJECT).as_posix() not in self.context])
             else:
                 to.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, to)

@@ -36,7 +36,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Iterator
+from typing import Any, Awaitable, Callable, Iterator
 from urllib.parse import parse_qsl
 
 import uvicorn
@@ -763,6 +763,8 @@ class FakeUpstream:
 
     def __init__(self) -> None:
         self.base_url = ""
+        # The answer to a Responses request the script leaves to the fake (None: its echo), for a demo.
+        self.answer: Callable[[dict], Respond | None] | None = None
         self._disconnected = threading.Condition()
         self._stopping = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -920,7 +922,7 @@ class FakeUpstream:
             await ex.error(400, JSON_PARSE_ERROR)
             return
         request = r.json
-        respond = respond or Respond(output=_default_output(request))
+        respond = respond or (self.answer(request) if self.answer else None) or Respond(output=_default_output(request))
         response = build_response(request, respond.output, respond.status, respond.usage,
                                   respond.incomplete_details, respond.error, respond.model)
         background = response["background"]

@@ -1,7 +1,10 @@
 """Configuration loading: defaults, environment, YAML with ${VAR} expansion, clear errors."""
 
+import re
+
 import pytest
 
+from proxy import __version__, cli
 from proxy.config import DEFAULT_TRANSLATED_MODELS, ConfigError, load_config
 
 
@@ -62,3 +65,24 @@ def test_unreadable_and_invalid_files(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad, env={})
 
+
+def test_the_command_line_tells_its_version(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.parse_args(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"responses-proxy {__version__}"
+
+
+def test_the_command_lines_help_shows_every_default(capsys):
+    """Each option but --help and --version says its default, and so does the upstream it points at."""
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--help"])
+    shown = capsys.readouterr().out
+    options = shown.split("options:\n")[1].split("\n\n")[0]
+    entries = {entry.split()[0].rstrip(","): " ".join(entry.split())
+               for entry in re.split(r"\n(?=  -)", options) if entry.strip()}
+    assert {"-h", "--host", "--port", "--config", "--workers", "--log-level", "--log-format", "--version"} == set(entries)
+    for option, entry in entries.items():
+        if option not in ("-h", "--version"):
+            assert "(default" in entry, entry
+    assert "OPENAI_BASE_URL (default https://api.openai.com/v1" in " ".join(shown.split())

@@ -143,6 +143,26 @@ def test_effort_suffix_and_alias(make_proxy, fake):
     assert len(ids) == len(set(ids))
 
 
+def test_effort_variants_are_listed_for_base_names_only(client, fake):
+    """A dated snapshot gets none: with an aggregator's hundreds of models, the picker would drown."""
+    fake.script(Reply(json={"object": "list", "data": [
+        {"id": name, "object": "model", "created": 0, "owned_by": "openai"}
+        for name in ("o3-pro", "o3-pro-2025-06-10", "o1-pro-2025-03-19", "gpt-4o")]}))
+    ids = [model.id for model in client.models.list()]
+    assert ids == ["o3-pro", "o3-pro-2025-06-10", "o1-pro-2025-03-19", "gpt-4o",
+                   "o3-pro-low", "o3-pro-medium", "o3-pro-high"]
+
+
+def test_a_stream_names_the_model_as_the_upstream_resolved_it(client, fake):
+    """As the non-streamed answer does (and OpenAI, for both): the snapshot the name resolved to."""
+    whole = client.chat.completions.create(model="o3-pro", messages=MESSAGES)
+    chunks = list(client.chat.completions.create(model="o3-pro", messages=MESSAGES, stream=True,
+                                                 stream_options={"include_usage": True}))
+    assert whole.model == "o3-pro-2025-06-10"
+    assert chunks and {chunk.model for chunk in chunks[1:]} == {"o3-pro-2025-06-10"}
+    assert chunks[0].model in ("o3-pro", "o3-pro-2025-06-10")  # sent before the upstream names it
+
+
 def test_sdk_model_list_shows_variants(client, fake):
     ids = [model.id for model in client.models.list()]
     assert "o3-pro-high" in ids

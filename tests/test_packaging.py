@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from dockerfile import PROJECT, build, parse
+from dockerfile import PROJECT, build, build_context, parse
 from proxy.config import load_config
 
 # ---------------------------------------------------------------- Dockerfile
@@ -38,6 +38,32 @@ def test_dockerfile_builds_in_one_stage_and_runs_in_another_as_a_non_root_user()
     env = " ".join(i.arguments for i in final.all("ENV"))
     assert "PROXY_CONFIG=/config/config.yaml" in env and "PORT=8000" in env
     assert any(i.arguments.split()[-1] == "/config/config.yaml" for i in final.all("COPY"))
+
+
+def test_the_build_context_holds_what_the_image_copies_and_nothing_else(tmp_path):
+    """``.dockerignore`` keeps a worked-in checkout's bulk out of ``docker build``: virtual environments,
+    node_modules, git, caches, tests and their work files, benchmark results and logs."""
+    for name in [".dockerignore", "Dockerfile", "requirements.lock", "pyproject.toml", "README.md",
+                 "config.example.yaml", "proxy/__init__.py", "proxy/translate/stream.py"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PROJECT / name, tmp_path / name)
+    bulk = [".venv/lib/python3.12/site-packages/big.so", "node_modules/openai/index.js", ".git/objects/ab/cd",
+            ".pytest_cache/v/cache", ".hypothesis/examples/x", ".mypy_cache/3.12/x.json", "proxy/__pycache__/app.pyc",
+            "proxy/translate/__pycache__/stream.pyc", "tests/browser/work/webui.db", "tests/test_x.py",
+            "bench/results/run.json", "bench/run.log", "proxy.log", "docs/index.md", "dist/proxy.whl",
+            "build/lib/proxy/app.py", ".env", ".coverage", "proxy/.DS_Store"]
+    for name in bulk:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    sent = set(build_context(tmp_path))
+    assert sent == {"Dockerfile", "requirements.lock", "pyproject.toml", "README.md", "config.example.yaml",
+                    "proxy/__init__.py", "proxy/translate/stream.py"}
+    # This checkout's context: every file a COPY names (the image's build checks that too), and small.
+    context = build_context()
+    copied = {part for stage in parse() for step in stage.all("COPY") if not step.arguments.startswith("--from")
+              for part in step.arguments.split()[:-1]}
+    assert all(name in context or any(path.startswith(name + "/") for path in context) for name in copied), copied
+    assert sum(context.values()) < 2 * 1024 * 1024, sorted(context, key=context.get)[-10:]
 
 
 def test_hadolint_finds_nothing():

@@ -226,11 +226,24 @@ class StreamTranslator:
         item = event.get("item")
         return self._reconcile(item, event.get("output_index")) if isinstance(item, dict) else []
 
+    def _begun(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        response = event.get("response")
+        if isinstance(response, dict):
+            self._resolved(response)
+        return []
+
+    def _resolved(self, response: dict[str, Any]) -> None:
+        """The model as the upstream names it (the snapshot an alias resolved to), as the non-streamed answer does."""
+        model = response.get("model")
+        if isinstance(model, str) and model:
+            self.model = model
+
     def _terminal(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         response = event.get("response")
         if not isinstance(response, dict):
             response = {"status": "completed" if event.get("type") == "response.completed" else "incomplete"}
         self.response = response
+        self._resolved(response)
         if event.get("type") == "response.failed" or response.get("status") in ("failed", "cancelled"):
             return self.fail(self._named(failure(response)))
         frames: list[dict[str, Any]] = []
@@ -468,4 +481,6 @@ _HANDLERS = {
     "response.incomplete": StreamTranslator._terminal,
     "response.failed": StreamTranslator._terminal,
     "error": StreamTranslator._error_event,
+    "response.created": StreamTranslator._begun,
+    "response.in_progress": StreamTranslator._begun,
 }

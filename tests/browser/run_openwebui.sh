@@ -7,11 +7,13 @@
 #   python3 -m venv .webui-venv && .webui-venv/bin/pip install -r tests/browser/requirements.lock
 #   apt-get install -y chromium
 #   (cd tests/browser && npm ci)
-# Environment: PROXY_PYTHON (a Python with the project's dependencies, default: python3),
+# Environment: PROXY_PYTHON (a Python with the proxy installed, as `pip install -e .` does: stack.py needs the
+# proxy's own dependencies, not the test tools; default: the checkout's .venv/bin/python, else python3),
 # WEBUI_VENV (default: .webui-venv), PROXY_PORT (18080), WEBUI_PORT (18081), SCREENSHOT (docs/open-webui.png).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
+if [ -x "$ROOT/.venv/bin/python" ]; then PROXY_PYTHON=${PROXY_PYTHON:-$ROOT/.venv/bin/python}; fi
 PROXY_PYTHON=${PROXY_PYTHON:-python3}
 WEBUI_VENV=${WEBUI_VENV:-$ROOT/.webui-venv}
 PROXY_PORT=${PROXY_PORT:-18080}
