@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import socket
 import ssl
 import time
@@ -277,11 +278,15 @@ def without_credentials(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
+_SECRET_QUERY = re.compile(r"key|token|secret|sig|auth|pass|code|credential", re.IGNORECASE)
+
+
 def url_secrets(url: str) -> list[str]:
     """What :func:`without_credentials` leaves out of ``url`` and logs must never show: its password and the
-    values of its query."""
+    values of query parameters named as credentials (``key``, ``token``, ``sig``...; not ``api-version``)."""
     parts = urlsplit(url)
-    return [value for value in (parts.password, *(value for _, value in parse_qsl(parts.query))) if value]
+    query = [value for name, value in parse_qsl(parts.query) if _SECRET_QUERY.search(name)]
+    return [value for value in (parts.password, *query) if value]
 
 
 def with_authorization(headers: Mapping[str, str], value: str) -> dict[str, str]:

@@ -143,3 +143,10 @@ def test_secrets_in_the_base_url_appear_nowhere_but_on_the_wire(make_proxy, fake
     for shown in (failed.text, described.text, metrics.text, json.dumps(dict(failed.headers))):
         assert SECRET not in shown
     assert caplog.records and not any(SECRET in record.getMessage() for record in caplog.records)
+
+
+def test_only_credential_query_values_are_log_secrets():
+    from proxy.upstream import url_secrets
+
+    secrets = url_secrets("https://user:pw@host/v1?api-version=2024-10-21&key=abc123&sig=s1")
+    assert secrets == ["pw", "abc123", "s1"]
