@@ -106,7 +106,7 @@ def ensure_litellm(log: Path) -> Path | None:
         subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
         with open(log, "ab") as out:
             subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "-r",
-                            str(BENCH / "requirements-litellm.txt")], check=True, timeout=1200, stdout=out,
+                            str(BENCH / "requirements-litellm.lock")], check=True, timeout=1200, stdout=out,
                            stderr=subprocess.STDOUT)
     except (OSError, subprocess.SubprocessError) as exc:
         print(f"LiteLLM could not be installed ({exc}); its targets are skipped. See {log}.", flush=True)

@@ -4,7 +4,7 @@
 # Starts the fake Responses upstream and the proxy (stack.py), starts Open WebUI with its OpenAI connection
 # pointed at the proxy and everything that reaches the internet turned off, then drives it headless with
 # openwebui.mjs and saves docs/open-webui.png. Needs, once:
-#   python3 -m venv .webui-venv && .webui-venv/bin/pip install torch==2.13.0 open-webui   (CPU torch first)
+#   python3 -m venv .webui-venv && .webui-venv/bin/pip install -r tests/browser/requirements.lock
 #   apt-get install -y chromium
 #   (cd tests/browser && npm ci)
 # Environment: PROXY_PYTHON (a Python with the project's dependencies, default: python3),
