@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+import yaml
 
 PROJECT = Path(__file__).resolve().parent.parent
 README = PROJECT / "README.md"
@@ -87,3 +89,26 @@ def test_the_checker_sees_broken_links_and_anchors(tmp_path):
     problems = broken_links(page)
     assert [problem.split(":")[0] for problem in problems] == [
         "missing.md", "other.md#nothing", "nothing.png", "#nowhere"]
+
+
+def code_blocks(page: Path) -> list[str]:
+    return [block.split("\n", 1)[1] for block in re.findall(r"^```.*?^```", page.read_text("utf-8"), re.M | re.S)]
+
+
+def test_open_webui_recipe_reaches_a_proxy_on_the_host_on_linux_too():
+    """Docker on Linux has no host.docker.internal unless mapped, and reaches the host from the bridge, not loopback."""
+    blocks = code_blocks(PROJECT / "docs" / "deployment.md")
+    [webui] = [block for block in blocks if "docker run" in block and "open-webui/open-webui" in block]
+    assert "--add-host=host.docker.internal:host-gateway" in webui
+    webui_port = re.search(r"OPENAI_API_BASE_URL=http://host\.docker\.internal:(\d+)/v1", webui).group(1)
+    [proxy] = [line for block in blocks for line in block.splitlines() if "responses-proxy --host 0.0.0.0" in line]
+    assert "PROXY_API_KEYS=" in proxy, "a proxy listening beyond loopback needs proxy keys"
+    assert re.search(r"--port (\d+)", proxy).group(1) == webui_port
+
+
+def test_compose_command_in_the_docs_sets_what_compose_requires():
+    compose = yaml.safe_load((PROJECT / "docker-compose.yml").read_text("utf-8"))
+    required = set(re.findall(r"\$\{(\w+):\?", json.dumps(compose["services"])))
+    [command] = [block for block in code_blocks(PROJECT / "docs" / "deployment.md")
+                 if "docker compose up" in block and "$env:" not in block]
+    assert required and {name for name in required if f"{name}=" not in command} == set()
