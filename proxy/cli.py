@@ -12,7 +12,7 @@ from typing import Any
 
 import uvicorn
 
-from . import logs
+from . import heads, logs
 from .auth import exposure_warnings
 from .config import ConfigError, load_config
 
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     options: dict[str, Any] = {
         "host": config.server.host, "port": config.server.port, "log_level": args.log_level, "log_config": None,
         "access_log": False, "timeout_graceful_shutdown": config.server.shutdown_grace_seconds,
+        "http": heads.protocol(), "h11_max_incomplete_event_size": config.server.max_header_bytes,
     }
     if args.workers == 1:
         from .app import create_app

@@ -157,6 +157,8 @@ class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024,
+                                  description="Largest request line and headers; a larger head gets a 431.")
     api_keys: KeyList = Field(default_factory=list, repr=False,
                               description="Keys clients must present; empty: no access control.")
     metrics_require_key: bool = False
