@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     options: dict[str, Any] = {
         "host": config.server.host, "port": config.server.port, "log_level": args.log_level, "log_config": None,
         "access_log": False, "timeout_graceful_shutdown": config.server.shutdown_grace_seconds,
-        "http": heads.protocol(), "h11_max_incomplete_event_size": config.server.max_header_bytes,
+        **heads.uvicorn_options(config.server.max_header_bytes),
     }
     if args.workers == 1:
         from .app import create_app

@@ -107,6 +107,11 @@ if HttpToolsProtocol is not None:
             super().on_headers_complete()
 
 
+def uvicorn_options(max_header_bytes: int, implementation: str = "auto") -> dict[str, Any]:
+    """The settings ``uvicorn.run`` needs for the limit (``implementation``: "auto", "httptools" or "h11")."""
+    return {"http": protocol(implementation), "h11_max_incomplete_event_size": max_header_bytes}
+
+
 def protocol(implementation: str = "auto") -> type[asyncio.Protocol]:
     """The protocol class for ``uvicorn.run(http=...)``: httptools when installed (as uvicorn's "auto"), else h11."""
     if implementation == "h11" or (implementation == "auto" and HttpToolsProtocol is None):
