@@ -1,10 +1,11 @@
 """A bound on the request line and headers (the head) of every request, for both HTTP parsers uvicorn may use.
 
 uvicorn with httptools keeps a head of any size, so a client could make the proxy hold hundreds of megabytes
-before any check (keys, body limit) runs; h11 refuses a large one with a bare 400. Here a head larger than
-``server.max_header_bytes`` is answered 431 as soon as it passes the limit, and what follows is read and
-dropped, not kept: the client can read the answer (closing at once would reset the connection under it), then
-the connection ends.
+before any check (keys, body limit) runs; h11 refuses a large one with a bare 400. Here, once more than
+``server.max_header_bytes`` of a head have arrived without its end, the client is answered 431 and what follows
+is read and dropped, not kept: the client can read the answer (closing at once would reset the connection under
+it), then the connection ends. As with h11, the check runs after each read from the socket, so a head that ends
+within the read that takes it past the limit is still served: what is held stays below the limit plus one read.
 
 The limit travels in uvicorn's own public setting ``h11_max_incomplete_event_size`` (the largest head h11 will
 hold), so every ``--workers`` process has it. Only public interfaces are used: asyncio's ``data_received``,
@@ -26,7 +27,7 @@ from .errors import error_body
 
 log = logging.getLogger("proxy.http")
 
-DEFAULT_MAX_HEADER_BYTES = 64 * 1024  # server.max_header_bytes, when uvicorn is given none
+H11_DEFAULT = 16 * 1024  # uvicorn's default for h11_max_incomplete_event_size, when it is given none
 LINGER_SECONDS = 2.0  # how long a refused client may go on sending (dropped) before the connection is closed
 
 
@@ -47,7 +48,7 @@ class _HeadLimit:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.head_limit: int = self.config.h11_max_incomplete_event_size or DEFAULT_MAX_HEADER_BYTES
+        self.head_limit: int = self.config.h11_max_incomplete_event_size or H11_DEFAULT
         self.head_refused = False
 
     def refuse_head(self) -> None:

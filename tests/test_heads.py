@@ -25,11 +25,13 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from conftest import proxy_config
 from proxy import heads
 from proxy.app import create_app
+from proxy.config import load_config
 from servers import running_app
 
 ROOT = Path(__file__).resolve().parent.parent
 MEGABYTE = 1024 * 1024
 IMPLEMENTATIONS = ["httptools", "h11"]
+DEFAULT_LIMIT = load_config(env={}).server.max_header_bytes
 
 
 def raw_exchange(url: str, request: bytes) -> bytes:
@@ -146,7 +148,7 @@ def test_the_header_is_not_kept_in_memory():
     try:
         Path(f"/proc/{process.pid}/clear_refs").write_text("5")  # the peak starts again from now
         before = peak_rss_kib(process.pid)
-        assert_refused(raw_exchange(url, padded(MEGABYTE)), heads.DEFAULT_MAX_HEADER_BYTES)
+        assert_refused(raw_exchange(url, padded(MEGABYTE)), DEFAULT_LIMIT)
         grown = peak_rss_kib(process.pid) - before
     finally:
         process.terminate()
@@ -158,7 +160,7 @@ def test_every_worker_has_the_limit():
     process, url = started_proxy(workers=2)
     try:
         for _ in range(4):
-            assert_refused(raw_exchange(url, padded(MEGABYTE)), heads.DEFAULT_MAX_HEADER_BYTES)
+            assert_refused(raw_exchange(url, padded(MEGABYTE)), DEFAULT_LIMIT)
     finally:
         process.terminate()
         process.wait(timeout=15)
