@@ -9,7 +9,7 @@ within the read that takes it past the limit is still served: what is held stays
 
 The limit travels in uvicorn's own public setting ``h11_max_incomplete_event_size`` (the largest head h11 will
 hold), so every ``--workers`` process has it. Only public interfaces are used: asyncio's ``data_received``,
-uvicorn's ``config``, ``transport`` and ``send_400_response``, its httptools callbacks ``on_message_begin`` and
+uvicorn's ``config``, ``transport``, ``cycle`` and ``send_400_response``, its httptools callbacks ``on_message_begin`` and
 ``on_headers_complete``, and h11's ``Connection.their_state`` and ``trailing_data``.
 """
 
@@ -45,6 +45,7 @@ class _HeadLimit:
     config: Any
     transport: asyncio.Transport
     client: Any
+    cycle: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -56,6 +57,9 @@ class _HeadLimit:
         log.warning("refused a request whose head passed %d bytes, from %s", self.head_limit,
                     self.client[0] if self.client else "an unknown client")
         transport = self.transport
+        if self.cycle is not None and not self.cycle.response_complete:
+            transport.close()  # the answer to an earlier, pipelined request is still being written: no room for ours
+            return
         transport.write(refusal(self.head_limit))
         if transport.can_write_eof():
             transport.write_eof()

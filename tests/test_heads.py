@@ -8,6 +8,7 @@ and the command line is run as an operator runs it, with one worker and with sev
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from conftest import proxy_config
+from fake_upstream import Hang
 from proxy import heads
 from proxy.app import create_app
 from proxy.config import load_config
@@ -87,6 +89,32 @@ def test_heads_below_the_limit_and_large_bodies_are_served(limited_proxy, fake):
                               headers={"authorization": "Bearer pk-team"})
             assert big.status_code == 200, big.text
     assert len(fake.requests) == 3
+
+
+def test_a_huge_head_pipelined_behind_a_running_request_closes_the_connection_without_an_error(limited_proxy, fake):
+    """No 431 can go out while the answer to the request before it is still to come: the connection is closed."""
+    url, _ = limited_proxy
+    fake.script(Hang(0.3))  # the first request is still being answered when the second head arrives
+    errors: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = errors.append  # type: ignore[method-assign]
+    logging.getLogger("uvicorn.error").addHandler(handler)
+    body = json.dumps({"model": "o3-pro", "messages": [{"role": "user", "content": "Hi"}]}).encode()
+    first = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: proxy\r\nAuthorization: Bearer pk-team\r\n"
+             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+    host, port = url.removeprefix("http://").split(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            try:
+                sock.sendall(first + padded(MEGABYTE, b"/healthz"))
+                while sock.recv(65536):
+                    pass
+            except ConnectionResetError:
+                pass
+            time.sleep(0.5)  # the client stays: the upstream's answer to the first request ends meanwhile
+    finally:
+        logging.getLogger("uvicorn.error").removeHandler(handler)
+    assert [record.getMessage() for record in errors] == []
 
 
 def test_the_limit_is_the_configured_one(fake_server, fake):
