@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from conftest import proxy_config, sdk
+from proxy.config import ConfigError
 from servers import running_app, running_proxy
 from spec_check import check_error_body
 
@@ -150,3 +151,11 @@ def test_uploads_still_pass_through_as_multipart(make_proxy, fake):
                               timeout=30)
     assert response.status_code == 200, response.text
     assert fake.requests[0].headers["content-type"].startswith("multipart/form-data")
+
+
+def test_origins_are_compared_as_browsers_write_them(make_proxy, fake):
+    with make_proxy(server={"cors_origins": ["https://Good.example/"]}) as url:
+        page = httpx.post(url + "/v1/chat/completions", json=CHAT, headers={"origin": GOOD}, timeout=30)
+    assert page.status_code == 200 and page.headers["access-control-allow-origin"] == GOOD
+    with pytest.raises(ConfigError, match="not an origin"):
+        proxy_config("http://127.0.0.1:9/v1", server={"cors_origins": ["https://good.example/app"]})
