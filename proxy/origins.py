@@ -51,8 +51,9 @@ def for_client(upstream_headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[by
             if not (name[:15].lower() == b"access-control-" or name.lower() == b"set-cookie")]
 
 
-# The types a web page can send without asking first (a CORS "simple request"); no API endpoint takes the first two.
-_PAGE_TYPES = ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data")
+# Body types a web page can send without asking first (a CORS "simple request") that no API endpoint takes; the
+# third such type, multipart/form-data, is how files are uploaded.
+_PAGE_FORMS = frozenset(("text/plain", "application/x-www-form-urlencoded"))
 
 
 def media_type(headers: Mapping[str, str]) -> str:
@@ -78,7 +79,7 @@ def refuse_page_forms(headers: Mapping[str, str]) -> None:
     Multipart bodies go through: files and audio are uploaded that way.
     """
     media = media_type(headers)
-    if media in _PAGE_TYPES[:2]:
+    if media in _PAGE_FORMS:
         raise _unsupported(f"The proxy forwards no {media} bodies: send JSON with {_JSON_HINT}, "
                            "or files as multipart/form-data.")
 
