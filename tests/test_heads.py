@@ -135,7 +135,9 @@ def test_what_the_limit_relies_on_in_uvicorn_and_h11():
     with pytest.raises(h11.RemoteProtocolError):
         connection.next_event()
     assert connection.their_state is h11.ERROR and len(connection.trailing_data[0]) > 10
-    config = uvicorn.Config("proxy.app:app_from_env", **heads.uvicorn_options(5000, "h11"))
+    async def app(scope, receive, send): ...
+
+    config = uvicorn.Config(app, log_config=None, **heads.uvicorn_options(5000, "h11"))
     config.load()
     assert config.http_protocol_class is heads.H11HeadLimit and config.h11_max_incomplete_event_size == 5000
 
