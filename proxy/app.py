@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import __version__, logs, metrics
+from . import __version__, logs, metrics, origins
 from .auth import OPEN_PATHS, PROBE_METHODS, ProxyKeyMiddleware
 from .calls import Capabilities
 from .chat import json_response, serve_translated
@@ -82,6 +82,7 @@ class Proxy:
             raise ProxyError(415, f"A compressed request body (Content-Encoding: {encoding:.40}) is not supported "
                              "here; send the JSON uncompressed.", "invalid_request_error",
                              code="unsupported_content_encoding")
+        origins.require_json(request.headers)
         body = await read_body(request, self.config.server.max_body_bytes)
         try:
             chat = orjson.loads(body)
@@ -240,6 +241,8 @@ class Proxy:
         404, as long as its body can be sent again; the first other answer, or the last 404, is relayed.
         """
         logs.current().mode = "passthrough"
+        if has_body(request):
+            origins.refuse_page_forms(request.headers)
         candidates, body, model = await self._route_forward(request)
         limit = self.config.server.max_body_bytes
         settings = self.settings(model) if model else None
@@ -440,12 +443,14 @@ def create_app(config: Config) -> FastAPI:
             await proxy.reasoning_store.aclose()
 
     def outer(app: ASGIApp) -> ASGIApp:
-        """The proxy's middleware, innermost first: the observer sees every answer, CORS headers go on 401s too."""
+        """The proxy's middleware, innermost first: the observer sees every answer, CORS headers go on 401s too,
+        and a page at an origin not allowed is refused before anything else."""
         open_paths = OPEN_PATHS if config.server.metrics_require_key else OPEN_PATHS | {"/metrics"}
         app = ProxyKeyMiddleware(app, keys=config.server.api_keys, open_paths=open_paths)
         if config.server.cors_origins:
             app = CORSMiddleware(app, allow_origins=config.server.cors_origins, allow_methods=["*"],
                                  allow_headers=["*"], expose_headers=EXPOSED_HEADERS, max_age=600)
+        app = origins.OriginGuard(app, config.server.cors_origins)
         return ObserveMiddleware(app, inflight=inflight)
 
     app = ProxyApp(proxy, outer, title="responses-proxy", version=__version__, lifespan=lifespan,

@@ -12,7 +12,7 @@ from typing import Any
 
 import uvicorn
 
-from . import __version__, logs
+from . import __version__, heads, logs
 from .auth import exposure_warnings
 from .config import ConfigError, load_config
 
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     options: dict[str, Any] = {
         "host": config.server.host, "port": config.server.port, "log_level": args.log_level, "log_config": None,
         "access_log": False, "timeout_graceful_shutdown": config.server.shutdown_grace_seconds,
+        **heads.uvicorn_options(config.server.max_header_bytes),
     }
     if args.workers == 1:
         from .app import create_app

@@ -174,12 +174,27 @@ class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024,
+                                  description="Largest request line and headers; a larger head gets a 431.")
     api_keys: KeyList = Field(default_factory=list, repr=False,
                               description="Keys clients must present; empty: no access control.")
     metrics_require_key: bool = False
-    cors_origins: list[str] = Field(default_factory=list)
+    cors_origins: list[str] = Field(default_factory=list,
+                                    description="Web page origins allowed to call the proxy; others get 403.")
     readiness_check: Literal["none", "connect", "models"] = "connect"
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        """Origins as browsers write them (``https://app.example:8443``): lower case, no trailing slash, no path."""
+        written = []
+        for origin in origins:
+            origin = origin.strip().rstrip("/").lower()
+            if origin not in ("*", "null") and ("://" not in origin or "/" in origin.split("://", 1)[1]):
+                raise ValueError(f"{origin!r} is not an origin: write scheme://host[:port] (no path), or '*'")
+            written.append(origin)
+        return written
 
 
 class Config(_Section):

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive
 
-from . import logs
+from . import logs, origins
 from .config import ModelSettings
 from .errors import InvalidRequest, ProxyError
 from .sse import EventHolder, closing_frame
@@ -147,7 +147,7 @@ def query(request: Request) -> str | None:
 def relay(response: UpstreamResponse, extra_headers: dict[str, str] | None = None) -> StreamedResponse:
     """Stream an upstream answer to the client byte for byte (still compressed, if it was)."""
     relayed = StreamedResponse(_relayed_body(response, _can_end_with_event(response)), status_code=response.status_code)
-    relayed.raw_headers = relayed_headers(response) + [
+    relayed.raw_headers = origins.for_client(relayed_headers(response)) + [
         (name.encode("latin-1"), value.encode("latin-1")) for name, value in (extra_headers or {}).items()]
     return relayed
 
@@ -155,7 +155,7 @@ def relay(response: UpstreamResponse, extra_headers: dict[str, str] | None = Non
 def replay(response: UpstreamResponse, body: bytes, media_type: str | None = None) -> Response:
     """An upstream answer whose body the proxy read (and decoded, or rewrote), with the upstream's headers."""
     replayed = Response(body, status_code=response.status_code)
-    replayed.raw_headers = [(name, value) for name, value in relayed_headers(response)
+    replayed.raw_headers = [(name, value) for name, value in origins.for_client(relayed_headers(response))
                             if name.lower() not in (b"content-length", b"content-encoding", b"content-type")]
     replayed.raw_headers += [(b"content-length", str(len(body)).encode()),
                              (b"content-type", (media_type or response.headers.get("content-type", "")).encode())]

@@ -18,9 +18,10 @@ from proxy.config import Config
 class ServerThread:
     """A uvicorn server with its own event loop, on a free loopback port."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, **options: Any) -> None:
+        """``options`` are more uvicorn settings (``http=...``)."""
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                                    lifespan="on", timeout_graceful_shutdown=2))
+                                                    lifespan="on", timeout_graceful_shutdown=2, **options))
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.port = 0
 
@@ -52,9 +53,9 @@ def running_proxy(config: Config, prepare: Callable[[Any], None] | None = None) 
 
 
 @contextmanager
-def running_app(app) -> Iterator[str]:
-    """Serve an ASGI app on loopback; yield its base URL."""
-    server = ServerThread(app)
+def running_app(app, **options: Any) -> Iterator[str]:
+    """Serve an ASGI app on loopback (``options``: more uvicorn settings); yield its base URL."""
+    server = ServerThread(app, **options)
     server.start()
     try:
         yield f"http://127.0.0.1:{server.port}"

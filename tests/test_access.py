@@ -134,9 +134,10 @@ def test_without_proxy_keys_the_clients_key_goes_upstream(make_proxy, fake):
 def test_cors_is_off_by_default(proxy_url, fake):
     preflight = httpx.options(proxy_url + "/v1/chat/completions", headers={
         "origin": "http://localhost:3000", "access-control-request-method": "POST"})
-    assert "access-control-allow-origin" not in preflight.headers
+    assert preflight.status_code == 403 and "access-control-allow-origin" not in preflight.headers
     response = chat(proxy_url, {"origin": "http://localhost:3000"})
-    assert "access-control-allow-origin" not in response.headers
+    assert response.status_code == 403 and "access-control-allow-origin" not in response.headers
+    assert fake.requests == []
 
 
 def test_cors_preflight_and_exposed_headers(make_proxy, fake):
@@ -150,7 +151,8 @@ def test_cors_preflight_and_exposed_headers(make_proxy, fake):
         assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
         other = httpx.options(url + "/v1/chat/completions", headers={
             "origin": "http://evil.example", "access-control-request-method": "POST"})
-        assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
+        assert other.status_code == 403 and "access-control-allow-origin" not in other.headers
+        assert other.json()["error"]["code"] == "origin_not_allowed"
         answer = chat(url, {"origin": origin, "authorization": f"Bearer {TEAM_KEYS[0]}"})
         refused = chat(url, {"origin": origin})
     assert answer.headers["access-control-allow-origin"] == origin
