@@ -128,9 +128,11 @@ class Proxy:
         if response.status_code < 400:
             return relay(response, {"x-proxy-mode": "passthrough"})
         payload, raw = await read_json(response)
-        if self.router.auto_detect and says_responses_only(raw.decode("utf-8", "replace"), model):
-            self.router.learn(model)
-            return await self.translate(request, chat)
+        if self.router.auto_detect and says_responses_only(payload, raw.decode("utf-8", "replace"), chat):
+            translated = await self.translate(request, chat)
+            if translated.status_code < 400:  # the other API served it: now the model is known to need it
+                self.router.learn(model)
+            return translated
         error = upstream_error(response, payload, raw)
         if (can_fall_back and fallback_worthy(error)) or response.cut:  # an error too large to relay: its gist
             raise error
