@@ -27,7 +27,7 @@ from .errors import InvalidRequest, ProxyError, error_body
 from .health import Readiness
 from .memory import ReasoningMemory, open_store
 from .middleware import InFlight, ObserveMiddleware
-from .passthrough import has_body, header, open_forward, read_body, relay, replay, upstream_path
+from .passthrough import has_body, header, open_forward, raw_path, read_body, relay, replay, upstream_path
 from .routing import ModelRouter, rememberable, says_responses_only
 from .streaming import until_disconnect
 from .translate.request import MappingOptions, chat_to_responses, check_nesting, restore_reasoning
@@ -355,7 +355,9 @@ def names_endpoint(path: str, endpoint: str) -> bool:
 
 
 def is_chat(scope: Scope) -> bool:
-    return scope["type"] == "http" and scope["method"] == "POST" and names_endpoint(scope["path"], "/chat/completions")
+    """Judged on the path as sent: ``chat%2Fcompletions`` is no chat request but a path that is refused."""
+    return scope["type"] == "http" and scope["method"] == "POST" and \
+        names_endpoint(raw_path(scope), "/chat/completions")
 
 
 class ChatFirst:
@@ -458,10 +460,10 @@ def create_app(config: Config) -> FastAPI:
 
     @app.api_route("/{path:path}", methods=_METHODS)
     async def dispatch(request: Request) -> Response:
-        path = request.url.path
+        path = upstream_path(raw_path(request.scope))  # an encoded slash is refused, not made a separator
         if names_endpoint(path, "/models") and request.method == "GET":
             return await proxy.models(request)
-        return await proxy.forward(request, upstream_path(path))
+        return await proxy.forward(request, path)
 
     return app
 
