@@ -47,11 +47,13 @@ def says_responses_only(payload: Any, raw: str, request: dict[str, Any]) -> bool
         if isinstance(message, str):
             text = message
     model = request.get("model")
-    text = without_name(text, model) if isinstance(model, str) else text
+    name = model if isinstance(model, str) else ""
+    text = without_name(text, name)
     written: str | None = None  # what the client wrote besides the model, made only when needed
     for match in _RESPONSES_ONLY.finditer(text):
-        if written is None:
-            written = orjson.dumps({key: value for key, value in request.items() if key != "model"}).decode().lower()
+        if written is None:  # the name is left out here too: a key "only supported in<model>responses" is no gap
+            rest = orjson.dumps({key: value for key, value in request.items() if key != "model"}).decode()
+            written = without_name(rest, name).lower()
         if match.group().lower() not in written:
             return True
     return False

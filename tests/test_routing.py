@@ -93,6 +93,9 @@ PHRASE = "only supported in v1/responses"
      {"tool_choice": PHRASE}),
     (openai_error("Invalid value: 'Use the Responses API'."), {"user": "Use the Responses API"}),
     (openai_error(f"Unknown field `{PHRASE}`"), {"metadata": {PHRASE: "x"}}),
+    # the model's name inside a key, which leaving the name out of the message would turn into the wording
+    (openai_error("Unrecognized request argument supplied: only supported ingpt-4oresponses"),
+     {"only supported ingpt-4oresponses": 1}),
 ])
 def test_wording_the_client_wrote_is_not_read_as_the_upstreams(text, request_):
     """An upstream repeating a key or value of the request has said nothing about the model."""
