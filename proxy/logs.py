@@ -179,6 +179,17 @@ def _text_value(value: Any) -> str:
     return '"' + _escaped(value.replace("\\", "\\\\").replace('"', '\\"')) + '"'
 
 
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+
+
+def _shown_path(path: str) -> str:
+    """The (decoded) path in a request line's message, clipped, with spaces and control characters encoded again
+    as they were sent (``%20``, ``%0D%0A``): the message's three parts stay three."""
+    if _SPACE_OR_CONTROL.search(path):
+        path = _SPACE_OR_CONTROL.sub(lambda match: "".join(f"%{byte:02X}" for byte in match.group().encode()), path)
+    return clip(path)
+
+
 def _timestamp(created: float) -> str:
     """``2026-11-23T16:46:22.529Z``; the part up to the seconds is made once per second."""
     global _second
@@ -277,7 +288,7 @@ def write(record: RequestLog, level: int = logging.INFO) -> None:
     if not access_log.isEnabledFor(level):
         return
     fields = record.fields()
-    message = f"{clip(record.method)} {clip(record.path)} {record.status if record.status is not None else '-'}"
+    message = f"{clip(record.method)} {_shown_path(record.path)} {record.status if record.status is not None else '-'}"
     handler = _sole_handler(level)
     if handler is not None:
         text = handler.formatter.line(time.time(), logging.getLevelName(level), access_log.name,  # type: ignore[union-attr]
