@@ -186,8 +186,12 @@ def _shown_path(path: str) -> str:
     """The (decoded) path in a request line's message, clipped, with spaces and control characters encoded again
     as they were sent (``%20``, ``%0D%0A``): the message's three parts stay three."""
     if _SPACE_OR_CONTROL.search(path):
-        path = _SPACE_OR_CONTROL.sub(lambda match: "".join(f"%{byte:02X}" for byte in match.group().encode()), path)
+        path = _SPACE_OR_CONTROL.sub(_percent_encoded, path)
     return clip(path)
+
+
+def _percent_encoded(match: re.Match[str]) -> str:
+    return "".join(f"%{byte:02X}" for byte in match.group().encode())
 
 
 def _timestamp(created: float) -> str:
@@ -288,7 +292,8 @@ def write(record: RequestLog, level: int = logging.INFO) -> None:
     if not access_log.isEnabledFor(level):
         return
     fields = record.fields()
-    message = f"{clip(record.method)} {_shown_path(record.path)} {record.status if record.status is not None else '-'}"
+    status = record.status if record.status is not None else "-"
+    message = f"{clip(record.method)} {_shown_path(record.path)} {status}"
     handler = _sole_handler(level)
     if handler is not None:
         text = handler.formatter.line(time.time(), logging.getLevelName(level), access_log.name,  # type: ignore[union-attr]

@@ -41,7 +41,7 @@ def says_responses_only(payload: Any, raw: str, request: dict[str, Any]) -> bool
     text = raw
     if isinstance(inner, dict):
         param = inner.get("param")
-        if param is not None and param != "model":
+        if param and param != "model":
             return False
         message = inner.get("message")
         if isinstance(message, str):

@@ -105,7 +105,7 @@ def test_wording_the_client_wrote_is_not_read_as_the_upstreams(text, request_):
 def test_an_error_about_another_parameter_is_not_about_the_model():
     genuine = "This model is only supported in v1/responses and not in v1/chat/completions."
     assert not said(openai_error(genuine, "messages"))
-    assert said(openai_error(genuine, "model")) and said(openai_error(genuine))
+    assert said(openai_error(genuine, "model")) and said(openai_error(genuine)) and said(openai_error(genuine, ""))
 
 
 def test_the_upstreams_own_wording_counts_beside_an_echo():
