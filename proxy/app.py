@@ -28,7 +28,7 @@ from .errors import InvalidRequest, ProxyError, error_body
 from .health import Readiness
 from .memory import ReasoningMemory, open_store
 from .middleware import InFlight, ObserveMiddleware
-from .passthrough import has_body, header, open_forward, read_body, relay, replay, upstream_path
+from .passthrough import has_body, header, open_forward, raw_path, read_body, relay, replay, upstream_path
 from .routing import ModelRouter, rememberable, says_responses_only
 from .streaming import until_disconnect
 from .translate.request import MappingOptions, chat_to_responses, check_nesting, restore_reasoning
@@ -130,9 +130,11 @@ class Proxy:
         if response.status_code < 400:
             return relay(response, {"x-proxy-mode": "passthrough"})
         payload, raw = await read_json(response)
-        if self.router.auto_detect and says_responses_only(raw.decode("utf-8", "replace"), model):
-            self.router.learn(model)
-            return await self.translate(request, chat)
+        if self.router.auto_detect and says_responses_only(payload, raw.decode("utf-8", "replace"), chat):
+            translated = await self.translate(request, chat)
+            if translated.status_code < 400:  # the other API served it: now the model is known to need it
+                self.router.learn(model)
+            return translated
         error = upstream_error(response, payload, raw)
         # An error too large to relay goes as its gist; a URL that leads nowhere, as the URL called.
         if (can_fall_back and fallback_worthy(error)) or response.cut or error.code == "upstream_not_found":
@@ -384,7 +386,9 @@ def names_endpoint(path: str, endpoint: str) -> bool:
 
 
 def is_chat(scope: Scope) -> bool:
-    return scope["type"] == "http" and scope["method"] == "POST" and names_endpoint(scope["path"], "/chat/completions")
+    """Judged on the path as sent: ``chat%2Fcompletions`` is no chat request but a path that is refused."""
+    return scope["type"] == "http" and scope["method"] == "POST" and \
+        names_endpoint(raw_path(scope), "/chat/completions")
 
 
 class ChatFirst:
@@ -492,10 +496,10 @@ def create_app(config: Config) -> FastAPI:
 
     @app.api_route("/{path:path}", methods=_METHODS)
     async def dispatch(request: Request) -> Response:
-        path = request.url.path
+        path = upstream_path(raw_path(request.scope))  # an encoded slash is refused, not made a separator
         if names_endpoint(path, "/models") and request.method == "GET":
             return await proxy.models(request)
-        return await proxy.forward(request, upstream_path(path))
+        return await proxy.forward(request, path)
 
     return app
 

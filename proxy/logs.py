@@ -119,6 +119,81 @@ def redact(text: str) -> str:
     return text
 
 
+# ---------------------------------------------------------------- clients' text in a line
+
+LOGGED_CHARS = 1000  # of one value a client may have chosen: a model name, a path, an argument of a message
+MESSAGE_CHARS = 8 * LOGGED_CHARS
+
+
+def clip(text: str, limit: int = LOGGED_CHARS) -> str:
+    """``text``, or its first ``limit`` characters and a note of how many were left out: a client's megabyte
+    model name must not make a megabyte line."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...[{len(text) - limit} more characters]"
+
+
+def _clipped(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields``, each text value clipped (a new dict only when one is too long: nearly never)."""
+    for value in fields.values():
+        if isinstance(value, str) and len(value) > LOGGED_CHARS:
+            return {key: clip(item) if isinstance(item, str) else item for key, item in fields.items()}
+    return fields
+
+
+def _message(record: logging.LogRecord) -> str:
+    """The record's message, each text argument clipped (:func:`clip`), and the whole too."""
+    args = record.args
+    if isinstance(args, tuple) and any(isinstance(arg, str) and len(arg) > LOGGED_CHARS for arg in args):
+        try:
+            return clip(str(record.msg) % tuple(clip(arg) if isinstance(arg, str) else arg for arg in args),
+                        MESSAGE_CHARS)
+        except (TypeError, ValueError):  # a format that wanted the argument as it was: logging's own message
+            pass
+    return clip(record.getMessage(), MESSAGE_CHARS)
+
+
+# Characters that would end a line or steer a terminal, in the text format.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ESCAPES = {"\n": r"\n", "\r": r"\r", "\t": r"\t"}
+_QUOTED = re.compile(r'[\s"=\x00-\x1f\x7f-\x9f\u2028\u2029]')  # what a key=value field cannot carry bare
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _ESCAPES.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def _escaped(text: str) -> str:
+    """``text`` with no line break or other control character: those are written as ``\\n``, ``\\x1b``..."""
+    return _CONTROL.sub(_escape, text)
+
+
+def _text_value(value: Any) -> str:
+    """A field's value in the text format: quoted (and escaped) when it has spaces, quotes, ``=`` or control
+    characters, so a value cannot pass for more fields or lines."""
+    if not isinstance(value, str):
+        return str(value)
+    if value and not _QUOTED.search(value):
+        return value
+    return '"' + _escaped(value.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+
+
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+
+
+def _shown_path(path: str) -> str:
+    """The (decoded) path in a request line's message, clipped, with spaces and control characters encoded again
+    as they were sent (``%20``, ``%0D%0A``): the message's three parts stay three."""
+    if _SPACE_OR_CONTROL.search(path):
+        path = _SPACE_OR_CONTROL.sub(_percent_encoded, path)
+    return clip(path)
+
+
+def _percent_encoded(match: re.Match[str]) -> str:
+    return "".join(f"%{byte:02X}" for byte in match.group().encode())
+
+
 def _timestamp(created: float) -> str:
     """``2026-11-23T16:46:22.529Z``; the part up to the seconds is made once per second."""
     global _second
@@ -136,7 +211,7 @@ class _LineFormatter(logging.Formatter):
     """A formatter whose line can also be made from its parts, without a ``LogRecord`` (see :func:`write`)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return self.line(record.created, record.levelname, record.name, record.getMessage(),
+        return self.line(record.created, record.levelname, record.name, _message(record),
                          getattr(record, "fields", None),
                          self.formatException(record.exc_info) if record.exc_info else None)
 
@@ -153,7 +228,7 @@ class JsonFormatter(_LineFormatter):
         line: dict[str, Any] = {"time": _timestamp(created), "level": level_name.lower(), "logger": logger,
                                 "message": message}
         if fields:
-            line.update(fields)
+            line.update(_clipped(fields))
         if exception:
             line["exception"] = exception
         try:
@@ -164,13 +239,17 @@ class JsonFormatter(_LineFormatter):
 
 
 class TextFormatter(_LineFormatter):
-    """``time LEVEL logger: message key=value ...`` for a terminal."""
+    """``time LEVEL logger: message key=value ...`` for a terminal.
+
+    What a client may have chosen (the path in a message, a model name in a field) cannot start a line of its
+    own: control characters are escaped, and a field's value with spaces is quoted (:func:`_text_value`).
+    """
 
     def line(self, created: float, level_name: str, logger: str, message: str, fields: dict[str, Any] | None,
              exception: str | None = None) -> str:
-        text = f"{_timestamp(created)} {level_name:<7} {logger}: {message}"
+        text = f"{_timestamp(created)} {level_name:<7} {logger}: {_escaped(message)}"
         if fields:
-            text += " " + " ".join(f"{key}={value}" for key, value in fields.items())
+            text += " " + " ".join(f"{key}={_text_value(value)}" for key, value in _clipped(fields).items())
         if exception:
             text += "\n" + exception
         return redact(text)
@@ -216,7 +295,8 @@ def write(record: RequestLog, level: int = logging.INFO) -> None:
     if not access_log.isEnabledFor(level):
         return
     fields = record.fields()
-    message = f"{record.method} {record.path} {record.status if record.status is not None else '-'}"
+    status = record.status if record.status is not None else "-"
+    message = f"{clip(record.method)} {_shown_path(record.path)} {status}"
     handler = _sole_handler(level)
     if handler is not None:
         text = handler.formatter.line(time.time(), logging.getLevelName(level), access_log.name,  # type: ignore[union-attr]

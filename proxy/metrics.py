@@ -62,20 +62,32 @@ ACTIVE_STREAMS = Gauge("proxy_active_streams", "Event streams being sent to clie
 BACKGROUND_JOBS = Gauge("proxy_background_jobs", "Background responses being polled or streamed.",
                         multiprocess_mode="livesum")
 
-# Model names come from clients: past this many distinct names, new ones are counted as "other".
+
+class Labels:
+    """Label values that clients choose (model names), bounded in number and length: a series per value is kept
+    for good, so a value longer than ``chars``, or new once ``most`` are known, is counted as ``other``."""
+
+    def __init__(self, most: int, chars: int) -> None:
+        self.most = most
+        self.chars = chars
+        self._known: set[str] = set()
+
+    def __call__(self, value: str | None) -> str:
+        if not value:
+            return "none"
+        if value in self._known:
+            return value
+        if len(value) > self.chars or len(self._known) >= self.most:
+            return "other"
+        self._known.add(value)
+        return value
+
+
 MAX_MODEL_LABELS = 200
-_models: set[str] = set()
-
-
-def model_label(model: str | None) -> str:
-    if not model:
-        return "none"
-    if model in _models:
-        return model
-    if len(_models) >= MAX_MODEL_LABELS:
-        return "other"
-    _models.add(model)
-    return model
+MAX_LABEL_CHARS = 128
+model_label = Labels(MAX_MODEL_LABELS, MAX_LABEL_CHARS)
+# Error codes come from the upstream's answers: bounded the same way.
+error_label = Labels(100, MAX_LABEL_CHARS)
 
 
 def child(metric: Any, *labels: str) -> Any:
@@ -138,7 +150,7 @@ def observe(record: Any) -> None:
     model = model_label(record.model)
     count(REQUESTS, model, mode, str(record.status or 0))
     if record.error:
-        count(REQUEST_ERRORS, mode, record.error)
+        count(REQUEST_ERRORS, mode, error_label(record.error))
     if record.duration is not None:
         measure(REQUEST_DURATION, mode, value=record.duration)
     if record.ttfb is not None:

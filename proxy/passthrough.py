@@ -13,7 +13,7 @@ from urllib.parse import quote, unquote
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Message, Receive
+from starlette.types import Message, Receive, Scope
 
 from . import logs, origins
 from .config import ModelSettings
@@ -25,9 +25,19 @@ from .upstream import Upstream, UpstreamBroken, UpstreamResponse, broken_off, re
 log = logging.getLogger("proxy.passthrough")
 
 
+def raw_path(scope: Scope) -> str:
+    """The request's path as the client sent it, still percent-encoded (ASGI's ``raw_path``, which uvicorn gives).
+
+    The server's decoded ``path`` would turn an encoded ``/`` into a separator: ``file-abc%2Fcontent`` must stay
+    one segment, for :func:`upstream_path` to refuse. (uvicorn refuses a request target that is not ASCII.)
+    """
+    return scope["raw_path"].decode("latin-1")
+
+
 def upstream_path(client_path: str) -> str:
     """``/v1/v1//embeddings`` -> ``/embeddings``, each segment percent-encoded exactly once.
 
+    ``client_path`` is the path as sent, still encoded (:func:`raw_path`).
     Segments are decoded until nothing changes, so an upstream that decodes once more than the proxy (or
     treats ``\\`` as a separator) still cannot see a ``.``/``..`` segment: those, and encoded slashes or
     backslashes, are refused.

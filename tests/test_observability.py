@@ -21,7 +21,7 @@ from proxy import logs
 from proxy.config import load_config
 from proxy.health import Readiness
 from proxy.upstream import Upstream
-from wire import wait_until
+from wire import raw_exchange, status_of, wait_until
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
 TEAM_KEY = "pk-team-observed-5b2a"
@@ -341,6 +341,56 @@ def test_request_log_outside_a_request_is_a_harmless_throwaway():
     assert (record.prompt_tokens, record.completion_tokens, record.reasoning_tokens) == (3, 4, 2)
 
 
+FORGED = "1999-01-01T00:00:00.000Z INFO    proxy.access: POST /v1/admin 200"
+
+
+def test_clients_cannot_forge_lines_in_the_text_format(proxy_url, fake):
+    """A path with %0d%0a, a model name with a line break or with spaces: one line each, nothing on a line of its
+    own, no field that is not the proxy's."""
+    with captured_logs(formatter=logs.TextFormatter()) as stream:
+        path = "/v1/x%0d%0a" + FORGED.replace(" ", "%20")
+        head, _ = raw_exchange(proxy_url, f"GET {path} HTTP/1.1\r\nHost: proxy.local\r\nConnection: close\r\n\r\n"
+                               .encode())
+        assert status_of(head) == 404
+        for model in (f"gpt-4o\n{FORGED}", f"gpt-4o\r{FORGED}", "gpt-4o\u2028x\x1b[2J", "gpt-4o status=500 mode=x"):
+            answer = httpx.post(proxy_url + "/v1/chat/completions", json={"model": model, "messages": MESSAGES})
+            assert answer.status_code == 200
+        wait_until(lambda: stream.getvalue().count("proxy.access:") >= 5)
+        written = stream.getvalue()
+    lines = written.split("\n")
+    assert not [line for line in lines if line.startswith("1999") or "\r" in line or "\u2028" in line or "\x1b" in line]
+    assert sum(FORGED in line for line in lines) == 3 and 'path="/v1/x\\r\\n1999-01-01' in written
+    assert f"GET {path} 404".lower() in written.lower() and 'model="gpt-4o\\n1999-01-01' in written  # the path as it was sent
+    assert 'model="gpt-4o\\u2028x\\x1b[2J"' in written
+    assert 'model="gpt-4o status=500 mode=x"' in written
+
+
+@pytest.mark.parametrize("formatter", [logs.JsonFormatter(), logs.TextFormatter()])
+def test_a_megabyte_model_name_makes_no_megabyte_line(make_proxy, fake, formatter):
+    """Its request line, and the warning naming it (an upstream's error that repeats it, then a fallback)."""
+    model = "m" * 1_000_000
+    body = {"model": model, "messages": "not a list"}
+    fake.script(Reply(404, json=error_body(f"The model `{model}` does not exist or you do not have access to it.",
+                                           code="model_not_found")))
+    with make_proxy(models={"*": {"fallback": "gpt-4o"}}) as url, captured_logs(formatter=formatter) as stream:
+        answer = httpx.post(url + "/v1/chat/completions", json=body, timeout=30)
+        request_id = answer.headers["x-request-id"]
+        wait_until(lambda: request_id in stream.getvalue())
+        written = stream.getvalue()
+    assert answer.status_code == 400 and "serving the request with fallback model gpt-4o" in written
+    assert len(written) < 10 * logs.LOGGED_CHARS
+    assert f"{'m' * logs.LOGGED_CHARS}...[{1_000_000 - logs.LOGGED_CHARS} more characters]" in written
+
+
+def test_log_values_are_clipped_one_by_one():
+    record = logging.LogRecord("proxy.x", logging.WARNING, "", 0, "model %s failed (%s); fallback %s", (
+        "m" * 5000, "x" * 10, "gpt-4o"), None)
+    message = json.loads(logs.JsonFormatter().format(record))["message"]
+    assert message == f"model {'m' * logs.LOGGED_CHARS}...[4000 more characters] failed (xxxxxxxxxx); fallback gpt-4o"
+    unbounded = logging.LogRecord("proxy.x", logging.WARNING, "", 0, "y" * 50_000, None, None)
+    assert len(json.loads(logs.JsonFormatter().format(unbounded))["message"]) < logs.MESSAGE_CHARS + 50
+
+
 # ---------------------------------------------------------------- pass-through answers that break off
 
 PASSED = "gpt-4o"
@@ -484,6 +534,28 @@ def test_metrics_after_a_translated_and_a_passed_through_request(make_proxy, fak
     families = {family.name for family in text_string_to_metric_families(after)}
     assert {"proxy_upstream_retries", "proxy_fallbacks", "proxy_background_jobs", "proxy_client_disconnects",
             "proxy_heartbeats", "proxy_active_streams", "proxy_upstream_key_rests"} <= families
+
+
+def test_megabyte_model_names_do_not_grow_the_metrics_page(make_proxy, fake):
+    """Three requests with 1 MB model names, each refused with a 400: counted as model "other"."""
+    with make_proxy() as url:
+        before = scrape(url)
+        for letter in "abc":
+            answer = httpx.post(url + "/v1/chat/completions", timeout=30,
+                                json={"model": letter * 1_000_000, "messages": "not a list"})
+            assert answer.status_code == 400
+        after = scrape(url)
+    assert len(after) - len(before) < 5000
+    other = {"model": "other", "mode": "passthrough", "status": "400"}
+    assert metric(after, "proxy_requests_total", **other) == metric(before, "proxy_requests_total", **other) + 3
+
+
+def test_label_values_are_bounded_in_number_and_length():
+    from proxy.metrics import Labels
+
+    label = Labels(most=3, chars=10)
+    assert [label(name) for name in ("a", "b", "x" * 11, "c", "d", "a", None)] == \
+        ["a", "b", "other", "c", "other", "a", "none"]
 
 
 # ---------------------------------------------------------------- readiness

@@ -9,6 +9,7 @@ import socket
 import zlib
 
 import httpx
+import openai
 import pytest
 from starlette.requests import Request
 
@@ -67,6 +68,39 @@ def test_a_model_name_echoed_in_an_error_is_not_learned(proxy_url, fake):
                               json={"model": model, "messages": [{"role": "user", "content": "x"}]})
         assert response.status_code == 404 and response.json() == body
     assert len(fake.requests_to("/chat/completions")) == 2 and fake.requests_to("/responses") == []
+
+
+@pytest.mark.parametrize("model", ["deepseek-chat", "gpt-4o"])
+def test_an_unknown_key_echoed_by_the_upstream_reroutes_no_model(proxy_url, fake, model):
+    """One caller's key named like the Responses-only wording, repeated in the upstream's "Unrecognized request
+    argument" error (OpenAI's and Azure's wording), moves neither that request nor anyone's later ones."""
+    key = "only supported in v1/responses"
+    body = error_body(f"Unrecognized request argument supplied: {key}")
+    fake.script(Reply(status=400, json=body))
+    attack = httpx.post(proxy_url + "/v1/chat/completions", timeout=30,
+                        json={"model": model, "messages": [{"role": "user", "content": "x"}], key: 1})
+    assert attack.status_code == 400 and attack.json() == body
+    assert fake.requests_to("/responses") == []
+    later = httpx.post(proxy_url + "/v1/chat/completions", timeout=30,
+                       json={"model": model, "messages": [{"role": "user", "content": "x"}]})
+    assert later.status_code == 200 and later.headers["x-proxy-mode"] == "passthrough"
+    assert len(fake.requests_to("/chat/completions")) == 2 and fake.requests_to("/responses") == []
+
+
+def test_a_responses_only_model_is_learned_only_once_the_responses_api_serves_it(client, fake):
+    fake.responses_only.add("brand-new-pro-2")
+    missing = error_body("The model `brand-new-pro-2` does not exist or you do not have access to it.",
+                         code="model_not_found")
+    fake.script(Reply(status=404, json=missing))  # the Responses API does not serve it either
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="brand-new-pro-2", messages=[{"role": "user", "content": "x"}])
+    fake.script(Respond(output=[message_item("served")]))
+    served = client.chat.completions.create(model="brand-new-pro-2", messages=[{"role": "user", "content": "x"}])
+    assert served.choices[0].message.content == "served"
+    assert len(fake.requests_to("/chat/completions")) == 2  # not learned after the first: asked as chat again
+    fake.requests.clear()
+    client.chat.completions.create(model="brand-new-pro-2", messages=[{"role": "user", "content": "x"}])
+    assert fake.requests_to("/chat/completions") == []  # learned once served
 
 
 def test_a_long_responses_only_name_is_translated_but_not_remembered(client, fake):

@@ -37,7 +37,22 @@ def test_learned_models_are_remembered():
     assert router.should_translate("new-model") and router.learned == {"new-model"}
 
 
+def said(text, model="gpt-9", **request):
+    """``says_responses_only`` for an upstream error body ``text`` answering a chat request for ``model``."""
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        payload = None
+    return says_responses_only(payload, text, {"model": model, "messages": [{"role": "user", "content": "x"}],
+                                               **request})
+
+
+def openai_error(message, param=None, code=None):
+    return json.dumps({"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}})
+
+
 @pytest.mark.parametrize("text, expected", [
+    (openai_error("This model is only supported in v1/responses and not in v1/chat/completions.", "model"), True),
     ("This model is only supported in v1/responses and not in v1/chat/completions.", True),
     ('{"error":{"message":"The model o3-pro is not supported on chat/completions, use the Responses API"}}', True),
     ("model gpt-5-pro is only available via the Responses API", True),
@@ -45,7 +60,7 @@ def test_learned_models_are_remembered():
     ("Unsupported parameter: 'temperature'", False),
 ])
 def test_responses_only_errors_are_recognised(text, expected):
-    assert says_responses_only(text, "gpt-9") is expected
+    assert said(text) is expected
 
 
 ECHOED = 'x "é" Only Supported In v1/responses'
@@ -58,8 +73,48 @@ ECHOED = 'x "é" Only Supported In v1/responses'
     json.dumps({"error": {"message": f"The model `{ECHOED}` does not exist."}}, ensure_ascii=False),
 ])
 def test_the_model_name_echoed_in_an_error_is_not_read_as_its_wording(text):
-    assert not says_responses_only(text, ECHOED)
-    assert says_responses_only(text + " This model is only supported in v1/responses.", ECHOED)
+    assert not said(text, ECHOED)
+    assert said(text + " This model is only supported in v1/responses.", ECHOED)
+
+
+PHRASE = "only supported in v1/responses"
+
+
+@pytest.mark.parametrize("text, request_", [
+    # OpenAI's and Azure's answer to a key they do not know, and a gateway's
+    (openai_error(f"Unrecognized request argument supplied: {PHRASE}"), {PHRASE: 1}),
+    (openai_error(f"Unrecognized request arguments supplied: {PHRASE.upper()}, seed2"),
+     {PHRASE.upper(): 1, "seed2": 2}),
+    (json.dumps({"error": {"code": "BadRequest", "message": f"Unrecognized request argument supplied: {PHRASE}"}}),
+     {PHRASE: 1}),
+    (json.dumps({"detail": f"extra fields not permitted: {PHRASE}"}), {PHRASE: 1}),
+    # a value repeated back, and a nested key
+    (openai_error(f"Invalid value: '{PHRASE}'. Supported values are: 'none', 'auto'.", "tool_choice"),
+     {"tool_choice": PHRASE}),
+    (openai_error("Invalid value: 'Use the Responses API'."), {"user": "Use the Responses API"}),
+    (openai_error(f"Unknown field `{PHRASE}`"), {"metadata": {PHRASE: "x"}}),
+    # the model's name inside a key, which leaving the name out of the message would turn into the wording
+    (openai_error("Unrecognized request argument supplied: only supported ingpt-4oresponses"),
+     {"only supported ingpt-4oresponses": 1}),
+])
+def test_wording_the_client_wrote_is_not_read_as_the_upstreams(text, request_):
+    """An upstream repeating a key or value of the request has said nothing about the model."""
+    assert not said(text, "gpt-4o", **request_)
+
+
+def test_an_error_about_another_parameter_is_not_about_the_model():
+    genuine = "This model is only supported in v1/responses and not in v1/chat/completions."
+    assert not said(openai_error(genuine, "messages"))
+    assert said(openai_error(genuine, "model")) and said(openai_error(genuine)) and said(openai_error(genuine, ""))
+
+
+def test_the_upstreams_own_wording_counts_beside_an_echo():
+    def text(key):
+        return openai_error(f"Unrecognized request argument supplied: {key}. This model is only supported in "
+                            "v1/responses and not in v1/chat/completions.")
+
+    assert said(text("seed2"), **{"seed2": 1, "messages": [{"role": "user", "content": "responses"}]})
+    assert not said(text(PHRASE), **{PHRASE: 1})  # the same words: the client wrote them too, so they do not count
 
 
 def test_long_names_are_neither_learned_nor_remembered():

@@ -139,6 +139,22 @@ def test_path_traversal_never_reaches_the_upstream(proxy_url, fake, path):
         assert "." not in segments and ".." not in segments, request.raw_path
 
 
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/v1/files/file-abc%2Fcontent"), ("GET", "/v1/files/file-abc%2fcontent"),
+    ("POST", "/v1/responses/resp_1%2Fcancel"), ("DELETE", "/v1/responses/resp_1%2F..%2Fother"),
+    ("POST", "/v1/chat%2Fcompletions"), ("GET", "/v1%2Fmodels"), ("GET", "/v1/files/a%252Fb"),
+])
+def test_an_encoded_slash_is_refused_not_made_a_separator(proxy_url, fake, method, path):
+    """The path is judged as sent: ``%2F`` (any case, however often encoded) is part of a segment, refused."""
+    body = b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}' if method == "POST" else b""
+    head, answer = raw_exchange(proxy_url, f"{method} {path} HTTP/1.1\r\nHost: proxy.local\r\nContent-Type: "
+                                f"application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                                .encode() + body)
+    assert status_of(head) == 400, head
+    assert json.loads(answer)["error"]["code"] == "invalid_path"
+    assert fake.requests == []
+
+
 @pytest.mark.parametrize("path, forwarded", [
     ("/v1/files/file-abc/content", "/v1/files/file-abc/content"),
     ("/v1/models%3Fx=1", "/v1/models%3Fx=1"),
