@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procs import BENCH, HOST, ROOT, cpu_seconds, cpu_ticks, free_port, python, start, stop, tree, wait_port  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
-from proxy.translate.request import chat_to_responses  # noqa: E402
+from proxy.translate import chat_to_responses  # noqa: E402
 
 RESULTS = BENCH / "results"
 LITELLM_VENV = ROOT / ".bench-venv-litellm"

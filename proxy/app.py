@@ -28,10 +28,10 @@ from .health import Readiness
 from .memory import ReasoningMemory, open_store
 from .middleware import InFlight, ObserveMiddleware
 from .passthrough import has_body, header, open_forward, read_body, relay, replay, upstream_path
-from .routing import ModelRouter, rememberable, says_responses_only
+from .routing import ModelRouter, rememberable
 from .streaming import until_disconnect
-from .translate.request import MappingOptions, chat_to_responses, check_nesting, restore_reasoning
-from .translate.stream import Presentation
+from .translate import (MappingOptions, Presentation, chat_to_responses, check_nesting, restore_reasoning,
+                        says_responses_only)
 from .upstream import (ERROR_BODY_LIMIT, RETRYABLE_STATUSES, Upstream, UpstreamResponse, read_json, upstream_error,
                        without_credentials)
 from .upstreams import Upstreams

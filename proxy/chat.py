@@ -25,13 +25,9 @@ from .config import Config, ModelSettings
 from .errors import ProxyError
 from .memory import ReasoningMemory
 from .pacing import Heartbeat
-from .sse import DONE, KEEPALIVE, encode_frames
 from .streaming import StreamedResponse, until_disconnect
-from .translate.completion import CompletionBuilder
-from .translate.params import name_chat_params
-from .translate.request import Translation
-from .translate.response import new_completion_id
-from .translate.stream import Presentation, StreamTranslator, usage_chunk
+from .translate import (DONE, KEEPALIVE, CompletionBuilder, Presentation, StreamTranslator, Translation,
+                        encode_frames, name_chat_params, new_completion_id, usage_chunk)
 from .upstream import Upstream, UpstreamBroken, broken_off
 
 log = logging.getLogger("proxy.chat")

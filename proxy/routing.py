@@ -12,27 +12,10 @@ import logging
 import re
 from typing import Any
 
-from .config import EFFORTS, AliasConfig, TranslateConfig
-from .errors import without_name
+from .config import AliasConfig, TranslateConfig
+from .translate import REASONING_EFFORTS
 
 log = logging.getLogger("proxy.routing")
-
-# OpenAI answers 404 "This model is only supported in v1/responses and not in
-# v1/chat/completions."; gateways reword it, so match loosely on the text.
-_RESPONSES_ONLY = re.compile(
-    r"only supported in (?:/?v1/)?responses|not supported (?:in|on|with|by) (?:the )?(?:/?v1/)?chat[/ _]?completions"
-    r"|use the responses api|only available (?:in|via|through) the responses api",
-    re.IGNORECASE,
-)
-
-
-def says_responses_only(error_text: str, model: str) -> bool:
-    """True when an upstream error about ``model`` means "call this model through /v1/responses".
-
-    The model's name is left out first: the client chose it, and upstreams echo it back.
-    """
-    return bool(_RESPONSES_ONLY.search(without_name(error_text, model)))
-
 
 # Model names come from clients: what is remembered per name is bounded.
 NAME_REMEMBERED_CHARS = 256  # a longer name is decided each time, and never remembered
@@ -92,7 +75,7 @@ class ModelRouter:
             return alias.model, params
         if self._effort_suffixes:
             base, dash, suffix = model.rpartition("-")
-            if dash and base and suffix.lower() in EFFORTS and self.should_translate(base):
+            if dash and base and suffix.lower() in REASONING_EFFORTS and self.should_translate(base):
                 return base, {"reasoning_effort": suffix.lower()}
         return model, {}
 

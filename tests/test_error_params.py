@@ -8,9 +8,8 @@ import pytest
 import realdata
 from fake_upstream import Reply, Stream, build_response, error_body, message_item, reasoning_item, stream_events
 from proxy.errors import ProxyError
-from proxy.memory import kept_reasoning
-from proxy.translate.params import chat_param, name_chat_params
-from proxy.translate.request import MappingOptions, chat_to_responses, restore_reasoning
+from proxy.translate import (MappingOptions, chat_param, chat_to_responses, kept_reasoning, name_chat_params,
+                             restore_reasoning)
 from spec_check import check_error_body
 
 CHAT = {

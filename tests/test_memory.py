@@ -10,9 +10,8 @@ import openai
 import realdata
 from conftest import CLIENT_KEY, proxy_config
 from fake_upstream import Respond, build_response, function_call_item, message_item, reasoning_item
-from proxy.memory import LocalStore, RedisStore, ReasoningMemory, kept_reasoning, memory_scope
-from proxy.translate.completion import responses_to_chat
-from proxy.translate.request import MappingOptions, chat_to_responses, restore_reasoning
+from proxy.memory import LocalStore, RedisStore, ReasoningMemory, memory_scope
+from proxy.translate import MappingOptions, chat_to_responses, kept_reasoning, responses_to_chat, restore_reasoning
 from servers import running_proxy
 from spec_check import check_create_response
 

@@ -19,10 +19,8 @@ from hypothesis import strategies as st
 
 import realdata
 from proxy.errors import InvalidRequest
-from proxy.translate.completion import CompletionBuilder
-from proxy.translate.params import chat_param
-from proxy.translate.request import MappingOptions, Translation, chat_to_responses, restore_reasoning
-from proxy.translate.stream import Presentation, StreamTranslator
+from proxy.translate import (CompletionBuilder, MappingOptions, Presentation, StreamTranslator, Translation,
+                             chat_param, chat_to_responses, restore_reasoning)
 from spec_check import check_chat_chunk, check_chat_completion, check_create_response, check_error_body
 from strategies import chat_requests, json_values, objects, text
 

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from proxy.errors import InvalidRequest
-from proxy.translate.request import MappingOptions, chat_to_responses, restore_reasoning
+from proxy.translate import MappingOptions, chat_to_responses, restore_reasoning
 from spec_check import check_create_response
 
 

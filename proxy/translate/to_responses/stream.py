@@ -8,7 +8,7 @@ when :attr:`StreamTranslator.error` is ``None``, and calls
 short is reported as an error instead of looking like a finished answer.
 
 Non-streamed answers are the same chunks folded into one completion
-(:mod:`proxy.translate.completion`), so both forms always agree.
+(:mod:`proxy.translate.to_responses.completion`), so both forms always agree.
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ProxyError
+from ...errors import ProxyError
+from ..fields import as_dict, as_list, as_str
 from .response import (
     REASONING_PART_SEPARATOR,
-    as_dict,
-    as_list,
-    as_str,
     chat_annotation,
     chat_logprobs,
     chat_moderation,
@@ -122,7 +120,7 @@ class StreamTranslator:
         self._sources: dict[str, str] = {}  # cited url -> title
         self._pending_logprobs: list[dict[str, Any]] = []
         self._answered = False  # anything but reasoning has been sent
-        # Renames, in place, the parameter an upstream's failure names (see proxy.translate.params).
+        # Renames, in place, the parameter an upstream's failure names (see proxy.translate.to_responses.error_params).
         self._name_params = name_params
 
     # --- public API ---------------------------------------------------------

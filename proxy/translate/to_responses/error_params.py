@@ -14,34 +14,22 @@ to the upstream's refusal of the request and to the failures its stream reports.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from ..errors import ProxyError
+from ...errors import ProxyError
+from ..paths import Mapped, Path, parse, reach, render, rename_param, renamed
 from .request import Translation
-
-Path = list[str | int]
-Mapped = tuple[Path, bool]  # the chat path, and whether all of the Responses path was mapped
-
-_SEGMENT = re.compile(r"(?:^|\.)([^.\[\]\s'\"`]+)|\[(\d+)\]")
 
 
 def name_chat_params(error: ProxyError, translation: Translation) -> None:
     """Make ``error`` (an upstream's answer to ``translation.body``) name the chat request's parameters."""
-    mapped = chat_param(error.param, translation) if error.param else None
-    if mapped is None:
-        return
-    path, whole = mapped
-    if whole:
-        for quote in "'\"`":
-            error.message = error.message.replace(quote + error.param + quote, quote + path + quote)
-    error.param = path
+    rename_param(error, lambda param: chat_param(param, translation))
 
 
 def chat_param(param: str, translation: Translation) -> tuple[str, bool] | None:
     """The chat path for a Responses request's parameter path, and whether all of it was mapped;
     None when it names nothing the client sent under another name."""
-    path = _parse(param)
+    path = parse(param)
     if not path:
         return None
     head, rest = path[0], path[1:]
@@ -68,12 +56,12 @@ def chat_param(param: str, translation: Translation) -> tuple[str, bool] | None:
         return None
     chat_path, whole = mapped
     # Only where the client's request has it: a field may be missing (the proxy's default was sent), not its parent.
-    known, reached = _reach(chat, chat_path)
+    known, reached = reach(chat, chat_path)
     if whole and known == len(chat_path) - 1 and not isinstance(reached, dict):
         chat_path = chat_path[:known]  # a field of what the client sent as one value (an image as its URL alone)
     elif known < len(chat_path) - (1 if whole else 0):
         chat_path, whole = chat_path[:known], False
-    rendered = _render(chat_path)
+    rendered = render(chat_path)
     return None if not chat_path or rendered == param else (rendered, whole)
 
 
@@ -95,7 +83,7 @@ def _input_param(rest: Path, translation: Translation) -> Mapped | None:
         return _history_call_param(where, tail, message, item, order)
     if kind == "function_call_output":
         renames = {"output": ["content"], "call_id": ["name" if message.get("role") == "function" else "tool_call_id"]}
-        return _renamed(where, tail, renames) or (where, False)
+        return renamed(where, tail, renames) or (where, False)
     if not tail or tail == ["role"]:
         return where + tail, True
     if tail[0] != "content" or message.get("content") is None:  # (an assistant's refusal may be its only part)
@@ -118,7 +106,7 @@ def _history_call_param(where: Path, tail: Path, message: dict[str, Any], item: 
         nested = "custom" if item.get("type") == "custom_tool_call" else "function"
         renames = {"call_id": ["id"], "name": [nested, "name"], "arguments": [nested, "arguments"],
                    "input": [nested, "input"]}
-    return _renamed(where, tail, renames) or (where, False)
+    return renamed(where, tail, renames) or (where, False)
 
 
 _PART_RENAMES = {
@@ -138,7 +126,7 @@ def _content_param(where: Path, tail: Path, sent: Any, mapped: Any) -> Mapped:
     renames = _PART_RENAMES.get(part.get("type"))
     if renames is None:
         return [*where, *tail], True
-    return _renamed([*where, tail[0]], tail[1:], renames) or ([*where, tail[0]], False)
+    return renamed([*where, tail[0]], tail[1:], renames) or ([*where, tail[0]], False)
 
 
 def _tool_param(rest: Path, translation: Translation) -> Mapped | None:
@@ -155,7 +143,7 @@ def _tool_param(rest: Path, translation: Translation) -> Mapped | None:
         return where, True
     if where[0] == "tools" and kind in ("function", "custom"):
         fields = ("name", "description", "parameters", "strict") if kind == "function" else ("name", "description", "format")
-        return _renamed(where, tail, {name: [kind, name] for name in fields}) or (where, False)
+        return renamed(where, tail, {name: [kind, name] for name in fields}) or (where, False)
     if where[0] == "functions" or tail == ["search_context_size"]:  # named alike
         return where + tail, True
     return where, False
@@ -188,42 +176,3 @@ def _tool_choice_param(rest: Path, chat: dict[str, Any]) -> Mapped | None:
     if kind == "allowed_tools" and rest[:1] in (["mode"], ["tools"]):
         return ["tool_choice", "allowed_tools", *rest[:2]], len(rest) <= 2
     return None
-
-
-def _renamed(where: Path, tail: Path, renames: dict[str, Path]) -> Mapped | None:
-    """``where`` followed by ``tail`` with its first field renamed; None when that field has no chat name."""
-    if not tail or tail[0] == "type":
-        return [*where, *tail], True
-    name = renames.get(tail[0]) if isinstance(tail[0], str) else None
-    return ([*where, *name, *tail[1:]], True) if name is not None else None
-
-
-def _reach(request: Any, path: Path) -> tuple[int, Any]:
-    """How many of ``path``'s leading parts lead somewhere in ``request``, and the value they lead to."""
-    value = request
-    for length, part in enumerate(path):
-        if isinstance(part, int) and isinstance(value, list) and part < len(value):
-            value = value[part]
-        elif isinstance(part, str) and isinstance(value, dict) and part in value:
-            value = value[part]
-        else:
-            return length, value
-    return len(path), value
-
-
-def _parse(path: str) -> Path:
-    """``a.b[2].c`` -> ``["a", "b", 2, "c"]``; empty when it is not such a path."""
-    parts: Path = []
-    position = 0
-    while position < len(path):
-        match = _SEGMENT.match(path, position)
-        if match is None:
-            return []
-        parts.append(match[1] if match[1] is not None else int(match[2]))
-        position = match.end()
-    return parts
-
-
-def _render(path: Path) -> str:
-    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" if index else part
-                   for index, part in enumerate(path))
