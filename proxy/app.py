@@ -156,12 +156,11 @@ class Proxy:
             keep_reasoning=keep,
         )
         translation = chat_to_responses(chat, options)
-        if keep and memory is not None and translation.answers:
-            restore_reasoning(translation, await memory.fetch(
-                [key for _, keys in translation.answers for key in keys]))
+        if memory is not None and translation.provenance.answers:
+            translation = restore_reasoning(translation, await memory.fetch(translation.provenance.memory_keys))
         presentation = Presentation(
             reasoning=reasoning_output(request, config.reasoning.output),
-            stop=translation.stop,
+            stop=translation.answer.stop,
             sources_in_content=config.web_search.sources_in_content,
             progress=bool(settings.progress),
         )

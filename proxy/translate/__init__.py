@@ -11,6 +11,7 @@ from . import to_responses
 from .sse import (DONE, KEEPALIVE, EventHolder, EventTooLarge, ServerSentEvent, SSEDecoder, closing_frame,
                   encode_data, encode_event, encode_frames)
 from .reasoning import REASONING_EFFORTS, REASONING_SUMMARIES
+from .table import Fate, Param, ParamTable
 from .to_responses import *  # noqa: F403 (chat clients, Responses upstream: the names in its __all__)
 
 __all__ = [
@@ -19,5 +20,7 @@ __all__ = [
     "encode_data", "encode_event", "encode_frames",
     # both directions, and the configuration
     "REASONING_EFFORTS", "REASONING_SUMMARIES",
+    # the shape of a direction's parameter table
+    "Fate", "Param", "ParamTable",
     *to_responses.__all__,
 ]

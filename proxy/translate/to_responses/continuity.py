@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..fields import as_list
@@ -83,17 +84,17 @@ def answer_phases(answer: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"type": PHASE, "phase": item["phase"], "length": len(_answer_text([item]))} for item in messages]
 
 
-def restore_reasoning(translation: Translation, kept: Mapping[str, list[dict[str, Any]]]) -> int:
-    """Put the reasoning items kept for earlier answers back in front of them, and their messages' phases on
-    them; returns how many answers got reasoning back.
+def restore_reasoning(translation: Translation, kept: Mapping[str, list[dict[str, Any]]]) -> Translation:
+    """The translation with the reasoning items kept for earlier answers back in front of them, and their
+    messages' phases on them.
 
     An item goes in once, before the latest answer it was kept for: the same answer text can recur in a
     conversation ("Done."), and the upstream refuses an input that holds one item id twice.
     """
-    items, sources = translation.body["input"], translation.sources
-    restored = 0
+    upstream, provenance = translation.upstream, translation.provenance
+    items, sources = list(upstream.body["input"]), list(provenance.sources)
     placed: set[Any] = set()
-    for start, keys in reversed(translation.answers):  # from the end, so earlier positions stay valid
+    for start, keys in reversed(provenance.answers):  # from the end, so earlier positions stay valid
         found = next((kept[key] for key in keys if kept.get(key)), None) or ()
         phases = [item for item in found if item.get("type") == PHASE]
         if phases:
@@ -105,8 +106,8 @@ def restore_reasoning(translation: Translation, kept: Mapping[str, list[dict[str
             placed.update(item.get("id") for item in fresh)
             items[start:start] = fresh
             sources[start:start] = [None] * len(fresh)
-            restored += 1
-    return restored
+    return replace(translation, upstream=replace(upstream, body={**upstream.body, "input": items}),
+                   provenance=replace(provenance, sources=tuple(sources)))
 
 
 def _phased(message: dict[str, Any], phases: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -20,21 +20,7 @@ MIN_OUTPUT_TOKENS = 16  # the Responses API rejects smaller max_output_tokens
 # request could be read but never sent on. No real request comes near it.
 MAX_NESTING = 128
 
-# Sampling knobs that Responses-only (reasoning) models reject or that the
-# Responses API does not have; forwarding them would turn a usable request into a 400.
-_UNSUPPORTED_SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "logit_bias", "seed")
-# Chat parameters with a Responses counterpart that is copied unchanged.
-_COPIED = ("metadata", "service_tier", "prompt_cache_key", "prompt_cache_retention", "prompt_cache_options",
-           "safety_identifier", "user", "parallel_tool_calls", "moderation")
-_HANDLED = frozenset(
-    ("model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "reasoning_effort",
-     "reasoning", "response_format", "verbosity", "web_search_options", "store", "tools", "tool_choice",
-     "functions", "function_call", "n", "stop", "logprobs", "top_logprobs", "audio", "modalities")
-    + _COPIED
-)
-
-
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class MappingOptions:
     """Operator settings that shape a translated request."""
 
@@ -47,71 +33,90 @@ class MappingOptions:
     reasoning_effort: str | None = None  # used when the client sends none
 
 
-@dataclass(slots=True)
-class Translation:
+@dataclass(frozen=True, slots=True)
+class ResponsesRequest:
+    """What goes upstream: the Responses request, and what the proxy added to it on its own."""
+
     body: dict[str, Any]
     model: str
-    stream: bool
-    include_usage: bool
+    summary_added: bool = False  # ``reasoning.summary`` is the operator's default, not the client's choice
+
+
+@dataclass(frozen=True, slots=True)
+class ChatAnswer:
+    """How the answer is presented to the chat client: the proxy streams it or not, runs ``n`` choices, ends
+    each at a stop sequence, and adds a usage chunk."""
+
+    stream: bool = False
+    include_usage: bool = False  # a streamed answer's final usage chunk
     n: int = 1
     stop: tuple[str, ...] = ()
-    # Where each earlier answer starts in ``body["input"]``, and the keys its reasoning may be kept under.
-    answers: list[tuple[int, list[str]]] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Where the Responses request came from: the chat request, the position of the message behind each input
+    item and the chat path of each tool, as its parts (None for what the proxy added), to name the client's
+    parameters in upstream errors; and where each earlier answer starts in the input, with the keys its
+    reasoning may be kept under."""
+
+    request: dict[str, Any]
+    sources: tuple[int | None, ...] = ()
+    tool_sources: tuple[tuple[str | int, ...] | None, ...] = ()
+    answers: tuple[tuple[int, tuple[str, ...]], ...] = ()
+
+    @property
+    def memory_keys(self) -> list[str]:
+        """Every key the reasoning of an earlier answer may be kept under."""
+        return [key for _, keys in self.answers for key in keys]
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    """A translated chat request: what goes upstream, how the answer is presented, where each part came from,
+    and what the client asked for that was left out or changed (reported to it in headers)."""
+
+    upstream: ResponsesRequest
+    answer: ChatAnswer
+    provenance: Provenance
+    dropped: tuple[str, ...] = ()
+    adjusted: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Draft:
+    """A translation being made: what the table's handlers write, one part each."""
+
+    chat: dict[str, Any]
+    options: MappingOptions
+    body: dict[str, Any]
+    answer: dict[str, Any] = field(default_factory=dict)  # ChatAnswer's fields
     adjusted: list[str] = field(default_factory=list)
-    summary_added: bool = False  # ``reasoning.summary`` is the operator's default, not the client's choice
-    # Where the Responses request came from, to name the client's parameters in upstream errors
-    # (:mod:`proxy.translate.to_responses.error_params`): the chat request, the message behind each input item and the chat
-    # path of each tool, as its parts (None for what the proxy added).
-    request: dict[str, Any] = field(default_factory=dict)
+    summary_added: bool = False
     sources: list[int | None] = field(default_factory=list)
     tool_sources: list[tuple[str | int, ...] | None] = field(default_factory=list)
+    answers: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)
 
 
-def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Translation:
-    """The Responses request for a parsed chat request, already checked by :func:`check_nesting`."""
-    options = options or MappingOptions()
+def new_draft(chat: Any, options: MappingOptions) -> Draft:
+    """A draft for a parsed chat request, already checked by :func:`check_nesting`: an object with a model."""
     if not isinstance(chat, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     model = chat.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("you must provide a model parameter", "model")
-    stream = optional(chat, "stream", bool) or False
-    stream_options = optional(chat, "stream_options", dict) or {}
-    include_usage = optional(stream_options, "include_usage", bool, "stream_options.include_usage")
-    _reject_audio(chat)
+    return Draft(chat, options, {"model": model})
 
-    body: dict[str, Any] = {"model": model}
-    instructions, items, answers, sources = map_messages(chat.get("messages"))
-    if instructions is not None:
-        body["instructions"] = instructions
-    body["input"] = items
 
-    translation = Translation(
-        body=body,
-        model=model,
-        stream=stream,
-        include_usage=bool(stream and include_usage),
-        n=_choice_count(chat, options.max_n),
-        stop=_stop_sequences(chat),
-        answers=answers if options.keep_reasoning else [],
-        request=chat,
-        sources=sources,
+def finished(draft: Draft, dropped: list[str]) -> Translation:
+    body = draft.body
+    return Translation(
+        upstream=ResponsesRequest(body, body["model"], draft.summary_added),
+        answer=ChatAnswer(**draft.answer),
+        provenance=Provenance(draft.chat, tuple(draft.sources), tuple(draft.tool_sources), tuple(draft.answers)),
+        dropped=tuple(dropped),
+        adjusted=tuple(draft.adjusted),
     )
-    _map_tools(chat, body, options, translation)
-    _map_limits(chat, body, translation)
-    _map_reasoning(chat, body, options, translation)
-    _map_text(chat, body)
-    _map_logprobs(chat, body)
-    _copy_checked(chat, body)
-    body["store"] = optional(chat, "store", bool) or False
-    if stream:
-        body["stream"] = True
-
-    for key in chat:
-        if key in _UNSUPPORTED_SAMPLING or key not in _HANDLED:
-            translation.dropped.append(key)
-    return translation
 
 
 def check_nesting(value: Any) -> None:
@@ -128,22 +133,23 @@ def check_nesting(value: Any) -> None:
 # --- messages ---------------------------------------------------------------
 
 
-def map_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]], list[tuple[int, list[str]]], list[int | None]]:
-    """Map chat history to ``instructions``, Responses input items, where earlier answers start, and the
-    position of the message behind each item.
+def map_messages(draft: Draft) -> None:
+    """Map chat history to ``instructions`` and Responses input items, noting the position of the message
+    behind each item, and where earlier answers start (when their reasoning is kept).
 
     Leading system/developer messages become ``instructions``: they are the
     same on every turn, so the upstream's prompt cache keeps hitting. Ones that
     appear later in the conversation stay where they are, as developer
     messages, because their position carries meaning.
     """
+    messages = draft.chat.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' must be a non-empty array of message objects.", "messages")
     instructions: list[str] = []
     items: list[dict[str, Any]] = []
-    answers: list[tuple[int, list[str]]] = []
+    answers: list[tuple[int, tuple[str, ...]]] = []
     legacy_calls: list[tuple[str, str]] = []  # (name, synthetic call_id) of legacy function_call turns
-    sources: list[int | None] = []
+    sources = draft.sources
     for position, message in enumerate(messages):
         where = f"messages[{position}]"
         if not isinstance(message, dict):
@@ -161,7 +167,7 @@ def map_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]], list[
             answer = _assistant_items(message, where, legacy_calls)
             keys = reasoning_keys(answer)
             if keys:
-                answers.append((len(items), keys))
+                answers.append((len(items), tuple(keys)))
             items.extend(answer)
         elif role == "tool":
             call_id = message.get("tool_call_id")
@@ -181,7 +187,11 @@ def map_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]], list[
                 f"{where}.role",
             )
         sources.extend([position] * (len(items) - len(sources)))
-    return ("\n\n".join(instructions) if instructions else None), items, answers, sources
+    if instructions:
+        draft.body["instructions"] = "\n\n".join(instructions)
+    draft.body["input"] = items
+    if draft.options.keep_reasoning:
+        draft.answers = answers
 
 
 def _text_content(content: Any, where: str) -> str | list[dict[str, Any]]:
@@ -369,9 +379,12 @@ _SEARCH_TOOLS = frozenset(("web_search", "web_search_preview", "web_search_2025_
                            "file_search", "mcp"))
 
 
-def _map_tools(chat: dict[str, Any], body: dict[str, Any], options: MappingOptions, translation: Translation) -> None:
+def map_tools(draft: Draft) -> None:
+    """``tools``, ``functions`` and ``web_search_options`` as Responses tools; ``tool_choice`` or the legacy
+    ``function_call`` as its ``tool_choice``."""
+    chat, body, options = draft.chat, draft.body, draft.options
     tools: list[dict[str, Any]] = []
-    sources = translation.tool_sources
+    sources = draft.tool_sources
     raw_tools = chat.get("tools")
     if raw_tools is not None:
         if not isinstance(raw_tools, list):
@@ -518,7 +531,8 @@ def _legacy_choice(function_call: Any) -> str | dict[str, Any]:
 # --- limits, reasoning, output format -----------------------------------------
 
 
-def _map_limits(chat: dict[str, Any], body: dict[str, Any], translation: Translation) -> None:
+def map_limits(draft: Draft) -> None:
+    chat, body = draft.chat, draft.body
     for key in ("max_completion_tokens", "max_tokens"):
         value = chat.get(key)
         if value is None:
@@ -526,14 +540,14 @@ def _map_limits(chat: dict[str, Any], body: dict[str, Any], translation: Transla
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidRequest(f"Invalid '{key}': expected an integer of at least 1, got {value!r}.", key)
         if value < MIN_OUTPUT_TOKENS:
-            translation.adjusted.append(f"{key}={value}->{MIN_OUTPUT_TOKENS}")
+            draft.adjusted.append(f"{key}={value}->{MIN_OUTPUT_TOKENS}")
             value = MIN_OUTPUT_TOKENS
         body["max_output_tokens"] = value
         return
 
 
-def _map_reasoning(chat: dict[str, Any], body: dict[str, Any], options: MappingOptions,
-                   translation: Translation) -> None:
+def map_reasoning(draft: Draft) -> None:
+    chat, body, options = draft.chat, draft.body, draft.options
     reasoning: dict[str, Any] = {}
     extra = optional(chat, "reasoning", dict)
     if extra:
@@ -549,14 +563,15 @@ def _map_reasoning(chat: dict[str, Any], body: dict[str, Any], options: MappingO
         check_choice(reasoning["summary"], REASONING_SUMMARIES, "reasoning.summary")
     if "summary" not in reasoning and options.reasoning_summary:
         reasoning["summary"] = options.reasoning_summary
-        translation.summary_added = True
+        draft.summary_added = True
     if reasoning:
         body["reasoning"] = reasoning
     if options.keep_reasoning:
         body.setdefault("include", []).append(ENCRYPTED_REASONING)
 
 
-def _map_text(chat: dict[str, Any], body: dict[str, Any]) -> None:
+def map_text(draft: Draft) -> None:
+    chat, body = draft.chat, draft.body
     text: dict[str, Any] = {}
     response_format = chat.get("response_format")
     if response_format is not None:
@@ -592,7 +607,8 @@ def _text_format(response_format: Any) -> dict[str, Any]:
     raise InvalidRequest("'response_format.type' must be text, json_object or json_schema.", "response_format")
 
 
-def _map_logprobs(chat: dict[str, Any], body: dict[str, Any]) -> None:
+def map_logprobs(draft: Draft) -> None:
+    chat, body = draft.chat, draft.body
     logprobs = optional(chat, "logprobs", bool)
     top = chat.get("top_logprobs")
     if top is not None and (isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= 20):
@@ -613,9 +629,10 @@ _MAX_METADATA = (16, 64, 512)  # pairs, key length, value length
 _MAX_SAFETY_IDENTIFIER = 64
 
 
-def _copy_checked(chat: dict[str, Any], body: dict[str, Any]) -> None:
+def copy_checked(draft: Draft) -> None:
     """Parameters that mean the same in both APIs, copied once checked: the upstream must never be the one
     to reject a field the proxy forwarded."""
+    chat, body = draft.chat, draft.body
     for key in ("prompt_cache_key", "user", "safety_identifier"):
         value = optional(chat, key, str)
         if value is not None:
@@ -679,27 +696,48 @@ def _checked_moderation(moderation: dict[str, Any]) -> dict[str, Any]:
     return moderation
 
 
-def _choice_count(chat: dict[str, Any], max_n: int) -> int:
-    n = chat.get("n")
+def map_stream(draft: Draft) -> None:
+    """Whether the answer is streamed, with a usage chunk; the upstream streams too (the shell may choose
+    to stream a non-streamed answer's upstream request as well)."""
+    chat = draft.chat
+    stream = optional(chat, "stream", bool) or False
+    stream_options = optional(chat, "stream_options", dict) or {}
+    include_usage = optional(stream_options, "include_usage", bool, "stream_options.include_usage")
+    draft.answer.update(stream=stream, include_usage=bool(stream and include_usage))
+    if stream:
+        draft.body["stream"] = True
+
+
+def map_choices(draft: Draft) -> None:
+    """``n`` choices: the request runs ``n`` times upstream (the Responses API answers one at a time)."""
+    n = draft.chat.get("n")
     if n is None:
-        return 1
+        return
+    max_n = draft.options.max_n
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= max_n:
         raise InvalidRequest(f"'n' must be an integer from 1 to {max_n}.", "n")
-    return n
+    draft.answer["n"] = n
 
 
-def _stop_sequences(chat: dict[str, Any]) -> tuple[str, ...]:
-    stop = chat.get("stop")
+def map_stop(draft: Draft) -> None:
+    """Stop sequences, which the Responses API does not have: the proxy ends the answer at one."""
+    stop = draft.chat.get("stop")
     if stop is None or stop == "":
-        return ()
+        return
     stops = [stop] if isinstance(stop, str) else stop
     if not isinstance(stops, list) or len(stops) > 4 or not all(isinstance(item, str) for item in stops):
         raise InvalidRequest("'stop' must be a string or an array of up to 4 strings.", "stop")
-    return tuple(item for item in stops if item)
+    draft.answer["stop"] = tuple(item for item in stops if item)
 
 
-def _reject_audio(chat: dict[str, Any]) -> None:
+def map_store(draft: Draft) -> None:
+    """Not stored unless the client asks: chat completions are not kept by default either."""
+    draft.body["store"] = optional(draft.chat, "store", bool) or False
+
+
+def reject_audio(draft: Draft) -> None:
     """Refuse, loudly, what the Responses API cannot do rather than answer wrongly."""
+    chat = draft.chat
     modalities = optional(chat, "modalities", list) or []
     if chat.get("audio") is not None or "audio" in modalities:
         raise InvalidRequest("Audio output is not supported for this model.",

@@ -14,12 +14,13 @@ Non-streamed answers are the same chunks folded into one completion
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ...errors import ProxyError
 from ..fields import as_dict, as_list, as_str
+from .params import name_chat_params
+from .request import Translation
 from .response import (
     REASONING_PART_SEPARATOR,
     chat_annotation,
@@ -96,7 +97,7 @@ class StreamTranslator:
         presentation: Presentation | None = None,
         completion_id: str | None = None,
         created: int | None = None,
-        name_params: Callable[[ProxyError], None] | None = None,
+        translation: Translation | None = None,
     ) -> None:
         self.id = completion_id or new_completion_id()
         self.created = created or int(time.time())
@@ -120,8 +121,8 @@ class StreamTranslator:
         self._sources: dict[str, str] = {}  # cited url -> title
         self._pending_logprobs: list[dict[str, Any]] = []
         self._answered = False  # anything but reasoning has been sent
-        # Renames, in place, the parameter an upstream's failure names (see proxy.translate.to_responses.error_params).
-        self._name_params = name_params
+        # The request answered: an upstream's failure names its parameters, the client's are named instead.
+        self._translation = translation
 
     # --- public API ---------------------------------------------------------
 
@@ -254,8 +255,8 @@ class StreamTranslator:
         return self.fail(self._named(upstream_failure(event)))
 
     def _named(self, error: ProxyError) -> ProxyError:
-        if self._name_params is not None:
-            self._name_params(error)
+        if self._translation is not None:
+            name_chat_params(error, self._translation)
         return error
 
     # --- output -------------------------------------------------------------
