@@ -79,7 +79,7 @@ def chat_body(model: str, stream: bool) -> dict:
 def request_body(model: str | None, stream: bool) -> bytes:
     """The chat request, or for a Responses target exactly what the proxy sends upstream for it."""
     if model is None:
-        return json.dumps(chat_to_responses(chat_body("o3-pro", stream)).body).encode()
+        return json.dumps(chat_to_responses(chat_body("o3-pro", stream)).upstream.body).encode()
     return json.dumps(chat_body(model, stream)).encode()
 
 

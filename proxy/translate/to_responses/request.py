@@ -385,18 +385,14 @@ def map_tools(draft: Draft) -> None:
     chat, body, options = draft.chat, draft.body, draft.options
     tools: list[dict[str, Any]] = []
     sources = draft.tool_sources
-    raw_tools = chat.get("tools")
-    if raw_tools is not None:
-        if not isinstance(raw_tools, list):
-            raise InvalidRequest("'tools' must be an array of tool objects.", "tools")
-        tools.extend(_tool(tool, f"tools[{index}]") for index, tool in enumerate(raw_tools))
-        sources.extend(("tools", index) for index in range(len(raw_tools)))
-    functions = chat.get("functions")
-    if functions is not None:
-        if not isinstance(functions, list):
-            raise InvalidRequest("'functions' must be an array of function objects.", "functions")
-        tools.extend(_function_tool(fn, f"functions[{index}]") for index, fn in enumerate(functions))
-        sources.extend(("functions", index) for index in range(len(functions)))
+    for name, mapped, kind in (("tools", _tool, "tool"), ("functions", _function_tool, "function")):
+        given = chat.get(name)
+        if given is None:
+            continue
+        if not isinstance(given, list):
+            raise InvalidRequest(f"'{name}' must be an array of {kind} objects.", name)
+        tools.extend(mapped(entry, f"{name}[{index}]") for index, entry in enumerate(given))
+        sources.extend((name, index) for index in range(len(given)))
     web_search = chat.get("web_search_options")
     if web_search is not None:
         tools.append(_web_search_tool(web_search))
