@@ -30,8 +30,8 @@ from .middleware import InFlight, ObserveMiddleware
 from .passthrough import has_body, header, open_forward, read_body, relay, replay, upstream_path
 from .routing import ModelRouter, rememberable
 from .streaming import until_disconnect
-from .translate import (MappingOptions, Presentation, chat_to_responses, check_nesting, restore_reasoning,
-                        says_responses_only)
+from .translate import (REASONING_OUTPUTS, MappingOptions, Presentation, chat_to_responses, check_nesting,
+                        restore_reasoning, says_responses_only)
 from .upstream import (ERROR_BODY_LIMIT, RETRYABLE_STATUSES, Upstream, UpstreamResponse, read_json, upstream_error,
                        without_credentials)
 from .upstreams import Upstreams
@@ -279,7 +279,7 @@ def reasoning_output(request: Request, default: str) -> str:
     wanted = header(request.headers, REASONING_OUTPUT_HEADER).strip().lower()
     if not wanted:
         return default
-    if wanted not in ("reasoning_content", "think", "none"):
+    if wanted not in REASONING_OUTPUTS:
         raise InvalidRequest(f"Header {REASONING_OUTPUT_HEADER} must be reasoning_content, think or none.",
                              REASONING_OUTPUT_HEADER)
     return wanted

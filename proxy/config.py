@@ -16,7 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from .configfile import ConfigError, Origin, Origins, describe, describe_validation, read_yaml
 from .configfile import expand_env as expand_env  # re-exported: part of this module's interface
-from .translate import REASONING_EFFORTS
+from .translate import REASONING_EFFORTS, REASONING_OUTPUTS
 
 DEFAULT_TRANSLATED_MODELS = [
     "o1-pro*",
@@ -108,7 +108,7 @@ class BackgroundConfig(_Section):
     max_resumes: int = Field(default=5, ge=0, description="Reconnections to a cut background stream.")
 
 
-ReasoningOutput = Literal["reasoning_content", "think", "none"]
+ReasoningOutput = Literal[REASONING_OUTPUTS]  # type: ignore[valid-type]
 
 
 class TranslateConfig(_Section):

@@ -1,4 +1,5 @@
-"""Chat Completions request -> Responses request. Pure: no I/O, no framework.
+"""Chat Completions request -> Responses request: the values a translation is made of, and the handlers
+that the chat parameter table (:mod:`.params`) runs, each mapping its parameters. Pure: no I/O, no framework.
 
 The chat request is validated while it is mapped, so every problem becomes an
 :class:`InvalidRequest` naming the offending parameter (``messages[2].content``)

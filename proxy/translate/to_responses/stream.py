@@ -36,6 +36,8 @@ from .response import (
 )
 
 TERMINAL_EVENTS = frozenset(("response.completed", "response.incomplete", "response.failed", "error"))
+# How reasoning is shown: as ``reasoning_content`` deltas, in ``<think>`` tags in the content, or not at all.
+REASONING_OUTPUTS = ("reasoning_content", "think", "none")
 THINK_OPEN = "<think>\n"
 THINK_CLOSE = "\n</think>\n\n"
 
@@ -44,7 +46,7 @@ THINK_CLOSE = "\n</think>\n\n"
 class Presentation:
     """How an answer is shown to the client: operator settings plus request options."""
 
-    reasoning: str = "reasoning_content"  # "reasoning_content", "think" (tags in content) or "none"
+    reasoning: str = "reasoning_content"  # one of REASONING_OUTPUTS
     stop: tuple[str, ...] = ()  # emulated stop sequences
     sources_in_content: bool = False  # append a Markdown list of cited sources to the content
     progress: bool = False  # progress notes (web searches) in the reasoning stream
