@@ -64,7 +64,7 @@ def test_a_table_runs_each_handler_once_in_order_and_names_from_the_first_row_se
     first, second = (lambda draft: calls.append("first")), (lambda draft: calls.append("second"))
     table = ParamTable(Param("a", "mapped", second, ("x",)), Param("b", "mapped", first, ("x",)),
                        Param("c", "mapped", second), Param("d", "dropped"))
-    for handler in table.handlers():
+    for handler in table.handlers:
         handler(None)
     assert calls == ["second", "first"]
     assert table.dropped({"a": 1, "d": 2, "e": 3}) == ["d", "e"]

@@ -8,7 +8,7 @@ produces). A parameter the table does not know is dropped and reported. Pure.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -40,23 +40,17 @@ class Param:
 class ParamTable:
     """A direction's rows, in the order their handlers run."""
 
-    __slots__ = ("rows", "_by_name", "_by_path")
+    __slots__ = ("rows", "handlers", "_by_name", "_by_path")
 
     def __init__(self, *rows: Param) -> None:
         self.rows = rows
+        # Each row's handler, once, in table order.
+        self.handlers = tuple(dict.fromkeys(row.map for row in rows if row.map is not None))
         self._by_name = {row.name: row for row in rows}
         self._by_path = [(parse(path), path, row) for row in rows for path in row.paths]
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
-
-    def handlers(self) -> Iterator[Callable[..., None]]:
-        """Each row's handler, once, in table order."""
-        seen: set[Callable[..., None]] = set()
-        for row in self.rows:
-            if row.map is not None and row.map not in seen:
-                seen.add(row.map)
-                yield row.map
 
     def dropped(self, request: Mapping[str, Any]) -> list[str]:
         """The request's parameters left out: dropped ones, and ones the table does not know."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..fields import as_list
@@ -106,8 +105,8 @@ def restore_reasoning(translation: Translation, kept: Mapping[str, list[dict[str
             placed.update(item.get("id") for item in fresh)
             items[start:start] = fresh
             sources[start:start] = [None] * len(fresh)
-    return replace(translation, upstream=replace(upstream, body={**upstream.body, "input": items}),
-                   provenance=replace(provenance, sources=tuple(sources)))
+    return translation._replace(upstream=upstream._replace(body={**upstream.body, "input": items}),
+                                provenance=provenance._replace(sources=tuple(sources)))
 
 
 def _phased(message: dict[str, Any], phases: list[dict[str, Any]]) -> list[dict[str, Any]]:

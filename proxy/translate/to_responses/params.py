@@ -56,7 +56,7 @@ CHAT_PARAMS = ParamTable(
 def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Translation:
     """The Responses request for a parsed chat request, already checked by :func:`check_nesting`."""
     draft = new_draft(chat, options or MappingOptions())
-    for handler in CHAT_PARAMS.handlers():
+    for handler in CHAT_PARAMS.handlers:
         handler(draft)
     return finished(draft, CHAT_PARAMS.dropped(chat))
 
