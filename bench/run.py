@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procs import BENCH, HOST, ROOT, cpu_seconds, cpu_ticks, free_port, python, start, stop, tree, wait_port  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
-from proxy.translate.request import chat_to_responses  # noqa: E402
+from proxy.translate import chat_to_responses  # noqa: E402
 
 RESULTS = BENCH / "results"
 LITELLM_VENV = ROOT / ".bench-venv-litellm"
@@ -79,7 +79,7 @@ def chat_body(model: str, stream: bool) -> dict:
 def request_body(model: str | None, stream: bool) -> bytes:
     """The chat request, or for a Responses target exactly what the proxy sends upstream for it."""
     if model is None:
-        return json.dumps(chat_to_responses(chat_body("o3-pro", stream)).body).encode()
+        return json.dumps(chat_to_responses(chat_body("o3-pro", stream)).upstream.body).encode()
     return json.dumps(chat_body(model, stream)).encode()
 
 

@@ -39,8 +39,7 @@ from fake_upstream import responses_events  # noqa: E402
 
 from proxy.app import tune_garbage_collection  # noqa: E402
 from proxy.calls import parse_events  # noqa: E402
-from proxy.sse import SSEDecoder, encode_event, encode_frames  # noqa: E402
-from proxy.translate.stream import StreamTranslator  # noqa: E402
+from proxy.translate import SSEDecoder, StreamTranslator, encode_event, encode_frames  # noqa: E402
 
 
 def new_translator() -> StreamTranslator:

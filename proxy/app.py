@@ -29,10 +29,10 @@ from .health import Readiness
 from .memory import ReasoningMemory, open_store
 from .middleware import InFlight, ObserveMiddleware
 from .passthrough import has_body, header, open_forward, raw_path, read_body, relay, replay, upstream_path
-from .routing import ModelRouter, rememberable, says_responses_only
+from .routing import ModelRouter, rememberable
 from .streaming import until_disconnect
-from .translate.request import MappingOptions, chat_to_responses, check_nesting, restore_reasoning
-from .translate.stream import Presentation
+from .translate import (REASONING_OUTPUTS, MappingOptions, Presentation, chat_to_responses, check_nesting,
+                        restore_reasoning, says_responses_only)
 from .upstream import (ERROR_BODY_LIMIT, RETRYABLE_STATUSES, Upstream, UpstreamResponse, read_json, upstream_error,
                        url_secrets, without_credentials, wrong_path)
 from .upstreams import Upstreams
@@ -161,12 +161,11 @@ class Proxy:
             keep_reasoning=keep,
         )
         translation = chat_to_responses(chat, options)
-        if keep and memory is not None and translation.answers:
-            restore_reasoning(translation, await memory.fetch(
-                [key for _, keys in translation.answers for key in keys]))
+        if memory is not None and translation.provenance.answers:
+            translation = restore_reasoning(translation, await memory.fetch(translation.provenance.memory_keys))
         presentation = Presentation(
             reasoning=reasoning_output(request, config.reasoning.output),
-            stop=translation.stop,
+            stop=translation.answer.stop,
             sources_in_content=config.web_search.sources_in_content,
             progress=bool(settings.progress),
         )
@@ -295,7 +294,7 @@ def reasoning_output(request: Request, default: str) -> str:
     wanted = header(request.headers, REASONING_OUTPUT_HEADER).strip().lower()
     if not wanted:
         return default
-    if wanted not in ("reasoning_content", "think", "none"):
+    if wanted not in REASONING_OUTPUTS:
         raise InvalidRequest(f"Header {REASONING_OUTPUT_HEADER} must be reasoning_content, think or none.",
                              REASONING_OUTPUT_HEADER)
     return wanted

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -33,11 +32,10 @@ import orjson
 
 from . import metrics
 from .config import BackgroundConfig
-from .errors import ProxyError, without_name
+from .errors import ProxyError
 from .routing import MODELS_REMEMBERED, rememberable
-from .sse import EventTooLarge, SSEDecoder
-from .translate.response import terminal_event
-from .translate.stream import TERMINAL_EVENTS
+from .translate import (TERMINAL_EVENTS, EventTooLarge, SSEDecoder, refused_feature, terminal_event,
+                        without_encrypted_reasoning, without_summary)
 from .upstream import (Upstream, UpstreamBroken, UpstreamResponse, read_json, too_large, upstream_details,
                        upstream_error)
 
@@ -103,32 +101,6 @@ async def json_answer(response: UpstreamResponse) -> dict[str, Any]:
     if "error" in payload and "output" not in payload:
         raise upstream_error(response, payload, raw, 502)
     return payload
-
-
-def _refusal_wording(param: str) -> re.Pattern[str]:
-    """How upstreams that leave ``param`` empty word a refused parameter: OpenAI's "Unsupported parameter: 'x' is
-    not supported with this model." and "Unknown parameter: 'x'.", Azure's "Unrecognized request argument
-    supplied: x", serde's "unknown field `x`", "'x' is not allowed". ``x`` is the exact name, not a part of one,
-    and a word in a sentence ("the stream is not supported") is no parameter unless quoted or called one."""
-    name = re.escape(param)
-    loose = rf"['\"`]?(?<![\w.]){name}(?![\w\[]|\.\w)['\"`]?"
-    refused = r" (?:is|are) (?:not (?:supported|allowed|permitted|recognized)|unsupported|unknown)"
-    return re.compile(
-        rf"\b(?:unsupported|unknown|unrecognized)(?: request)? (?:parameter|argument|field)(?: supplied)?:? {loose}"
-        rf"|\b(?:parameter|argument|field) {loose}{refused}|['\"`]{name}['\"`]{refused}", re.IGNORECASE)
-
-
-_REFUSALS = {param: _refusal_wording(param) for param in ("background", "stream", "reasoning.summary", "include")}
-
-
-def _refuses(error: ProxyError, message: str, param: str) -> bool:
-    """A 400 refusing ``param``: the error's parameter is exactly ``param``, or the error names no parameter and
-    its ``message`` (without the names the client chose) refuses it in so many words."""
-    if error.status != 400:
-        return False
-    if error.param:
-        return error.param == param
-    return _REFUSALS[param].search(message) is not None
 
 
 class UpstreamCall:
@@ -306,31 +278,6 @@ class UpstreamCall:
             http.close()
 
 
-ENCRYPTED_REASONING = "reasoning.encrypted_content"
-
-
-def without_summary(body: dict[str, Any]) -> dict[str, Any]:
-    reasoning = {key: value for key, value in body["reasoning"].items() if key != "summary"}
-    return {key: value for key, value in body.items() if key != "reasoning"} | ({"reasoning": reasoning} if reasoning else {})
-
-
-def _carries_encrypted_reasoning(body: dict[str, Any]) -> bool:
-    return ENCRYPTED_REASONING in (body.get("include") or ()) or any(
-        isinstance(item, dict) and item.get("type") == "reasoning" for item in body.get("input") or ())
-
-
-def without_encrypted_reasoning(body: dict[str, Any]) -> dict[str, Any]:
-    stripped = dict(body)
-    include = [entry for entry in body.get("include") or () if entry != ENCRYPTED_REASONING]
-    if include:
-        stripped["include"] = include
-    else:
-        stripped.pop("include", None)
-    stripped["input"] = [item for item in body.get("input") or ()
-                         if not (isinstance(item, dict) and item.get("type") == "reasoning")]
-    return stripped
-
-
 async def start_call(upstream: Upstream, headers: Mapping[str, str], plan: CallPlan, capabilities: Capabilities,
                      background: BackgroundConfig) -> UpstreamCall:
     """Create the upstream response; errors before any event arrives are raised as :class:`ProxyError`.
@@ -358,19 +305,18 @@ async def start_call(upstream: Upstream, headers: Mapping[str, str], plan: CallP
             break
         payload, raw = await read_json(response)
         error = upstream_error(response, payload, raw)
-        message = without_name(error.message, plan.model)
-        if plan.background and _refuses(error, message, "background"):
+        feature = refused_feature(error, plan.body, plan.model, background=plan.background, stream=plan.stream,
+                                  summary_added=plan.summary_added)
+        if feature == "background":
             plan.background = False
             refused.append((f"background mode for {plan.model}", capabilities.no_background))
-        elif plan.stream and _refuses(error, message, "stream"):
+        elif feature == "stream":
             plan.stream = False
             refused.append((f"streaming for {plan.model}", capabilities.no_stream))
-        elif (plan.summary_added and "summary" in (plan.body.get("reasoning") or {})
-              and _refuses(error, message, "reasoning.summary")):
+        elif feature == "reasoning.summary":
             plan.body = without_summary(plan.body)
             refused.append(("reasoning summaries", None))
-        elif (_carries_encrypted_reasoning(plan.body) and _refuses(error, message, "include")
-              and (plan.body.get("include") == [ENCRYPTED_REASONING] or "encrypted" in message.lower())):
+        elif feature == "include":
             plan.body = without_encrypted_reasoning(plan.body)
             refused.append((f"encrypted reasoning for {plan.model}", capabilities.no_encrypted_reasoning))
         else:

@@ -25,13 +25,9 @@ from .config import Config, ModelSettings
 from .errors import ProxyError
 from .memory import ReasoningMemory
 from .pacing import Heartbeat
-from .sse import DONE, KEEPALIVE, encode_frames
 from .streaming import StreamedResponse, until_disconnect
-from .translate.completion import CompletionBuilder
-from .translate.params import name_chat_params
-from .translate.request import Translation
-from .translate.response import new_completion_id
-from .translate.stream import Presentation, StreamTranslator, usage_chunk
+from .translate import (DONE, KEEPALIVE, CompletionBuilder, Presentation, StreamTranslator, Translation,
+                        encode_frames, name_chat_params, new_completion_id, usage_chunk)
 from .upstream import Upstream, UpstreamBroken, broken_off
 
 log = logging.getLogger("proxy.chat")
@@ -52,14 +48,15 @@ def translation_headers(translation: Translation) -> dict[str, str]:
     if translation.adjusted:
         headers["x-proxy-adjusted-params"] = ", ".join(translation.adjusted)
     if translation.dropped or translation.adjusted:
-        log.debug("request for %s: dropped %s, adjusted %s", translation.model, translation.dropped, translation.adjusted)
+        log.debug("request for %s: dropped %s, adjusted %s", translation.upstream.model, translation.dropped,
+                  translation.adjusted)
     return headers
 
 
 MAX_NAMES_HEADER = 1024
 
 
-def client_names(names: list[str]) -> str:
+def client_names(names: tuple[str, ...]) -> str:
     """Names the client chose, as a header value: percent-encoded so no character can break or add a header,
     and cut to a bounded length."""
     value = ", ".join(quote(name, safe="") for name in names)
@@ -97,20 +94,21 @@ class Exchange:
 async def serve_translated(config: Config, upstream: Upstream, capabilities: Capabilities, memory: ReasoningMemory | None,
                            request: Request, translation: Translation, presentation: Presentation,
                            settings: ModelSettings) -> Response:
+    upstream_request, answer = translation.upstream, translation.answer
     plan = dict(
-        body=translation.body,
-        model=translation.model,
+        body=upstream_request.body,
+        model=upstream_request.model,
         # A non-streaming client is served from an upstream stream too when a stop sequence may end the
         # answer early (no tokens spent past it), or when configured: the headers then arrive at once, so
         # no first-byte timeout of a gateway in between can cut a long reasoning run.
-        stream=translation.stream or bool(translation.stop) or config.stream.upstream_stream,
+        stream=answer.stream or bool(answer.stop) or config.stream.upstream_stream,
         background=bool(settings.background),
         first_byte_timeout=settings.first_byte_timeout,
         idle_timeout=settings.idle_timeout,
-        summary_added=translation.summary_added,
+        summary_added=upstream_request.summary_added,
     )
     headers = upstream.headers(request.headers)
-    plans = [CallPlan(**plan) for _ in range(translation.n)]
+    plans = [CallPlan(**plan) for _ in range(answer.n)]
     completion_id = new_completion_id()
 
     async def start() -> Exchange:
@@ -120,21 +118,21 @@ async def serve_translated(config: Config, upstream: Upstream, capabilities: Cap
             name_chat_params(exc, translation)
             raise
         return Exchange(calls, [
-            StreamTranslator(translation.model, choice_index=index, presentation=presentation,
-                             completion_id=completion_id, include_usage=translation.include_usage and translation.n == 1,
-                             name_params=lambda error: name_chat_params(error, translation))
-            for index in range(translation.n)
+            StreamTranslator(upstream_request.model, choice_index=index, presentation=presentation,
+                             completion_id=completion_id, include_usage=answer.include_usage and answer.n == 1,
+                             translation=translation)
+            for index in range(answer.n)
         ], memory)
 
     # Waiting for the upstream's headers (or the whole answer) can take long: a client that leaves
     # meanwhile must not keep the upstream request open. The answer carries the upstream's request id and
     # rate limits (with n > 1, the first choice's).
     extra = translation_headers(translation)
-    if translation.stream or config.stream.non_stream_keepalive:
+    if answer.stream or config.stream.non_stream_keepalive:
         exchange = await until_disconnect(request.receive, start())
         extra |= exchange.calls[0].details
-        if translation.stream:
-            return StreamedResponse(_relay_stream(exchange, translation.include_usage and translation.n > 1),
+        if answer.stream:
+            return StreamedResponse(_relay_stream(exchange, answer.include_usage and answer.n > 1),
                                     media_type="text/event-stream", headers={**SSE_HEADERS, **extra},
                                     heartbeat=_stream_heartbeat(exchange.translators, config.stream.heartbeat_interval))
         # Whitespace while the answer is prepared, then the JSON: JSON parsers skip leading whitespace.

@@ -18,8 +18,8 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
 
 from .configfile import ConfigError, Origin, Origins, describe, describe_validation, read_yaml
 from .configfile import expand_env as expand_env  # re-exported: part of this module's interface
+from .translate import REASONING_EFFORTS, REASONING_OUTPUTS
 
-EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 DEFAULT_TRANSLATED_MODELS = [
     "o1-pro*",
     "o3-pro*",
@@ -104,7 +104,7 @@ class ModelSettings(_Section):
     fallback: str | None = None
     first_byte_timeout: float | None = Field(default=None, gt=0)
     idle_timeout: float | None = Field(default=None, gt=0)
-    reasoning_effort: Literal[EFFORTS] | None = None  # type: ignore[valid-type]
+    reasoning_effort: Literal[REASONING_EFFORTS] | None = None  # type: ignore[valid-type]
     progress: bool | None = Field(default=None, description="Progress notes in the reasoning stream.")
     search_tool: bool | None = Field(default=None, description="Add web_search_preview when no search tool is sent.")
 
@@ -125,7 +125,7 @@ class BackgroundConfig(_Section):
     max_resumes: int = Field(default=5, ge=0, description="Reconnections to a cut background stream.")
 
 
-ReasoningOutput = Literal["reasoning_content", "think", "none"]
+ReasoningOutput = Literal[REASONING_OUTPUTS]  # type: ignore[valid-type]
 
 
 class TranslateConfig(_Section):
@@ -133,7 +133,7 @@ class TranslateConfig(_Section):
     all_models: bool = False
     auto_detect: bool = True
     effort_suffixes: bool = Field(default=True, description="Accept o3-pro-high etc. for translated models.")
-    list_variants: list[Literal[EFFORTS]] = Field(  # type: ignore[valid-type]
+    list_variants: list[Literal[REASONING_EFFORTS]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["low", "medium", "high"],
         description="Effort variants listed in /v1/models for each translated model the upstream lists.")
     max_n: int = Field(default=4, ge=1, le=16, description="Largest 'n' served (n upstream requests at once).")
@@ -141,7 +141,7 @@ class TranslateConfig(_Section):
 
 class ReasoningConfig(_Section):
     summary: Literal["auto", "concise", "detailed", "off"] = "auto"
-    effort: Literal[EFFORTS] | None = Field(  # type: ignore[valid-type]
+    effort: Literal[REASONING_EFFORTS] | None = Field(  # type: ignore[valid-type]
         default=None, description="reasoning_effort for translated requests that set none.")
     output: ReasoningOutput = "reasoning_content"
     keep_encrypted: bool = Field(default=True, description="Carry encrypted reasoning across turns.")
@@ -158,7 +158,7 @@ class AliasConfig(_Section):
     """A model name that stands for another model with fixed parameters."""
 
     model: str
-    reasoning_effort: Literal[EFFORTS] | None = None  # type: ignore[valid-type]
+    reasoning_effort: Literal[REASONING_EFFORTS] | None = None  # type: ignore[valid-type]
     params: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -27,32 +27,12 @@ import orjson
 
 from .config import ReasoningConfig
 from .passthrough import header
-from .translate.request import answer_phases, reasoning_keys
-from .translate.response import as_list
+from .translate import kept_reasoning
 
 log = logging.getLogger("proxy.memory")
 
 # The headers that say whose request it is, to the proxy (its keys) or to the upstream (the caller's own).
 SCOPE_HEADERS = ("authorization", "x-api-key", "api-key", "openai-organization", "openai-project")
-
-
-def kept_reasoning(response: dict[str, Any] | None) -> tuple[list[str], list[dict[str, Any]]]:
-    """The keys a finished answer will come back under, and the reasoning items worth keeping for it (with its
-    messages' phases, for the models that mark them)."""
-    if not response:
-        return [], []
-    output = [item for item in as_list(response.get("output")) if isinstance(item, dict)]
-    reasoning = [
-        {"type": "reasoning", "id": item.get("id"), "encrypted_content": item["encrypted_content"],
-         "summary": [{"type": "summary_text", "text": part["text"]} for part in as_list(item.get("summary"))
-                     if isinstance(part, dict) and isinstance(part.get("text"), str)]}
-        for item in output if item.get("type") == "reasoning" and isinstance(item.get("id"), str)
-        and isinstance(item.get("encrypted_content"), str) and item["encrypted_content"]
-    ]
-    if not reasoning:
-        return [], []
-    answer = [item for item in output if item.get("type") in ("message", "function_call", "custom_tool_call")]
-    return reasoning_keys(answer), reasoning + answer_phases(answer)
 
 
 class ReasoningStore(Protocol):

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import logs, metrics
 from .errors import error_body
-from .sse import closing_frame
+from .translate import closing_frame
 
 # Probes and scrapes are not requests worth a line at INFO, nor a series.
 QUIET_PATHS = frozenset(("/healthz", "/readyz", "/metrics"))

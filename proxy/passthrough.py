@@ -18,7 +18,7 @@ from starlette.types import Message, Receive, Scope
 from . import logs, origins
 from .config import ModelSettings
 from .errors import InvalidRequest, ProxyError
-from .sse import EventHolder, closing_frame
+from .translate import EventHolder, closing_frame
 from .streaming import AnswerCut, ClientGone, StreamedResponse
 from .upstream import Upstream, UpstreamBroken, UpstreamResponse, broken_off, relayed_headers
 

@@ -12,52 +12,10 @@ import logging
 import re
 from typing import Any
 
-import orjson
-
-from .config import EFFORTS, AliasConfig, TranslateConfig
-from .errors import without_name
+from .config import AliasConfig, TranslateConfig
+from .translate import REASONING_EFFORTS
 
 log = logging.getLogger("proxy.routing")
-
-# OpenAI answers 404 "This model is only supported in v1/responses and not in v1/chat/completions." with
-# ``param: "model"``; gateways reword it, so match loosely on the text.
-_RESPONSES_ONLY = re.compile(
-    r"only supported in (?:/?v1/)?responses|not supported (?:in|on|with|by) (?:the )?(?:/?v1/)?chat[/ _]?completions"
-    r"|use the responses api|only available (?:in|via|through) the responses api",
-    re.IGNORECASE | re.ASCII,
-)
-
-
-def says_responses_only(payload: Any, raw: str, request: dict[str, Any]) -> bool:
-    """True when an upstream's error answer to the chat ``request`` means "call this model through /v1/responses".
-
-    Only an error about the model counts: one naming another parameter does not. And only the upstream's own
-    words count, never what it repeats of the request: the model's name is left out of the message, and
-    wording found anywhere else in the request (a key or a value, which an upstream echoes as in
-    "Unrecognized request argument supplied: ...") is not read as the upstream's. ``payload`` is the error
-    body parsed (None if it is not JSON), ``raw`` its text.
-    """
-    inner = payload.get("error", payload) if isinstance(payload, dict) else None
-    text = raw
-    if isinstance(inner, dict):
-        param = inner.get("param")
-        if param and param != "model":
-            return False
-        message = inner.get("message")
-        if isinstance(message, str):
-            text = message
-    model = request.get("model")
-    name = model if isinstance(model, str) else ""
-    text = without_name(text, name)
-    written: str | None = None  # what the client wrote besides the model, made only when needed
-    for match in _RESPONSES_ONLY.finditer(text):
-        if written is None:  # the name is left out here too: a key "only supported in<model>responses" is no gap
-            rest = orjson.dumps({key: value for key, value in request.items() if key != "model"}).decode()
-            written = without_name(rest, name).lower()
-        if match.group().lower() not in written:
-            return True
-    return False
-
 
 # Model names come from clients: what is remembered per name is bounded.
 NAME_REMEMBERED_CHARS = 256  # a longer name is decided each time, and never remembered
@@ -117,7 +75,7 @@ class ModelRouter:
             return alias.model, params
         if self._effort_suffixes:
             base, dash, suffix = model.rpartition("-")
-            if dash and base and suffix.lower() in EFFORTS and self.should_translate(base):
+            if dash and base and suffix.lower() in REASONING_EFFORTS and self.should_translate(base):
                 return base, {"reasoning_effort": suffix.lower()}
         return model, {}
 

@@ -8,9 +8,8 @@ import pytest
 import realdata
 from fake_upstream import Reply, Stream, build_response, error_body, message_item, reasoning_item, stream_events
 from proxy.errors import ProxyError
-from proxy.memory import kept_reasoning
-from proxy.translate.params import chat_param, name_chat_params
-from proxy.translate.request import MappingOptions, chat_to_responses, restore_reasoning
+from proxy.translate import (MappingOptions, chat_param, chat_to_responses, kept_reasoning, name_chat_params,
+                             restore_reasoning)
 from spec_check import check_error_body
 
 CHAT = {
@@ -81,7 +80,7 @@ def test_responses_paths_become_chat_paths(param, expected):
 
 
 def test_the_items_and_tools_the_paths_above_point_at():
-    body = chat_to_responses(CHAT).body
+    body = chat_to_responses(CHAT).upstream.body
     assert [item.get("type", item.get("role")) for item in body["input"]] == [
         "user", "message", "function_call", "custom_tool_call", "function_call_output", "function_call_output",
         "developer"]
@@ -91,7 +90,7 @@ def test_the_items_and_tools_the_paths_above_point_at():
 def test_tools_the_proxy_added_are_left_alone():
     translation = chat_to_responses({"model": "o3-deep-research", "messages": [{"role": "user", "content": "x"}]},
                                     MappingOptions(require_search_tool=True))
-    assert translation.body["tools"] == [{"type": "web_search_preview"}]
+    assert translation.upstream.body["tools"] == [{"type": "web_search_preview"}]
     assert chat_param("tools[0].type", translation) is None
 
 
@@ -119,7 +118,7 @@ def test_calls_are_found_by_their_order_and_refusals_by_their_message():
         {"role": "assistant", "content": None, "refusal": "No.", "tool_calls": [
             {"id": "call_1", "type": "custom", "custom": {"name": "shell", "input": "ls"}},
             {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}]})
-    assert [item.get("type") for item in translation.body["input"]] == [
+    assert [item.get("type") for item in translation.upstream.body["input"]] == [
         None, "message", "custom_tool_call", "function_call"]
     assert chat_param("input[1].content[0].refusal", translation) == ("messages[1]", False)
     assert chat_param("input[2].input", translation) == ("messages[1].tool_calls[0].custom.input", True)
@@ -137,8 +136,8 @@ def test_restored_reasoning_shifts_the_items_not_the_messages():
         {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "Let me see. It is 4."},
         {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}]},
         MappingOptions(keep_reasoning=True))
-    assert restore_reasoning(translation, {key: kept for key in keys}) == 1
-    kinds = [item.get("type", item.get("role")) for item in translation.body["input"]]
+    translation = restore_reasoning(translation, {key: kept for key in keys})
+    kinds = [item.get("type", item.get("role")) for item in translation.upstream.body["input"]]
     assert kinds == ["user", "reasoning", "message", "message", "user"]
     assert chat_param("input[1].encrypted_content", translation) is None
     assert chat_param("input[2]", translation) == chat_param("input[3]", translation) == ("messages[1]", True)

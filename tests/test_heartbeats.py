@@ -11,7 +11,7 @@ import pytest
 from proxy import chat
 from proxy.pacing import Heartbeat
 from proxy.streaming import StreamedResponse
-from proxy.translate.stream import Presentation, StreamTranslator
+from proxy.translate import Presentation, StreamTranslator
 
 INTERVAL = 0.05
 BEAT = b": beat\n\n"

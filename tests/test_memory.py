@@ -10,9 +10,8 @@ import openai
 import realdata
 from conftest import CLIENT_KEY, proxy_config
 from fake_upstream import Respond, build_response, function_call_item, message_item, reasoning_item
-from proxy.memory import LocalStore, RedisStore, ReasoningMemory, kept_reasoning, memory_scope
-from proxy.translate.completion import responses_to_chat
-from proxy.translate.request import MappingOptions, chat_to_responses, restore_reasoning
+from proxy.memory import LocalStore, RedisStore, ReasoningMemory, memory_scope
+from proxy.translate import MappingOptions, chat_to_responses, kept_reasoning, responses_to_chat, restore_reasoning
 from servers import running_proxy
 from spec_check import check_create_response
 
@@ -49,9 +48,9 @@ def test_phases_come_back_as_the_model_marked_them():
                {"role": "assistant", "content": message["content"], "tool_calls": message["tool_calls"]},
                {"role": "tool", "tool_call_id": message["tool_calls"][0]["id"], "content": "Potato City"}]
     translation = chat_to_responses({"model": "gpt-5.5", "messages": history}, MappingOptions(keep_reasoning=True))
-    assert restore_reasoning(translation, {key: kept for key in keys}) == 1
-    check_create_response(translation.body)
-    sent, native = translation.body["input"], recorded_answer(2)[0]["input"]
+    translation = restore_reasoning(translation, {key: kept for key in keys})
+    check_create_response(translation.upstream.body)
+    sent, native = translation.upstream.body["input"], recorded_answer(2)[0]["input"]
     assert [(item.get("type"), item.get("role"), item.get("phase")) for item in sent] == [
         (None, "user", None), ("reasoning", None, None), ("message", "assistant", "commentary"),
         ("function_call", None, None), ("function_call_output", None, None)]
@@ -73,8 +72,8 @@ def test_phases_split_joined_text_back_and_leave_changed_text_alone():
         translation = chat_to_responses({"model": "gpt-5.5", "messages": [
             {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": text},
             {"role": "user", "content": "Thanks."}]}, MappingOptions(keep_reasoning=True))
-        restore_reasoning(translation, {key: kept for key in keys})
-        return [(item.get("phase"), item["content"][0]["text"]) for item in translation.body["input"]
+        translation = restore_reasoning(translation, {key: kept for key in keys})
+        return [(item.get("phase"), item["content"][0]["text"]) for item in translation.upstream.body["input"]
                 if item.get("role") == "assistant"]
 
     assert replayed("Let me see. It is 4.") == [("commentary", "Let me see. "), ("final_answer", "It is 4.")]

@@ -44,12 +44,12 @@ def test_the_build_context_holds_what_the_image_copies_and_nothing_else(tmp_path
     """``.dockerignore`` keeps a worked-in checkout's bulk out of ``docker build``: virtual environments,
     node_modules, git, caches, tests and their work files, benchmark results and logs."""
     for name in [".dockerignore", "Dockerfile", "requirements.lock", "pyproject.toml", "README.md",
-                 "config.example.yaml", "proxy/__init__.py", "proxy/translate/stream.py"]:
+                 "config.example.yaml", "proxy/__init__.py", "proxy/translate/sse.py"]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(PROJECT / name, tmp_path / name)
     bulk = [".venv/lib/python3.12/site-packages/big.so", "node_modules/openai/index.js", ".git/objects/ab/cd",
             ".pytest_cache/v/cache", ".hypothesis/examples/x", ".mypy_cache/3.12/x.json", "proxy/__pycache__/app.pyc",
-            "proxy/translate/__pycache__/stream.pyc", "tests/browser/work/webui.db", "tests/test_x.py",
+            "proxy/translate/__pycache__/sse.pyc", "tests/browser/work/webui.db", "tests/test_x.py",
             "bench/results/run.json", "bench/run.log", "proxy.log", "docs/index.md", "dist/proxy.whl",
             "build/lib/proxy/app.py", ".env", ".coverage", "proxy/.DS_Store"]
     for name in bulk:
@@ -57,7 +57,7 @@ def test_the_build_context_holds_what_the_image_copies_and_nothing_else(tmp_path
         (tmp_path / name).write_bytes(b"x")
     sent = set(build_context(tmp_path))
     assert sent == {"Dockerfile", "requirements.lock", "pyproject.toml", "README.md", "config.example.yaml",
-                    "proxy/__init__.py", "proxy/translate/stream.py"}
+                    "proxy/__init__.py", "proxy/translate/sse.py"}
     # This checkout's context: every file a COPY names (the image's build checks that too), and small.
     context = build_context()
     copied = {part for stage in parse() for step in stage.all("COPY") if not step.arguments.startswith("--from")

@@ -19,10 +19,8 @@ from hypothesis import strategies as st
 
 import realdata
 from proxy.errors import InvalidRequest
-from proxy.translate.completion import CompletionBuilder
-from proxy.translate.params import chat_param
-from proxy.translate.request import MappingOptions, Translation, chat_to_responses, restore_reasoning
-from proxy.translate.stream import Presentation, StreamTranslator
+from proxy.translate import (CompletionBuilder, MappingOptions, Presentation, StreamTranslator, Translation,
+                             chat_param, chat_to_responses, restore_reasoning)
 from spec_check import check_chat_chunk, check_chat_completion, check_create_response, check_error_body
 from strategies import chat_requests, json_values, objects, text
 
@@ -43,8 +41,8 @@ def test_any_chat_request_maps_to_a_valid_responses_request_or_a_400(chat, optio
     try:
         translation = chat_to_responses(copy.deepcopy(chat), options)
         # Earlier answers' reasoning, when kept, is put back; the body must stay valid either way.
-        restore_reasoning(translation, {key: REMEMBERED for _, keys in translation.answers for key in keys}
-                          if remembered else {})
+        translation = restore_reasoning(translation, {key: REMEMBERED for key in translation.provenance.memory_keys}
+                                        if remembered else {})
     except InvalidRequest as exc:
         assert exc.status == 400
         assert isinstance(exc.message, str) and exc.message
@@ -52,10 +50,10 @@ def test_any_chat_request_maps_to_a_valid_responses_request_or_a_400(chat, optio
         check_error_body(exc.body())
         return
     assert isinstance(translation, Translation)
-    check_create_response(translation.body)
-    orjson.dumps(translation.body)  # what is sent upstream must encode
-    assert 1 <= translation.n <= options.max_n
-    assert all(isinstance(name, str) for name in translation.dropped + translation.adjusted)
+    check_create_response(translation.upstream.body)
+    orjson.dumps(translation.upstream.body)  # what is sent upstream must encode
+    assert 1 <= translation.answer.n <= options.max_n
+    assert all(isinstance(name, str) for name in (*translation.dropped, *translation.adjusted))
     assert_errors_name_places_the_client_sent(translation)
 
 
@@ -63,14 +61,14 @@ def assert_errors_name_places_the_client_sent(translation: Translation) -> None:
     """Wherever in the Responses request an upstream's error points, the chat path it is given leads into the
     request the client sent: all of it when only a part was mapped, all but a last field otherwise (a field
     the proxy filled with a default), and never to the same name."""
-    for path in places_in(translation.body):
+    for path in places_in(translation.upstream.body):
         mapped = chat_param(path, translation)
         if mapped is None:
             continue
         chat_path, whole = mapped
         parts = [int(index) if index else name
                  for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", chat_path)]
-        assert chat_path != path and reaches(translation.request, parts[:-1] if whole else parts), (path, mapped)
+        assert chat_path != path and reaches(translation.provenance.request, parts[:-1] if whole else parts), (path, mapped)
 
 
 def places_in(value: Any, path: str = "") -> list[str]:

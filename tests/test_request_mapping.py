@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from proxy.errors import InvalidRequest
-from proxy.translate.request import MappingOptions, chat_to_responses, restore_reasoning
+from proxy.translate import MappingOptions, chat_to_responses, restore_reasoning
 from spec_check import check_create_response
 
 
@@ -15,12 +15,12 @@ def translate(**chat):
     chat.setdefault("model", "o3-pro")
     chat.setdefault("messages", [{"role": "user", "content": "hi"}])
     translation = chat_to_responses(chat)
-    check_create_response(translation.body)
+    check_create_response(translation.upstream.body)
     return translation
 
 
 def body(**chat):
-    return translate(**chat).body
+    return translate(**chat).upstream.body
 
 
 def test_minimal_request():
@@ -174,8 +174,8 @@ def test_tool_choice_in_every_form(choice, expected):
 ])
 def test_token_limits(chat, expected, adjusted):
     translation = translate(**chat)
-    assert translation.body["max_output_tokens"] == expected
-    assert translation.adjusted == adjusted
+    assert translation.upstream.body["max_output_tokens"] == expected
+    assert list(translation.adjusted) == adjusted
 
 
 @pytest.mark.parametrize("value", [0, -3, "10", 1.5, True])
@@ -188,7 +188,7 @@ def test_bad_token_limit_is_400(value):
 def test_reasoning_effort_and_summary():
     assert body(reasoning_effort="high")["reasoning"] == {"effort": "high", "summary": "auto"}
     off = chat_to_responses({"model": "o3-pro", "messages": [{"role": "user", "content": "x"}],
-                             "reasoning_effort": "low"}, MappingOptions(reasoning_summary=None)).body
+                             "reasoning_effort": "low"}, MappingOptions(reasoning_summary=None)).upstream.body
     assert off["reasoning"] == {"effort": "low"}
     with pytest.raises(InvalidRequest):
         translate(reasoning_effort="maximum")
@@ -224,8 +224,8 @@ def test_prompt_cache_options_and_moderation_are_carried_over():
     cache = {"ttl": "30m", "mode": "explicit"}
     moderation = {"model": "omni-moderation-latest", "policy": {"input": {"mode": "block"}, "output": None}}
     translation = translate(prompt_cache_options=cache, moderation=moderation)
-    assert translation.body["prompt_cache_options"] == cache and translation.body["moderation"] == moderation
-    assert translation.dropped == []
+    assert translation.upstream.body["prompt_cache_options"] == cache and translation.upstream.body["moderation"] == moderation
+    assert translation.dropped == ()
     assert "moderation" not in body(moderation=None)
     # A null option is one not given; options newer than the proxy go on as they are.
     assert body(prompt_cache_options={"ttl": None, "mode": "implicit", "scope": "org"})["prompt_cache_options"] == {
@@ -256,8 +256,8 @@ def test_cache_breakpoints_stay_on_their_parts():
 
 def test_stream_flags():
     translation = translate(stream=True, stream_options={"include_usage": True})
-    assert translation.stream and translation.include_usage and translation.body["stream"] is True
-    assert "stream_options" not in translation.body
+    assert translation.answer.stream and translation.answer.include_usage and translation.upstream.body["stream"] is True
+    assert "stream_options" not in translation.upstream.body
 
 
 def test_unsupported_and_unknown_parameters_are_dropped_and_listed():
@@ -268,16 +268,16 @@ def test_unsupported_and_unknown_parameters_are_dropped_and_listed():
                                         "logit_bias", "seed", "keep_alive", "num_ctx", "think", "enable_thinking",
                                         "extra_body"}
     for key in translation.dropped:
-        assert key not in translation.body
+        assert key not in translation.upstream.body
 
 
 def test_stop_n_and_logprobs_are_emulated_or_mapped():
     translation = translate(stop=["END", "###"], n=3, logprobs=True, top_logprobs=5)
-    assert translation.stop == ("END", "###") and translation.n == 3
-    assert translation.body["include"] == ["message.output_text.logprobs"]
-    assert translation.body["top_logprobs"] == 5
-    assert "stop" not in translation.body and "n" not in translation.body
-    assert translate(stop="END").stop == ("END",)
+    assert translation.answer.stop == ("END", "###") and translation.answer.n == 3
+    assert translation.upstream.body["include"] == ["message.output_text.logprobs"]
+    assert translation.upstream.body["top_logprobs"] == 5
+    assert "stop" not in translation.upstream.body and "n" not in translation.upstream.body
+    assert translate(stop="END").answer.stop == ("END",)
 
 
 @pytest.mark.parametrize("chat, param", [
@@ -298,16 +298,16 @@ def test_unservable_values_are_refused(chat, param):
 
 def test_harmless_defaults_pass():
     translation = translate(n=1, stop=[], logprobs=False, modalities=["text"])
-    assert translation.n == 1 and translation.stop == () and "include" not in translation.body
+    assert translation.answer.n == 1 and translation.answer.stop == () and "include" not in translation.upstream.body
 
 
 def test_deep_research_gets_a_search_tool_unless_it_has_one():
     options = MappingOptions(require_search_tool=True)
     base = {"model": "o3-deep-research", "messages": [{"role": "user", "content": "x"}]}
-    assert chat_to_responses(base, options).body["tools"] == [{"type": "web_search_preview"}]
-    with_search = chat_to_responses({**base, "web_search_options": {}}, options).body["tools"]
+    assert chat_to_responses(base, options).upstream.body["tools"] == [{"type": "web_search_preview"}]
+    with_search = chat_to_responses({**base, "web_search_options": {}}, options).upstream.body["tools"]
     assert with_search == [{"type": "web_search"}]
-    check_create_response(chat_to_responses(base, options).body)
+    check_create_response(chat_to_responses(base, options).upstream.body)
 
 
 def test_earlier_reasoning_is_put_back_in_front_of_its_answer():
@@ -321,10 +321,11 @@ def test_earlier_reasoning_is_put_back_in_front_of_its_answer():
         {"role": "user", "content": "y"},
     ]}, MappingOptions(keep_reasoning=True))
     text_key = "text:" + hashlib.sha256(b"Done.").hexdigest()  # think tags are not part of the key
-    assert translation.answers == [(1, ["call_1"]), (3, [text_key])]
-    assert translation.body["include"] == ["reasoning.encrypted_content"]
-    assert restore_reasoning(translation, {"call_1": kept}) == 1
-    body = translation.body
+    assert translation.provenance.answers == ((1, ("call_1",)), (3, (text_key,)))
+    assert translation.upstream.body["include"] == ["reasoning.encrypted_content"]
+    restored = restore_reasoning(translation, {"call_1": kept})
+    assert len(translation.upstream.body["input"]) == 5  # a new translation: the first one is left as it was
+    body = restored.upstream.body
     check_create_response(body)
     assert [item.get("type", "message") for item in body["input"]] == [
         "message", "reasoning", "function_call", "function_call_output", "message", "message"]
@@ -334,7 +335,7 @@ def test_earlier_reasoning_is_put_back_in_front_of_its_answer():
 def test_without_keep_reasoning_nothing_is_asked_or_tracked():
     translation = translate(messages=[{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"},
                                       {"role": "user", "content": "z"}])
-    assert translation.answers == [] and "include" not in translation.body
+    assert translation.provenance.answers == () and "include" not in translation.upstream.body
 
 
 @pytest.mark.parametrize("chat, param", [

@@ -7,8 +7,7 @@ import itertools
 import pytest
 
 from proxy.errors import ProxyError
-from proxy.translate.completion import responses_to_chat
-from proxy.translate.stream import summed_usage
+from proxy.translate import responses_to_chat, summed_usage
 from spec_check import check_chat_completion
 
 USAGE = {"input_tokens": 100, "input_tokens_details": {"cached_tokens": 40}, "output_tokens": 300,

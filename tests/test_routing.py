@@ -6,7 +6,8 @@ import logging
 import pytest
 
 from proxy.config import TranslateConfig
-from proxy.routing import MODELS_REMEMBERED, NAME_REMEMBERED_CHARS, ModelRouter, says_responses_only
+from proxy.routing import MODELS_REMEMBERED, NAME_REMEMBERED_CHARS, ModelRouter
+from proxy.translate import says_responses_only
 
 
 @pytest.mark.parametrize("model", [

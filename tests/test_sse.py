@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.sse import DONE, KEEPALIVE, EventHolder, EventTooLarge, SSEDecoder, encode_data, encode_event, encode_frames
+from proxy.translate import DONE, KEEPALIVE, EventHolder, EventTooLarge, SSEDecoder, encode_data, encode_event, encode_frames
 
 STREAM = (b"event: response.created\ndata: {\"a\":1}\n\n"
           b": keep-alive\n\n"

@@ -8,8 +8,7 @@ import pytest
 
 import realdata
 from chunks import comparable, fold
-from proxy.translate.completion import responses_to_chat
-from proxy.translate.stream import StreamTranslator
+from proxy.translate import StreamTranslator, responses_to_chat
 from spec_check import check_chat_chunk, check_error_body
 
 STREAMS = realdata.recordings(api="responses", kind="stream")

@@ -20,7 +20,7 @@ from fake_upstream import (
     reasoning_item,
     stream_events,
 )
-from proxy.translate.response import REASONING_PART_SEPARATOR
+from proxy.translate import REASONING_PART_SEPARATOR
 
 MODEL = "o3-pro"
 QUESTION = "Will it be sunny in Paris tomorrow?"

@@ -1,4 +1,5 @@
-"""Chat Completions request -> Responses request. Pure: no I/O, no framework.
+"""Chat Completions request -> Responses request: the values a translation is made of, and the handlers
+that the chat parameter table (:mod:`.params`) runs, each mapping its parameters. Pure: no I/O, no framework.
 
 The chat request is validated while it is mapped, so every problem becomes an
 :class:`InvalidRequest` naming the offending parameter (``messages[2].content``)
@@ -7,34 +8,18 @@ instead of an upstream error about a field the client never sent.
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from ..errors import InvalidRequest
+from ...errors import InvalidRequest
+from ..fields import check_choice, optional, string
+from ..reasoning import REASONING_EFFORTS, REASONING_SUMMARIES
+from .continuity import ENCRYPTED_REASONING, reasoning_keys
 
 MIN_OUTPUT_TOKENS = 16  # the Responses API rejects smaller max_output_tokens
 # Deeper JSON than this is refused: orjson parses up to 1024 levels but encodes at most 254, so a deeper
 # request could be read but never sent on. No real request comes near it.
 MAX_NESTING = 128
-REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
-REASONING_SUMMARIES = ("auto", "concise", "detailed")
-
-# Sampling knobs that Responses-only (reasoning) models reject or that the
-# Responses API does not have; forwarding them would turn a usable request into a 400.
-_UNSUPPORTED_SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "logit_bias", "seed")
-# Chat parameters with a Responses counterpart that is copied unchanged.
-_COPIED = ("metadata", "service_tier", "prompt_cache_key", "prompt_cache_retention", "prompt_cache_options",
-           "safety_identifier", "user", "parallel_tool_calls", "moderation")
-_HANDLED = frozenset(
-    ("model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "reasoning_effort",
-     "reasoning", "response_format", "verbosity", "web_search_options", "store", "tools", "tool_choice",
-     "functions", "function_call", "n", "stop", "logprobs", "top_logprobs", "audio", "modalities")
-    + _COPIED
-)
-
 
 @dataclass(slots=True)
 class MappingOptions:
@@ -49,71 +34,93 @@ class MappingOptions:
     reasoning_effort: str | None = None  # used when the client sends none
 
 
-@dataclass(slots=True)
-class Translation:
+# The values a translation is made of are immutable, and made for every request: named tuples, which cost a
+# fraction of what frozen dataclasses do to build.
+
+
+class ResponsesRequest(NamedTuple):
+    """What goes upstream: the Responses request, and what the proxy added to it on its own."""
+
     body: dict[str, Any]
     model: str
-    stream: bool
-    include_usage: bool
+    summary_added: bool = False  # ``reasoning.summary`` is the operator's default, not the client's choice
+
+
+class ChatAnswer(NamedTuple):
+    """How the answer is presented to the chat client: the proxy streams it or not, runs ``n`` choices, ends
+    each at a stop sequence, and adds a usage chunk."""
+
+    stream: bool = False
+    include_usage: bool = False  # a streamed answer's final usage chunk
     n: int = 1
     stop: tuple[str, ...] = ()
-    # Where each earlier answer starts in ``body["input"]``, and the keys its reasoning may be kept under.
-    answers: list[tuple[int, list[str]]] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)
+
+
+class Provenance(NamedTuple):
+    """Where the Responses request came from: the chat request, the position of the message behind each input
+    item and the chat path of each tool, as its parts (None for what the proxy added), to name the client's
+    parameters in upstream errors; and where each earlier answer starts in the input, with the keys its
+    reasoning may be kept under."""
+
+    request: dict[str, Any]
+    sources: tuple[int | None, ...] = ()
+    tool_sources: tuple[tuple[str | int, ...] | None, ...] = ()
+    answers: tuple[tuple[int, tuple[str, ...]], ...] = ()
+
+    @property
+    def memory_keys(self) -> list[str]:
+        """Every key the reasoning of an earlier answer may be kept under."""
+        return [key for _, keys in self.answers for key in keys]
+
+
+class Translation(NamedTuple):
+    """A translated chat request: what goes upstream, how the answer is presented, where each part came from,
+    and what the client asked for that was left out or changed (reported to it in headers)."""
+
+    upstream: ResponsesRequest
+    answer: ChatAnswer
+    provenance: Provenance
+    dropped: tuple[str, ...] = ()
+    adjusted: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Draft:
+    """A translation being made: what the table's handlers write, one part each."""
+
+    chat: dict[str, Any]
+    options: MappingOptions
+    body: dict[str, Any]
+    stream: bool = False  # ChatAnswer's fields
+    include_usage: bool = False
+    n: int = 1
+    stop: tuple[str, ...] = ()
     adjusted: list[str] = field(default_factory=list)
-    summary_added: bool = False  # ``reasoning.summary`` is the operator's default, not the client's choice
-    # Where the Responses request came from, to name the client's parameters in upstream errors
-    # (:mod:`proxy.translate.params`): the chat request, the message behind each input item and the chat
-    # path of each tool, as its parts (None for what the proxy added).
-    request: dict[str, Any] = field(default_factory=dict)
+    summary_added: bool = False
     sources: list[int | None] = field(default_factory=list)
     tool_sources: list[tuple[str | int, ...] | None] = field(default_factory=list)
+    answers: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)
 
 
-def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Translation:
-    """The Responses request for a parsed chat request, already checked by :func:`check_nesting`."""
-    options = options or MappingOptions()
+def new_draft(chat: Any, options: MappingOptions) -> Draft:
+    """A draft for a parsed chat request, already checked by :func:`check_nesting`: an object with a model."""
     if not isinstance(chat, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     model = chat.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("you must provide a model parameter", "model")
-    stream = _optional(chat, "stream", bool) or False
-    stream_options = _optional(chat, "stream_options", dict) or {}
-    include_usage = _optional(stream_options, "include_usage", bool, "stream_options.include_usage")
-    _reject_audio(chat)
+    return Draft(chat, options, {"model": model})
 
-    body: dict[str, Any] = {"model": model}
-    instructions, items, answers, sources = map_messages(chat.get("messages"))
-    if instructions is not None:
-        body["instructions"] = instructions
-    body["input"] = items
 
-    translation = Translation(
-        body=body,
-        model=model,
-        stream=stream,
-        include_usage=bool(stream and include_usage),
-        n=_choice_count(chat, options.max_n),
-        stop=_stop_sequences(chat),
-        answers=answers if options.keep_reasoning else [],
-        request=chat,
-        sources=sources,
+def finished(draft: Draft, dropped: list[str]) -> Translation:
+    body = draft.body
+    return Translation(
+        upstream=ResponsesRequest(body, body["model"], draft.summary_added),
+        answer=ChatAnswer(draft.stream, draft.include_usage, draft.n, draft.stop),
+        provenance=Provenance(draft.chat, tuple(draft.sources), tuple(draft.tool_sources), tuple(draft.answers)),
+        dropped=tuple(dropped),
+        adjusted=tuple(draft.adjusted),
     )
-    _map_tools(chat, body, options, translation)
-    _map_limits(chat, body, translation)
-    _map_reasoning(chat, body, options, translation)
-    _map_text(chat, body)
-    _map_logprobs(chat, body)
-    _copy_checked(chat, body)
-    body["store"] = _optional(chat, "store", bool) or False
-    if stream:
-        body["stream"] = True
-
-    for key in chat:
-        if key in _UNSUPPORTED_SAMPLING or key not in _HANDLED:
-            translation.dropped.append(key)
-    return translation
 
 
 def check_nesting(value: Any) -> None:
@@ -130,22 +137,23 @@ def check_nesting(value: Any) -> None:
 # --- messages ---------------------------------------------------------------
 
 
-def map_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]], list[tuple[int, list[str]]], list[int | None]]:
-    """Map chat history to ``instructions``, Responses input items, where earlier answers start, and the
-    position of the message behind each item.
+def map_messages(draft: Draft) -> None:
+    """Map chat history to ``instructions`` and Responses input items, noting the position of the message
+    behind each item, and where earlier answers start (when their reasoning is kept).
 
     Leading system/developer messages become ``instructions``: they are the
     same on every turn, so the upstream's prompt cache keeps hitting. Ones that
     appear later in the conversation stay where they are, as developer
     messages, because their position carries meaning.
     """
+    messages = draft.chat.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' must be a non-empty array of message objects.", "messages")
     instructions: list[str] = []
     items: list[dict[str, Any]] = []
-    answers: list[tuple[int, list[str]]] = []
+    answers: list[tuple[int, tuple[str, ...]]] = []
     legacy_calls: list[tuple[str, str]] = []  # (name, synthetic call_id) of legacy function_call turns
-    sources: list[int | None] = []
+    sources = draft.sources
     for position, message in enumerate(messages):
         where = f"messages[{position}]"
         if not isinstance(message, dict):
@@ -163,7 +171,7 @@ def map_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]], list[
             answer = _assistant_items(message, where, legacy_calls)
             keys = reasoning_keys(answer)
             if keys:
-                answers.append((len(items), keys))
+                answers.append((len(items), tuple(keys)))
             items.extend(answer)
         elif role == "tool":
             call_id = message.get("tool_call_id")
@@ -183,92 +191,11 @@ def map_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]], list[
                 f"{where}.role",
             )
         sources.extend([position] * (len(items) - len(sources)))
-    return ("\n\n".join(instructions) if instructions else None), items, answers, sources
-
-
-_THINK_BLOCK = re.compile(r"^\s*<think>.*?</think>\s*", re.DOTALL)
-
-
-def reasoning_keys(answer: list[dict[str, Any]]) -> list[str]:
-    """What identifies an answer when its conversation comes back: its tool-call ids, else its text.
-
-    Chat clients send tool-call ids back unchanged; a plain answer is recognised by a hash of its text.
-    """
-    keys = [item["call_id"] for item in answer if item.get("type") in ("function_call", "custom_tool_call")
-            and isinstance(item.get("call_id"), str)]
-    if keys:
-        return keys
-    text = _returned_text(answer)
-    return ["text:" + hashlib.sha256(text.strip().encode()).hexdigest()] if text.strip() else []
-
-
-def _returned_text(answer: list[dict[str, Any]]) -> str:
-    """An answer's text as a client sends it back, without the think block clients in "think" mode keep."""
-    return _THINK_BLOCK.sub("", _answer_text(answer), count=1)
-
-
-def _answer_text(answer: list[dict[str, Any]]) -> str:
-    """The text of an answer's messages, joined. Also reads upstream output (the reasoning memory), so a
-    malformed item adds nothing instead of raising."""
-    return "".join(part["text"] for item in answer if item.get("type") == "message"
-                   for part in (item.get("content") if isinstance(item.get("content"), list) else ())
-                   if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str))
-
-
-PHASE = "message_phase"  # kept beside reasoning items: a message's phase and length; never sent upstream
-_PHASES = ("commentary", "final_answer")
-
-
-def answer_phases(answer: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The phase (``commentary`` or ``final_answer``) and text length of each message of an answer, when every
-    message has one: newer models want them back, and a chat history, holding the messages' text joined, cannot."""
-    messages = [item for item in answer if item.get("type") == "message"]
-    if not messages or not all(item.get("phase") in _PHASES for item in messages):
-        return []
-    return [{"type": PHASE, "phase": item["phase"], "length": len(_answer_text([item]))} for item in messages]
-
-
-def restore_reasoning(translation: Translation, kept: Mapping[str, list[dict[str, Any]]]) -> int:
-    """Put the reasoning items kept for earlier answers back in front of them, and their messages' phases on
-    them; returns how many answers got reasoning back.
-
-    An item goes in once, before the latest answer it was kept for: the same answer text can recur in a
-    conversation ("Done."), and the upstream refuses an input that holds one item id twice.
-    """
-    items, sources = translation.body["input"], translation.sources
-    restored = 0
-    placed: set[Any] = set()
-    for start, keys in reversed(translation.answers):  # from the end, so earlier positions stay valid
-        found = next((kept[key] for key in keys if kept.get(key)), None) or ()
-        phases = [item for item in found if item.get("type") == PHASE]
-        if phases:
-            phased = _phased(items[start], phases)
-            items[start:start + 1] = phased
-            sources[start:start + 1] = sources[start:start + 1] * len(phased)
-        fresh = [item for item in found if item.get("type") != PHASE and item.get("id") not in placed]
-        if fresh:
-            placed.update(item.get("id") for item in fresh)
-            items[start:start] = fresh
-            sources[start:start] = [None] * len(fresh)
-            restored += 1
-    return restored
-
-
-def _phased(message: dict[str, Any], phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """An answer's message from a chat history as the messages it was, each with its phase; unchanged unless
-    its text (a think block aside, which the restored reasoning replaces) is exactly theirs, joined."""
-    if message.get("type") != "message" or any(part.get("type") != "output_text" for part in message["content"]):
-        return [message]
-    text = _returned_text([message])
-    if sum(phase["length"] for phase in phases) != len(text):
-        return [message]
-    messages, offset = [], 0
-    for phase in phases:
-        piece = text[offset:offset + phase["length"]]
-        offset += phase["length"]
-        messages.append({"type": "message", "role": "assistant", "phase": phase["phase"],
-                         "content": [{"type": "output_text", "text": piece, "annotations": []}]})
-    return messages
+    if instructions:
+        draft.body["instructions"] = "\n\n".join(instructions)
+    draft.body["input"] = items
+    if draft.options.keep_reasoning:
+        draft.answers = answers
 
 
 def _text_content(content: Any, where: str) -> str | list[dict[str, Any]]:
@@ -284,7 +211,7 @@ def _text_content(content: Any, where: str) -> str | list[dict[str, Any]]:
             spot = f"{where}[{index}]"
             if not isinstance(part, dict) or part.get("type") not in ("text", "input_text", "output_text"):
                 raise InvalidRequest(f"'{spot}' must be a text content part.", spot)
-            parts.append(_with_breakpoint(part, {"type": "input_text", "text": _string(part.get("text"), f"{spot}.text")},
+            parts.append(_with_breakpoint(part, {"type": "input_text", "text": string(part.get("text"), f"{spot}.text")},
                                           spot))
         if any("prompt_cache_breakpoint" in part for part in parts):
             return parts
@@ -320,14 +247,14 @@ def _user_part(part: Any, where: str) -> dict[str, Any]:
 def _user_part_body(part: dict[str, Any], where: str) -> dict[str, Any]:
     kind = part.get("type")
     if kind in ("text", "input_text"):
-        return {"type": "input_text", "text": _string(part.get("text"), f"{where}.text")}
+        return {"type": "input_text", "text": string(part.get("text"), f"{where}.text")}
     if kind == "image_url":
         image = part.get("image_url")
         if isinstance(image, str):
             image = {"url": image}
         if not isinstance(image, dict):
             raise InvalidRequest(f"'{where}.image_url' must be an object with a 'url'.", f"{where}.image_url")
-        url = _string(image.get("url"), f"{where}.image_url.url")
+        url = string(image.get("url"), f"{where}.image_url.url")
         detail = image.get("detail") or "auto"
         if detail not in ("auto", "low", "high"):
             raise InvalidRequest(f"'{where}.image_url.detail' must be auto, low or high.", f"{where}.image_url.detail")
@@ -339,7 +266,7 @@ def _user_part_body(part: dict[str, Any], where: str) -> dict[str, Any]:
         mapped = {"type": "input_file"}
         for key in ("file_data", "file_id", "filename"):
             if file.get(key) is not None:
-                mapped[key] = _string(file[key], f"{where}.file.{key}")
+                mapped[key] = string(file[key], f"{where}.file.{key}")
         if "file_data" not in mapped and "file_id" not in mapped:
             raise InvalidRequest(f"'{where}.file' needs 'file_data' or 'file_id'.", f"{where}.file")
         return mapped
@@ -360,7 +287,7 @@ _IMAGE_DETAILS = ("auto", "low", "high", "original")
 def _responses_part(part: dict[str, Any], kind: str, where: str) -> dict[str, Any]:
     """An ``input_image``/``input_file`` part a client sent in the Responses form, rebuilt from its checked fields."""
     fields = ("image_url", "file_id") if kind == "input_image" else ("file_data", "file_id", "file_url", "filename")
-    mapped = {"type": kind, **{key: _string(part[key], f"{where}.{key}") for key in fields if part.get(key) is not None}}
+    mapped = {"type": kind, **{key: string(part[key], f"{where}.{key}") for key in fields if part.get(key) is not None}}
     if kind == "input_image":
         mapped["detail"] = part.get("detail") or "auto"
         if mapped["detail"] not in _IMAGE_DETAILS:
@@ -381,9 +308,9 @@ def _assistant_items(message: dict[str, Any], where: str, legacy_calls: list[tup
             spot = f"{where}.content[{index}]"
             kind = part.get("type") if isinstance(part, dict) else None
             if kind in ("text", "output_text", "input_text"):
-                parts.append({"type": "output_text", "text": _string(part.get("text"), f"{spot}.text"), "annotations": []})
+                parts.append({"type": "output_text", "text": string(part.get("text"), f"{spot}.text"), "annotations": []})
             elif kind == "refusal":
-                parts.append({"type": "refusal", "refusal": _string(part.get("refusal"), f"{spot}.refusal")})
+                parts.append({"type": "refusal", "refusal": string(part.get("refusal"), f"{spot}.refusal")})
             else:
                 raise InvalidRequest(f"'{spot}' must be a text or refusal content part.", spot)
     elif content is not None:
@@ -406,7 +333,7 @@ def _assistant_items(message: dict[str, Any], where: str, legacy_calls: list[tup
         spot = f"{where}.function_call"
         if not isinstance(function_call, dict):
             raise InvalidRequest(f"'{spot}' must be an object.", spot)
-        name = _string(function_call.get("name"), f"{spot}.name")
+        name = string(function_call.get("name"), f"{spot}.name")
         call_id = f"call_legacy_{len(legacy_calls)}"
         legacy_calls.append((name, call_id))
         items.append({"type": "function_call", "call_id": call_id, "name": name,
@@ -417,17 +344,17 @@ def _assistant_items(message: dict[str, Any], where: str, legacy_calls: list[tup
 def _history_call(call: Any, where: str) -> dict[str, Any]:
     if not isinstance(call, dict):
         raise InvalidRequest(f"'{where}' must be an object.", where)
-    call_id = _string(call.get("id"), f"{where}.id")
+    call_id = string(call.get("id"), f"{where}.id")
     if call.get("type") == "custom":
         custom = call.get("custom")
         if not isinstance(custom, dict):
             raise InvalidRequest(f"'{where}.custom' must be an object.", f"{where}.custom")
-        return {"type": "custom_tool_call", "call_id": call_id, "name": _string(custom.get("name"), f"{where}.custom.name"),
-                "input": _string(custom.get("input", ""), f"{where}.custom.input")}
+        return {"type": "custom_tool_call", "call_id": call_id, "name": string(custom.get("name"), f"{where}.custom.name"),
+                "input": string(custom.get("input", ""), f"{where}.custom.input")}
     function = call.get("function")
     if not isinstance(function, dict):
         raise InvalidRequest(f"'{where}.function' must be an object.", f"{where}.function")
-    return {"type": "function_call", "call_id": call_id, "name": _string(function.get("name"), f"{where}.function.name"),
+    return {"type": "function_call", "call_id": call_id, "name": string(function.get("name"), f"{where}.function.name"),
             "arguments": _arguments(function.get("arguments"), f"{where}.function.arguments")}
 
 
@@ -456,21 +383,20 @@ _SEARCH_TOOLS = frozenset(("web_search", "web_search_preview", "web_search_2025_
                            "file_search", "mcp"))
 
 
-def _map_tools(chat: dict[str, Any], body: dict[str, Any], options: MappingOptions, translation: Translation) -> None:
+def map_tools(draft: Draft) -> None:
+    """``tools``, ``functions`` and ``web_search_options`` as Responses tools; ``tool_choice`` or the legacy
+    ``function_call`` as its ``tool_choice``."""
+    chat, body, options = draft.chat, draft.body, draft.options
     tools: list[dict[str, Any]] = []
-    sources = translation.tool_sources
-    raw_tools = chat.get("tools")
-    if raw_tools is not None:
-        if not isinstance(raw_tools, list):
-            raise InvalidRequest("'tools' must be an array of tool objects.", "tools")
-        tools.extend(_tool(tool, f"tools[{index}]") for index, tool in enumerate(raw_tools))
-        sources.extend(("tools", index) for index in range(len(raw_tools)))
-    functions = chat.get("functions")
-    if functions is not None:
-        if not isinstance(functions, list):
-            raise InvalidRequest("'functions' must be an array of function objects.", "functions")
-        tools.extend(_function_tool(fn, f"functions[{index}]") for index, fn in enumerate(functions))
-        sources.extend(("functions", index) for index in range(len(functions)))
+    sources = draft.tool_sources
+    for name, mapped, kind in (("tools", _tool, "tool"), ("functions", _function_tool, "function")):
+        given = chat.get(name)
+        if given is None:
+            continue
+        if not isinstance(given, list):
+            raise InvalidRequest(f"'{name}' must be an array of {kind} objects.", name)
+        tools.extend(mapped(entry, f"{name}[{index}]") for index, entry in enumerate(given))
+        sources.extend((name, index) for index in range(len(given)))
     web_search = chat.get("web_search_options")
     if web_search is not None:
         tools.append(_web_search_tool(web_search))
@@ -498,9 +424,9 @@ def _tool(tool: Any, where: str) -> dict[str, Any]:
         custom = tool.get("custom")
         if not isinstance(custom, dict):
             raise InvalidRequest(f"'{where}.custom' must be an object.", f"{where}.custom")
-        mapped = {"type": "custom", "name": _string(custom.get("name"), f"{where}.custom.name")}
+        mapped = {"type": "custom", "name": string(custom.get("name"), f"{where}.custom.name")}
         if custom.get("description") is not None:
-            mapped["description"] = _string(custom["description"], f"{where}.custom.description")
+            mapped["description"] = string(custom["description"], f"{where}.custom.description")
         if custom.get("format") is not None:
             mapped["format"] = _custom_format(custom["format"], f"{where}.custom.format")
         return mapped
@@ -512,7 +438,7 @@ def _custom_format(value: Any, where: str) -> dict[str, Any]:
     if kind == "text":
         return {"type": "text"}
     if kind == "grammar" and value.get("syntax") in ("lark", "regex"):
-        return {"type": "grammar", "syntax": value["syntax"], "definition": _string(value.get("definition"),
+        return {"type": "grammar", "syntax": value["syntax"], "definition": string(value.get("definition"),
                                                                                     f"{where}.definition")}
     raise InvalidRequest(f"'{where}' must be {{\"type\": \"text\"}} or a grammar with a syntax (lark or regex) "
                          "and a definition.", where)
@@ -532,7 +458,7 @@ def _function_tool(function: Any, where: str) -> dict[str, Any]:
     strict = function.get("strict")
     if strict is not None and not isinstance(strict, bool):
         raise InvalidRequest(f"'{where}.strict' must be a boolean.", f"{where}.strict")
-    tool = {"type": "function", "name": _string(function.get("name"), f"{where}.name"), "parameters": parameters,
+    tool = {"type": "function", "name": string(function.get("name"), f"{where}.name"), "parameters": parameters,
             # Responses treats a missing `strict` as true, chat as false: always say it.
             "strict": bool(strict)}
     if description is not None:
@@ -557,7 +483,7 @@ def _web_search_tool(options: Any) -> dict[str, Any]:
             raise InvalidRequest("'web_search_options.user_location.approximate' must be an object.",
                                  "web_search_options.user_location")
         tool["user_location"] = {"type": "approximate", **{
-            key: _string(approximate[key], f"web_search_options.user_location.approximate.{key}")
+            key: string(approximate[key], f"web_search_options.user_location.approximate.{key}")
             for key in ("city", "country", "region", "timezone") if approximate.get(key) is not None
         }}
     return tool
@@ -569,9 +495,9 @@ def _tool_choice(choice: Any) -> str | dict[str, Any]:
     if isinstance(choice, dict):
         kind = choice.get("type")
         if kind == "function" and isinstance(choice.get("function"), dict):
-            return {"type": "function", "name": _string(choice["function"].get("name"), "tool_choice.function.name")}
+            return {"type": "function", "name": string(choice["function"].get("name"), "tool_choice.function.name")}
         if kind == "custom" and isinstance(choice.get("custom"), dict):
-            return {"type": "custom", "name": _string(choice["custom"].get("name"), "tool_choice.custom.name")}
+            return {"type": "custom", "name": string(choice["custom"].get("name"), "tool_choice.custom.name")}
         if kind == "allowed_tools" and isinstance(choice.get("allowed_tools"), dict):
             allowed = choice["allowed_tools"]
             tools = allowed.get("tools")
@@ -587,9 +513,9 @@ def _tool_choice(choice: Any) -> str | dict[str, Any]:
 
 def _allowed_tool(tool: Any) -> dict[str, Any]:
     if isinstance(tool, dict) and isinstance(tool.get("function"), dict):
-        return {"type": "function", "name": _string(tool["function"].get("name"), "tool_choice.allowed_tools.tools")}
+        return {"type": "function", "name": string(tool["function"].get("name"), "tool_choice.allowed_tools.tools")}
     if isinstance(tool, dict) and isinstance(tool.get("custom"), dict):
-        return {"type": "custom", "name": _string(tool["custom"].get("name"), "tool_choice.allowed_tools.tools")}
+        return {"type": "custom", "name": string(tool["custom"].get("name"), "tool_choice.allowed_tools.tools")}
     raise InvalidRequest("Each of 'tool_choice.allowed_tools.tools' must name a function or custom tool.",
                          "tool_choice.allowed_tools.tools")
 
@@ -605,7 +531,8 @@ def _legacy_choice(function_call: Any) -> str | dict[str, Any]:
 # --- limits, reasoning, output format -----------------------------------------
 
 
-def _map_limits(chat: dict[str, Any], body: dict[str, Any], translation: Translation) -> None:
+def map_limits(draft: Draft) -> None:
+    chat, body = draft.chat, draft.body
     for key in ("max_completion_tokens", "max_tokens"):
         value = chat.get(key)
         if value is None:
@@ -613,16 +540,16 @@ def _map_limits(chat: dict[str, Any], body: dict[str, Any], translation: Transla
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidRequest(f"Invalid '{key}': expected an integer of at least 1, got {value!r}.", key)
         if value < MIN_OUTPUT_TOKENS:
-            translation.adjusted.append(f"{key}={value}->{MIN_OUTPUT_TOKENS}")
+            draft.adjusted.append(f"{key}={value}->{MIN_OUTPUT_TOKENS}")
             value = MIN_OUTPUT_TOKENS
         body["max_output_tokens"] = value
         return
 
 
-def _map_reasoning(chat: dict[str, Any], body: dict[str, Any], options: MappingOptions,
-                   translation: Translation) -> None:
+def map_reasoning(draft: Draft) -> None:
+    chat, body, options = draft.chat, draft.body, draft.options
     reasoning: dict[str, Any] = {}
-    extra = _optional(chat, "reasoning", dict)
+    extra = optional(chat, "reasoning", dict)
     if extra:
         reasoning.update({key: extra[key] for key in ("effort", "summary") if extra.get(key) is not None})
     effort = chat.get("reasoning_effort")
@@ -631,19 +558,20 @@ def _map_reasoning(chat: dict[str, Any], body: dict[str, Any], options: MappingO
     if "effort" not in reasoning and options.reasoning_effort:
         reasoning["effort"] = options.reasoning_effort
     if "effort" in reasoning:
-        _check_choice(reasoning["effort"], REASONING_EFFORTS, "reasoning_effort")
+        check_choice(reasoning["effort"], REASONING_EFFORTS, "reasoning_effort")
     if "summary" in reasoning:
-        _check_choice(reasoning["summary"], REASONING_SUMMARIES, "reasoning.summary")
+        check_choice(reasoning["summary"], REASONING_SUMMARIES, "reasoning.summary")
     if "summary" not in reasoning and options.reasoning_summary:
         reasoning["summary"] = options.reasoning_summary
-        translation.summary_added = True
+        draft.summary_added = True
     if reasoning:
         body["reasoning"] = reasoning
     if options.keep_reasoning:
-        body.setdefault("include", []).append("reasoning.encrypted_content")
+        body.setdefault("include", []).append(ENCRYPTED_REASONING)
 
 
-def _map_text(chat: dict[str, Any], body: dict[str, Any]) -> None:
+def map_text(draft: Draft) -> None:
+    chat, body = draft.chat, draft.body
     text: dict[str, Any] = {}
     response_format = chat.get("response_format")
     if response_format is not None:
@@ -666,10 +594,10 @@ def _text_format(response_format: Any) -> dict[str, Any]:
         if not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), dict):
             raise InvalidRequest("'response_format.json_schema' must be an object with a 'name' and a 'schema'.",
                                  "response_format.json_schema")
-        mapped = {"type": "json_schema", "name": _string(spec.get("name"), "response_format.json_schema.name"),
+        mapped = {"type": "json_schema", "name": string(spec.get("name"), "response_format.json_schema.name"),
                   "schema": spec.get("schema", {})}
         if spec.get("description") is not None:
-            mapped["description"] = _string(spec["description"], "response_format.json_schema.description")
+            mapped["description"] = string(spec["description"], "response_format.json_schema.description")
         if spec.get("strict") is not None:
             if not isinstance(spec["strict"], bool):
                 raise InvalidRequest("'response_format.json_schema.strict' must be a boolean.",
@@ -679,8 +607,9 @@ def _text_format(response_format: Any) -> dict[str, Any]:
     raise InvalidRequest("'response_format.type' must be text, json_object or json_schema.", "response_format")
 
 
-def _map_logprobs(chat: dict[str, Any], body: dict[str, Any]) -> None:
-    logprobs = _optional(chat, "logprobs", bool)
+def map_logprobs(draft: Draft) -> None:
+    chat, body = draft.chat, draft.body
+    logprobs = optional(chat, "logprobs", bool)
     top = chat.get("top_logprobs")
     if top is not None and (isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= 20):
         raise InvalidRequest("'top_logprobs' must be an integer from 0 to 20.", "top_logprobs")
@@ -700,26 +629,27 @@ _MAX_METADATA = (16, 64, 512)  # pairs, key length, value length
 _MAX_SAFETY_IDENTIFIER = 64
 
 
-def _copy_checked(chat: dict[str, Any], body: dict[str, Any]) -> None:
+def copy_checked(draft: Draft) -> None:
     """Parameters that mean the same in both APIs, copied once checked: the upstream must never be the one
     to reject a field the proxy forwarded."""
+    chat, body = draft.chat, draft.body
     for key in ("prompt_cache_key", "user", "safety_identifier"):
-        value = _optional(chat, key, str)
+        value = optional(chat, key, str)
         if value is not None:
             body[key] = value
     if len(body.get("safety_identifier", "")) > _MAX_SAFETY_IDENTIFIER:
         raise InvalidRequest(f"'safety_identifier' may be at most {_MAX_SAFETY_IDENTIFIER} characters.",
                              "safety_identifier")
-    parallel = _optional(chat, "parallel_tool_calls", bool)
+    parallel = optional(chat, "parallel_tool_calls", bool)
     if parallel is not None:
         body["parallel_tool_calls"] = parallel
     for key, allowed in (("service_tier", _SERVICE_TIERS), ("prompt_cache_retention", _CACHE_RETENTIONS)):
         value = chat.get(key)
         if value is None:
             continue
-        _check_choice(value, allowed, key)
+        check_choice(value, allowed, key)
         body[key] = value
-    metadata = _optional(chat, "metadata", dict)
+    metadata = optional(chat, "metadata", dict)
     if metadata is not None:
         pairs, key_length, value_length = _MAX_METADATA
         if len(metadata) > pairs or not all(len(key) <= key_length and isinstance(value, str) and len(value) <= value_length
@@ -727,10 +657,10 @@ def _copy_checked(chat: dict[str, Any], body: dict[str, Any]) -> None:
             raise InvalidRequest(f"'metadata' must hold at most {pairs} pairs of strings (keys up to {key_length} "
                                  f"characters, values up to {value_length}).", "metadata")
         body["metadata"] = metadata
-    cache = _optional(chat, "prompt_cache_options", dict)
+    cache = optional(chat, "prompt_cache_options", dict)
     if cache is not None:
         body["prompt_cache_options"] = _checked_cache_options(cache)
-    moderation = _optional(chat, "moderation", dict)
+    moderation = optional(chat, "moderation", dict)
     if moderation is not None:
         body["moderation"] = _checked_moderation(moderation)
 
@@ -744,7 +674,7 @@ def _checked_cache_options(cache: dict[str, Any]) -> dict[str, Any]:
             continue
         allowed = _CACHE_OPTIONS.get(key)
         if allowed is not None:
-            _check_choice(value, allowed, f"prompt_cache_options.{key}")
+            check_choice(value, allowed, f"prompt_cache_options.{key}")
         checked[key] = value
     return checked
 
@@ -752,8 +682,8 @@ def _checked_cache_options(cache: dict[str, Any]) -> dict[str, Any]:
 def _checked_moderation(moderation: dict[str, Any]) -> dict[str, Any]:
     """Moderated completions: the same object in both APIs, checked as far as its shape and policy modes; the
     moderation model is the upstream's to judge."""
-    _string(moderation.get("model"), "moderation.model")
-    policy = _optional(moderation, "policy", dict, "moderation.policy")
+    string(moderation.get("model"), "moderation.model")
+    policy = optional(moderation, "policy", dict, "moderation.policy")
     if policy is not None:
         for side in ("input", "output"):
             config = policy.get(side)
@@ -762,56 +692,53 @@ def _checked_moderation(moderation: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(config, dict) or "mode" not in config:
                 raise InvalidRequest(f"'moderation.policy.{side}' must be an object with a 'mode'.",
                                      f"moderation.policy.{side}")
-            _check_choice(config["mode"], _MODERATION_MODES, f"moderation.policy.{side}.mode")
+            check_choice(config["mode"], _MODERATION_MODES, f"moderation.policy.{side}.mode")
     return moderation
 
 
-def _choice_count(chat: dict[str, Any], max_n: int) -> int:
-    n = chat.get("n")
+def map_stream(draft: Draft) -> None:
+    """Whether the answer is streamed, with a usage chunk; the upstream streams too (the shell may choose
+    to stream a non-streamed answer's upstream request as well)."""
+    chat = draft.chat
+    stream = optional(chat, "stream", bool) or False
+    stream_options = optional(chat, "stream_options", dict) or {}
+    include_usage = optional(stream_options, "include_usage", bool, "stream_options.include_usage")
+    draft.stream, draft.include_usage = stream, bool(stream and include_usage)
+    if stream:
+        draft.body["stream"] = True
+
+
+def map_choices(draft: Draft) -> None:
+    """``n`` choices: the request runs ``n`` times upstream (the Responses API answers one at a time)."""
+    n = draft.chat.get("n")
     if n is None:
-        return 1
+        return
+    max_n = draft.options.max_n
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= max_n:
         raise InvalidRequest(f"'n' must be an integer from 1 to {max_n}.", "n")
-    return n
+    draft.n = n
 
 
-def _stop_sequences(chat: dict[str, Any]) -> tuple[str, ...]:
-    stop = chat.get("stop")
+def map_stop(draft: Draft) -> None:
+    """Stop sequences, which the Responses API does not have: the proxy ends the answer at one."""
+    stop = draft.chat.get("stop")
     if stop is None or stop == "":
-        return ()
+        return
     stops = [stop] if isinstance(stop, str) else stop
     if not isinstance(stops, list) or len(stops) > 4 or not all(isinstance(item, str) for item in stops):
         raise InvalidRequest("'stop' must be a string or an array of up to 4 strings.", "stop")
-    return tuple(item for item in stops if item)
+    draft.stop = tuple(item for item in stops if item)
 
 
-def _reject_audio(chat: dict[str, Any]) -> None:
+def map_store(draft: Draft) -> None:
+    """Not stored unless the client asks: chat completions are not kept by default either."""
+    draft.body["store"] = optional(draft.chat, "store", bool) or False
+
+
+def reject_audio(draft: Draft) -> None:
     """Refuse, loudly, what the Responses API cannot do rather than answer wrongly."""
-    modalities = _optional(chat, "modalities", list) or []
+    chat = draft.chat
+    modalities = optional(chat, "modalities", list) or []
     if chat.get("audio") is not None or "audio" in modalities:
         raise InvalidRequest("Audio output is not supported for this model.",
                              "audio" if chat.get("audio") is not None else "modalities", "unsupported_parameter")
-
-
-def _optional(fields: dict[str, Any], key: str, kind: type, where: str | None = None) -> Any:
-    """``fields[key]`` if present and of ``kind``, else None; of another kind, a 400 naming ``where`` (the key)."""
-    value = fields.get(key)
-    if value is not None and (not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))):
-        where = where or key
-        raise InvalidRequest(f"Invalid type for '{where}': expected {_TYPE_NAMES[kind]}.", where)
-    return value
-
-
-_TYPE_NAMES = {bool: "a boolean", dict: "an object", str: "a string", list: "an array"}
-
-
-def _check_choice(value: Any, allowed: tuple[str, ...], where: str) -> None:
-    """A 400 naming ``where`` unless ``value`` is one of the ``allowed`` strings."""
-    if not isinstance(value, str) or value not in allowed:
-        raise InvalidRequest(f"Invalid '{where}': {value!r:.100}. Supported values are {', '.join(allowed)}.", where)
-
-
-def _string(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidRequest(f"'{where}' must be a string.", where)
-    return value

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .response import CHAT_SERVICE_TIERS, as_str, chat_moderation, terminal_event
+from ..fields import as_str
+from .response import CHAT_SERVICE_TIERS, chat_moderation, terminal_event
 from .stream import THINK_CLOSE, THINK_OPEN, Presentation, StreamTranslator, summed_usage
 
 EMPTY_THINK_BLOCK = THINK_OPEN + THINK_CLOSE

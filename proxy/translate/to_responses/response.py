@@ -11,7 +11,8 @@ import base64
 import random
 from typing import Any
 
-from ..errors import ProxyError
+from ...errors import ProxyError
+from ..fields import as_dict, as_int, as_list, as_str, is_int
 
 CHAT_SERVICE_TIERS = frozenset(("auto", "default", "flex", "scale", "priority"))
 REASONING_PART_SEPARATOR = "\n\n"
@@ -35,20 +36,20 @@ def finish_reason(response: dict[str, Any], has_tool_calls: bool) -> str:
 def chat_usage(usage: Any) -> dict[str, Any] | None:
     if not isinstance(usage, dict):
         return None
-    prompt = _int(usage.get("input_tokens"))
-    completion = _int(usage.get("output_tokens"))
+    prompt = as_int(usage.get("input_tokens"))
+    completion = as_int(usage.get("output_tokens"))
     total = usage.get("total_tokens")
     input_details = as_dict(usage.get("input_tokens_details"))
-    prompt_details = {"cached_tokens": _int(input_details.get("cached_tokens"))}
+    prompt_details = {"cached_tokens": as_int(input_details.get("cached_tokens"))}
     if "cache_write_tokens" in input_details:  # reported by newer models: tokens written to the prompt cache
-        prompt_details["cache_write_tokens"] = _int(input_details["cache_write_tokens"])
+        prompt_details["cache_write_tokens"] = as_int(input_details["cache_write_tokens"])
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
-        "total_tokens": _int(total) if total is not None else prompt + completion,
+        "total_tokens": as_int(total) if total is not None else prompt + completion,
         "prompt_tokens_details": prompt_details,
         "completion_tokens_details": {
-            "reasoning_tokens": _int(as_dict(usage.get("output_tokens_details")).get("reasoning_tokens"))
+            "reasoning_tokens": as_int(as_dict(usage.get("output_tokens_details")).get("reasoning_tokens"))
         },
     }
 
@@ -77,8 +78,8 @@ def chat_annotation(annotation: Any, offset: int = 0) -> dict[str, Any] | None:
     return {
         "type": "url_citation",
         "url_citation": {
-            "start_index": _int(annotation.get("start_index")) + offset,
-            "end_index": _int(annotation.get("end_index")) + offset,
+            "start_index": as_int(annotation.get("start_index")) + offset,
+            "end_index": as_int(annotation.get("end_index")) + offset,
             "url": str(annotation.get("url", "")),
             "title": str(annotation.get("title") or ""),
         },
@@ -164,7 +165,7 @@ def _token_logprob(entry: dict[str, Any]) -> dict[str, Any]:
     raw = entry.get("bytes")
     return {"token": as_str(entry.get("token")),
             "logprob": logprob if isinstance(logprob, (int, float)) and not isinstance(logprob, bool) else 0.0,
-            "bytes": raw if isinstance(raw, list) and all(_is_int(b) for b in raw) else None}
+            "bytes": raw if isinstance(raw, list) and all(is_int(b) for b in raw) else None}
 
 
 _TERMINAL_BY_STATUS = {"completed": "response.completed", "incomplete": "response.incomplete",
@@ -176,26 +177,3 @@ def terminal_event(response: dict[str, Any]) -> dict[str, Any] | None:
     status = response.get("status", "completed")
     kind = _TERMINAL_BY_STATUS.get(status) if isinstance(status, str) else "response.completed"
     return {"type": kind, "response": response} if kind else None
-
-
-# Upstream JSON is read defensively: a field of the wrong type counts as absent, never as an exception.
-
-
-def as_str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def as_dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _int(value: Any) -> int:
-    return value if _is_int(value) else 0

@@ -8,22 +8,21 @@ when :attr:`StreamTranslator.error` is ``None``, and calls
 short is reported as an error instead of looking like a finished answer.
 
 Non-streamed answers are the same chunks folded into one completion
-(:mod:`proxy.translate.completion`), so both forms always agree.
+(:mod:`proxy.translate.to_responses.completion`), so both forms always agree.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ProxyError
+from ...errors import ProxyError
+from ..fields import as_dict, as_list, as_str
+from .params import name_chat_params
+from .request import Translation
 from .response import (
     REASONING_PART_SEPARATOR,
-    as_dict,
-    as_list,
-    as_str,
     chat_annotation,
     chat_logprobs,
     chat_moderation,
@@ -37,6 +36,8 @@ from .response import (
 )
 
 TERMINAL_EVENTS = frozenset(("response.completed", "response.incomplete", "response.failed", "error"))
+# How reasoning is shown: as ``reasoning_content`` deltas, in ``<think>`` tags in the content, or not at all.
+REASONING_OUTPUTS = ("reasoning_content", "think", "none")
 THINK_OPEN = "<think>\n"
 THINK_CLOSE = "\n</think>\n\n"
 
@@ -45,7 +46,7 @@ THINK_CLOSE = "\n</think>\n\n"
 class Presentation:
     """How an answer is shown to the client: operator settings plus request options."""
 
-    reasoning: str = "reasoning_content"  # "reasoning_content", "think" (tags in content) or "none"
+    reasoning: str = "reasoning_content"  # one of REASONING_OUTPUTS
     stop: tuple[str, ...] = ()  # emulated stop sequences
     sources_in_content: bool = False  # append a Markdown list of cited sources to the content
     progress: bool = False  # progress notes (web searches) in the reasoning stream
@@ -98,7 +99,7 @@ class StreamTranslator:
         presentation: Presentation | None = None,
         completion_id: str | None = None,
         created: int | None = None,
-        name_params: Callable[[ProxyError], None] | None = None,
+        translation: Translation | None = None,
     ) -> None:
         self.id = completion_id or new_completion_id()
         self.created = created or int(time.time())
@@ -122,8 +123,8 @@ class StreamTranslator:
         self._sources: dict[str, str] = {}  # cited url -> title
         self._pending_logprobs: list[dict[str, Any]] = []
         self._answered = False  # anything but reasoning has been sent
-        # Renames, in place, the parameter an upstream's failure names (see proxy.translate.params).
-        self._name_params = name_params
+        # The request answered: an upstream's failure names its parameters, the client's are named instead.
+        self._translation = translation
 
     # --- public API ---------------------------------------------------------
 
@@ -269,8 +270,8 @@ class StreamTranslator:
         return self.fail(self._named(upstream_failure(event)))
 
     def _named(self, error: ProxyError) -> ProxyError:
-        if self._name_params is not None:
-            self._name_params(error)
+        if self._translation is not None:
+            name_chat_params(error, self._translation)
         return error
 
     # --- output -------------------------------------------------------------
