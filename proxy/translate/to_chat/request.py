@@ -214,8 +214,8 @@ class _Messages:
         self.reasoning = []
 
     def assistant(self, fresh: bool = False) -> dict[str, Any]:
-        """The assistant message to add to; a new one after tool calls, as chat puts text before its calls."""
-        if self.turn is not None and (fresh or self.turn.get("tool_calls")):
+        """The assistant message to add to, or (``fresh``) a new one."""
+        if self.turn is not None and fresh:
             self.out.append(self.turn)
             self.turn = None
         if self.turn is None:
@@ -249,7 +249,9 @@ class _Messages:
             text, refusal = _assistant_content(content, f"{where}.content")
             if text is None and refusal is None:
                 return
-            turn = self.assistant(fresh=self.turn is not None and self.turn.get("content") is not None)
+            # Text after text, or after tool calls (chat puts a message's text before its calls), is a new message.
+            turn = self.assistant(fresh=self.turn is not None and (self.turn["content"] is not None
+                                                                   or "tool_calls" in self.turn))
             turn["content"] = text
             if refusal is not None:
                 turn["refusal"] = refusal
@@ -523,7 +525,7 @@ def _echoed_tool(tool: dict[str, Any], kind: str) -> dict[str, Any]:
     if kind == "custom":
         return tool
     return {"type": "function", "name": tool["name"], "description": tool.get("description"),
-            "parameters": tool.get("parameters"), "strict": tool.get("strict", True)}
+            "parameters": tool.get("parameters"), "strict": True if tool.get("strict") is None else tool["strict"]}
 
 
 def _tool_choice(mapping: _Mapping, key: str, choice: Any) -> None:
