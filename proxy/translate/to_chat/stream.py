@@ -327,12 +327,12 @@ class ResponseStream:
                 self._text(content, events)
             else:
                 self._split(self._think.feed(content), events)
-        if isinstance(delta.get("refusal"), str) and delta["refusal"]:
-            self._part("refusal", events).pieces.append(delta["refusal"])
-            events.append(self._part_event("response.refusal.delta", delta=delta["refusal"]))
         annotations = delta.get("annotations")
         for annotation in annotations if isinstance(annotations, list) else ():
             self._annotation(annotation, events)
+        if isinstance(delta.get("refusal"), str) and delta["refusal"]:
+            self._part("refusal", events).pieces.append(delta["refusal"])
+            events.append(self._part_event("response.refusal.delta", delta=delta["refusal"]))
         calls = delta.get("tool_calls")
         if isinstance(delta.get("function_call"), dict):  # the legacy form: one call
             calls = [{"index": 0, "function": delta["function_call"]}]
@@ -410,7 +410,10 @@ class ResponseStream:
         if call is None:
             events.extend(self._close_reasoning())
             events.extend(self._close_message())
+            events.extend(self._close_finished_calls())
             call = self._calls[index] = _Call(_str(piece.get("id")))
+        elif call.status != "in_progress":
+            return  # closed once its arguments were whole JSON: nothing meaningful can follow
         elif not call.call_id and isinstance(piece.get("id"), str):
             call.call_id = piece["id"]
         if isinstance(function.get("name"), str) and call.index < 0:
@@ -432,7 +435,13 @@ class ResponseStream:
                                               output_index=call.index, delta=decoded))
 
     def _announce(self, call: _Call, events: list[dict[str, Any]]) -> None:
-        """The call's item, once its name is known (it comes before its arguments)."""
+        """The call's item, once its name is known (it comes before its arguments); calls that started before
+        it are announced first, so output items follow the chat calls' order."""
+        for earlier in sorted(self._calls.items()):
+            if earlier[1] is call:
+                break
+            if earlier[1].index < 0:
+                self._announce(earlier[1], events)
         call.call_id = call.call_id or "call_" + self._token[:24] + str(len(self._items))
         call.input = _StringArgument() if call.custom else None
         call.id = self._item_id("ctc" if call.custom else "fc")
@@ -440,13 +449,23 @@ class ResponseStream:
 
     # --- closing ------------------------------------------------------------
 
+    def _close_finished_calls(self) -> list[dict[str, Any]]:
+        """Close the calls whose arguments are whole JSON when the next one starts, as OpenAI streams calls one
+        after the other; a call still incomplete stays open, as chat may interleave calls' pieces."""
+        events: list[dict[str, Any]] = []
+        for call in sorted(self._calls.values(), key=lambda call: call.index):
+            if call.index >= 0 and call.status == "in_progress" and _whole_json(call.arguments()):
+                events.extend(self._close_call(call, "completed"))
+        return events
+
     def _close_all(self, status: str) -> list[dict[str, Any]]:
         events = self._close_reasoning() + self._close_message(status)
-        for call in sorted(self._calls.values(), key=lambda call: call.index):
+        for _, call in sorted(self._calls.items()):
             if call.index < 0:
                 self._announce(call, events)
-            if call.status == "in_progress":
-                events.extend(self._close_call(call, status))
+        for call in sorted(self._calls.values(), key=lambda call: call.index):
+            if call.status == "in_progress":  # a call whose arguments are whole was not cut, whatever was after it
+                events.extend(self._close_call(call, "completed" if _whole_json(call.arguments()) else status))
         return events
 
     def _close_reasoning(self) -> list[dict[str, Any]]:
@@ -563,6 +582,14 @@ def responses_usage(usage: Any) -> dict[str, Any] | None:
         "output_tokens_details": {"reasoning_tokens": _int(completion_details.get("reasoning_tokens"))},
         "total_tokens": _int(total) if total is not None else prompt + completion,
     }
+
+
+def _whole_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _failure(error: Any) -> tuple[str, str]:
