@@ -6,11 +6,14 @@ import copy
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import realdata
 from proxy.errors import InvalidRequest, ProxyError
 from proxy.translate.to_chat import PARAMETERS, ChatOptions, responses_to_chat
 from spec_check import check_chat_request, check_create_response, check_error_body, create_response_keys
+from strategies import mutated
 
 MODEL = "deepseek-chat"
 
@@ -344,6 +347,7 @@ def test_allowed_tools_leaves_the_others_out():
                                                                {"type": "custom", "name": "apply_patch"}]}})
     assert [tool["function"]["name"] for tool in result.body["tools"]] == ["g", "apply_patch"]
     assert result.body["tool_choice"] == "required"
+    assert result.adjusted == ["tool_choice=allowed_tools->required"]
 
 
 @pytest.mark.parametrize("choice", [{"type": "web_search_preview"}, {"type": "file_search"},
@@ -492,3 +496,63 @@ realdata_refused = {  # an invalid temperature (the API refused it too), and web
     "openai-dotnet/ResponsesToolTests_WebSearchCallStreaming#1": "tool_choice",
     "openai-dotnet/ResponsesToolTests_WebSearchCallWithReasoning#1": "tool_choice",
 }
+
+
+# --- any request ----------------------------------------------------------------------
+
+_text = st.text(max_size=20)
+_parts = st.lists(st.one_of(
+    st.fixed_dictionaries({"type": st.just("input_text"), "text": _text}),
+    st.fixed_dictionaries({"type": st.just("input_image"), "image_url": st.just("https://img.example/a.png")},
+                          optional={"detail": st.sampled_from(["auto", "low", "high", "original"])}),
+    st.fixed_dictionaries({"type": st.just("input_file"), "file_id": st.just("file-1")}),
+), min_size=1, max_size=3)
+_items = st.lists(st.one_of(
+    st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "developer"]), "content": _text}),
+    st.fixed_dictionaries({"type": st.just("message"), "role": st.just("user"), "content": _parts}),
+    st.fixed_dictionaries({"type": st.just("message"), "role": st.just("assistant"), "content": st.lists(
+        st.fixed_dictionaries({"type": st.just("output_text"), "text": _text, "annotations": st.just([])}),
+        min_size=1, max_size=2)}),
+    st.fixed_dictionaries({"type": st.just("function_call"), "call_id": st.sampled_from(["c1", "c2"]),
+                           "name": st.sampled_from(["f", "g"]), "arguments": st.just("{}")}),
+    st.fixed_dictionaries({"type": st.just("custom_tool_call"), "call_id": st.just("c3"),
+                           "name": st.just("apply_patch"), "input": _text}),
+    st.fixed_dictionaries({"type": st.sampled_from(["function_call_output", "custom_tool_call_output"]),
+                           "call_id": st.sampled_from(["c1", "c2", "c3"]), "output": _text}),
+    st.fixed_dictionaries({"type": st.just("reasoning"), "id": st.just("rs_1"), "summary": st.lists(
+        st.fixed_dictionaries({"type": st.just("summary_text"), "text": _text}), max_size=2)}),
+    st.fixed_dictionaries({"type": st.just("web_search_call"), "id": st.just("ws_1"), "status": st.just("completed"),
+                           "action": st.just({"type": "search", "query": "q"})}),
+), min_size=1, max_size=6)
+_requests = st.fixed_dictionaries({"model": st.just(MODEL), "input": st.one_of(_text, _items)}, optional={
+    "instructions": _text, "tools": st.lists(st.sampled_from(TOOLS + [{"type": "web_search"}]), max_size=4,
+                                             unique_by=lambda tool: tool.get("name", tool["type"])),
+    "tool_choice": st.sampled_from(["auto", "none", "required", {"type": "function", "name": "f"},
+                                    {"type": "web_search_preview"}]),
+    "parallel_tool_calls": st.booleans(), "temperature": st.floats(0, 2), "top_p": st.floats(0, 1),
+    "max_output_tokens": st.integers(16, 10_000), "stream": st.booleans(), "store": st.booleans(),
+    "text": st.fixed_dictionaries({}, optional={"format": st.sampled_from([{"type": "text"}, {"type": "json_object"}]),
+                                                "verbosity": st.sampled_from(["low", "medium", "high"])}),
+    "reasoning": st.fixed_dictionaries({}, optional={"effort": st.sampled_from(["low", "medium", "high"]),
+                                                     "summary": st.sampled_from(["auto", "detailed"])}),
+    "metadata": st.dictionaries(st.text(min_size=1, max_size=8), _text, max_size=3), "user": _text,
+    "include": st.just(["reasoning.encrypted_content"]), "service_tier": st.sampled_from(["auto", "flex", "priority"]),
+    "prompt_cache_key": _text, "previous_response_id": st.just("resp_1"),
+})
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(request=st.one_of(_requests, mutated(_requests)), reasoning_history=st.booleans(), history=st.booleans())
+def test_any_request_maps_to_a_valid_chat_request_or_a_clear_error(request, reasoning_history, history):
+    try:
+        result = responses_to_chat(copy.deepcopy(request), ChatOptions(reasoning_history=reasoning_history),
+                                   [{"role": "user", "content": "before"}] if history else None)
+    except ProxyError as error:
+        assert error.status in (400, 404) and error.message
+        check_error_body(error.body())
+        return
+    check_chat_request(result.body)
+    json.dumps(result.body)
+    assert all(isinstance(entry, str) for entry in result.dropped)
+    assert {tool["function"]["name"] for tool in result.body.get("tools", ())} <= set(result.state.tools)
+    assert "tool_choice" not in result.body or result.body.get("tools")

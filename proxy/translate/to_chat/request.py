@@ -167,8 +167,8 @@ def _instructions(mapping: _Mapping, key: str, instructions: Any) -> None:
 def _input(mapping: _Mapping, key: str, value: Any) -> None:
     mapping.input_mapped = True
     messages = _Messages(mapping)
-    for index, item in enumerate(mapping.history or ()):
-        messages.add(item, "previous_response_id", history=index)
+    for item in mapping.history or ():
+        messages.add(item, "previous_response_id")
     if isinstance(value, str):
         messages.flush()
         messages.out.append({"role": "user", "content": value})
@@ -225,13 +225,15 @@ class _Messages:
                 self.reasoning = []
         return self.turn
 
-    def add(self, item: Any, where: str, history: int | None = None) -> None:
+    def add(self, item: Any, where: str) -> None:
         if not isinstance(item, dict):
             raise InvalidRequest(f"Invalid type for '{where}': expected an input item object.", where)
         kind = item.get("type")
         if kind is None and "role" in item:
             kind = "message"
-        handler = _ITEMS.get(kind) if isinstance(kind, str) else None
+        if not isinstance(kind, str):
+            raise InvalidRequest(f"Invalid type for '{where}.type': expected a string.", f"{where}.type", "invalid_type")
+        handler = _ITEMS.get(kind)
         if handler is not None:
             handler(self, item, where)
         elif kind in BUILTIN_ITEMS:
@@ -396,30 +398,38 @@ def _part(part: Any, where: str, role: str) -> dict[str, Any]:
     if kind == "refusal":
         return {"type": "text", "text": _string(part.get("refusal"), f"{where}.refusal")}
     if role == "user" and kind == "input_image":
-        url = part.get("image_url")
-        if url is None:
-            raise InvalidRequest(f"'{where}' needs an 'image_url': images by 'file_id' are not supported for this "
-                                 "model.", f"{where}.image_url", "unsupported_parameter")
-        image = {"url": _string(url, f"{where}.image_url")}
-        detail = part.get("detail")
-        if detail is not None and detail != "auto":
-            if detail not in (*_IMAGE_DETAILS, "original"):
-                raise InvalidRequest(f"Invalid value for '{where}.detail': {detail!r:.100}.", f"{where}.detail",
-                                     "invalid_value")
-            image["detail"] = "high" if detail == "original" else detail
-        return {"type": "image_url", "image_url": image}
+        return _image(part, where)
     if role == "user" and kind == "input_file":
-        if part.get("file_url") is not None and part.get("file_data") is None and part.get("file_id") is None:
-            raise InvalidRequest(f"'{where}.file_url' is not supported for this model: send 'file_data' or "
-                                 "'file_id'.", f"{where}.file_url", "unsupported_parameter")
-        file = {key: _string(part[key], f"{where}.{key}") for key in ("file_data", "file_id", "filename")
-                if part.get(key) is not None}
-        if "file_data" not in file and "file_id" not in file:
-            raise InvalidRequest(f"'{where}' needs 'file_data' or 'file_id'.", where)
-        return {"type": "file", "file": file}
+        return _file(part, where)
     expected = "input_text, input_image or input_file" if role == "user" else "input_text"
     raise InvalidRequest(f"Invalid content part at '{where}': a {role} message holds {expected} parts.",
                          f"{where}.type", "invalid_value")
+
+
+def _image(part: dict[str, Any], where: str) -> dict[str, Any]:
+    url = part.get("image_url")
+    if url is None:
+        raise InvalidRequest(f"'{where}' needs an 'image_url': images by 'file_id' are not supported for this model.",
+                             f"{where}.image_url", "unsupported_parameter")
+    image = {"url": _string(url, f"{where}.image_url")}
+    detail = part.get("detail")
+    if detail is not None and detail != "auto":
+        if detail not in (*_IMAGE_DETAILS, "original"):
+            raise InvalidRequest(f"Invalid value for '{where}.detail': {detail!r:.100}.", f"{where}.detail",
+                                 "invalid_value")
+        image["detail"] = "high" if detail == "original" else detail  # chat's finest is high
+    return {"type": "image_url", "image_url": image}
+
+
+def _file(part: dict[str, Any], where: str) -> dict[str, Any]:
+    if part.get("file_url") is not None and part.get("file_data") is None and part.get("file_id") is None:
+        raise InvalidRequest(f"'{where}.file_url' is not supported for this model: send 'file_data' or 'file_id'.",
+                             f"{where}.file_url", "unsupported_parameter")
+    file = {key: _string(part[key], f"{where}.{key}") for key in ("file_data", "file_id", "filename")
+            if part.get(key) is not None}
+    if "file_data" not in file and "file_id" not in file:
+        raise InvalidRequest(f"'{where}' needs 'file_data' or 'file_id'.", where)
+    return {"type": "file", "file": file}
 
 
 # --- tools ----------------------------------------------------------------------
@@ -547,7 +557,7 @@ def _tool_choice(mapping: _Mapping, key: str, choice: Any) -> None:
         for index, tool in enumerate(tools):
             where = f"tool_choice.tools[{index}]"
             tool_kind = tool.get("type") if isinstance(tool, dict) else None
-            if tool_kind in BUILTIN_TOOLS:
+            if isinstance(tool_kind, str) and tool_kind in BUILTIN_TOOLS:
                 continue  # the model may use it: it cannot, as it may not use what was left out
             if tool_kind not in ("function", "custom"):
                 raise InvalidRequest(f"'{where}' must name a function or custom tool.", where)
@@ -555,6 +565,7 @@ def _tool_choice(mapping: _Mapping, key: str, choice: Any) -> None:
         # Chat-only upstreams rarely know allowed_tools: the tools not allowed are left out instead.
         mapping.body["tools"] = [tool for tool in mapping.body.get("tools", ()) if tool["function"]["name"] in allowed]
         mapping.body["tool_choice"] = choice["mode"]
+        mapping.adjusted.append(f"tool_choice=allowed_tools->{choice['mode']}")
         return
     if isinstance(kind, str) and (kind in BUILTIN_TOOLS or kind in ("mcp", "apply_patch", "shell")):
         raise InvalidRequest(f"'tool_choice' forces the built-in tool '{kind}', which is not supported for this "
