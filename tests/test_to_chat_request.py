@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 import realdata
 from proxy.errors import InvalidRequest, ProxyError
-from proxy.translate.to_chat import PARAMETERS, ChatOptions, responses_to_chat
-from spec_check import check_chat_request, check_create_response, check_error_body, create_response_keys
+from proxy.translate.to_chat import PARAMETERS, ChatOptions, chat_to_response, responses_to_chat
+from spec_check import check_chat_request, check_create_response, check_error_body, check_response, create_response_keys
 from strategies import mutated
 
 MODEL = "deepseek-chat"
@@ -537,7 +537,8 @@ _requests = st.fixed_dictionaries({"model": st.just(MODEL), "input": st.one_of(_
                                                      "summary": st.sampled_from(["auto", "detailed"])}),
     "metadata": st.dictionaries(st.text(min_size=1, max_size=8), _text, max_size=3), "user": _text,
     "include": st.just(["reasoning.encrypted_content"]), "service_tier": st.sampled_from(["auto", "flex", "priority"]),
-    "prompt_cache_key": _text, "previous_response_id": st.just("resp_1"),
+    "prompt_cache_key": _text, "previous_response_id": st.just("resp_1"), "truncation": st.just("auto"),
+    "top_logprobs": st.integers(0, 20), "max_tool_calls": st.integers(1, 5), "background": st.booleans(),
 })
 
 
@@ -556,3 +557,5 @@ def test_any_request_maps_to_a_valid_chat_request_or_a_clear_error(request, reas
     assert all(isinstance(entry, str) for entry in result.dropped)
     assert {tool["function"]["name"] for tool in result.body.get("tools", ())} <= set(result.state.tools)
     assert "tool_choice" not in result.body or result.body.get("tools")
+    check_response(chat_to_response({"choices": [{"message": {"content": "x"}, "finish_reason": "stop"}]},
+                                    result.state))  # the request's settings, echoed, are valid too

@@ -31,6 +31,8 @@ BUILTIN_ITEMS = frozenset((
     "mcp_approval_response", "tool_search_call", "tool_search_output",
 ))
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+REASONING_SUMMARIES = ("auto", "concise", "detailed")
+RESPONSE_SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority", "fast", "ultrafast")
 CHAT_SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority")
 VERBOSITIES = ("low", "medium", "high")
 NAMESPACE_SEPARATOR = "__"  # a namespace member's chat function name: <namespace>__<member>
@@ -383,7 +385,7 @@ def _content(content: Any, where: str, role: str) -> str | list[dict[str, Any]]:
     if not isinstance(content, list):
         raise InvalidRequest(f"Invalid type for '{where}': expected a string or an array of content parts.", where)
     parts = [_part(part, f"{where}[{index}]", role) for index, part in enumerate(content)]
-    if all(part["type"] == "text" for part in parts) and (len(parts) == 1 or role != "user"):
+    if all(part["type"] == "text" for part in parts) and (len(parts) <= 1 or role != "user"):
         return "".join(part["text"] for part in parts)
     return parts
 
@@ -656,8 +658,10 @@ def _reasoning(mapping: _Mapping, key: str, reasoning: Any) -> None:
         if key == "effort":
             _check_choice(value, REASONING_EFFORTS, "reasoning.effort")
             mapping.body["reasoning_effort"] = echo["effort"] = value
-        else:  # summary, generate_summary: a chat upstream's reasoning comes as it comes
-            echo[key] = value
+        else:  # a chat upstream's reasoning comes as it comes: the summary asked for is only echoed
+            if key in ("summary", "generate_summary"):
+                _check_choice(value, REASONING_SUMMARIES, f"reasoning.{key}")
+                echo[key] = value
             mapping.dropped.append(f"reasoning.{key}")
     mapping.state.echo["reasoning"] = echo
 
@@ -701,8 +705,8 @@ def _metadata(mapping: _Mapping, key: str, metadata: Any) -> None:
 
 
 def _service_tier(mapping: _Mapping, key: str, tier: Any) -> None:
-    _string(tier, "service_tier")
-    mapping.state.echo["service_tier"] = tier
+    _check_choice(tier, RESPONSE_SERVICE_TIERS, key)
+    mapping.state.echo[key] = tier
     if tier in CHAT_SERVICE_TIERS:
         mapping.body["service_tier"] = tier
     else:
@@ -716,9 +720,11 @@ def _stream(mapping: _Mapping, key: str, stream: Any) -> None:
         mapping.body["stream_options"] = {"include_usage": True}  # usage comes in a last chunk
 
 
-def _echoed(kind: type) -> Rule:
-    """A setting with no chat counterpart that the Response echoes: reported dropped, and echoed."""
+def _echoed(kind: type, allowed: tuple[Any, ...] | range | None = None) -> Rule:
+    """A setting with no chat counterpart that the Response echoes: checked, reported dropped, and echoed."""
     def echo(mapping: _Mapping, key: str, value: Any) -> None:
+        if allowed is not None and _typed(value, kind, key) not in allowed:
+            raise InvalidRequest(f"Invalid value for '{key}': {value!r:.100}.", key, "invalid_value")
         mapping.state.echo[key] = _typed(value, kind, key)
         mapping.dropped.append(key)
     return echo
@@ -761,9 +767,9 @@ PARAMETERS: dict[str, Rule | None] = {
     "stream": _stream,
     "store": _echoed(bool),
     "background": _echoed(bool),
-    "truncation": _echoed(str),
+    "truncation": _echoed(str, ("auto", "disabled")),
     "max_tool_calls": _echoed(int),
-    "top_logprobs": _echoed(int),
+    "top_logprobs": _echoed(int, range(21)),
     "conversation": _refused,  # a stored conversation
     "prompt": _refused,  # a stored prompt template
     "stream_options": DROPPED,

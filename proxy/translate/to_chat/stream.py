@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .request import CUSTOM_INPUT, RequestState, ToolName
+from .request import CUSTOM_INPUT, RESPONSE_SERVICE_TIERS, RequestState, ToolName
 
 # Codes a Response's `error` may carry (the spec's ResponseErrorCode); any other failure is a server_error.
 RESPONSE_ERROR_CODES = frozenset((
@@ -31,7 +31,6 @@ RESPONSE_ERROR_CODES = frozenset((
     "invalid_image_mode", "image_file_too_large", "unsupported_image_media_type", "empty_image_file",
     "failed_to_download_image", "image_file_not_found",
 ))
-RESPONSE_SERVICE_TIERS = frozenset(("auto", "default", "flex", "scale", "priority"))
 _INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
 # Settings echoed only when they have a value: the API's schema types them as strings, never null.
 _OMITTED_WHEN_NULL = ("user", "safety_identifier", "prompt_cache_key")
