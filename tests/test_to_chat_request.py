@@ -415,6 +415,17 @@ def test_parameters_chat_has_are_copied():
     assert result.dropped == []
 
 
+def test_a_service_tier_chat_lacks_is_echoed_and_reported():
+    result = mapped({"input": "x", "service_tier": "fast"})
+    assert "service_tier" not in result.body and result.dropped == ["service_tier"]
+    assert result.state.echo["service_tier"] == "fast"
+
+
+def test_reasoning_keys_other_than_effort_and_summary_are_reported_not_echoed():
+    result = mapped({"input": "x", "reasoning": {"mode": "fast"}}, valid_request=False)
+    assert result.dropped == ["reasoning.mode"] and "mode" not in result.state.echo["reasoning"]
+
+
 def test_stream_asks_for_usage():
     result = mapped({"input": "x", "stream": True})
     assert result.body["stream"] is True and result.body["stream_options"] == {"include_usage": True}
@@ -450,6 +461,9 @@ def test_stored_conversations_and_prompts_are_a_400(key):
      "tools[0].format"),
     ({"tools": [{"type": "namespace", "name": "n", "tools": []}]}, "tools[0].tools"),
     ({"store": "no"}, "store"), ({"previous_response_id": 1}, "previous_response_id"),
+    ({"reasoning": {"summary": "long"}}, "reasoning.summary"), ({"truncation": "sometimes"}, "truncation"),
+    ({"top_logprobs": 21}, "top_logprobs"), ({"service_tier": "bogus"}, "service_tier"),
+    ({"max_tool_calls": "3"}, "max_tool_calls"), ({"background": 1}, "background"),
 ])
 def test_malformed_parameters_are_a_400_naming_them(request_body, param):
     assert refused({"input": "x", **request_body}).param == param
