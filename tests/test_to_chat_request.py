@@ -152,6 +152,18 @@ def test_reasoning_items_go_back_as_reasoning_content_when_the_upstream_takes_th
     assert assistant[1] == {"role": "assistant", "content": "5", "reasoning_content": "It is 5."}
 
 
+def test_consecutive_reasoning_items_join_before_the_answer_they_led_to():
+    result = mapped({"input": [
+        {"role": "user", "content": "x"},
+        {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "One."},
+                                                        {"type": "summary_text", "text": "Two."}]},
+        {"type": "reasoning", "id": "rs_2", "summary": [{"type": "summary_text", "text": "Three."}]},
+        {"role": "assistant", "content": "Answer."},
+    ]}, ChatOptions(reasoning_history=True))
+    assert result.body["messages"][1] == {"role": "assistant", "content": "Answer.",
+                                          "reasoning_content": "One.\n\nTwo.\n\nThree."}
+
+
 def test_reasoning_items_are_left_out_by_default():
     result = mapped({"input": REASONING_TURN})
     assert not any("reasoning_content" in message for message in result.body["messages"])

@@ -319,13 +319,10 @@ class _Messages:
         text = "\n\n".join(_reasoning_texts(item, where))
         if not text:
             return
-        if self.turn is not None and (self.turn.get("content") is not None or self.turn.get("tool_calls")):
+        if self.turn is not None:  # reasoning comes before the answer it led to: that one is finished
             self.out.append(self.turn)
             self.turn = None
-        if self.turn is not None:
-            self.turn["reasoning_content"] = "\n\n".join(filter(None, (self.turn.get("reasoning_content"), text)))
-        else:
-            self.reasoning.append(text)
+        self.reasoning.append(text)
 
 
 _ITEMS: dict[str, Callable[[_Messages, dict[str, Any], str], None]] = {
