@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import InvalidRequest, ProxyError
+from ..request import REASONING_EFFORTS, REASONING_SUMMARIES
+from ..response import CHAT_SERVICE_TIERS
 
 # Tools run by OpenAI's platform: a chat upstream has no counterpart, so they are left out (or refused).
 BUILTIN_TOOLS = frozenset((
@@ -30,10 +32,7 @@ BUILTIN_ITEMS = frozenset((
     "apply_patch_call", "apply_patch_call_output", "mcp_call", "mcp_list_tools", "mcp_approval_request",
     "mcp_approval_response", "tool_search_call", "tool_search_output",
 ))
-REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
-REASONING_SUMMARIES = ("auto", "concise", "detailed")
 RESPONSE_SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority", "fast", "ultrafast")
-CHAT_SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority")
 VERBOSITIES = ("low", "medium", "high")
 NAMESPACE_SEPARATOR = "__"  # a namespace member's chat function name: <namespace>__<member>
 CUSTOM_INPUT = "input"  # the one string argument a custom tool's function takes

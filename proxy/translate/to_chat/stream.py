@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..response import as_str
 from .request import CUSTOM_INPUT, RESPONSE_SERVICE_TIERS, RequestState, ToolName
 
 # Codes a Response's `error` may carry (the spec's ResponseErrorCode); any other failure is a server_error.
@@ -43,7 +44,6 @@ def new_response_id() -> str:
 
 class _Reasoning:
     __slots__ = ("id", "index", "pieces")
-    kind = "reasoning"
 
     def __init__(self, item_id: str, index: int) -> None:
         self.id, self.index, self.pieces = item_id, index, []
@@ -69,7 +69,6 @@ class _Part:
 
 class _Message:
     __slots__ = ("id", "index", "parts", "open", "status")
-    kind = "message"
 
     def __init__(self, item_id: str, index: int) -> None:
         self.id, self.index, self.parts, self.open, self.status = item_id, index, [], False, "in_progress"
@@ -393,8 +392,8 @@ class ResponseStream:
         if not isinstance(citation, dict) or annotation.get("type") != "url_citation":
             return
         mapped = {"type": "url_citation", "start_index": _int(citation.get("start_index")),
-                  "end_index": _int(citation.get("end_index")), "url": _str(citation.get("url")),
-                  "title": _str(citation.get("title"))}
+                  "end_index": _int(citation.get("end_index")), "url": as_str(citation.get("url")),
+                  "title": as_str(citation.get("title"))}
         part = self._part("output_text", events)
         part.annotations.append(mapped)
         events.append(self._part_event("response.output_text.annotation.added",
@@ -410,7 +409,7 @@ class ResponseStream:
             events.extend(self._close_reasoning())
             events.extend(self._close_message())
             events.extend(self._close_finished_calls())
-            call = self._calls[index] = _Call(_str(piece.get("id")))
+            call = self._calls[index] = _Call(as_str(piece.get("id")))
         elif call.status != "in_progress":
             return  # closed once its arguments were whole JSON: nothing meaningful can follow
         elif not call.call_id and isinstance(piece.get("id"), str):
@@ -601,10 +600,6 @@ def _failure(error: Any) -> tuple[str, str]:
 
 
 # Upstream JSON is read defensively: a field of the wrong type counts as absent, never as an exception.
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
 
 
 def _int(value: Any) -> int:
