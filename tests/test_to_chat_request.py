@@ -48,6 +48,14 @@ def test_string_input_and_instructions_become_a_system_and_a_user_message():
     assert result.dropped == [] and result.state.echo["instructions"] == "Be brief."
 
 
+def test_instructions_as_items_lead_the_conversation():
+    result = mapped({"instructions": [{"role": "developer", "content": "Rule one."},
+                                      {"role": "system", "content": [{"type": "input_text", "text": "Rule two."}]}],
+                     "input": "Hello"}, valid_request=False)
+    assert result.body["messages"] == [{"role": "system", "content": "Rule one."},
+                                       {"role": "system", "content": "Rule two."}, {"role": "user", "content": "Hello"}]
+
+
 def test_message_items_of_every_role():
     result = mapped({"input": [
         {"role": "developer", "content": "Use tools."},
