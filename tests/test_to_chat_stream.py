@@ -303,6 +303,29 @@ def test_an_error_chunk_mid_stream_fails_the_response_and_closes_what_was_open()
     assert not any(event["type"] == "response.completed" for event in events)
 
 
+def test_a_finish_reason_of_error_fails_the_response():
+    stream, events = run([chunk({"content": "Part"}), {**chunk(finish="error"), "choices": [
+        {"index": 0, "delta": {}, "finish_reason": "error", "error": {"message": "Provider returned error"}}]}])
+    assert events[-1]["type"] == "response.failed"
+    assert stream.response["error"] == {"code": "server_error", "message": "Provider returned error"}
+
+
+def test_the_core_does_no_io():
+    """Plain functions and state machines: nothing that reads, writes, waits or serves."""
+    import ast
+    import pathlib
+
+    import proxy.translate.to_chat as package
+    for path in pathlib.Path(package.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text("utf-8"))
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
+        assert not imported & {"asyncio", "aiohttp", "starlette", "fastapi", "httpx", "socket", "os", "io",
+                               "logging"}, path.name
+
+
 def test_a_stream_that_ends_without_a_finish_reason_fails():
     stream, events = run([chunk({"content": "Part"}), call_piece(0, "call_a", "weather", '{"c')])
     assert events[-1]["type"] == "response.failed" and stream.response["error"]["code"] == "server_error"

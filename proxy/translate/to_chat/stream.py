@@ -338,6 +338,9 @@ class ResponseStream:
             if isinstance(call, dict):
                 self._call_piece(call, events)
         reason = choice.get("finish_reason")
+        if reason == "error":  # how gateways (OpenRouter) end an answer that failed mid-stream
+            events.extend(self.fail(*_failure(choice.get("error") or "The upstream failed mid-answer.")))
+            return
         if isinstance(reason, str) and reason:
             if self._think is not None:
                 self._split(self._think.flush(), events)
