@@ -367,6 +367,19 @@ def test_the_request_settings_are_echoed_as_the_api_echoes_them():
         "truncation": "disabled"}
 
 
+# Top-level fields of recorded OpenAI Responses that a chat upstream's answer cannot fill: `user` is left out when
+# not given (the API sends null, its own spec types it as a string), `billing`, `moderation` and `tool_usage` have
+# no chat counterpart.
+NOT_ECHOED = {"user", "billing", "moderation", "tool_usage", "frequency_penalty", "presence_penalty"}
+
+
+def test_a_response_has_every_field_openai_sends():
+    recorded = set().union(*(recording.body for recording in realdata.recordings(api="responses", kind="body")))
+    response = chat_to_response({"choices": [{"message": {"content": "x"}, "finish_reason": "stop"}],
+                                 "usage": USAGE}, state_for())
+    assert recorded - set(response) == NOT_ECHOED
+
+
 def test_deepseek_reports_cached_input_its_own_way():
     response = chat_to_response({"choices": [{"message": {"content": "x"}, "finish_reason": "stop"}],
                                  "usage": {"prompt_tokens": 100, "completion_tokens": 3, "total_tokens": 103,

@@ -733,6 +733,7 @@ _ECHO_DEFAULTS: dict[str, Any] = {
     "reasoning": {"effort": None, "summary": None}, "max_output_tokens": None, "max_tool_calls": None,
     "metadata": {}, "store": True, "background": False, "previous_response_id": None, "truncation": "disabled",
     "top_logprobs": 0, "user": None, "safety_identifier": None, "prompt_cache_key": None, "service_tier": "auto",
+    "prompt_cache_retention": None,
 }
 
 
@@ -766,11 +767,11 @@ PARAMETERS: dict[str, Rule | None] = {
     "truncation": _echoed(str, ("auto", "disabled")),
     "max_tool_calls": _echoed(int),
     "top_logprobs": _echoed(int, range(21)),
+    "prompt_cache_retention": _echoed(str, ("in_memory", "24h")),
     "conversation": _refused,  # a stored conversation
     "prompt": _refused,  # a stored prompt template
     "stream_options": DROPPED,
     "include": DROPPED,
-    "prompt_cache_retention": DROPPED,
     "context_management": DROPPED,
 }
 _ORDER = ("instructions", "previous_response_id", "input", "tools", "tool_choice")

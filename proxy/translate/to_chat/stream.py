@@ -34,7 +34,7 @@ RESPONSE_ERROR_CODES = frozenset((
 ))
 _INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
 # Settings echoed only when they have a value: the API's schema types them as strings, never null.
-_OMITTED_WHEN_NULL = ("user", "safety_identifier", "prompt_cache_key")
+_OMITTED_WHEN_NULL = ("user",)
 
 
 def new_response_id() -> str:
@@ -546,7 +546,9 @@ class ResponseStream:
             "max_tool_calls": echo["max_tool_calls"], "model": echo["model"],
             "output": [item.item(True) for item in self._items] if finished else [],
             "parallel_tool_calls": echo["parallel_tool_calls"],
-            "previous_response_id": echo["previous_response_id"], "reasoning": echo["reasoning"],
+            "previous_response_id": echo["previous_response_id"], "prompt_cache_key": echo["prompt_cache_key"],
+            "prompt_cache_retention": echo["prompt_cache_retention"], "reasoning": echo["reasoning"],
+            "safety_identifier": echo["safety_identifier"],
             "service_tier": self._service_tier if self._service_tier in RESPONSE_SERVICE_TIERS
             else echo["service_tier"],
             "store": echo["store"], "temperature": echo["temperature"], "text": echo["text"],
