@@ -18,7 +18,7 @@ import realdata
 from chunks import fold
 from proxy.errors import ProxyError
 from proxy.translate.to_chat import ChatOptions, ResponseStream, chat_to_response, responses_to_chat
-from spec_check import check_response, check_stream_event
+from spec_check import check_chat_request, check_response, check_stream_event
 from strategies import json_values, mutated
 
 TOOLS = [
@@ -548,3 +548,36 @@ def test_any_chunk_sequence_gives_valid_events_and_one_ending(chunks, source, en
     if end:
         assert stream.done and events[-1]["type"] in TERMINAL
         assert (events[-1]["type"] == "response.failed") == (stream.response["status"] == "failed")
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(stream=chat_streams())
+def test_an_answer_replayed_as_the_next_input_gives_the_upstream_its_own_turn_back(stream):
+    """Clients without stored state (Codex with store: false) send the output items back as input: the chat
+    history then holds the upstream's own turn, its calls under the names and ids it used."""
+    chunks, source = stream
+    options = ChatOptions(reasoning_history=True, reasoning_source=source)
+    streamed, _ = run(chunks, state_for(options=options))
+    output = streamed.response["output"]
+    outputs = [{"type": "function_call_output" if item["type"] == "function_call" else "custom_tool_call_output",
+                "call_id": item["call_id"], "output": "ok"} for item in output if "call_id" in item]
+    replay = responses_to_chat({"model": "deepseek-reasoner", "tools": TOOLS,
+                                "input": [{"role": "user", "content": "hi"}, *output, *outputs]}, options)
+    check_chat_request(replay.body)
+    turn = [message for message in replay.body["messages"] if message["role"] == "assistant"]
+    assert len(turn) <= 1
+    sent = completion_of(chunks)["choices"][0]["message"].get("tool_calls", [])
+    calls = turn[0].get("tool_calls", []) if turn else []
+    assert [(call["id"], call["function"]["name"]) for call in calls] == [
+        (call["id"], call["function"]["name"]) for call in sent]
+    for call, original in zip(calls, sent):
+        if original["function"]["name"] == "apply_patch":  # the input, decoded and encoded again
+            assert json.loads(call["function"]["arguments"]) == json.loads(original["function"]["arguments"])
+        else:
+            assert call["function"]["arguments"] == original["function"]["arguments"]
+    texts = [part["text"] for item in output if item["type"] == "message" for part in item["content"]
+             if part["type"] == "output_text"]
+    assert (turn[0]["content"] if turn else None) == ("".join(texts) if texts else None)
+    reasoning = [item["summary"][0]["text"] for item in output if item["type"] == "reasoning"]
+    if turn:
+        assert turn[0].get("reasoning_content") == ("\n\n".join(reasoning) if reasoning else None)

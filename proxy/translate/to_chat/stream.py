@@ -237,7 +237,10 @@ class _ThinkSplitter:
         return out
 
     def flush(self) -> list[tuple[str, str]]:
+        """What is held back, once no more text can complete it (a think block opens only at the start)."""
         held, self.held = self.held, ""
+        if self.mode == "start":
+            self.mode = "text"
         return [("reasoning" if self.mode == "think" else "text", held)] if held else []
 
 
@@ -409,6 +412,8 @@ class ResponseStream:
         function = piece.get("function") if isinstance(piece.get("function"), dict) else {}
         call = self._calls.get(index)
         if call is None:
+            if self._think is not None:  # text held back in case it opened a think block comes before the call
+                self._split(self._think.flush(), events)
             events.extend(self._close_reasoning())
             events.extend(self._close_message())
             events.extend(self._close_finished_calls())
