@@ -77,6 +77,9 @@ class RequestState:
 
 @dataclass(slots=True)
 class ChatRequest:
+    """The chat request body, what was left out or changed (``x-proxy-dropped-params`` and
+    ``x-proxy-adjusted-params``), and the state the answer is mapped back with."""
+
     body: dict[str, Any]
     state: RequestState
     dropped: list[str] = field(default_factory=list)
