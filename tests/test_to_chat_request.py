@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import realdata
 from proxy.errors import InvalidRequest, ProxyError
-from proxy.translate.to_chat import PARAMETERS, ChatOptions, chat_to_response, responses_to_chat
+from proxy.translate import RESPONSES_PARAMS, ChatOptions, completion_to_response, responses_request_to_chat
 from spec_check import check_chat_request, check_create_response, check_error_body, check_response, create_response_keys
 from strategies import mutated
 
@@ -23,7 +23,7 @@ def mapped(request, options=None, history=None, valid_request=True):
     body = {"model": MODEL, **request}
     if valid_request:
         check_create_response({key: value for key, value in body.items() if key in create_response_keys()})
-    result = responses_to_chat(copy.deepcopy(body), options, history)
+    result = responses_request_to_chat(copy.deepcopy(body), options, history)
     check_chat_request(result.body)
     json.dumps(result.body)
     return result
@@ -31,7 +31,7 @@ def mapped(request, options=None, history=None, valid_request=True):
 
 def refused(request, options=None, status=400):
     with pytest.raises(ProxyError) as caught:
-        responses_to_chat({"model": MODEL, **request}, options)
+        responses_request_to_chat({"model": MODEL, **request}, options)
     error = caught.value
     assert error.status == status
     check_error_body(error.body())
@@ -223,10 +223,10 @@ def test_malformed_input_is_a_400_naming_the_responses_path(request_body, param)
 
 def test_a_missing_model_is_a_400():
     with pytest.raises(InvalidRequest) as caught:
-        responses_to_chat({"input": "x"})
+        responses_request_to_chat({"input": "x"})
     assert caught.value.param == "model"
     with pytest.raises(InvalidRequest):
-        responses_to_chat(["not", "an", "object"])
+        responses_request_to_chat(["not", "an", "object"])
 
 
 def test_an_item_reference_needs_stored_items():
@@ -498,7 +498,7 @@ def test_null_parameters_count_as_not_given():
 
 def test_the_table_knows_every_parameter_of_the_spec():
     """A parameter the spec defines is either mapped, refused or reported; none is forwarded unchecked."""
-    unknown = sorted(create_response_keys() - PARAMETERS.keys())
+    unknown = sorted(create_response_keys() - RESPONSES_PARAMS.keys())
     result = mapped({"input": "x", **{key: {"a": 1} for key in unknown}}, valid_request=False)
     assert sorted(result.dropped) == unknown
     assert set(result.body) == {"model", "messages"}
@@ -514,7 +514,7 @@ def test_recorded_responses_requests_map_to_valid_chat_requests(recording):
     request = copy.deepcopy(recording.request)
     history = [] if request.get("previous_response_id") else None
     try:
-        result = responses_to_chat(request, ChatOptions(reasoning_history=True), history)
+        result = responses_request_to_chat(request, ChatOptions(reasoning_history=True), history)
     except InvalidRequest as error:
         assert recording.name in realdata_refused and error.param == realdata_refused[recording.name]
         return
@@ -580,7 +580,7 @@ _requests = st.fixed_dictionaries({"model": st.just(MODEL), "input": st.one_of(_
 @given(request=st.one_of(_requests, mutated(_requests)), reasoning_history=st.booleans(), history=st.booleans())
 def test_any_request_maps_to_a_valid_chat_request_or_a_clear_error(request, reasoning_history, history):
     try:
-        result = responses_to_chat(copy.deepcopy(request), ChatOptions(reasoning_history=reasoning_history),
+        result = responses_request_to_chat(copy.deepcopy(request), ChatOptions(reasoning_history=reasoning_history),
                                    [{"role": "user", "content": "before"}] if history else None)
     except ProxyError as error:
         assert error.status in (400, 404) and error.message
@@ -591,5 +591,5 @@ def test_any_request_maps_to_a_valid_chat_request_or_a_clear_error(request, reas
     assert all(isinstance(entry, str) for entry in result.dropped)
     assert {tool["function"]["name"] for tool in result.body.get("tools", ())} <= set(result.state.tools)
     assert "tool_choice" not in result.body or result.body.get("tools")
-    check_response(chat_to_response({"choices": [{"message": {"content": "x"}, "finish_reason": "stop"}]},
+    check_response(completion_to_response({"choices": [{"message": {"content": "x"}, "finish_reason": "stop"}]},
                                     result.state))  # the request's settings, echoed, are valid too

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import realdata
 from chunks import fold
 from proxy.errors import ProxyError
-from proxy.translate.to_chat import ChatOptions, ResponseStream, chat_to_response, responses_to_chat
+from proxy.translate import ChatOptions, ResponseStream, completion_to_response, responses_request_to_chat
 from spec_check import check_chat_request, check_response, check_stream_event
 from strategies import json_values, mutated
 
@@ -32,7 +32,7 @@ NOW = 1_800_000_000
 
 
 def state_for(request=None, options=None):
-    return responses_to_chat({"model": "deepseek-reasoner", "input": "hi", "tools": TOOLS, **(request or {})},
+    return responses_request_to_chat({"model": "deepseek-reasoner", "input": "hi", "tools": TOOLS, **(request or {})},
                              options).state
 
 
@@ -315,8 +315,8 @@ def test_the_core_does_no_io():
     import ast
     import pathlib
 
-    import proxy.translate.to_chat as package
-    for path in pathlib.Path(package.__file__).parent.glob("*.py"):
+    import proxy.translate as package
+    for path in pathlib.Path(package.__file__).parent.rglob("*.py"):
         tree = ast.parse(path.read_text("utf-8"))
         imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                     for alias in node.names}
@@ -347,7 +347,7 @@ def test_the_request_settings_are_echoed_as_the_api_echoes_them():
                        "store": False, "reasoning": {"effort": "low", "summary": "auto"}, "user": "u",
                        "text": {"format": {"type": "json_object"}, "verbosity": "low"}, "service_tier": "flex",
                        "tools": TOOLS + [{"type": "web_search"}]})
-    response = chat_to_response({"choices": [{"index": 0, "message": {"role": "assistant", "content": "{}"},
+    response = completion_to_response({"choices": [{"index": 0, "message": {"role": "assistant", "content": "{}"},
                                               "finish_reason": "stop"}]}, state)
     check_response(response)
     assert {key: response[key] for key in ("model", "instructions", "temperature", "top_p", "max_output_tokens",
@@ -359,7 +359,7 @@ def test_the_request_settings_are_echoed_as_the_api_echoes_them():
         "text": {"format": {"type": "json_object"}, "verbosity": "low"}, "service_tier": "flex"}
     assert [tool["type"] for tool in response["tools"]] == ["function", "custom", "namespace"]
     assert response["tools"][0]["strict"] is True
-    defaults = chat_to_response({"choices": [{"message": {"content": "x"}}]}, state_for({"tools": None}))
+    defaults = completion_to_response({"choices": [{"message": {"content": "x"}}]}, state_for({"tools": None}))
     assert {key: defaults[key] for key in ("instructions", "temperature", "top_p", "tool_choice", "tools", "store",
                                            "parallel_tool_calls", "text", "metadata", "truncation")} == {
         "instructions": None, "temperature": 1.0, "top_p": 1.0, "tool_choice": "auto", "tools": [], "store": True,
@@ -375,13 +375,13 @@ NOT_ECHOED = {"user", "billing", "moderation", "tool_usage", "frequency_penalty"
 
 def test_a_response_has_every_field_openai_sends():
     recorded = set().union(*(recording.body for recording in realdata.recordings(api="responses", kind="body")))
-    response = chat_to_response({"choices": [{"message": {"content": "x"}, "finish_reason": "stop"}],
+    response = completion_to_response({"choices": [{"message": {"content": "x"}, "finish_reason": "stop"}],
                                  "usage": USAGE}, state_for())
     assert recorded - set(response) == NOT_ECHOED
 
 
 def test_deepseek_reports_cached_input_its_own_way():
-    response = chat_to_response({"choices": [{"message": {"content": "x"}, "finish_reason": "stop"}],
+    response = completion_to_response({"choices": [{"message": {"content": "x"}, "finish_reason": "stop"}],
                                  "usage": {"prompt_tokens": 100, "completion_tokens": 3, "total_tokens": 103,
                                            "prompt_cache_hit_tokens": 64, "prompt_cache_miss_tokens": 36}},
                                 state_for())
@@ -397,7 +397,7 @@ def test_the_non_streamed_answer_maps_every_item():
                                                                             "arguments": '{"input": "*** x"}'}},
                           {"id": "call_2", "type": "function", "function": {"name": "weather", "arguments": "{}"}}]}}],
                   "usage": USAGE}
-    response = chat_to_response(completion, state_for(), response_id="resp_test", now=lambda: NOW)
+    response = completion_to_response(completion, state_for(), response_id="resp_test", now=lambda: NOW)
     check_response(response)
     assert [item["type"] for item in response["output"]] == ["reasoning", "message", "custom_tool_call",
                                                               "function_call"]
@@ -412,7 +412,7 @@ def test_the_non_streamed_answer_maps_every_item():
 @pytest.mark.parametrize("completion", [{"error": {"message": "bad key"}}, {"choices": []}, {"object": "x"}, [1]])
 def test_a_non_streamed_answer_that_is_no_answer_is_an_error(completion):
     with pytest.raises(ProxyError) as caught:
-        chat_to_response(completion, state_for())
+        completion_to_response(completion, state_for())
     assert caught.value.status == 502 and caught.value.message
 
 
@@ -427,13 +427,13 @@ def test_recorded_chat_streams_become_valid_responses_streams_that_fold_into_the
     state = state_for({"tools": _recorded_tools(recording)})
     stream, events = run(recording.events, state)
     assert events[-1]["type"] in ("response.completed", "response.incomplete")
-    assert stream.response == chat_to_response(completion_of(recording.events), state, response_id="resp_test",
+    assert stream.response == completion_to_response(completion_of(recording.events), state, response_id="resp_test",
                                                now=lambda: NOW)
 
 
 @pytest.mark.parametrize("recording", CHAT_BODIES, ids=[recording.name for recording in CHAT_BODIES])
 def test_recorded_chat_completions_become_valid_responses(recording):
-    response = chat_to_response(recording.body, state_for({"tools": _recorded_tools(recording)}))
+    response = completion_to_response(recording.body, state_for({"tools": _recorded_tools(recording)}))
     check_response(response)
     message = recording.body["choices"][0]["message"]
     texts = [part.get("text") or part.get("refusal") for item in response["output"] if item["type"] == "message"
@@ -523,7 +523,7 @@ def test_the_folded_stream_equals_the_non_streamed_answer(stream):
     state = state_for(options=ChatOptions(reasoning_source=source))
     streamed, events = run(chunks, state)
     assert events[-1]["type"] in ("response.completed", "response.incomplete")
-    assert streamed.response == chat_to_response(completion_of(chunks), state, response_id="resp_test",
+    assert streamed.response == completion_to_response(completion_of(chunks), state, response_id="resp_test",
                                                  now=lambda: NOW)
 
 
@@ -561,7 +561,7 @@ def test_an_answer_replayed_as_the_next_input_gives_the_upstream_its_own_turn_ba
     output = streamed.response["output"]
     outputs = [{"type": "function_call_output" if item["type"] == "function_call" else "custom_tool_call_output",
                 "call_id": item["call_id"], "output": "ok"} for item in output if "call_id" in item]
-    replay = responses_to_chat({"model": "deepseek-reasoner", "tools": TOOLS,
+    replay = responses_request_to_chat({"model": "deepseek-reasoner", "tools": TOOLS,
                                 "input": [{"role": "user", "content": "hi"}, *output, *outputs]}, options)
     check_chat_request(replay.body)
     turn = [message for message in replay.body["messages"] if message["role"] == "assistant"]

@@ -7,11 +7,12 @@ Responses upstream); what both directions share (SSE framing, reading JSON
 fields, parameter paths, the parameter table's shape) sits beside them.
 """
 
-from . import to_responses
+from . import to_chat, to_responses
 from .sse import (DONE, KEEPALIVE, EventHolder, EventTooLarge, ServerSentEvent, SSEDecoder, closing_frame,
                   encode_data, encode_event, encode_frames)
 from .reasoning import REASONING_EFFORTS, REASONING_SUMMARIES
 from .table import Fate, Param, ParamTable
+from .to_chat import *  # noqa: F403 (Responses clients, chat upstream: the names in its __all__)
 from .to_responses import *  # noqa: F403 (chat clients, Responses upstream: the names in its __all__)
 
 __all__ = [
@@ -22,5 +23,6 @@ __all__ = [
     "REASONING_EFFORTS", "REASONING_SUMMARIES",
     # the shape of a direction's parameter table
     "Fate", "Param", "ParamTable",
+    *to_chat.__all__,
     *to_responses.__all__,
 ]

@@ -1,6 +1,6 @@
 """Responses request -> Chat Completions request. Pure: no I/O, no framework.
 
-One table, :data:`PARAMETERS`, says what becomes of each top-level Responses parameter: a function that maps it
+One table, :data:`RESPONSES_PARAMS`, says what becomes of each top-level Responses parameter: a function that maps it
 into the chat request (checking it, and naming it in the client's terms when it is malformed), or
 :data:`DROPPED` for what chat cannot carry. A parameter the table does not know, or that it drops, is
 reported in :attr:`ChatRequest.dropped`, never refused: clients send parameters newer than any spec.
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import InvalidRequest, ProxyError
-from ..request import REASONING_EFFORTS, REASONING_SUMMARIES
-from ..response import CHAT_SERVICE_TIERS
+from ..reasoning import REASONING_EFFORTS, REASONING_SUMMARIES
+from ..to_responses.response import CHAT_SERVICE_TIERS
 
 # Tools run by OpenAI's platform: a chat upstream has no counterpart, so they are left out (or refused).
 BUILTIN_TOOLS = frozenset((
@@ -106,7 +106,7 @@ Rule = Callable[[_Mapping, str, Any], None]  # (the request so far, the paramete
 DROPPED: Rule | None = None
 
 
-def responses_to_chat(request: Any, options: ChatOptions | None = None,
+def responses_request_to_chat(request: Any, options: ChatOptions | None = None,
                       history: Sequence[Any] | None = None) -> ChatRequest:
     """The chat request for a parsed Responses request.
 
@@ -135,7 +135,7 @@ def responses_to_chat(request: Any, options: ChatOptions | None = None,
 def _apply(mapping: _Mapping, key: str, value: Any) -> None:
     if value is None:
         return  # null means "not given", as the API reads it
-    rule = PARAMETERS.get(key, DROPPED)
+    rule = RESPONSES_PARAMS.get(key, DROPPED)
     if rule is None:
         mapping.dropped.append(key)
     else:
@@ -746,7 +746,7 @@ def _echo_defaults(mapping: _Mapping) -> None:
 
 
 # Responses parameter -> what it becomes in the chat request (DROPPED: no chat counterpart, reported).
-PARAMETERS: dict[str, Rule | None] = {
+RESPONSES_PARAMS: dict[str, Rule | None] = {
     "model": _model,
     "instructions": _instructions,
     "input": _input,

@@ -17,7 +17,7 @@ from .stream import ResponseStream
 _MESSAGE_FIELDS = ("reasoning_content", "reasoning", "content", "refusal", "annotations", "function_call")
 
 
-def chat_to_response(completion: Any, state: RequestState, *, response_id: str | None = None,
+def completion_to_response(completion: Any, state: RequestState, *, response_id: str | None = None,
                      now: Callable[[], float] = time.time) -> dict[str, Any]:
     """The Response for a chat.completion; a :class:`ProxyError` for an answer that is an error or no answer."""
     choice = _first_choice(completion)

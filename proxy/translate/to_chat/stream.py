@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..response import as_str
+from ..fields import as_str
 from .request import CUSTOM_INPUT, RESPONSE_SERVICE_TIERS, RequestState, ToolName
 
 # Codes a Response's `error` may carry (the spec's ResponseErrorCode); any other failure is a server_error.
