@@ -4,7 +4,7 @@ openai-python (`responses.create`, streamed and not, `responses.stream()`, `resp
 (`responses.stream`), the AI SDK's `openai.responses()` (`generateText`, `streamText`) and the OpenAI Agents SDK
 running an agent with a function tool. Codex CLI has its own module (test_codex_cli.py).
 
-Every scenario runs against each upstream of UPSTREAMS (see responses_upstreams.py): today the fake Responses
+Every scenario runs against each upstream of conftest.UPSTREAMS (see responses_upstreams.py): today the fake Responses
 upstream, which the proxy passes `/v1/responses` through to; docs-notes/rclients.md says how to add the
 chat-only one.
 """
@@ -23,10 +23,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from conftest import CLIENT_KEY, proxy_config
-from fake_chat_upstream import FakeChatUpstream
-from fake_upstream import running_fake_upstream
-from servers import running_proxy
+from conftest import CLIENT_KEY
 
 from .conftest import CLIENTS, NODE_TIMEOUT
 from .responses_upstreams import (
@@ -41,8 +38,6 @@ from .responses_upstreams import (
     REASONING,
     REASONING_TOKENS,
     TOOL_NAME,
-    ChatUpstream,
-    ResponsesUpstream,
     Upstream,
     assert_weather_round_trip,
     client_data,
@@ -50,24 +45,7 @@ from .responses_upstreams import (
     weather_calls,
 )
 
-UPSTREAMS = ["responses"]
 AGENTS_PYTHON = CLIENTS.parent.parent / ".agents-venv" / "bin" / "python"
-
-
-@pytest.fixture(scope="module", params=UPSTREAMS)
-def served(request, fake_server, proxy_url) -> Iterator[tuple[Upstream, str]]:
-    """(the upstream, the URL of a proxy in front of it)."""
-    if request.param == "responses":
-        yield ResponsesUpstream(fake_server), proxy_url
-    else:
-        with running_fake_upstream(FakeChatUpstream()) as fake, running_proxy(proxy_config(fake.base_url)) as url:
-            yield ChatUpstream(fake), url
-
-
-@pytest.fixture
-def upstream(served) -> Upstream:
-    served[0].fake.reset()
-    return served[0]
 
 
 @pytest.fixture
