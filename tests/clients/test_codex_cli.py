@@ -2,8 +2,8 @@
 (`wire_api = "responses"`) runs a shell command, edits a file with apply_patch, and answers.
 
 Codex runs offline: its home is a temporary CODEX_HOME whose config.toml turns off the update check,
-analytics, feedback and OpenTelemetry export; the provider takes its key from an environment variable, so
-there is no login. Codex knows the tools a model takes from its model catalog: for a model outside its
+analytics, feedback, OpenTelemetry export and the plugin and app features (which otherwise reach github.com
+for the plugin marketplace); the provider takes its key from an environment variable, so there is no login. Codex knows the tools a model takes from its model catalog: for a model outside its
 bundled catalog (any chat-only model) it offers no apply_patch tool, so the configuration points
 `model_catalog_json` at a catalog entry for the model, derived from a bundled one (`codex debug models
 --bundled`), in which apply_patch is a custom (freeform) tool with a Lark grammar. docs-notes/rclients.md
@@ -39,6 +39,11 @@ enabled = false
 
 [feedback]
 enabled = false
+
+[features]
+apps = false
+plugins = false
+remote_plugin = false
 
 [otel]
 exporter = "none"
