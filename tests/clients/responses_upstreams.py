@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fake_chat_upstream import Chat, FakeChatUpstream, ToolCall
-from fake_upstream import FakeUpstream, Respond, custom_tool_call_item, function_call_item, message_item, \
-    reasoning_item
+from fake_upstream import FakeUpstream, Respond, Stream, build_response, custom_tool_call_item, \
+    function_call_item, message_item, reasoning_item, stream_events
 
 MODEL = "deepseek-reasoner"
 QUESTION = "Will it be sunny in Paris tomorrow?"
@@ -30,6 +30,7 @@ TOOL_QUESTION = "Compare the weather in Paris and Tokyo."
 CALLS = {"call_paris": "Paris", "call_tokyo": "Tokyo"}
 TEMPERATURES = {"Paris": 24, "Tokyo": 18}
 FINAL_ANSWER = "Paris is warmer: 24 °C against 18 °C in Tokyo."
+FAILURE = "The model failed while generating the answer."
 
 
 def weather(city: str) -> dict[str, Any]:
@@ -71,6 +72,19 @@ class ResponsesUpstream:
             function_call_item(c.name, c.arguments, call_id=c.call_id) if c.input is None
             else custom_tool_call_item(c.name, c.input, call_id=c.call_id) for c in calls]))
 
+    def script_failure(self) -> str:
+        """A stream that fails after its first piece of text (an `error` event, then `response.failed`), as the
+        API fails; returns that piece."""
+        events = stream_events(build_response({"model": MODEL}, [message_item(ANSWER)]))
+        first_text = next(n for n, e in enumerate(events) if e["type"] == "response.output_text.delta")
+        error = {"type": "server_error", "code": "server_error", "message": FAILURE, "param": None}
+        failed = build_response({"model": MODEL}, [], status="failed", error={"code": "server_error",
+                                                                               "message": FAILURE})
+        self.fake.script(Stream(events=events[:first_text + 1] + [
+            {"type": "error", "code": "server_error", "message": FAILURE, "param": None, "error": error},
+            {"type": "response.failed", "response": failed}]))
+        return events[first_text]["delta"]
+
     def requests(self) -> list[dict]:
         return [r.json for r in self.fake.requests_to("/responses")]
 
@@ -103,6 +117,12 @@ class ChatUpstream:
     def script_calls(self, *calls: Call) -> None:
         self.fake.script(Chat(interleave=True, tool_calls=[
             ToolCall(c.name, c.arguments if c.input is None else {"input": c.input}, id=c.call_id) for c in calls]))
+
+    def script_failure(self) -> str:
+        """A stream that fails after its first piece of text with an error chunk; returns that piece."""
+        chat = Chat(content=ANSWER, error_after=2, error_message=FAILURE)
+        self.fake.script(chat)
+        return ANSWER[:chat.chunk]
 
     def requests(self) -> list[dict]:
         return [r.json for r in self.fake.requests_to("/chat/completions")]

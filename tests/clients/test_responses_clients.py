@@ -4,9 +4,9 @@ openai-python (`responses.create`, streamed and not, `responses.stream()`, `resp
 (`responses.stream`), the AI SDK's `openai.responses()` (`generateText`, `streamText`) and the OpenAI Agents SDK
 running an agent with a function tool. Codex CLI has its own module (test_codex_cli.py).
 
-Every scenario runs against each upstream of conftest.UPSTREAMS (see responses_upstreams.py): today the fake Responses
-upstream, which the proxy passes `/v1/responses` through to; docs-notes/rclients.md says how to add the
-chat-only one.
+Every scenario runs against each upstream of conftest.UPSTREAMS (see responses_upstreams.py): today the
+fake Responses upstream, which the proxy passes `/v1/responses` through to; docs-notes/rclients.md says how
+to add the chat-only one.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from .responses_upstreams import (
     ANSWER,
     CACHED_TOKENS,
     CALLS,
+    FAILURE,
     FINAL_ANSWER,
     INPUT_TOKENS,
     MODEL,
@@ -106,6 +107,16 @@ def test_python_stream_helper_and_its_final_response(client, upstream):
     assert done == [ANSWER] and final.output_text == ANSWER and summary_text(final) == REASONING
     assert_usage(final.usage)
     assert upstream.requests()[0]["stream"] is True
+
+
+def test_python_failure_mid_stream_is_an_error_not_a_completion(client, upstream):
+    partial = upstream.script_failure()
+    events = []
+    with pytest.raises(openai.APIError, match=FAILURE):
+        for event in client.responses.create(model=MODEL, input=QUESTION, stream=True):
+            events.append(event)
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == partial
+    assert "response.completed" not in [e.type for e in events]
 
 
 class Forecast(BaseModel):
