@@ -15,6 +15,7 @@ import json
 import os
 import select
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -142,9 +143,10 @@ class NodeClients:
     """One Node process for the module, running scenarios of node/responses.mjs one JSON line at a time."""
 
     def __init__(self, node: str) -> None:
+        self.errors = tempfile.TemporaryFile("w+")  # a file, not a pipe: warnings must never block Node
         self.process = subprocess.Popen([node, str(CLIENTS / "node" / "responses.mjs"), json.dumps(client_data())],
                                         cwd=CLIENTS, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True)
+                                        stderr=self.errors, text=True)
 
     def run(self, url: str, scenario: str) -> dict[str, Any]:
         self.process.stdin.write(json.dumps({"baseURL": url + "/v1", "scenario": scenario}) + "\n")
@@ -152,8 +154,9 @@ class NodeClients:
         ready, _, _ = select.select([self.process.stdout], [], [], NODE_TIMEOUT)
         line = self.process.stdout.readline() if ready else ""
         if not line:
-            self.close()
-            pytest.fail(f"responses.mjs {scenario} gave no answer:\n{self.process.stderr.read()}")
+            self.process.kill()
+            self.errors.seek(0)
+            pytest.fail(f"responses.mjs {scenario} gave no answer:\n{self.errors.read()}")
         result = json.loads(line)
         assert "failure" not in result, result["failure"]
         return result
@@ -165,6 +168,7 @@ class NodeClients:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self.errors.close()
 
 
 @pytest.fixture(scope="module")
