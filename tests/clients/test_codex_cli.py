@@ -3,11 +3,12 @@
 
 Codex runs offline: its home is a temporary CODEX_HOME whose config.toml turns off the update check,
 analytics, feedback, OpenTelemetry export and the plugin and app features (which otherwise reach github.com
-for the plugin marketplace); the provider takes its key from an environment variable, so there is no login. Codex knows the tools a model takes from its model catalog: for a model outside its
-bundled catalog (any chat-only model) it offers no apply_patch tool, so the configuration points
-`model_catalog_json` at a catalog entry for the model, derived from a bundled one (`codex debug models
---bundled`), in which apply_patch is a custom (freeform) tool with a Lark grammar. docs-notes/rclients.md
-has the configuration for users.
+for the plugin marketplace); the provider takes its key from an environment variable, so there is no login.
+Codex knows the tools a model takes from its model catalog: for a model outside its bundled catalog (any
+chat-only model) it offers no apply_patch tool, so the configuration points `model_catalog_json` at a
+catalog entry for the model, derived from a bundled one (`codex debug models --bundled`), in which
+apply_patch is a custom (freeform) tool with a Lark grammar. docs-notes/rclients.md has the configuration
+for users.
 """
 
 from __future__ import annotations

@@ -37,7 +37,9 @@ const scenarios = {
   },
 
   async 'ai-generate'(baseURL, data) {
-    const result = await generateText({ model: aiModel(baseURL, data), prompt: data.question, providerOptions: REASONING });
+    const result = await generateText({
+      model: aiModel(baseURL, data), prompt: data.question, providerOptions: REASONING,
+    });
     return { text: result.text, reasoning: result.reasoningText ?? null, finishReason: result.finishReason,
       usage: result.usage, warnings: result.warnings };
   },
@@ -58,7 +60,9 @@ const scenarios = {
     const out = { text: '', toolCalls: [], toolResults: [], errors: [], finishReason: null };
     for await (const part of result.fullStream) {
       if (part.type === 'text-delta') out.text += part.text;
-      else if (part.type === 'tool-call') out.toolCalls.push({ id: part.toolCallId, name: part.toolName, input: part.input });
+      else if (part.type === 'tool-call') {
+        out.toolCalls.push({ id: part.toolCallId, name: part.toolName, input: part.input });
+      }
       else if (part.type === 'tool-result') out.toolResults.push({ id: part.toolCallId, output: part.output });
       else if (part.type === 'error') out.errors.push(describeError(part.error));
       else if (part.type === 'finish') out.finishReason = part.finishReason;
