@@ -155,6 +155,12 @@ def function_call_item(name: str, arguments: str | dict, call_id: str | None = N
             "call_id": call_id or f"call_{_random_text(24)}", "name": name}
 
 
+def custom_tool_call_item(name: str, input: str, call_id: str | None = None) -> dict:
+    """A call of a custom (freeform) tool such as Codex's apply_patch: its input is free text."""
+    return {"id": _hex_id("ctc"), "type": "custom_tool_call", "status": "completed",
+            "call_id": call_id or f"call_{_random_text(24)}", "input": input, "name": name}
+
+
 def web_search_call_item(query: str) -> dict:
     return {"id": _hex_id("ws"), "type": "web_search_call", "status": "completed",
             "action": {"type": "search", "queries": [query], "query": query}}
@@ -235,6 +241,8 @@ def _item_text(item: dict) -> str:
         return "".join(part.get("text") or part.get("refusal") or "" for part in item.get("content", []))
     if item.get("type") == "function_call":
         return item.get("arguments", "")
+    if item.get("type") == "custom_tool_call":
+        return item.get("input", "")
     return ""
 
 
@@ -431,6 +439,14 @@ def _function_call_events(w: _EventWriter, index: int, item: dict, size: int) ->
     w.emit("response.function_call_arguments.done", **where, name=item["name"], arguments=item["arguments"])
 
 
+def _custom_tool_call_events(w: _EventWriter, index: int, item: dict, size: int) -> None:
+    w.emit("response.output_item.added", item={**item, "status": "in_progress", "input": ""}, output_index=index)
+    where = {"item_id": item["id"], "output_index": index}
+    for piece in _pieces(item["input"], size):
+        w.delta("response.custom_tool_call_input.delta", piece, **where)
+    w.emit("response.custom_tool_call_input.done", **where, input=item["input"])
+
+
 def _web_search_events(w: _EventWriter, index: int, item: dict, size: int) -> None:
     action = {"type": item.get("action", {}).get("type", "search")}
     w.emit("response.output_item.added",
@@ -444,6 +460,7 @@ _ITEM_EVENTS = {
     "message": _message_events,
     "reasoning": _reasoning_events,
     "function_call": _function_call_events,
+    "custom_tool_call": _custom_tool_call_events,
     "web_search_call": _web_search_events,
 }
 

@@ -23,6 +23,7 @@ from fake_upstream import (
     Respond,
     Stream,
     build_response,
+    custom_tool_call_item,
     error_body,
     function_call_item,
     message_item,
@@ -162,6 +163,22 @@ def test_stream_helper_accumulates_summary_and_function_call(fake, client):
     assert (call.type, call.name, call.call_id, call.arguments) == (
         "function_call", "get_weather", "call_abc", '{"city":"Paris"}')
     assert [p.text for p in final.output[0].summary] == ["**Planning**\n\nLook up the weather.", "Then answer."]
+
+
+def test_custom_tool_call_input_is_streamed_as_the_api_streams_it(fake, client):
+    patch = "*** Begin Patch\n*** Update File: a.txt\n@@\n-old\n+new\n*** End Patch\n"
+    fake.script(Respond(output=[custom_tool_call_item("apply_patch", patch, call_id="call_patch")]))
+    with client.responses.stream(model="gpt-5.5", input="edit a.txt") as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    added = next(e for e in events if e.type == "response.output_item.added")
+    assert (added.item.type, added.item.input) == ("custom_tool_call", "")
+    pieces = [e.delta for e in events if e.type == "response.custom_tool_call_input.delta"]
+    assert len(pieces) > 1 and "".join(pieces) == patch
+    done = next(e for e in events if e.type == "response.custom_tool_call_input.done")
+    assert done.input == patch and done.item_id == added.item.id
+    (call,) = final.output
+    assert (call.type, call.name, call.call_id, call.input) == ("custom_tool_call", "apply_patch", "call_patch", patch)
 
 
 def test_refusal_as_json_and_as_events(fake, client):

@@ -55,7 +55,8 @@ def test_the_ci_script_and_the_readme_install_from_the_locks():
     run = (PROJECT / ".ci" / "run").read_text()
     commands = [line.strip() for line in run.splitlines() if not line.lstrip().startswith(("#", "echo"))]
     installs = [line for line in commands if "pip install" in line or "npm ci" in line or "npm install" in line]
-    assert installs and all("-c requirements-test.lock" in line or "npm ci" in line for line in installs), installs
+    from_locks = ("-c requirements-test.lock", "-r tests/clients/requirements-agents.lock", "npm ci")
+    assert installs and all(any(lock in line for lock in from_locks) for line in installs), installs
     readme = (PROJECT / "README.md").read_text()
     assert "bash .ci/run" in readme
     assert "pip install -c requirements.lock ." in readme
@@ -67,6 +68,12 @@ def test_benchmark_tools_are_installed_from_locks():
         assert locked, lock
     source = (PROJECT / "bench" / "run.py").read_text()
     assert "requirements-litellm.lock" in source
+
+
+def test_the_agents_sdk_has_its_own_lock_and_venv():
+    """Every openai-agents release pins websockets below the runtime's, so it cannot share the test lock."""
+    assert pins(PROJECT / "tests" / "clients" / "requirements-agents.lock")["openai-agents"]
+    assert "-r tests/clients/requirements-agents.lock" in (PROJECT / ".ci" / "run").read_text()
 
 
 def test_the_browser_job_installs_open_webui_from_its_lock():

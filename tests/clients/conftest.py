@@ -1,10 +1,12 @@
-"""Fixtures for the client suites: the Node.js runner for the scripts under node/.
+"""Fixtures for the client suites: the Node.js runner for the scripts under node/, and the upstreams the
+Responses clients are served from.
 
 The proxy and fake upstream fixtures (`fake`, `proxy_url`, ...) come from tests/conftest.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -14,6 +16,12 @@ from typing import Any
 
 import pytest
 
+from conftest import proxy_config
+from fake_chat_upstream import FakeChatUpstream
+from fake_upstream import running_fake_upstream
+from servers import running_proxy
+
+from .responses_upstreams import ChatUpstream, ResponsesUpstream, Upstream
 from .scenarios import node_data
 
 CLIENTS = Path(__file__).parent
@@ -54,3 +62,25 @@ def quiet_proxy_url(make_proxy, fake) -> Iterator[str]:
     """A proxy that sends a keep-alive comment after every HEARTBEAT seconds of upstream silence."""
     with make_proxy(stream={"heartbeat_interval": HEARTBEAT}) as url:
         yield url
+
+
+# The upstreams every Responses client scenario runs against: "responses" (the fake Responses upstream, passed
+# through) and, once /v1/responses is translated to chat, "chat" (the fake chat-only upstream).
+UPSTREAMS = ["responses"]
+
+
+@pytest.fixture(scope="module", params=UPSTREAMS)
+def served(request, fake_server) -> Iterator[tuple[Upstream, str]]:
+    """(the upstream, the URL of a proxy in front of it, configured as a user would: not at all)."""
+    if request.param == "responses":
+        upstream, fake_cm = ResponsesUpstream, contextlib.nullcontext(fake_server)
+    else:
+        upstream, fake_cm = ChatUpstream, running_fake_upstream(FakeChatUpstream())
+    with fake_cm as fake, running_proxy(proxy_config(fake.base_url)) as url:
+        yield upstream(fake), url
+
+
+@pytest.fixture
+def upstream(served) -> Upstream:
+    served[0].fake.reset()
+    return served[0]
