@@ -59,15 +59,14 @@ def test_the_rows_paths_name_the_clients_parameter(upstream, chat_name, sent):
     assert (error.param, error.message) == (chat_name, f"Invalid value for '{chat_name}'.")
 
 
-def test_a_table_runs_each_handler_once_in_order_and_names_from_the_first_row_sent():
+def test_a_table_runs_its_rows_in_order_on_the_values_given_and_names_from_the_first_row_sent():
     calls = []
-    first, second = (lambda draft: calls.append("first")), (lambda draft: calls.append("second"))
-    table = ParamTable(Param("a", "mapped", second, ("x",)), Param("b", "mapped", first, ("x",)),
-                       Param("c", "mapped", second), Param("d", "dropped"))
-    for handler in table.handlers:
-        handler(None)
-    assert calls == ["second", "first"]
-    assert table.dropped({"a": 1, "d": 2, "e": 3}) == ["d", "e"]
-    assert table.client_path(["x", "y"], {"b": 1}, None) == (["b", "y"], True)
-    assert table.client_path(["x"], {"a": 1, "b": 1}, None) == (["a"], True)
+    handler = lambda draft, name, value: calls.append((draft, name, value))  # noqa: E731
+    table = ParamTable(Param("b", "mapped", handler, ("x",)), Param("a", "mapped", handler, ("x",)),
+                       Param("c", "mapped", handler), Param("d", "dropped"))
+    table.map("draft", {"a": 1, "b": 2, "c": None, "d": 4, "e": 5})
+    assert calls == [("draft", "b", 2), ("draft", "a", 1)]  # table order; null is not given; no handler for d
+    assert table.dropped({"a": 1, "d": 2, "e": 3, "f": None}) == ["d", "e"]
+    assert table.client_path(["x", "y"], {"a": 1}, None) == (["a", "y"], True)
+    assert table.client_path(["x"], {"a": 1, "b": 1}, None) == (["b"], True)
     assert table.client_path(["x"], {"c": 1}, None) is None
