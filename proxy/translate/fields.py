@@ -40,6 +40,16 @@ def as_int(value: Any) -> int:
 # The wording and codes are the API's own: "Invalid type for 'x': expected ...", invalid_type / invalid_value.
 
 
+def model_of(request: Any) -> str:
+    """The model a request names; a 400 unless the request is an object that names one (both APIs need it)."""
+    if not isinstance(request, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    model = request.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("you must provide a model parameter", "model")
+    return model
+
+
 def typed(value: Any, kind: type, where: str) -> Any:
     """``value`` if it is of ``kind`` (a JSON type: ``bool`` is no ``int``); else a 400 naming ``where``."""
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):

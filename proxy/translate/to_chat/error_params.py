@@ -9,8 +9,8 @@ from typing import Any
 
 from ..paths import Mapped, Path, parse, renamed
 
-# The chat fields of a message, a tool call or a function tool that have a Responses name; a field not here
-# (a content part, the parameters of a custom tool's function) has none, and the item is named instead.
+# The chat fields of a message, a tool call or a function tool that have a Responses name; below a field not
+# here (the parameters of a custom tool's function) the item is named instead.
 _MESSAGE_FIELDS = {"role": ["role"], "content": ["content"]}
 _TOOL_MESSAGE_FIELDS = {"tool_call_id": ["call_id"], "content": ["output"]}
 _CALL_FIELDS = {"id": ["call_id"], "function": []}
@@ -37,6 +37,8 @@ def messages_source(spelled: str, rest: Path, request: Any) -> Mapped | None:
     if len(where) == 1:  # a string: instructions, or all of the input
         return where, not tail or tail == ["content"]
     role = request.body["messages"][rest[0]].get("role")
+    if role != "tool" and tail[:1] == ["content"] and len(tail) > 1:  # content parts, one for one
+        return ([*where, *tail], True) if tail[2:] in ([], ["text"], ["type"]) else ([*where, *tail[:2]], False)
     return _named(where, tail, _TOOL_MESSAGE_FIELDS if role == "tool" else _MESSAGE_FIELDS)
 
 

@@ -51,6 +51,8 @@ RESPONSES_PARAMS = ParamTable(
     Param("conversation", "refused", refuse_stored),  # a stored conversation
     Param("prompt", "refused", refuse_stored),  # a stored prompt template
     *(Param(name, "dropped") for name in ("stream_options", "include", "context_management")),
+    # Named alike in chat, but few chat-only upstreams know them: left out rather than refused upstream.
+    *(Param(name, "dropped") for name in ("prompt_cache_options", "moderation")),
 )
 
 

@@ -10,13 +10,15 @@ Responses API echoes them) is returned as :class:`RequestState`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import InvalidRequest, ProxyError
-from ..fields import MAX_SAFETY_IDENTIFIER, bounded_string, check_choice, metadata, positive_int, string, typed
+from ..fields import (MAX_SAFETY_IDENTIFIER, bounded_string, check_choice, metadata, model_of, optional, positive_int,
+                      string, typed)
 from ..reasoning import REASONING_EFFORTS, REASONING_SUMMARIES
+from ..table import Handler
 from ..to_responses.response import CHAT_SERVICE_TIERS
 
 # Tools run by OpenAI's platform: a chat upstream has no counterpart, so they are left out (or refused).
@@ -110,17 +112,10 @@ class Draft:
         self.input_mapped = False
 
 
-Rule = Callable[[Draft, str, Any], None]  # (the request so far, the parameter's name, its value)
-
-
 def new_draft(request: Any, options: ChatOptions, history: Sequence[Any] | None) -> Draft:
     """A draft for a parsed Responses request: an object with a model, its echoed settings the API's defaults
     until the table's handlers set them."""
-    if not isinstance(request, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    model = request.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("you must provide a model parameter", "model")
+    model = model_of(request)
     draft = Draft(request, options, history)
     draft.state.model = draft.state.echo["model"] = model
     for key, value in _ECHO_DEFAULTS.items():
@@ -239,8 +234,7 @@ class _Messages:
         kind = item.get("type")
         if kind is None and "role" in item:
             kind = "message"
-        if not isinstance(kind, str):
-            raise InvalidRequest(f"Invalid type for '{where}.type': expected a string.", f"{where}.type", "invalid_type")
+        string(kind, f"{where}.type")
         handler = _ITEMS.get(kind)
         if handler is not None:
             handler(self, item, where)
@@ -348,9 +342,7 @@ def _reasoning_texts(item: dict[str, Any], where: str) -> list[str]:
         parts = item.get(key)
         if parts is None:
             continue
-        if not isinstance(parts, list):
-            raise InvalidRequest(f"Invalid type for '{where}.{key}': expected an array.", f"{where}.{key}")
-        for index, part in enumerate(parts):
+        for index, part in enumerate(typed(parts, list, f"{where}.{key}")):
             if not isinstance(part, dict) or part.get("type") != kind:
                 raise InvalidRequest(f"Invalid value for '{where}.{key}[{index}]': expected a {kind} part.",
                                      f"{where}.{key}[{index}]")
@@ -500,9 +492,7 @@ def _member(draft: Draft, tool: dict[str, Any], where: str, kind: str, namespace
         if parameters is not None and not isinstance(parameters, dict):
             raise InvalidRequest(f"Invalid type for '{where}.parameters': expected a JSON schema object.",
                                  f"{where}.parameters")
-        strict = tool.get("strict")
-        if strict is not None and not isinstance(strict, bool):
-            raise InvalidRequest(f"Invalid type for '{where}.strict': expected a boolean.", f"{where}.strict")
+        strict = optional(tool, "strict", bool, f"{where}.strict")
         if description:
             function["description"] = description
         function["parameters"] = parameters if parameters is not None else {"type": "object", "properties": {}}
@@ -610,13 +600,14 @@ def copy_parallel_tool_calls(draft: Draft, key: str, value: Any) -> None:
 # --- output format, reasoning, limits -------------------------------------------
 
 
-def map_text(draft: Draft, key: str, text: Any) -> None:
-    if not isinstance(text, dict):
-        raise InvalidRequest("Invalid type for 'text': expected an object.", "text")
+def _given(fields: Any, where: str) -> Iterator[tuple[str, Any]]:
+    """The fields an object gives a value (null is not given)."""
+    return ((key, value) for key, value in typed(fields, dict, where).items() if value is not None)
+
+
+def map_text(draft: Draft, name: str, text: Any) -> None:
     echo = dict(draft.state.echo["text"])
-    for key, value in text.items():
-        if value is None:
-            continue
+    for key, value in _given(text, name):
         if key == "format":
             echo["format"] = value
             response_format = _response_format(value)
@@ -651,13 +642,9 @@ def _response_format(value: Any) -> dict[str, Any] | None:
                          "text.format.type", "invalid_value")
 
 
-def map_reasoning(draft: Draft, key: str, reasoning: Any) -> None:
-    if not isinstance(reasoning, dict):
-        raise InvalidRequest("Invalid type for 'reasoning': expected an object.", "reasoning")
+def map_reasoning(draft: Draft, name: str, reasoning: Any) -> None:
     echo = dict(draft.state.echo["reasoning"])
-    for key, value in reasoning.items():
-        if value is None:
-            continue
+    for key, value in _given(reasoning, name):
         if key == "effort":
             check_choice(value, REASONING_EFFORTS, "reasoning.effort")
             draft.body["reasoning_effort"] = echo["effort"] = value
@@ -673,7 +660,7 @@ def map_max_output_tokens(draft: Draft, key: str, value: Any) -> None:
     draft.body[draft.options.max_tokens_param] = draft.state.echo[key] = positive_int(value, key)
 
 
-def copy_number(low: float, high: float) -> Rule:
+def copy_number(low: float, high: float) -> Handler:
     """A number in [low, high], copied."""
     def copy(draft: Draft, key: str, value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
@@ -713,7 +700,7 @@ def map_stream(draft: Draft, key: str, stream: Any) -> None:
         draft.body["stream_options"] = {"include_usage": True}  # usage comes in a last chunk
 
 
-def echoed(kind: type, allowed: tuple[Any, ...] | range | None = None) -> Rule:
+def echoed(kind: type, allowed: tuple[Any, ...] | range | None = None) -> Handler:
     """A setting with no chat counterpart that the Response echoes (its row reports it dropped): checked, and
     echoed."""
     def echo(draft: Draft, key: str, value: Any) -> None:

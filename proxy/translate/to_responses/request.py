@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ...errors import InvalidRequest
-from ..fields import (MAX_SAFETY_IDENTIFIER, bounded_string, check_choice, is_int, metadata, optional, positive_int,
-                      string, typed)
+from ..fields import (MAX_SAFETY_IDENTIFIER, bounded_string, check_choice, is_int, metadata, model_of, optional,
+                      positive_int, string, typed)
 from ..reasoning import REASONING_EFFORTS, REASONING_SUMMARIES
 from .continuity import ENCRYPTED_REASONING, reasoning_keys
 
@@ -109,11 +109,7 @@ class Draft:
 def new_draft(chat: Any, options: MappingOptions) -> Draft:
     """A draft for a parsed chat request, already checked by :func:`check_nesting`: an object with a model and
     messages. Not stored unless the client asks: chat completions are not kept by default either."""
-    if not isinstance(chat, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    model = chat.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("you must provide a model parameter", "model")
+    model = model_of(chat)
     if chat.get("messages") is None:
         raise InvalidRequest(_NO_MESSAGES, "messages")
     body: dict[str, Any] = {"model": model, "store": False}
@@ -471,9 +467,7 @@ def _function_tool(function: Any, where: str) -> dict[str, Any]:
     description = function.get("description")
     if description is not None and not isinstance(description, str):
         raise InvalidRequest(f"'{where}.description' must be a string.", f"{where}.description")
-    strict = function.get("strict")
-    if strict is not None and not isinstance(strict, bool):
-        raise InvalidRequest(f"'{where}.strict' must be a boolean.", f"{where}.strict")
+    strict = optional(function, "strict", bool, f"{where}.strict")
     tool = {"type": "function", "name": string(function.get("name"), f"{where}.name"), "parameters": parameters,
             # Responses treats a missing `strict` as true, chat as false: always say it.
             "strict": bool(strict)}
@@ -608,10 +602,7 @@ def _text_format(response_format: Any) -> dict[str, Any]:
         if spec.get("description") is not None:
             mapped["description"] = string(spec["description"], "response_format.json_schema.description")
         if spec.get("strict") is not None:
-            if not isinstance(spec["strict"], bool):
-                raise InvalidRequest("'response_format.json_schema.strict' must be a boolean.",
-                                     "response_format.json_schema.strict")
-            mapped["strict"] = spec["strict"]
+            mapped["strict"] = typed(spec["strict"], bool, "response_format.json_schema.strict")
         return mapped
     raise InvalidRequest("'response_format.type' must be text, json_object or json_schema.", "response_format")
 
