@@ -57,8 +57,9 @@ class ParamTable:
 
     def map(self, draft: Any, request: Mapping[str, Any]) -> None:
         """Run each row's handler, in table order, on the request's value for it (unless null or absent)."""
+        get = request.get
         for name, handler in self._handlers:
-            value = request.get(name)
+            value = get(name)
             if value is not None:
                 handler(draft, name, value)
 
