@@ -1,20 +1,14 @@
 """The Responses API served by a Chat Completions upstream: the pure core, no I/O.
 
 - :func:`responses_request_to_chat` maps a Responses request to a chat request, the report of what it dropped,
-  and the :class:`RequestState` the answer is mapped back with;
+  and the :class:`RequestState` the answer is mapped back with, driven by the parameter table
+  :data:`RESPONSES_PARAMS`; :func:`name_responses_params` names the client's parameters in an upstream's error;
 - :class:`ResponseStream` turns the chat stream's chunks into the Responses event sequence;
 - :func:`completion_to_response` turns a chat.completion into a ``Response`` (the same rules, folded).
 """
 
-from .request import (
-    BUILTIN_TOOLS,
-    RESPONSES_PARAMS,
-    ChatOptions,
-    ChatRequest,
-    RequestState,
-    ToolName,
-    responses_request_to_chat,
-)
+from .params import RESPONSES_PARAMS, name_responses_params, responses_request_to_chat
+from .request import BUILTIN_TOOLS, ChatOptions, ChatRequest, RequestState, ToolName
 from .response import completion_to_response
 from .stream import ResponseStream, new_response_id, responses_usage
 
@@ -27,6 +21,7 @@ __all__ = [
     "ResponseStream",
     "ToolName",
     "completion_to_response",
+    "name_responses_params",
     "new_response_id",
     "responses_request_to_chat",
     "responses_usage",

@@ -1,9 +1,8 @@
-"""Responses request -> Chat Completions request. Pure: no I/O, no framework.
+"""Responses request -> Chat Completions request: the values a translation is made of, and the handlers that
+the Responses parameter table (:mod:`.params`) runs, each mapping the value of its parameter into the chat
+request (checking it, and naming it in the client's terms when it is malformed); what depends on parameters
+left out is done by :func:`new_draft` and :func:`finished`. Pure: no I/O, no framework.
 
-One table, :data:`RESPONSES_PARAMS`, says what becomes of each top-level Responses parameter: a function that maps it
-into the chat request (checking it, and naming it in the client's terms when it is malformed), or
-:data:`DROPPED` for what chat cannot carry. A parameter the table does not know, or that it drops, is
-reported in :attr:`ChatRequest.dropped`, never refused: clients send parameters newer than any spec.
 What the answer needs to be mapped back (the tools' chat names, the request's settings echoed as the
 Responses API echoes them) is returned as :class:`RequestState`.
 """
@@ -11,12 +10,15 @@ Responses API echoes them) is returned as :class:`RequestState`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import InvalidRequest, ProxyError
+from ..fields import (MAX_SAFETY_IDENTIFIER, bounded_string, check_choice, metadata, model_of, optional, positive_int,
+                      string, typed)
 from ..reasoning import REASONING_EFFORTS, REASONING_SUMMARIES
+from ..table import Handler
 from ..to_responses.response import CHAT_SERVICE_TIERS
 
 # Tools run by OpenAI's platform: a chat upstream has no counterpart, so they are left out (or refused).
@@ -36,7 +38,6 @@ RESPONSE_SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority", "fast"
 VERBOSITIES = ("low", "medium", "high")
 NAMESPACE_SEPARATOR = "__"  # a namespace member's chat function name: <namespace>__<member>
 CUSTOM_INPUT = "input"  # the one string argument a custom tool's function takes
-_MAX_METADATA = (16, 64, 512)  # pairs, key length, value length
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +63,12 @@ class ToolName:
     name: str
     kind: str = "function"  # "function" or "custom" (called with one string, answered as a custom_tool_call)
     namespace: str | None = None
+    source: str = ""  # the tool's path in the client's request (tools[1].tools[0] for a namespace's member)
 
 
 @dataclass(slots=True)
 class RequestState:
-    """What mapping the answer back needs: the tools by chat name and the settings the Response echoes."""
+    """What the answer needs to be mapped back: the tools by chat name and the settings the Response echoes."""
 
     model: str
     stream: bool = False
@@ -75,26 +77,34 @@ class RequestState:
     reasoning_source: str = "fields"
 
 
+Source = tuple[str, tuple[str, ...]]  # a chat message's Responses path, and those of its tool calls
+
+
 @dataclass(slots=True)
 class ChatRequest:
     """The chat request body, what was left out or changed (``x-proxy-dropped-params`` and
-    ``x-proxy-adjusted-params``), and the state the answer is mapped back with."""
+    ``x-proxy-adjusted-params``), the state the answer is mapped back with, and where the body came from: the
+    client's Responses request, and the path of the input item (or instructions) behind each chat message,
+    to name the client's parameters in upstream errors."""
 
     body: dict[str, Any]
     state: RequestState
     dropped: list[str] = field(default_factory=list)
     adjusted: list[str] = field(default_factory=list)
+    request: dict[str, Any] = field(default_factory=dict)
+    sources: list[Source] = field(default_factory=list)
 
 
-class _Mapping:
+class Draft:
     """One request being mapped: the chat body so far, the report, and what the answer will need."""
 
-    __slots__ = ("request", "options", "body", "state", "dropped", "adjusted", "history", "input_mapped")
+    __slots__ = ("request", "options", "body", "state", "dropped", "adjusted", "history", "input_mapped", "sources")
 
     def __init__(self, request: dict[str, Any], options: ChatOptions, history: Sequence[Any] | None) -> None:
         self.request = request
         self.options = options
-        self.body: dict[str, Any] = {}
+        self.body: dict[str, Any] = {"messages": []}
+        self.sources: list[Source] = []  # beside body["messages"]
         self.state = RequestState(model="", reasoning_source=options.reasoning_source)
         self.dropped: list[str] = []
         self.adjusted: list[str] = []
@@ -102,96 +112,75 @@ class _Mapping:
         self.input_mapped = False
 
 
-Rule = Callable[[_Mapping, str, Any], None]  # (the request so far, the parameter's name, its value)
-DROPPED: Rule | None = None
+def new_draft(request: Any, options: ChatOptions, history: Sequence[Any] | None) -> Draft:
+    """A draft for a parsed Responses request: an object with a model, its echoed settings the API's defaults
+    until the table's handlers set them."""
+    model = model_of(request)
+    draft = Draft(request, options, history)
+    draft.state.model = draft.state.echo["model"] = model
+    for key, value in _ECHO_DEFAULTS.items():
+        draft.state.echo[key] = dict(value) if isinstance(value, dict) else value
+    return draft
 
 
-def responses_request_to_chat(request: Any, options: ChatOptions | None = None,
-                      history: Sequence[Any] | None = None) -> ChatRequest:
-    """The chat request for a parsed Responses request.
-
-    ``history`` is the input and output of the response named by ``previous_response_id``, as the caller
-    found it; without it such a request is answered as the API answers for an unknown id.
-    """
-    if not isinstance(request, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    mapping = _Mapping(request, options or ChatOptions(), history)
-    _model(mapping, "model", request.get("model"))
-    _echo_defaults(mapping)
-    for key in _ORDER:  # instructions before input, tools before tool_choice
-        _apply(mapping, key, request.get(key))
-    for key, value in request.items():
-        if key not in _ORDER and key != "model":
-            _apply(mapping, key, value)
-    if not mapping.input_mapped and mapping.history:
-        _input(mapping, "input", None)
-    if not mapping.body.get("messages"):
+def finished(draft: Draft, dropped: list[str]) -> ChatRequest:
+    """The chat request, once the table's handlers have run: the history when there was no input, and what
+    depends on tools left out."""
+    if not draft.input_mapped and draft.history:
+        map_input(draft, "input", None)
+    if not draft.body["messages"]:
         raise InvalidRequest("The request has no input: give 'input' (a string or an array of items).", "input")
-    _settle_tool_choice(mapping)
-    body = {"model": mapping.state.model, **mapping.body}
-    return ChatRequest(body, mapping.state, mapping.dropped, mapping.adjusted)
-
-
-def _apply(mapping: _Mapping, key: str, value: Any) -> None:
-    if value is None:
-        return  # null means "not given", as the API reads it
-    rule = RESPONSES_PARAMS.get(key, DROPPED)
-    if rule is None:
-        mapping.dropped.append(key)
-    else:
-        rule(mapping, key, value)
+    _settle_tool_choice(draft)
+    body = {"model": draft.state.model, **draft.body}
+    return ChatRequest(body, draft.state, [*draft.dropped, *dropped], draft.adjusted, draft.request, draft.sources)
 
 
 # --- model, instructions, input -----------------------------------------------
 
 
-def _model(mapping: _Mapping, key: str, model: Any) -> None:
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("you must provide a model parameter", "model")
-    mapping.state.model = model
-    mapping.state.echo["model"] = model
-
-
-def _instructions(mapping: _Mapping, key: str, instructions: Any) -> None:
-    mapping.state.echo["instructions"] = instructions
+def map_instructions(draft: Draft, key: str, instructions: Any) -> None:
+    draft.state.echo["instructions"] = instructions
     if isinstance(instructions, str):
         if instructions:
-            mapping.body.setdefault("messages", []).insert(0, {"role": "system", "content": instructions})
+            draft.body["messages"].insert(0, {"role": "system", "content": instructions})
+            draft.sources.insert(0, (key, ()))
         return
     if isinstance(instructions, list):  # the API echoes them as input items; here they lead the conversation
-        messages = _Messages(mapping)
+        messages = _Messages(draft)
         for index, item in enumerate(instructions):
-            messages.add(item, f"instructions[{index}]")
-        mapping.body.setdefault("messages", [])[:0] = messages.finish()
+            messages.add(item, f"{key}[{index}]")
+        draft.body["messages"][:0] = messages.finish()
+        draft.sources[:0] = messages.sources
         return
     raise InvalidRequest("Invalid type for 'instructions': expected a string or an array of input items.",
                          "instructions")
 
 
-def _input(mapping: _Mapping, key: str, value: Any) -> None:
-    mapping.input_mapped = True
-    messages = _Messages(mapping)
-    for item in mapping.history or ():
+def map_input(draft: Draft, key: str, value: Any) -> None:
+    draft.input_mapped = True
+    messages = _Messages(draft)
+    for item in draft.history or ():
         messages.add(item, "previous_response_id")
     if isinstance(value, str):
         messages.flush()
-        messages.out.append({"role": "user", "content": value})
+        messages.emit({"role": "user", "content": value}, key)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            messages.add(item, f"input[{index}]")
+            messages.add(item, f"{key}[{index}]")
     elif value is not None:
-        raise InvalidRequest("Invalid type for 'input': expected a string or an array of input items.", "input")
-    mapping.body.setdefault("messages", []).extend(messages.finish())
+        raise InvalidRequest("Invalid type for 'input': expected a string or an array of input items.", key)
+    draft.body["messages"].extend(messages.finish())
+    draft.sources.extend(messages.sources)
 
 
-def _previous_response(mapping: _Mapping, key: str, value: Any) -> None:
-    mapping.state.echo[key] = _string(value, key)
-    if mapping.history is None:
+def map_history(draft: Draft, key: str, value: Any) -> None:
+    draft.state.echo[key] = string(value, key)
+    if draft.history is None:
         raise ProxyError(404, f"Previous response with id '{value}' not found.", "invalid_request_error", key,
                          "previous_response_not_found")
 
 
-def _refused(mapping: _Mapping, key: str, value: Any) -> None:
+def refuse_stored(draft: Draft, key: str, value: Any) -> None:
     """A parameter whose meaning is stored on OpenAI's platform: leaving it out would answer another question."""
     raise InvalidRequest(f"'{key}' is not supported for this model.", key, "unsupported_parameter")
 
@@ -199,30 +188,40 @@ def _refused(mapping: _Mapping, key: str, value: Any) -> None:
 class _Messages:
     """Input items -> chat messages. An assistant turn (its reasoning, text and tool calls) is one message."""
 
-    __slots__ = ("mapping", "out", "turn", "reasoning")
+    __slots__ = ("draft", "out", "sources", "turn", "turn_source", "turn_calls", "reasoning")
 
-    def __init__(self, mapping: _Mapping) -> None:
-        self.mapping = mapping
+    def __init__(self, draft: Draft) -> None:
+        self.draft = draft
         self.out: list[dict[str, Any]] = []
+        self.sources: list[Source] = []  # beside out
         self.turn: dict[str, Any] | None = None  # the assistant message being gathered
+        self.turn_source = ""  # the path of the item that began it
+        self.turn_calls: list[str] = []  # the paths of its tool calls' items
         self.reasoning: list[str] = []  # reasoning waiting for the assistant message it preceded
 
     def finish(self) -> list[dict[str, Any]]:
         self.flush()
         return self.out
 
+    def emit(self, message: dict[str, Any], where: str, calls: tuple[str, ...] = ()) -> None:
+        self.out.append(message)
+        self.sources.append((where, calls))
+
     def flush(self) -> None:
-        if self.turn is not None:
-            self.out.append(self.turn)
-            self.turn = None
+        self.close_turn()
         self.reasoning = []
 
-    def assistant(self, fresh: bool = False) -> dict[str, Any]:
-        """The assistant message to add to, or (``fresh``) a new one."""
-        if self.turn is not None and fresh:
-            self.out.append(self.turn)
+    def close_turn(self) -> None:
+        if self.turn is not None:
+            self.emit(self.turn, self.turn_source, tuple(self.turn_calls))
             self.turn = None
+
+    def assistant(self, where: str, fresh: bool = False) -> dict[str, Any]:
+        """The assistant message to add to, or (``fresh``) a new one; ``where`` is the item that adds to it."""
+        if fresh:
+            self.close_turn()
         if self.turn is None:
+            self.turn_source, self.turn_calls = where, []
             self.turn = {"role": "assistant", "content": None}
             if self.reasoning:
                 self.turn["reasoning_content"] = "\n\n".join(self.reasoning)
@@ -235,13 +234,12 @@ class _Messages:
         kind = item.get("type")
         if kind is None and "role" in item:
             kind = "message"
-        if not isinstance(kind, str):
-            raise InvalidRequest(f"Invalid type for '{where}.type': expected a string.", f"{where}.type", "invalid_type")
+        string(kind, f"{where}.type")
         handler = _ITEMS.get(kind)
         if handler is not None:
             handler(self, item, where)
         elif kind in BUILTIN_ITEMS:
-            self.mapping.dropped.append(where)
+            self.draft.dropped.append(where)
         elif kind == "item_reference":
             raise ProxyError(404, f"Item with id '{item.get('id')}' not found.", "invalid_request_error",
                              f"{where}.id", "item_not_found")
@@ -256,8 +254,8 @@ class _Messages:
             if text is None and refusal is None:
                 return
             # Text after text, or after tool calls (chat puts a message's text before its calls), is a new message.
-            turn = self.assistant(fresh=self.turn is not None and (self.turn["content"] is not None
-                                                                   or "tool_calls" in self.turn))
+            turn = self.assistant(where, fresh=self.turn is not None and (self.turn["content"] is not None
+                                                                          or "tool_calls" in self.turn))
             turn["content"] = text
             if refusal is not None:
                 turn["refusal"] = refusal
@@ -267,33 +265,35 @@ class _Messages:
                                  "assistant, system and developer.", f"{where}.role", "invalid_value")
         self.flush()
         chat_role = "user" if role == "user" else "system"  # chat-only upstreams know no developer role
-        self.out.append({"role": chat_role, "content": _content(content, f"{where}.content", role)})
+        self.emit({"role": chat_role, "content": _content(content, f"{where}.content", role)}, where)
 
     def function_call(self, item: dict[str, Any], where: str) -> None:
-        name = _string(item.get("name"), f"{where}.name")
+        name = string(item.get("name"), f"{where}.name")
         namespace = item.get("namespace")
         if namespace is not None:
-            name = _namespaced(_string(namespace, f"{where}.namespace"), name)
-        self._call(item, where, name, _string(item.get("arguments"), f"{where}.arguments"))
+            name = _namespaced(string(namespace, f"{where}.namespace"), name)
+        self._call(item, where, name, string(item.get("arguments"), f"{where}.arguments"))
 
     def custom_tool_call(self, item: dict[str, Any], where: str) -> None:
-        name = _string(item.get("name"), f"{where}.name")
+        name = string(item.get("name"), f"{where}.name")
         namespace = item.get("namespace")
         if namespace is not None:
-            name = _namespaced(_string(namespace, f"{where}.namespace"), name)
-        self._call(item, where, name, json.dumps({CUSTOM_INPUT: _string(item.get("input"), f"{where}.input")},
+            name = _namespaced(string(namespace, f"{where}.namespace"), name)
+        self._call(item, where, name, json.dumps({CUSTOM_INPUT: string(item.get("input"), f"{where}.input")},
                                                  ensure_ascii=False))
 
     def _call(self, item: dict[str, Any], where: str, name: str, arguments: str) -> None:
-        call_id = _string(item.get("call_id"), f"{where}.call_id")
-        self.assistant().setdefault("tool_calls", []).append(
+        call_id = string(item.get("call_id"), f"{where}.call_id")
+        turn = self.assistant(where)
+        turn.setdefault("tool_calls", []).append(
             {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}})
+        self.turn_calls.append(where)
 
     def call_output(self, item: dict[str, Any], where: str) -> None:
-        call_id = _string(item.get("call_id"), f"{where}.call_id")
+        call_id = string(item.get("call_id"), f"{where}.call_id")
         self.flush()
-        self.out.append({"role": "tool", "tool_call_id": call_id,
-                         "content": self._output(item.get("output"), f"{where}.output")})
+        self.emit({"role": "tool", "tool_call_id": call_id, "content": self._output(item.get("output"),
+                                                                                   f"{where}.output")}, where)
 
     def _output(self, output: Any, where: str) -> str:
         """A tool's output as text: chat tool messages carry text only, so other parts are reported dropped."""
@@ -307,23 +307,21 @@ class _Messages:
             spot = f"{where}[{index}]"
             kind = part.get("type") if isinstance(part, dict) else None
             if kind in ("input_text", "output_text"):
-                texts.append(_string(part.get("text"), f"{spot}.text"))
+                texts.append(string(part.get("text"), f"{spot}.text"))
             elif kind in ("input_image", "input_file"):
-                self.mapping.dropped.append(spot)
+                self.draft.dropped.append(spot)
             else:
                 raise InvalidRequest(f"Invalid content part at '{spot}': expected input_text, input_image or "
                                      "input_file.", spot)
         return "".join(texts)
 
     def reasoning_item(self, item: dict[str, Any], where: str) -> None:
-        if not self.mapping.options.reasoning_history:
+        if not self.draft.options.reasoning_history:
             return
         text = "\n\n".join(_reasoning_texts(item, where))
         if not text:
             return
-        if self.turn is not None:  # reasoning comes before the answer it led to: that one is finished
-            self.out.append(self.turn)
-            self.turn = None
+        self.close_turn()  # reasoning comes before the answer it led to: that one is finished
         self.reasoning.append(text)
 
 
@@ -344,13 +342,11 @@ def _reasoning_texts(item: dict[str, Any], where: str) -> list[str]:
         parts = item.get(key)
         if parts is None:
             continue
-        if not isinstance(parts, list):
-            raise InvalidRequest(f"Invalid type for '{where}.{key}': expected an array.", f"{where}.{key}")
-        for index, part in enumerate(parts):
+        for index, part in enumerate(typed(parts, list, f"{where}.{key}")):
             if not isinstance(part, dict) or part.get("type") != kind:
                 raise InvalidRequest(f"Invalid value for '{where}.{key}[{index}]': expected a {kind} part.",
                                      f"{where}.{key}[{index}]")
-            texts.append(_string(part.get("text"), f"{where}.{key}[{index}].text"))
+            texts.append(string(part.get("text"), f"{where}.{key}[{index}].text"))
         if texts:
             return texts
     return texts
@@ -367,9 +363,9 @@ def _assistant_content(content: Any, where: str) -> tuple[str | None, str | None
         spot = f"{where}[{index}]"
         kind = part.get("type") if isinstance(part, dict) else None
         if kind in ("output_text", "input_text"):
-            texts.append(_string(part.get("text"), f"{spot}.text"))
+            texts.append(string(part.get("text"), f"{spot}.text"))
         elif kind == "refusal":
-            refusals.append(_string(part.get("refusal"), f"{spot}.refusal"))
+            refusals.append(string(part.get("refusal"), f"{spot}.refusal"))
         else:
             raise InvalidRequest(f"Invalid content part at '{spot}': an assistant message holds output_text and "
                                  "refusal parts.", f"{spot}.type")
@@ -395,9 +391,9 @@ _IMAGE_DETAILS = ("auto", "low", "high")
 def _part(part: Any, where: str, role: str) -> dict[str, Any]:
     kind = part.get("type") if isinstance(part, dict) else None
     if kind in ("input_text", "output_text"):
-        return {"type": "text", "text": _string(part.get("text"), f"{where}.text")}
+        return {"type": "text", "text": string(part.get("text"), f"{where}.text")}
     if kind == "refusal":
-        return {"type": "text", "text": _string(part.get("refusal"), f"{where}.refusal")}
+        return {"type": "text", "text": string(part.get("refusal"), f"{where}.refusal")}
     if role == "user" and kind == "input_image":
         return _image(part, where)
     if role == "user" and kind == "input_file":
@@ -412,7 +408,7 @@ def _image(part: dict[str, Any], where: str) -> dict[str, Any]:
     if url is None:
         raise InvalidRequest(f"'{where}' needs an 'image_url': images by 'file_id' are not supported for this model.",
                              f"{where}.image_url", "unsupported_parameter")
-    image = {"url": _string(url, f"{where}.image_url")}
+    image = {"url": string(url, f"{where}.image_url")}
     detail = part.get("detail")
     if detail is not None and detail != "auto":
         if detail not in (*_IMAGE_DETAILS, "original"):
@@ -426,7 +422,7 @@ def _file(part: dict[str, Any], where: str) -> dict[str, Any]:
     if part.get("file_url") is not None and part.get("file_data") is None and part.get("file_id") is None:
         raise InvalidRequest(f"'{where}.file_url' is not supported for this model: send 'file_data' or 'file_id'.",
                              f"{where}.file_url", "unsupported_parameter")
-    file = {key: _string(part[key], f"{where}.{key}") for key in ("file_data", "file_id", "filename")
+    file = {key: string(part[key], f"{where}.{key}") for key in ("file_data", "file_id", "filename")
             if part.get(key) is not None}
     if "file_data" not in file and "file_id" not in file:
         raise InvalidRequest(f"'{where}' needs 'file_data' or 'file_id'.", where)
@@ -440,7 +436,7 @@ def _namespaced(namespace: str, name: str) -> str:
     return f"{namespace}{NAMESPACE_SEPARATOR}{name}"
 
 
-def _tools(mapping: _Mapping, key: str, tools: Any) -> None:
+def map_tools(draft: Draft, key: str, tools: Any) -> None:
     if not isinstance(tools, list):
         raise InvalidRequest("Invalid type for 'tools': expected an array of tool objects.", "tools")
     chat_tools: list[dict[str, Any]] = []
@@ -451,44 +447,44 @@ def _tools(mapping: _Mapping, key: str, tools: Any) -> None:
         if not isinstance(kind, str):
             raise InvalidRequest(f"'{where}' must be a tool object with a 'type'.", f"{where}.type")
         if kind == "namespace":
-            namespace = _string(tool.get("name"), f"{where}.name")
+            namespace = string(tool.get("name"), f"{where}.name")
             members = tool.get("tools")
             if not isinstance(members, list) or not members:
                 raise InvalidRequest(f"'{where}.tools' must be a non-empty array of function or custom tools.",
                                      f"{where}.tools")
-            prefix = _string(tool["description"], f"{where}.description") if tool.get("description") else ""
+            prefix = string(tool["description"], f"{where}.description") if tool.get("description") else ""
             for number, member in enumerate(members):
                 spot = f"{where}.tools[{number}]"
                 member_kind = member.get("type") if isinstance(member, dict) else None
                 if member_kind not in ("function", "custom"):
                     raise InvalidRequest(f"'{spot}' must be a function or custom tool.", f"{spot}.type")
-                chat_tools.append(_member(mapping, member, spot, member_kind, namespace, prefix))
+                chat_tools.append(_member(draft, member, spot, member_kind, namespace, prefix))
             echoed.append(tool)
         elif kind in ("function", "custom"):
-            chat_tools.append(_member(mapping, tool, where, kind, None, ""))
+            chat_tools.append(_member(draft, tool, where, kind, None, ""))
             echoed.append(_echoed_tool(tool, kind))
-        elif kind in BUILTIN_TOOLS and mapping.options.refuse_builtin_tools:
+        elif kind in BUILTIN_TOOLS and draft.options.refuse_builtin_tools:
             raise InvalidRequest(f"The built-in tool '{kind}' is not supported for this model.", f"{where}.type",
                                  "unsupported_tool")
         else:  # built-in, or newer than this proxy: nothing a chat upstream can run
-            mapping.dropped.append(f"{where}.{kind}" if kind in BUILTIN_TOOLS else where)
+            draft.dropped.append(f"{where}.{kind}" if kind in BUILTIN_TOOLS else where)
     if chat_tools:
-        mapping.body["tools"] = chat_tools
-    mapping.state.echo["tools"] = echoed
+        draft.body["tools"] = chat_tools
+    draft.state.echo["tools"] = echoed
 
 
-def _member(mapping: _Mapping, tool: dict[str, Any], where: str, kind: str, namespace: str | None,
+def _member(draft: Draft, tool: dict[str, Any], where: str, kind: str, namespace: str | None,
             prefix: str) -> dict[str, Any]:
     """A function or custom tool (alone or a namespace's member) as a chat function tool."""
-    name = _string(tool.get("name"), f"{where}.name")
+    name = string(tool.get("name"), f"{where}.name")
     chat_name = _namespaced(namespace, name) if namespace else name
-    if chat_name in mapping.state.tools:
+    if chat_name in draft.state.tools:
         raise InvalidRequest(f"Duplicate tool name '{chat_name}' at '{where}.name'.", f"{where}.name",
                              "duplicate_tool_name")
-    mapping.state.tools[chat_name] = ToolName(name, kind, namespace)
+    draft.state.tools[chat_name] = ToolName(name, kind, namespace, where)
     description = tool.get("description")
     if description is not None:
-        description = _string(description, f"{where}.description")
+        description = string(description, f"{where}.description")
     description = "\n\n".join(filter(None, (prefix, description)))
     function: dict[str, Any] = {"name": chat_name}
     if kind == "function":
@@ -496,9 +492,7 @@ def _member(mapping: _Mapping, tool: dict[str, Any], where: str, kind: str, name
         if parameters is not None and not isinstance(parameters, dict):
             raise InvalidRequest(f"Invalid type for '{where}.parameters': expected a JSON schema object.",
                                  f"{where}.parameters")
-        strict = tool.get("strict")
-        if strict is not None and not isinstance(strict, bool):
-            raise InvalidRequest(f"Invalid type for '{where}.strict': expected a boolean.", f"{where}.strict")
+        strict = optional(tool, "strict", bool, f"{where}.strict")
         if description:
             function["description"] = description
         function["parameters"] = parameters if parameters is not None else {"type": "object", "properties": {}}
@@ -524,7 +518,7 @@ def _custom_format(value: Any, where: str) -> str:
     if kind == "text":
         return ""
     if kind == "grammar" and value.get("syntax") in ("lark", "regex"):
-        definition = _string(value.get("definition"), f"{where}.definition")
+        definition = string(value.get("definition"), f"{where}.definition")
         return (f"Give the input as the string argument '{CUSTOM_INPUT}'. It must match this {value['syntax']} "
                 f"grammar:\n```\n{definition}\n```")
     raise InvalidRequest(f"'{where}' must be {{\"type\": \"text\"}} or a grammar with a syntax (lark or regex) and "
@@ -539,15 +533,15 @@ def _echoed_tool(tool: dict[str, Any], kind: str) -> dict[str, Any]:
             "parameters": tool.get("parameters"), "strict": True if tool.get("strict") is None else tool["strict"]}
 
 
-def _tool_choice(mapping: _Mapping, key: str, choice: Any) -> None:
-    mapping.state.echo["tool_choice"] = choice
+def map_tool_choice(draft: Draft, key: str, choice: Any) -> None:
+    draft.state.echo["tool_choice"] = choice
     if choice in ("auto", "none", "required"):
-        mapping.body["tool_choice"] = choice
+        draft.body["tool_choice"] = choice
         return
     kind = choice.get("type") if isinstance(choice, dict) else None
     if kind in ("function", "custom"):
-        mapping.body["tool_choice"] = {"type": "function",
-                                       "function": {"name": _chosen(mapping, choice, "tool_choice", kind)}}
+        draft.body["tool_choice"] = {"type": "function",
+                                       "function": {"name": _chosen(draft, choice, "tool_choice", kind)}}
         return
     if kind == "allowed_tools":
         tools = choice.get("tools")
@@ -562,11 +556,11 @@ def _tool_choice(mapping: _Mapping, key: str, choice: Any) -> None:
                 continue  # the model may use it: it cannot, as it may not use what was left out
             if tool_kind not in ("function", "custom"):
                 raise InvalidRequest(f"'{where}' must name a function or custom tool.", where)
-            allowed.add(_chosen(mapping, tool, where, tool_kind))
+            allowed.add(_chosen(draft, tool, where, tool_kind))
         # Chat-only upstreams rarely know allowed_tools: the tools not allowed are left out instead.
-        mapping.body["tools"] = [tool for tool in mapping.body.get("tools", ()) if tool["function"]["name"] in allowed]
-        mapping.body["tool_choice"] = choice["mode"]
-        mapping.adjusted.append(f"tool_choice=allowed_tools->{choice['mode']}")
+        draft.body["tools"] = [tool for tool in draft.body.get("tools", ()) if tool["function"]["name"] in allowed]
+        draft.body["tool_choice"] = choice["mode"]
+        draft.adjusted.append(f"tool_choice=allowed_tools->{choice['mode']}")
         return
     if isinstance(kind, str) and (kind in BUILTIN_TOOLS or kind in ("mcp", "apply_patch", "shell")):
         raise InvalidRequest(f"'tool_choice' forces the built-in tool '{kind}', which is not supported for this "
@@ -575,55 +569,56 @@ def _tool_choice(mapping: _Mapping, key: str, choice: Any) -> None:
                          "a function or custom tool.", "tool_choice", "invalid_value")
 
 
-def _chosen(mapping: _Mapping, choice: dict[str, Any], where: str, kind: str) -> str:
+def _chosen(draft: Draft, choice: dict[str, Any], where: str, kind: str) -> str:
     """The chat function name of a tool that ``tool_choice`` names; a 400 when no such tool was offered."""
-    name = _string(choice.get("name"), f"{where}.name")
-    for chat_name, tool in mapping.state.tools.items():
+    name = string(choice.get("name"), f"{where}.name")
+    for chat_name, tool in draft.state.tools.items():
         if tool.kind == kind and (chat_name == name or (tool.namespace and tool.name == name)):
             return chat_name
     raise InvalidRequest(f"'{where}.name' names the {kind} tool '{name}', which is not in 'tools'.", f"{where}.name",
                          "invalid_value")
 
 
-def _settle_tool_choice(mapping: _Mapping) -> None:
+def _settle_tool_choice(draft: Draft) -> None:
     """With no tool left for the upstream, what says how to use tools goes too: only ``required`` (which
     could only mean one of the tools left out) is refused."""
-    if mapping.body.get("tools"):
+    if draft.body.get("tools"):
         return
-    mapping.body.pop("tools", None)
-    if mapping.body.get("tool_choice") == "required":
+    draft.body.pop("tools", None)
+    if draft.body.get("tool_choice") == "required":
         raise InvalidRequest("'tool_choice' is 'required' but no tool this model can call was given.", "tool_choice",
                              "unsupported_tool")
     for key in ("tool_choice", "parallel_tool_calls"):
-        if mapping.body.pop(key, None) is not None and key in mapping.request:
-            mapping.dropped.append(key)
+        if draft.body.pop(key, None) is not None and key in draft.request:
+            draft.dropped.append(key)
 
 
-def _parallel_tool_calls(mapping: _Mapping, key: str, value: Any) -> None:
-    mapping.body[key] = mapping.state.echo[key] = _typed(value, bool, key)
+def copy_parallel_tool_calls(draft: Draft, key: str, value: Any) -> None:
+    draft.body[key] = draft.state.echo[key] = typed(value, bool, key)
 
 
 # --- output format, reasoning, limits -------------------------------------------
 
 
-def _text(mapping: _Mapping, key: str, text: Any) -> None:
-    if not isinstance(text, dict):
-        raise InvalidRequest("Invalid type for 'text': expected an object.", "text")
-    echo = dict(mapping.state.echo["text"])
-    for key, value in text.items():
-        if value is None:
-            continue
+def _given(fields: Any, where: str) -> Iterator[tuple[str, Any]]:
+    """The fields an object gives a value (null is not given)."""
+    return ((key, value) for key, value in typed(fields, dict, where).items() if value is not None)
+
+
+def map_text(draft: Draft, name: str, text: Any) -> None:
+    echo = dict(draft.state.echo["text"])
+    for key, value in _given(text, name):
         if key == "format":
             echo["format"] = value
             response_format = _response_format(value)
             if response_format is not None:
-                mapping.body["response_format"] = response_format
+                draft.body["response_format"] = response_format
         elif key == "verbosity":
-            _check_choice(value, VERBOSITIES, "text.verbosity")
-            mapping.body["verbosity"] = echo["verbosity"] = value
+            check_choice(value, VERBOSITIES, "text.verbosity")
+            draft.body["verbosity"] = echo["verbosity"] = value
         else:
-            mapping.dropped.append(f"text.{key}")
-    mapping.state.echo["text"] = echo
+            draft.dropped.append(f"text.{key}")
+    draft.state.echo["text"] = echo
 
 
 def _response_format(value: Any) -> dict[str, Any] | None:
@@ -637,95 +632,81 @@ def _response_format(value: Any) -> dict[str, Any] | None:
         if not isinstance(schema, dict):
             raise InvalidRequest("Invalid type for 'text.format.schema': expected a JSON schema object.",
                                  "text.format.schema")
-        spec: dict[str, Any] = {"name": _string(value.get("name"), "text.format.name"), "schema": schema}
+        spec: dict[str, Any] = {"name": string(value.get("name"), "text.format.name"), "schema": schema}
         if value.get("description") is not None:
-            spec["description"] = _string(value["description"], "text.format.description")
+            spec["description"] = string(value["description"], "text.format.description")
         if value.get("strict") is not None:
-            spec["strict"] = _typed(value["strict"], bool, "text.format.strict")
+            spec["strict"] = typed(value["strict"], bool, "text.format.strict")
         return {"type": "json_schema", "json_schema": spec}
     raise InvalidRequest("Invalid value for 'text.format.type': expected text, json_object or json_schema.",
                          "text.format.type", "invalid_value")
 
 
-def _reasoning(mapping: _Mapping, key: str, reasoning: Any) -> None:
-    if not isinstance(reasoning, dict):
-        raise InvalidRequest("Invalid type for 'reasoning': expected an object.", "reasoning")
-    echo = dict(mapping.state.echo["reasoning"])
-    for key, value in reasoning.items():
-        if value is None:
-            continue
+def map_reasoning(draft: Draft, name: str, reasoning: Any) -> None:
+    echo = dict(draft.state.echo["reasoning"])
+    for key, value in _given(reasoning, name):
         if key == "effort":
-            _check_choice(value, REASONING_EFFORTS, "reasoning.effort")
-            mapping.body["reasoning_effort"] = echo["effort"] = value
+            check_choice(value, REASONING_EFFORTS, "reasoning.effort")
+            draft.body["reasoning_effort"] = echo["effort"] = value
         else:  # a chat upstream's reasoning comes as it comes: the summary asked for is only echoed
             if key in ("summary", "generate_summary"):
-                _check_choice(value, REASONING_SUMMARIES, f"reasoning.{key}")
+                check_choice(value, REASONING_SUMMARIES, f"reasoning.{key}")
                 echo[key] = value
-            mapping.dropped.append(f"reasoning.{key}")
-    mapping.state.echo["reasoning"] = echo
+            draft.dropped.append(f"reasoning.{key}")
+    draft.state.echo["reasoning"] = echo
 
 
-def _max_output_tokens(mapping: _Mapping, key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidRequest(f"Invalid '{key}': expected an integer of at least 1, got {value!r:.100}.", key,
-                             "invalid_value")
-    mapping.body[mapping.options.max_tokens_param] = mapping.state.echo[key] = value
+def map_max_output_tokens(draft: Draft, key: str, value: Any) -> None:
+    draft.body[draft.options.max_tokens_param] = draft.state.echo[key] = positive_int(value, key)
 
 
-def _number(low: float, high: float) -> Rule:
+def copy_number(low: float, high: float) -> Handler:
     """A number in [low, high], copied."""
-    def copy(mapping: _Mapping, key: str, value: Any) -> None:
+    def copy(draft: Draft, key: str, value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
             raise InvalidRequest(f"Invalid '{key}': expected a number from {low:g} to {high:g}, got {value!r:.100}.",
                                  key, "invalid_value")
-        mapping.body[key] = mapping.state.echo[key] = value
+        draft.body[key] = draft.state.echo[key] = value
     return copy
 
 
-def _text_param(limit: int | None = None) -> Rule:
-    """A string of at most ``limit`` characters, copied."""
-    def copy(mapping: _Mapping, key: str, value: Any) -> None:
-        if limit is not None and len(_string(value, key)) > limit:
-            raise InvalidRequest(f"'{key}' may be at most {limit} characters.", key, "invalid_value")
-        mapping.body[key] = mapping.state.echo[key] = _string(value, key)
-    return copy
+def copy_string(draft: Draft, key: str, value: Any) -> None:
+    draft.body[key] = draft.state.echo[key] = string(value, key)
 
 
-def _metadata(mapping: _Mapping, key: str, metadata: Any) -> None:
-    pairs, key_length, value_length = _MAX_METADATA
-    if not isinstance(metadata, dict) or len(metadata) > pairs or not all(
-            len(key) <= key_length and isinstance(value, str) and len(value) <= value_length
-            for key, value in metadata.items()):
-        raise InvalidRequest(f"'metadata' must hold at most {pairs} pairs of strings (keys up to {key_length} "
-                             f"characters, values up to {value_length}).", "metadata", "invalid_value")
-    mapping.state.echo["metadata"] = metadata
-    if metadata:
-        mapping.body["metadata"] = metadata
+def copy_safety_identifier(draft: Draft, key: str, value: Any) -> None:
+    draft.body[key] = draft.state.echo[key] = bounded_string(value, key, MAX_SAFETY_IDENTIFIER)
 
 
-def _service_tier(mapping: _Mapping, key: str, tier: Any) -> None:
-    _check_choice(tier, RESPONSE_SERVICE_TIERS, key)
-    mapping.state.echo[key] = tier
+def copy_metadata(draft: Draft, key: str, value: Any) -> None:
+    draft.state.echo[key] = metadata(value, key)
+    if value:
+        draft.body[key] = value
+
+
+def map_service_tier(draft: Draft, key: str, tier: Any) -> None:
+    check_choice(tier, RESPONSE_SERVICE_TIERS, key)
+    draft.state.echo[key] = tier
     if tier in CHAT_SERVICE_TIERS:
-        mapping.body["service_tier"] = tier
+        draft.body["service_tier"] = tier
     else:
-        mapping.dropped.append("service_tier")
+        draft.dropped.append("service_tier")
 
 
-def _stream(mapping: _Mapping, key: str, stream: Any) -> None:
-    if _typed(stream, bool, "stream"):
-        mapping.state.stream = True
-        mapping.body["stream"] = True
-        mapping.body["stream_options"] = {"include_usage": True}  # usage comes in a last chunk
+def map_stream(draft: Draft, key: str, stream: Any) -> None:
+    if typed(stream, bool, "stream"):
+        draft.state.stream = True
+        draft.body["stream"] = True
+        draft.body["stream_options"] = {"include_usage": True}  # usage comes in a last chunk
 
 
-def _echoed(kind: type, allowed: tuple[Any, ...] | range | None = None) -> Rule:
-    """A setting with no chat counterpart that the Response echoes: checked, reported dropped, and echoed."""
-    def echo(mapping: _Mapping, key: str, value: Any) -> None:
-        if allowed is not None and _typed(value, kind, key) not in allowed:
+def echoed(kind: type, allowed: tuple[Any, ...] | range | None = None) -> Handler:
+    """A setting with no chat counterpart that the Response echoes (its row reports it dropped): checked, and
+    echoed."""
+    def echo(draft: Draft, key: str, value: Any) -> None:
+        if allowed is not None and typed(value, kind, key) not in allowed:
             raise InvalidRequest(f"Invalid value for '{key}': {value!r:.100}.", key, "invalid_value")
-        mapping.state.echo[key] = _typed(value, kind, key)
-        mapping.dropped.append(key)
+        draft.state.echo[key] = typed(value, kind, key)
     return echo
 
 
@@ -740,63 +721,3 @@ _ECHO_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _echo_defaults(mapping: _Mapping) -> None:
-    for key, value in _ECHO_DEFAULTS.items():
-        mapping.state.echo.setdefault(key, dict(value) if isinstance(value, dict) else value)
-
-
-# Responses parameter -> what it becomes in the chat request (DROPPED: no chat counterpart, reported).
-RESPONSES_PARAMS: dict[str, Rule | None] = {
-    "model": _model,
-    "instructions": _instructions,
-    "input": _input,
-    "previous_response_id": _previous_response,
-    "tools": _tools,
-    "tool_choice": _tool_choice,
-    "parallel_tool_calls": _parallel_tool_calls,
-    "text": _text,
-    "reasoning": _reasoning,
-    "max_output_tokens": _max_output_tokens,
-    "temperature": _number(0, 2),
-    "top_p": _number(0, 1),
-    "user": _text_param(),
-    "safety_identifier": _text_param(64),
-    "prompt_cache_key": _text_param(),
-    "metadata": _metadata,
-    "service_tier": _service_tier,
-    "stream": _stream,
-    "store": _echoed(bool),
-    "background": _echoed(bool),
-    "truncation": _echoed(str, ("auto", "disabled")),
-    "max_tool_calls": _echoed(int),
-    "top_logprobs": _echoed(int, range(21)),
-    "prompt_cache_retention": _echoed(str, ("in_memory", "24h")),
-    "conversation": _refused,  # a stored conversation
-    "prompt": _refused,  # a stored prompt template
-    "stream_options": DROPPED,
-    "include": DROPPED,
-    "context_management": DROPPED,
-}
-_ORDER = ("instructions", "previous_response_id", "input", "tools", "tool_choice")
-
-
-# --- checks ----------------------------------------------------------------------
-
-
-_TYPE_NAMES = {bool: "a boolean", dict: "an object", str: "a string", list: "an array", int: "an integer"}
-
-
-def _typed(value: Any, kind: type, where: str) -> Any:
-    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise InvalidRequest(f"Invalid type for '{where}': expected {_TYPE_NAMES[kind]}.", where, "invalid_type")
-    return value
-
-
-def _string(value: Any, where: str) -> str:
-    return _typed(value, str, where)
-
-
-def _check_choice(value: Any, allowed: tuple[str, ...], where: str) -> None:
-    if not isinstance(value, str) or value not in allowed:
-        raise InvalidRequest(f"Invalid value for '{where}': {value!r:.100}. Supported values are {', '.join(allowed)}.",
-                             where, "invalid_value")

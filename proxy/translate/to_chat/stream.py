@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..fields import as_str
+from ..fields import as_dict, as_int, as_str
 from .request import CUSTOM_INPUT, RESPONSE_SERVICE_TIERS, RequestState, ToolName
 
 # Codes a Response's `error` may carry (the spec's ResponseErrorCode); any other failure is a server_error.
@@ -397,8 +397,8 @@ class ResponseStream:
         citation = annotation.get("url_citation") if isinstance(annotation, dict) else None
         if not isinstance(citation, dict) or annotation.get("type") != "url_citation":
             return
-        mapped = {"type": "url_citation", "start_index": _int(citation.get("start_index")),
-                  "end_index": _int(citation.get("end_index")), "url": as_str(citation.get("url")),
+        mapped = {"type": "url_citation", "start_index": as_int(citation.get("start_index")),
+                  "end_index": as_int(citation.get("end_index")), "url": as_str(citation.get("url")),
                   "title": as_str(citation.get("title"))}
         part = self._part("output_text", events)
         part.annotations.append(mapped)
@@ -574,21 +574,20 @@ def responses_usage(usage: Any) -> dict[str, Any] | None:
     """Chat usage in the Responses shape (DeepSeek reports cached input as ``prompt_cache_hit_tokens``)."""
     if not isinstance(usage, dict):
         return None
-    prompt, completion = _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
-    prompt_details = usage.get("prompt_tokens_details") if isinstance(usage.get("prompt_tokens_details"), dict) else {}
-    completion_details = (usage.get("completion_tokens_details")
-                          if isinstance(usage.get("completion_tokens_details"), dict) else {})
+    prompt, completion = as_int(usage.get("prompt_tokens")), as_int(usage.get("completion_tokens"))
+    prompt_details = as_dict(usage.get("prompt_tokens_details"))
+    completion_details = as_dict(usage.get("completion_tokens_details"))
     cached = prompt_details.get("cached_tokens")
     if cached is None:
         cached = usage.get("prompt_cache_hit_tokens")
     total = usage.get("total_tokens")
     return {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": _int(cached),
-                                 "cache_write_tokens": _int(prompt_details.get("cache_write_tokens"))},
+        "input_tokens_details": {"cached_tokens": as_int(cached),
+                                 "cache_write_tokens": as_int(prompt_details.get("cache_write_tokens"))},
         "output_tokens": completion,
-        "output_tokens_details": {"reasoning_tokens": _int(completion_details.get("reasoning_tokens"))},
-        "total_tokens": _int(total) if total is not None else prompt + completion,
+        "output_tokens_details": {"reasoning_tokens": as_int(completion_details.get("reasoning_tokens"))},
+        "total_tokens": as_int(total) if total is not None else prompt + completion,
     }
 
 
@@ -608,9 +607,3 @@ def _failure(error: Any) -> tuple[str, str]:
                 code if isinstance(code, str) else "server_error")
     return (error if isinstance(error, str) and error else "The upstream failed mid-answer."), "server_error"
 
-
-# Upstream JSON is read defensively: a field of the wrong type counts as absent, never as an exception.
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -1,5 +1,6 @@
 """Chat Completions request -> Responses request: the values a translation is made of, and the handlers
-that the chat parameter table (:mod:`.params`) runs, each mapping its parameters. Pure: no I/O, no framework.
+that the chat parameter table (:mod:`.params`) runs, each mapping the value of its parameter (what depends
+on parameters left out is done by :func:`new_draft` and :func:`finished`). Pure: no I/O, no framework.
 
 The chat request is validated while it is mapped, so every problem becomes an
 :class:`InvalidRequest` naming the offending parameter (``messages[2].content``)
@@ -12,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ...errors import InvalidRequest
-from ..fields import check_choice, optional, string
+from ..fields import (MAX_SAFETY_IDENTIFIER, bounded_string, check_choice, is_int, metadata, model_of, optional,
+                      positive_int, string, typed)
 from ..reasoning import REASONING_EFFORTS, REASONING_SUMMARIES
 from .continuity import ENCRYPTED_REASONING, reasoning_keys
 
@@ -100,19 +102,26 @@ class Draft:
     sources: list[int | None] = field(default_factory=list)
     tool_sources: list[tuple[str | int, ...] | None] = field(default_factory=list)
     answers: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)
+    tools: list[dict[str, Any]] = field(default_factory=list)  # the upstream's tools, as they are gathered
+    reasoning: dict[str, Any] = field(default_factory=dict)  # the upstream's reasoning settings, as they are gathered
 
 
 def new_draft(chat: Any, options: MappingOptions) -> Draft:
-    """A draft for a parsed chat request, already checked by :func:`check_nesting`: an object with a model."""
-    if not isinstance(chat, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    model = chat.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("you must provide a model parameter", "model")
-    return Draft(chat, options, {"model": model})
+    """A draft for a parsed chat request, already checked by :func:`check_nesting`: an object with a model and
+    messages. Not stored unless the client asks: chat completions are not kept by default either."""
+    model = model_of(chat)
+    if chat.get("messages") is None:
+        raise InvalidRequest(_NO_MESSAGES, "messages")
+    body: dict[str, Any] = {"model": model, "store": False}
+    if options.keep_reasoning:
+        body["include"] = [ENCRYPTED_REASONING]
+    return Draft(chat, options, body)
 
 
 def finished(draft: Draft, dropped: list[str]) -> Translation:
+    """The translation, once the table's handlers have run: what depends on parameters left out is settled."""
+    _settle_tools(draft)
+    _settle_reasoning(draft)
     body = draft.body
     return Translation(
         upstream=ResponsesRequest(body, body["model"], draft.summary_added),
@@ -137,7 +146,10 @@ def check_nesting(value: Any) -> None:
 # --- messages ---------------------------------------------------------------
 
 
-def map_messages(draft: Draft) -> None:
+_NO_MESSAGES = "'messages' must be a non-empty array of message objects."
+
+
+def map_messages(draft: Draft, name: str, messages: Any) -> None:
     """Map chat history to ``instructions`` and Responses input items, noting the position of the message
     behind each item, and where earlier answers start (when their reasoning is kept).
 
@@ -146,9 +158,8 @@ def map_messages(draft: Draft) -> None:
     appear later in the conversation stay where they are, as developer
     messages, because their position carries meaning.
     """
-    messages = draft.chat.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("'messages' must be a non-empty array of message objects.", "messages")
+        raise InvalidRequest(_NO_MESSAGES, name)
     instructions: list[str] = []
     items: list[dict[str, Any]] = []
     answers: list[tuple[int, tuple[str, ...]]] = []
@@ -383,35 +394,36 @@ _SEARCH_TOOLS = frozenset(("web_search", "web_search_preview", "web_search_2025_
                            "file_search", "mcp"))
 
 
-def map_tools(draft: Draft) -> None:
-    """``tools``, ``functions`` and ``web_search_options`` as Responses tools; ``tool_choice`` or the legacy
-    ``function_call`` as its ``tool_choice``."""
-    chat, body, options = draft.chat, draft.body, draft.options
-    tools: list[dict[str, Any]] = []
-    sources = draft.tool_sources
-    for name, mapped, kind in (("tools", _tool, "tool"), ("functions", _function_tool, "function")):
-        given = chat.get(name)
-        if given is None:
-            continue
-        if not isinstance(given, list):
-            raise InvalidRequest(f"'{name}' must be an array of {kind} objects.", name)
-        tools.extend(mapped(entry, f"{name}[{index}]") for index, entry in enumerate(given))
-        sources.extend((name, index) for index in range(len(given)))
-    web_search = chat.get("web_search_options")
-    if web_search is not None:
-        tools.append(_web_search_tool(web_search))
-        sources.append(("web_search_options",))
-    if options.require_search_tool and not any(tool["type"] in _SEARCH_TOOLS for tool in tools):
-        tools.append({"type": "web_search_preview"})
-        sources.append(None)
-    if tools:
-        body["tools"] = tools
+def map_tools(draft: Draft, name: str, given: Any) -> None:
+    """``tools`` and the legacy ``functions`` as Responses tools."""
+    mapped, kind = (_tool, "tool") if name == "tools" else (_function_tool, "function")
+    if not isinstance(given, list):
+        raise InvalidRequest(f"'{name}' must be an array of {kind} objects.", name)
+    draft.tools.extend(mapped(entry, f"{name}[{index}]") for index, entry in enumerate(given))
+    draft.tool_sources.extend((name, index) for index in range(len(given)))
 
-    choice = chat.get("tool_choice")
-    if choice is None and chat.get("function_call") is not None:
-        choice = _legacy_choice(chat["function_call"])
-    if choice is not None:
-        body["tool_choice"] = _tool_choice(choice)
+
+def map_web_search(draft: Draft, name: str, options: Any) -> None:
+    draft.tools.append(_web_search_tool(options))
+    draft.tool_sources.append((name,))
+
+
+def map_tool_choice(draft: Draft, name: str, choice: Any) -> None:
+    """``tool_choice``, or the legacy ``function_call`` when there is none."""
+    if name == "function_call":
+        if draft.chat.get("tool_choice") is not None:
+            return
+        choice = _legacy_choice(choice)
+    draft.body["tool_choice"] = _tool_choice(choice)
+
+
+def _settle_tools(draft: Draft) -> None:
+    tools = draft.tools
+    if draft.options.require_search_tool and not any(tool["type"] in _SEARCH_TOOLS for tool in tools):
+        tools.append({"type": "web_search_preview"})
+        draft.tool_sources.append(None)
+    if tools:
+        draft.body["tools"] = tools
 
 
 def _tool(tool: Any, where: str) -> dict[str, Any]:
@@ -455,9 +467,7 @@ def _function_tool(function: Any, where: str) -> dict[str, Any]:
     description = function.get("description")
     if description is not None and not isinstance(description, str):
         raise InvalidRequest(f"'{where}.description' must be a string.", f"{where}.description")
-    strict = function.get("strict")
-    if strict is not None and not isinstance(strict, bool):
-        raise InvalidRequest(f"'{where}.strict' must be a boolean.", f"{where}.strict")
+    strict = optional(function, "strict", bool, f"{where}.strict")
     tool = {"type": "function", "name": string(function.get("name"), f"{where}.name"), "parameters": parameters,
             # Responses treats a missing `strict` as true, chat as false: always say it.
             "strict": bool(strict)}
@@ -531,30 +541,29 @@ def _legacy_choice(function_call: Any) -> str | dict[str, Any]:
 # --- limits, reasoning, output format -----------------------------------------
 
 
-def map_limits(draft: Draft) -> None:
-    chat, body = draft.chat, draft.body
-    for key in ("max_completion_tokens", "max_tokens"):
-        value = chat.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidRequest(f"Invalid '{key}': expected an integer of at least 1, got {value!r}.", key)
-        if value < MIN_OUTPUT_TOKENS:
-            draft.adjusted.append(f"{key}={value}->{MIN_OUTPUT_TOKENS}")
-            value = MIN_OUTPUT_TOKENS
-        body["max_output_tokens"] = value
+def map_limits(draft: Draft, name: str, value: Any) -> None:
+    """``max_completion_tokens``, or its legacy name ``max_tokens`` when it is the only one."""
+    if "max_output_tokens" in draft.body:
         return
+    value = positive_int(value, name)
+    if value < MIN_OUTPUT_TOKENS:
+        draft.adjusted.append(f"{name}={value}->{MIN_OUTPUT_TOKENS}")
+        value = MIN_OUTPUT_TOKENS
+    draft.body["max_output_tokens"] = value
 
 
-def map_reasoning(draft: Draft) -> None:
-    chat, body, options = draft.chat, draft.body, draft.options
-    reasoning: dict[str, Any] = {}
-    extra = optional(chat, "reasoning", dict)
-    if extra:
-        reasoning.update({key: extra[key] for key in ("effort", "summary") if extra.get(key) is not None})
-    effort = chat.get("reasoning_effort")
-    if effort is not None:
-        reasoning["effort"] = effort
+def map_reasoning(draft: Draft, name: str, value: Any) -> None:
+    """Responses' own ``reasoning`` (which some clients send), then chat's ``reasoning_effort``, which wins."""
+    if name == "reasoning":
+        given = typed(value, dict, name)
+        draft.reasoning.update({key: given[key] for key in ("effort", "summary") if given.get(key) is not None})
+    else:
+        draft.reasoning["effort"] = value
+
+
+def _settle_reasoning(draft: Draft) -> None:
+    """The operator's defaults where the client gave none, and the values checked."""
+    reasoning, options = draft.reasoning, draft.options
     if "effort" not in reasoning and options.reasoning_effort:
         reasoning["effort"] = options.reasoning_effort
     if "effort" in reasoning:
@@ -565,24 +574,18 @@ def map_reasoning(draft: Draft) -> None:
         reasoning["summary"] = options.reasoning_summary
         draft.summary_added = True
     if reasoning:
-        body["reasoning"] = reasoning
-    if options.keep_reasoning:
-        body.setdefault("include", []).append(ENCRYPTED_REASONING)
+        draft.body["reasoning"] = reasoning
 
 
-def map_text(draft: Draft) -> None:
-    chat, body = draft.chat, draft.body
-    text: dict[str, Any] = {}
-    response_format = chat.get("response_format")
-    if response_format is not None:
-        text["format"] = _text_format(response_format)
-    verbosity = chat.get("verbosity")
-    if verbosity is not None:
-        if verbosity not in ("low", "medium", "high"):
+def map_text(draft: Draft, name: str, value: Any) -> None:
+    """``response_format`` and ``verbosity``: Responses' ``text``."""
+    text = draft.body.setdefault("text", {})
+    if name == "response_format":
+        text["format"] = _text_format(value)
+    else:
+        if value not in ("low", "medium", "high"):
             raise InvalidRequest("'verbosity' must be low, medium or high.", "verbosity")
-        text["verbosity"] = verbosity
-    if text:
-        body["text"] = text
+        text["verbosity"] = value
 
 
 def _text_format(response_format: Any) -> dict[str, Any]:
@@ -599,90 +602,75 @@ def _text_format(response_format: Any) -> dict[str, Any]:
         if spec.get("description") is not None:
             mapped["description"] = string(spec["description"], "response_format.json_schema.description")
         if spec.get("strict") is not None:
-            if not isinstance(spec["strict"], bool):
-                raise InvalidRequest("'response_format.json_schema.strict' must be a boolean.",
-                                     "response_format.json_schema.strict")
-            mapped["strict"] = spec["strict"]
+            mapped["strict"] = typed(spec["strict"], bool, "response_format.json_schema.strict")
         return mapped
     raise InvalidRequest("'response_format.type' must be text, json_object or json_schema.", "response_format")
 
 
-def map_logprobs(draft: Draft) -> None:
-    chat, body = draft.chat, draft.body
-    logprobs = optional(chat, "logprobs", bool)
-    top = chat.get("top_logprobs")
-    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= 20):
-        raise InvalidRequest("'top_logprobs' must be an integer from 0 to 20.", "top_logprobs")
-    if top and not logprobs:
-        raise InvalidRequest("'top_logprobs' requires 'logprobs' to be true.", "top_logprobs")
-    if logprobs:
-        body.setdefault("include", []).append("message.output_text.logprobs")
-        if top:
-            body["top_logprobs"] = top
+def map_logprobs(draft: Draft, name: str, value: Any) -> None:
+    """``logprobs`` asks for them in ``include``; ``top_logprobs`` needs it."""
+    if name == "logprobs":
+        if typed(value, bool, name):
+            draft.body.setdefault("include", []).append("message.output_text.logprobs")
+        return
+    if not is_int(value) or not 0 <= value <= 20:
+        raise InvalidRequest("'top_logprobs' must be an integer from 0 to 20.", name)
+    if value and not draft.chat.get("logprobs"):
+        raise InvalidRequest("'top_logprobs' requires 'logprobs' to be true.", name)
+    if value:
+        draft.body[name] = value
 
 
 _SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority", "fast", "ultrafast")
 _CACHE_RETENTIONS = ("in_memory", "24h")
 _CACHE_OPTIONS = {"ttl": ("30m",), "mode": ("implicit", "explicit")}
 _MODERATION_MODES = ("score", "block")
-_MAX_METADATA = (16, 64, 512)  # pairs, key length, value length
-_MAX_SAFETY_IDENTIFIER = 64
+_CHOICES = {"service_tier": _SERVICE_TIERS, "prompt_cache_retention": _CACHE_RETENTIONS}
 
 
-def copy_checked(draft: Draft) -> None:
-    """Parameters that mean the same in both APIs, copied once checked: the upstream must never be the one
-    to reject a field the proxy forwarded."""
-    chat, body = draft.chat, draft.body
-    for key in ("prompt_cache_key", "user", "safety_identifier"):
-        value = optional(chat, key, str)
-        if value is not None:
-            body[key] = value
-    if len(body.get("safety_identifier", "")) > _MAX_SAFETY_IDENTIFIER:
-        raise InvalidRequest(f"'safety_identifier' may be at most {_MAX_SAFETY_IDENTIFIER} characters.",
-                             "safety_identifier")
-    parallel = optional(chat, "parallel_tool_calls", bool)
-    if parallel is not None:
-        body["parallel_tool_calls"] = parallel
-    for key, allowed in (("service_tier", _SERVICE_TIERS), ("prompt_cache_retention", _CACHE_RETENTIONS)):
-        value = chat.get(key)
-        if value is None:
-            continue
-        check_choice(value, allowed, key)
-        body[key] = value
-    metadata = optional(chat, "metadata", dict)
-    if metadata is not None:
-        pairs, key_length, value_length = _MAX_METADATA
-        if len(metadata) > pairs or not all(len(key) <= key_length and isinstance(value, str) and len(value) <= value_length
-                                            for key, value in metadata.items()):
-            raise InvalidRequest(f"'metadata' must hold at most {pairs} pairs of strings (keys up to {key_length} "
-                                 f"characters, values up to {value_length}).", "metadata")
-        body["metadata"] = metadata
-    cache = optional(chat, "prompt_cache_options", dict)
-    if cache is not None:
-        body["prompt_cache_options"] = _checked_cache_options(cache)
-    moderation = optional(chat, "moderation", dict)
-    if moderation is not None:
-        body["moderation"] = _checked_moderation(moderation)
+# Parameters that mean the same in both APIs, copied once checked: the upstream must never be the one to
+# reject a field the proxy forwarded.
 
 
-def _checked_cache_options(cache: dict[str, Any]) -> dict[str, Any]:
+def copy_string(draft: Draft, name: str, value: Any) -> None:
+    draft.body[name] = string(value, name)
+
+
+def copy_safety_identifier(draft: Draft, name: str, value: Any) -> None:
+    draft.body[name] = bounded_string(value, name, MAX_SAFETY_IDENTIFIER)
+
+
+def copy_boolean(draft: Draft, name: str, value: Any) -> None:
+    draft.body[name] = typed(value, bool, name)
+
+
+def copy_choice(draft: Draft, name: str, value: Any) -> None:
+    check_choice(value, _CHOICES[name], name)
+    draft.body[name] = value
+
+
+def copy_metadata(draft: Draft, name: str, value: Any) -> None:
+    draft.body[name] = metadata(value, name)
+
+
+def copy_cache_options(draft: Draft, name: str, cache: Any) -> None:
     """Prompt cache options, named alike in both APIs: the known ones checked, a null one left out (as not
     given), others (the options grow with the API) sent on."""
     checked = {}
-    for key, value in cache.items():
+    for key, value in typed(cache, dict, name).items():
         if value is None:
             continue
         allowed = _CACHE_OPTIONS.get(key)
         if allowed is not None:
-            check_choice(value, allowed, f"prompt_cache_options.{key}")
+            check_choice(value, allowed, f"{name}.{key}")
         checked[key] = value
-    return checked
+    draft.body[name] = checked
 
 
-def _checked_moderation(moderation: dict[str, Any]) -> dict[str, Any]:
+def copy_moderation(draft: Draft, name: str, moderation: Any) -> None:
     """Moderated completions: the same object in both APIs, checked as far as its shape and policy modes; the
     moderation model is the upstream's to judge."""
-    string(moderation.get("model"), "moderation.model")
+    string(typed(moderation, dict, name).get("model"), "moderation.model")
     policy = optional(moderation, "policy", dict, "moderation.policy")
     if policy is not None:
         for side in ("input", "output"):
@@ -693,36 +681,34 @@ def _checked_moderation(moderation: dict[str, Any]) -> dict[str, Any]:
                 raise InvalidRequest(f"'moderation.policy.{side}' must be an object with a 'mode'.",
                                      f"moderation.policy.{side}")
             check_choice(config["mode"], _MODERATION_MODES, f"moderation.policy.{side}.mode")
-    return moderation
+    draft.body[name] = moderation
 
 
-def map_stream(draft: Draft) -> None:
-    """Whether the answer is streamed, with a usage chunk; the upstream streams too (the shell may choose
-    to stream a non-streamed answer's upstream request as well)."""
-    chat = draft.chat
-    stream = optional(chat, "stream", bool) or False
-    stream_options = optional(chat, "stream_options", dict) or {}
-    include_usage = optional(stream_options, "include_usage", bool, "stream_options.include_usage")
-    draft.stream, draft.include_usage = stream, bool(stream and include_usage)
-    if stream:
+def map_stream(draft: Draft, name: str, stream: Any) -> None:
+    """Whether the answer is streamed; the upstream streams too (the shell may choose to stream a non-streamed
+    answer's upstream request as well)."""
+    if typed(stream, bool, name):
+        draft.stream = True
         draft.body["stream"] = True
 
 
-def map_choices(draft: Draft) -> None:
+def map_stream_options(draft: Draft, name: str, options: Any) -> None:
+    """Whether a streamed answer ends with a usage chunk."""
+    include_usage = optional(typed(options, dict, name), "include_usage", bool, f"{name}.include_usage")
+    draft.include_usage = bool(draft.stream and include_usage)
+
+
+def map_choices(draft: Draft, name: str, n: Any) -> None:
     """``n`` choices: the request runs ``n`` times upstream (the Responses API answers one at a time)."""
-    n = draft.chat.get("n")
-    if n is None:
-        return
     max_n = draft.options.max_n
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= max_n:
         raise InvalidRequest(f"'n' must be an integer from 1 to {max_n}.", "n")
     draft.n = n
 
 
-def map_stop(draft: Draft) -> None:
+def map_stop(draft: Draft, name: str, stop: Any) -> None:
     """Stop sequences, which the Responses API does not have: the proxy ends the answer at one."""
-    stop = draft.chat.get("stop")
-    if stop is None or stop == "":
+    if stop == "":
         return
     stops = [stop] if isinstance(stop, str) else stop
     if not isinstance(stops, list) or len(stops) > 4 or not all(isinstance(item, str) for item in stops):
@@ -730,15 +716,8 @@ def map_stop(draft: Draft) -> None:
     draft.stop = tuple(item for item in stops if item)
 
 
-def map_store(draft: Draft) -> None:
-    """Not stored unless the client asks: chat completions are not kept by default either."""
-    draft.body["store"] = optional(draft.chat, "store", bool) or False
-
-
-def reject_audio(draft: Draft) -> None:
-    """Refuse, loudly, what the Responses API cannot do rather than answer wrongly."""
-    chat = draft.chat
-    modalities = optional(chat, "modalities", list) or []
-    if chat.get("audio") is not None or "audio" in modalities:
-        raise InvalidRequest("Audio output is not supported for this model.",
-                             "audio" if chat.get("audio") is not None else "modalities", "unsupported_parameter")
+def reject_audio(draft: Draft, name: str, value: Any) -> None:
+    """Refuse, loudly, what the Responses API cannot do rather than answer wrongly: ``audio``, or ``audio`` in
+    ``modalities``."""
+    if name == "audio" or "audio" in typed(value, list, name):
+        raise InvalidRequest("Audio output is not supported for this model.", name, "unsupported_parameter")
