@@ -22,9 +22,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from . import __version__, logs, metrics, origins
 from .auth import OPEN_PATHS, PROBE_METHODS, ProxyKeyMiddleware
 from .calls import Capabilities
-from .chat import json_response, serve_translated
+from .chat import serve_translated
 from .config import Config, ModelSettings, load_config
-from .errors import InvalidRequest, ProxyError, error_body
+from .errors import ClientError, InvalidRequest, NoUpstreamForModel, ProxyError, UpstreamNotFound, error_response, json_response
 from .health import Readiness
 from .memory import ReasoningMemory, open_store
 from .middleware import InFlight, ObserveMiddleware
@@ -33,7 +33,7 @@ from .routing import ModelRouter, rememberable
 from .streaming import until_disconnect
 from .translate import (REASONING_OUTPUTS, MappingOptions, Presentation, chat_to_responses, check_nesting,
                         restore_reasoning, says_responses_only)
-from .upstream import (ERROR_BODY_LIMIT, RETRYABLE_STATUSES, Upstream, UpstreamResponse, read_json, upstream_error,
+from .upstream import (ERROR_BODY_LIMIT, Upstream, UpstreamResponse, read_json, upstream_error,
                        url_secrets, without_credentials, wrong_path)
 from .upstreams import Upstreams
 
@@ -79,9 +79,8 @@ class Proxy:
     async def chat(self, request: Request) -> Response:
         encoding = header(request.headers, "content-encoding").strip().lower()
         if encoding not in ("", "identity"):  # the model must be read to route the request
-            raise ProxyError(415, f"A compressed request body (Content-Encoding: {encoding:.40}) is not supported "
-                             "here; send the JSON uncompressed.", "invalid_request_error",
-                             code="unsupported_content_encoding")
+            raise ClientError(415, f"A compressed request body (Content-Encoding: {encoding:.40}) is not supported "
+                              "here; send the JSON uncompressed.", code="unsupported_content_encoding")
         origins.require_json(request.headers)
         body = await read_body(request, self.config.server.max_body_bytes)
         try:
@@ -108,7 +107,7 @@ class Proxy:
         try:
             return await self._chat(request, chat, body, can_fall_back=bool(fallback))
         except ProxyError as exc:
-            if not fallback or not fallback_worthy(exc):
+            if not fallback or not exc.warrants_fallback:
                 raise
             log.warning("model %s failed (%s %s); serving the request with fallback model %s",
                         model, exc.status, exc.message, fallback)
@@ -137,7 +136,7 @@ class Proxy:
             return translated
         error = upstream_error(response, payload, raw)
         # An error too large to relay goes as its gist; a URL that leads nowhere, as the URL called.
-        if (can_fall_back and fallback_worthy(error)) or response.cut or error.code == "upstream_not_found":
+        if (can_fall_back and error.warrants_fallback) or response.cut or isinstance(error, UpstreamNotFound):
             raise error
         return replay(response, raw)
 
@@ -231,7 +230,7 @@ class Proxy:
     def _routes_to(self, model: str, upstream: Upstream) -> bool:
         try:
             return self.upstreams.for_model(model) is upstream
-        except ProxyError:  # no upstream serves it
+        except NoUpstreamForModel:
             return False
 
     async def forward(self, request: Request, path: str) -> Response:
@@ -334,15 +333,6 @@ def _listing_failure(result: Any) -> str:
     return f"HTTP {response.status_code}" if response.status_code >= 400 else "not a model list"
 
 
-def fallback_worthy(error: ProxyError) -> bool:
-    """Failures a fallback model can help with: overload, outage, or a model that is not there."""
-    if error.status in RETRYABLE_STATUSES:
-        return True
-    text = f"{error.code} {error.message}".lower()
-    return error.status in (400, 404) and ("model_not_found" in text or "does not exist" in text
-                                           or "overloaded" in text)
-
-
 def upstream_lines(config: Config) -> list[str]:
     """What the start-up log says about each upstream: the URL it calls (without secrets) and for which models."""
     lines = []
@@ -365,18 +355,6 @@ def tune_garbage_collection() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-
-
-def error_response(exc: Exception) -> Response:
-    """The answer to a request that failed: OpenAI-style, with the error's status (500 for a bug of ours)."""
-    if isinstance(exc, ProxyError):
-        logs.current().error = str(exc.code or exc.type)
-        return json_response(exc.body(), exc.status, exc.headers)
-    if isinstance(exc, HTTPException):
-        return json_response(error_body(str(exc.detail), "invalid_request_error"), exc.status_code)
-    log.error("unexpected error while serving a request", exc_info=exc)
-    return json_response(error_body("The proxy failed unexpectedly while handling this request.", "server_error",
-                                    code="proxy_error"), 500)
 
 
 def names_endpoint(path: str, endpoint: str) -> bool:

@@ -32,12 +32,11 @@ import orjson
 
 from . import metrics
 from .config import BackgroundConfig
-from .errors import ProxyError
+from .errors import InvalidUpstreamAnswer, UpstreamBroken, UpstreamError
 from .routing import MODELS_REMEMBERED, rememberable
 from .translate import (TERMINAL_EVENTS, EventTooLarge, SSEDecoder, refused_feature, terminal_event,
                         without_encrypted_reasoning, without_summary)
-from .upstream import (Upstream, UpstreamBroken, UpstreamResponse, read_json, too_large, upstream_details,
-                       upstream_error)
+from .upstream import Upstream, UpstreamResponse, read_json, upstream_details, upstream_error
 
 log = logging.getLogger("proxy.calls")
 
@@ -74,7 +73,7 @@ def parse_events(decoder: SSEDecoder, chunk: bytes | None) -> list[dict[str, Any
     try:
         decoded = decoder.feed(chunk) if chunk is not None else decoder.close()
     except EventTooLarge:
-        raise too_large(MAX_ANSWER_BYTES) from None
+        raise InvalidUpstreamAnswer.too_large(MAX_ANSWER_BYTES) from None
     events = []
     for name, data in decoded:
         if not data or data == b"[DONE]":
@@ -96,8 +95,7 @@ async def json_answer(response: UpstreamResponse) -> dict[str, Any]:
     payload, raw = await read_json(response, MAX_ANSWER_BYTES, whole=True)
     if not isinstance(payload, dict):
         snippet = raw[:200].decode("utf-8", "replace")
-        raise ProxyError(502, f"The upstream answered with a body that is not a JSON response: {snippet!r}",
-                         "upstream_error", code="invalid_upstream_response")
+        raise InvalidUpstreamAnswer(f"The upstream answered with a body that is not a JSON response: {snippet!r}")
     if "error" in payload and "output" not in payload:
         raise upstream_error(response, payload, raw, 502)
     return payload
@@ -220,7 +218,7 @@ class UpstreamCall:
         try:
             response, _ = await self.upstream.send_retrying("GET", f"/responses/{self.response_id}", self.headers,
                                                             params=params, idle_timeout=self.plan.idle_timeout)
-        except ProxyError as exc:
+        except UpstreamError as exc:
             log.warning("could not resume background stream %s: %s", self.response_id, exc.message)
             return False
         if response.status_code >= 400 or not response.headers.get("content-type", "").startswith("text/event-stream"):
@@ -258,7 +256,7 @@ class UpstreamCall:
                 response = await self.upstream.send("POST", f"/responses/{self.response_id}/cancel", self.headers)
                 response.close()
             log.info("cancelled background response %s", self.response_id)
-        except (ProxyError, TimeoutError, UpstreamBroken) as exc:
+        except (UpstreamError, TimeoutError) as exc:
             log.warning("could not cancel background response %s: %s", self.response_id, exc)
 
     async def aclose(self) -> None:
@@ -280,7 +278,7 @@ class UpstreamCall:
 
 async def start_call(upstream: Upstream, headers: Mapping[str, str], plan: CallPlan, capabilities: Capabilities,
                      background: BackgroundConfig) -> UpstreamCall:
-    """Create the upstream response; errors before any event arrives are raised as :class:`ProxyError`.
+    """Create the upstream response; errors before any event arrives are raised as :class:`UpstreamError`.
 
     A refused feature is left out and the request sent again, maybe more than once (the next answer may refuse
     another). What was refused is remembered only once a request is accepted: when the request fails anyway,

@@ -22,22 +22,18 @@ from starlette.responses import Response
 from . import logs, metrics
 from .calls import Capabilities, CallPlan, UpstreamCall, start_call
 from .config import Config, ModelSettings
-from .errors import ProxyError
+from .errors import ProxyError, json_response
 from .memory import ReasoningMemory
 from .pacing import Heartbeat
 from .streaming import StreamedResponse, until_disconnect
 from .translate import (DONE, KEEPALIVE, CompletionBuilder, Presentation, StreamTranslator, Translation,
                         encode_frames, name_chat_params, new_completion_id, usage_chunk)
-from .upstream import Upstream, UpstreamBroken, broken_off
+from .upstream import Upstream
 
 log = logging.getLogger("proxy.chat")
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 PROGRESS_EVERY = 60.0  # seconds between "Still thinking" notes, when progress notes are on
-
-
-def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(payload), status_code=status, headers=headers, media_type="application/json")
 
 
 def translation_headers(translation: Translation) -> dict[str, str]:
@@ -115,8 +111,7 @@ async def serve_translated(config: Config, upstream: Upstream, capabilities: Cap
         try:
             calls = await _start_all(upstream, headers, plans, capabilities, config)
         except ProxyError as exc:  # the upstream's refusal names Responses parameters; the client sent chat ones
-            name_chat_params(exc, translation)
-            raise
+            raise name_chat_params(exc, translation) from None
         return Exchange(calls, [
             StreamTranslator(upstream_request.model, choice_index=index, presentation=presentation,
                              completion_id=completion_id, include_usage=answer.include_usage and answer.n == 1,
@@ -147,9 +142,8 @@ async def serve_translated(config: Config, upstream: Upstream, capabilities: Cap
 
     try:
         completion = await until_disconnect(request.receive, whole())
-    except ProxyError as exc:
-        exc.headers = details | exc.headers  # an error from a later upstream answer (a poll) names that one
-        raise
+    except ProxyError as exc:  # an error from a later upstream answer (a poll) names that one
+        raise exc.replace(headers=details | exc.headers) from None
     return json_response(completion, headers=extra | details)
 
 
@@ -243,8 +237,6 @@ async def _completion(exchange: Exchange) -> dict[str, Any]:
             if translator.error is not None:
                 raise translator.error
         return builder.build(exchange.translators)
-    except UpstreamBroken as exc:
-        raise broken_off(exc) from None
     finally:
         await exchange.aclose()
 
@@ -301,8 +293,6 @@ async def _relay_stream(exchange: Exchange, summed_usage: bool) -> AsyncIterator
                     frames = [frame for translator in translators for frame in translator.finish()]
         except ProxyError as exc:
             frames = _fail_all(translators, exc)
-        except UpstreamBroken as exc:
-            frames = _fail_all(translators, broken_off(exc))
         failed = next((t.error for t in translators if t.error is not None), None)
         if failed is not None:
             log.warning("stream for %s ended with an error: %s", translators[0].model, failed.message)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 
 from .config import UpstreamConfig
-from .errors import ProxyError
+from .errors import NoUpstreamForModel
 from .upstream import Upstream
 
 
@@ -34,9 +34,7 @@ class Upstreams:
         for upstream, pattern in zip(self.all, self._patterns):
             if pattern.match(name):
                 return upstream
-        raise ProxyError(404, f"The model `{model}` does not exist or you do not have access to it "
-                              "(no upstream of this proxy serves it).", "invalid_request_error", "model",
-                         "model_not_found")
+        raise NoUpstreamForModel(model)
 
     async def aclose(self) -> None:
         for upstream in self.all:

@@ -55,7 +55,7 @@ def test_only_dropped_and_unknown_parameters_are_reported():
 def test_the_rows_paths_name_the_clients_parameter(upstream, chat_name, sent):
     translation = chat_to_responses({"model": "o3-pro", "messages": [{"role": "user", "content": "hi"}], **sent})
     error = ProxyError(400, f"Invalid value for '{upstream}'.", param=upstream)
-    name_chat_params(error, translation)
+    error = name_chat_params(error, translation)
     assert (error.param, error.message) == (chat_name, f"Invalid value for '{chat_name}'.")
 
 

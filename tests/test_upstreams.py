@@ -14,7 +14,8 @@ from conftest import CLIENT_KEY, UPSTREAM_KEY, sdk
 from fake_upstream import Reply, error_body, running_fake_upstream
 from proxy.config import load_config
 from proxy.keys import KeyRing, bearer_key, retry_after
-from proxy.upstream import Upstream, UpstreamBroken
+from proxy.errors import UpstreamBroken
+from proxy.upstream import Upstream
 from servers import running_proxy
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
