@@ -9,6 +9,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -21,27 +22,24 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__, logs, metrics, origins
 from .auth import OPEN_PATHS, PROBE_METHODS, ProxyKeyMiddleware
-from .calls import Capabilities
-from .chat import serve_translated
-from .config import Config, ModelSettings, load_config
+from .answers import serve_translated
+from .config import Config, load_config
 from .errors import ClientError, InvalidRequest, NoUpstreamForModel, ProxyError, UpstreamNotFound, error_response, json_response
 from .health import Readiness
-from .memory import ReasoningMemory, open_store
+from .memory import open_store
+from .models import ModelTable, Route
+from .plan import plan_translated
 from .middleware import InFlight, ObserveMiddleware
 from .passthrough import has_body, header, open_forward, raw_path, read_body, relay, replay, upstream_path
-from .routing import ModelRouter, rememberable
 from .streaming import until_disconnect
-from .translate import (REASONING_OUTPUTS, MappingOptions, Presentation, chat_to_responses, check_nesting,
-                        restore_reasoning, says_responses_only)
+from .translate import check_nesting, says_responses_only
 from .upstream import (ERROR_BODY_LIMIT, Upstream, UpstreamResponse, read_json, upstream_error,
                        url_secrets, without_credentials, wrong_path)
-from .upstreams import Upstreams
 
 log = logging.getLogger("proxy")
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
 SETTLE_SECONDS = 5.0
-SETTINGS_REMEMBERED = 1024
 GC_YOUNG_THRESHOLD = 50_000  # allocations between young collections (Python's default: 700)
 # Response headers a browser app may read (CORS): the request id and what the proxy changed.
 EXPOSED_HEADERS = ["x-request-id", "x-upstream-request-id", "x-proxy-mode", "x-proxy-dropped-params",
@@ -49,32 +47,12 @@ EXPOSED_HEADERS = ["x-request-id", "x-upstream-request-id", "x-proxy-mode", "x-p
 
 
 class Proxy:
-    """Everything a request needs: configuration, the upstreams, the model router, what was learned."""
+    """Everything a request needs: configuration, the model table (with the upstreams), the reasoning store."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.upstreams = Upstreams(config.upstreams)
-        self.upstream = self.upstreams.default
-        # What chat.py reads as `config.upstream` is the upstream serving the request.
-        self._configs = {upstream.config.name: config.model_copy(update={"upstream": upstream.config})
-                         for upstream in self.upstreams.all}
-        # What an upstream refused (background mode, streaming, summaries) is a property of that upstream.
-        self._capabilities = {upstream.config.name: Capabilities() for upstream in self.upstreams.all}
-        self.router = ModelRouter(config.translate, config.aliases)
+        self.models = ModelTable(config)
         self.reasoning_store = open_store(config.reasoning)
-        self._settings: dict[str, ModelSettings] = {}
-
-    def settings(self, model: str) -> ModelSettings:
-        """``config.model_settings(model)``, remembered (by names of bounded length): matching every glob costs more
-        than a translation."""
-        found = self._settings.get(model)
-        if found is None:
-            found = self.config.model_settings(model)
-            if rememberable(model):
-                if len(self._settings) >= SETTINGS_REMEMBERED:
-                    self._settings.clear()
-                self._settings[model] = found
-        return found
 
     async def chat(self, request: Request) -> Response:
         encoding = header(request.headers, "content-encoding").strip().lower()
@@ -99,11 +77,11 @@ class Proxy:
         record.model, record.stream = model, chat.get("stream") is True
         if log.isEnabledFor(logging.DEBUG):
             log.debug("chat request %s: %s", record.request_id, body[:4000].decode("utf-8", "replace"))
-        real_model, fixed = self.router.resolve(model)
+        real_model, fixed = self.models.resolve(model)
         if real_model != model or fixed:
             chat = {**chat, **fixed, "model": real_model}
             body = orjson.dumps(chat)
-        fallback = self.settings(real_model).fallback
+        fallback = self.models.settings(real_model).fallback
         try:
             return await self._chat(request, chat, body, can_fall_back=bool(fallback))
         except ProxyError as exc:
@@ -119,20 +97,20 @@ class Proxy:
 
     async def _chat(self, request: Request, chat: dict[str, Any], body: bytes, can_fall_back: bool) -> Response:
         model = chat["model"]
-        if self.router.should_translate(model):
-            return await self.translate(request, chat)
-        upstream = self.upstreams.for_model(model)
+        route = self.models.route(model)
+        if route.direction == "to_responses":
+            return await self.translate(request, chat, route)
         logs.current().mode = "passthrough"
-        forwarded = open_forward(upstream, request, "/chat/completions", body, self.config.server.max_body_bytes,
-                                 settings=self.settings(model))
+        forwarded = open_forward(route.upstream, request, "/chat/completions", body, self.config.server.max_body_bytes,
+                                 settings=route.settings)
         response = await until_disconnect(request.receive, forwarded)
         if response.status_code < 400:
             return relay(response, {"x-proxy-mode": "passthrough"})
         payload, raw = await read_json(response)
-        if self.router.auto_detect and says_responses_only(payload, raw.decode("utf-8", "replace"), chat):
-            translated = await self.translate(request, chat)
+        if self.models.auto_detect and says_responses_only(payload, raw.decode("utf-8", "replace"), chat):
+            translated = await self.translate(request, chat, replace(route, direction="to_responses"))
             if translated.status_code < 400:  # the other API served it: now the model is known to need it
-                self.router.learn(model)
+                self.models.learn_responses_only(model)
             return translated
         error = upstream_error(response, payload, raw)
         # An error too large to relay goes as its gist; a URL that leads nowhere, as the URL called.
@@ -140,38 +118,13 @@ class Proxy:
             raise error
         return replay(response, raw)
 
-    async def translate(self, request: Request, chat: dict[str, Any]) -> Response:
+    async def translate(self, request: Request, chat: dict[str, Any], route: Route) -> Response:
+        """The translated path, one stage after another: plan the calls, then run them and write the answer."""
         logs.current().mode = "translated"
-        upstream = self.upstreams.for_model(chat["model"])
-        config = self._configs[upstream.config.name]
-        capabilities = self._capabilities[upstream.config.name]
-        settings = self.settings(chat["model"])
-        if settings.reasoning_effort and chat.get("reasoning_effort") is None:
-            chat = {**chat, "reasoning_effort": settings.reasoning_effort}
-        summary = None if config.reasoning.summary == "off" or capabilities.no_summary else config.reasoning.summary
-        store = self.reasoning_store
-        memory = None if store is None else ReasoningMemory(store, request.headers, upstream.config.name, chat["model"])
-        keep = memory is not None and chat["model"].lower() not in capabilities.no_encrypted_reasoning
-        options = MappingOptions(
-            reasoning_summary=summary,
-            reasoning_effort=config.reasoning.effort,
-            max_n=config.translate.max_n,
-            require_search_tool=bool(settings.search_tool),
-            keep_reasoning=keep,
-        )
-        translation = chat_to_responses(chat, options)
-        if memory is not None and translation.provenance.answers:
-            translation = restore_reasoning(translation, await memory.fetch(translation.provenance.memory_keys))
-        presentation = Presentation(
-            reasoning=reasoning_output(request, config.reasoning.output),
-            stop=translation.answer.stop,
-            sources_in_content=config.web_search.sources_in_content,
-            progress=bool(settings.progress),
-        )
-        return await serve_translated(config, upstream, capabilities, memory, request, translation,
-                                      presentation, settings)
+        plan = await plan_translated(route, chat, request, self.config, self.reasoning_store)
+        return await serve_translated(plan, request, self.config)
 
-    async def models(self, request: Request) -> Response:
+    async def model_list(self, request: Request) -> Response:
         """The model list for pickers: every upstream's models, aliases and effort variants.
 
         With several upstreams, the lists are asked for at once and merged in upstream order, each
@@ -181,13 +134,13 @@ class Proxy:
         logs.current().mode = "passthrough"
         # A body (rare on a GET) is read once, so that every upstream can be sent it.
         body = await read_body(request, self.config.server.max_body_bytes) if has_body(request) else None
-        results = await asyncio.gather(*(self._model_list(upstream, request, body) for upstream in self.upstreams.all),
+        results = await asyncio.gather(*(self._model_list(upstream, request, body) for upstream in self.models.upstreams),
                                        return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, ProxyError):
                 raise result  # a bug of ours, not an upstream's failure
         listed, unlisted = [], []
-        for upstream, result in zip(self.upstreams.all, results):
+        for upstream, result in zip(self.models.upstreams, results):
             (listed if isinstance(result, tuple) and result[1] is not None else unlisted).append((upstream, result))
         if not listed:  # nothing to merge: the first upstream's answer, as it came
             for _, result in unlisted[1:]:
@@ -210,7 +163,7 @@ class Proxy:
                 if isinstance(model_id, str) and model_id not in models and self._routes_to(model_id, upstream):
                     models[model_id] = model
         response, payload, _ = listed[0][1]
-        merged = with_variants({**payload, "data": list(models.values())}, self.router, self.config)
+        merged = with_variants({**payload, "data": list(models.values())}, self.models, self.config)
         return replay(response, orjson.dumps(merged), "application/json")
 
     async def _model_list(self, upstream: Upstream, request: Request,
@@ -229,7 +182,7 @@ class Proxy:
 
     def _routes_to(self, model: str, upstream: Upstream) -> bool:
         try:
-            return self.upstreams.for_model(model) is upstream
+            return self.models.upstream_for(model) is upstream
         except NoUpstreamForModel:
             return False
 
@@ -245,7 +198,7 @@ class Proxy:
             origins.refuse_page_forms(request.headers)
         candidates, body, model = await self._route_forward(request)
         limit = self.config.server.max_body_bytes
-        settings = self.settings(model) if model else None
+        settings = self.models.settings(model) if model else None
         resendable = body is not None or not has_body(request)
         response = await open_forward(candidates[0], request, path, body, limit, settings=settings)
         for upstream in candidates[1:]:
@@ -262,22 +215,21 @@ class Proxy:
         else to each upstream in turn. Reading the body costs nothing extra for these requests: JSON
         bodies are small and bounded by ``max_body_bytes``, and the bytes are sent on unchanged.
         """
-        if len(self.upstreams.all) == 1 or request.method != "POST" or \
+        if len(self.models.upstreams) == 1 or request.method != "POST" or \
                 not header(request.headers, "content-type").startswith("application/json"):
-            return self.upstreams.all, None, None
+            return self.models.upstreams, None, None
         body = await read_body(request, self.config.server.max_body_bytes)
         try:
             model = orjson.loads(body).get("model")
         except (orjson.JSONDecodeError, AttributeError):
             model = None
         if not isinstance(model, str) or not model:
-            return self.upstreams.all, body, None
+            return self.models.upstreams, body, None
         logs.current().model = model
-        return [self.upstreams.for_model(model)], body, model
+        return [self.models.upstream_for(model)], body, model
 
 
 MODEL_LIST_LIMIT = 16 * 1024 * 1024
-REASONING_OUTPUT_HEADER = "x-proxy-reasoning-output"
 
 
 async def relayed(response: UpstreamResponse) -> Response:
@@ -288,23 +240,12 @@ async def relayed(response: UpstreamResponse) -> Response:
     raise wrong_path(response, await response.read(ERROR_BODY_LIMIT))
 
 
-def reasoning_output(request: Request, default: str) -> str:
-    """The reasoning display for this request: a header may choose another than the configured one."""
-    wanted = header(request.headers, REASONING_OUTPUT_HEADER).strip().lower()
-    if not wanted:
-        return default
-    if wanted not in REASONING_OUTPUTS:
-        raise InvalidRequest(f"Header {REASONING_OUTPUT_HEADER} must be reasoning_content, think or none.",
-                             REASONING_OUTPUT_HEADER)
-    return wanted
-
-
 # A dated snapshot (o3-pro-2025-06-10, gpt-4-0613) gets no effort variants: its base name has them, and with
 # an aggregator's hundreds of models a variant of each would drown the picker.
 SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{4})$")
 
 
-def with_variants(listing: dict[str, Any], router: ModelRouter, config: Config) -> dict[str, Any]:
+def with_variants(listing: dict[str, Any], table: ModelTable, config: Config) -> dict[str, Any]:
     """The model list with aliases, and effort variants (o3-pro-low) of the translated models' base names."""
     models = [model for model in listing["data"] if isinstance(model, dict)]
     known = {model.get("id") for model in models}
@@ -315,7 +256,7 @@ def with_variants(listing: dict[str, Any], router: ModelRouter, config: Config) 
             known.add(name)
     for model in models:
         model_id = model.get("id")
-        if not isinstance(model_id, str) or not router.should_translate(model_id) or SNAPSHOT.search(model_id):
+        if not isinstance(model_id, str) or not table.translates(model_id) or SNAPSHOT.search(model_id):
             continue
         for effort in config.translate.list_variants:
             variant = f"{model_id}-{effort}"
@@ -405,7 +346,7 @@ class ProxyApp(FastAPI):
 
 def create_app(config: Config) -> FastAPI:
     proxy = Proxy(config)
-    readiness = Readiness(proxy.upstreams.all, config.server.readiness_check)
+    readiness = Readiness(proxy.models.upstreams, config.server.readiness_check)
     logs.register_secrets([*config.server.api_keys, *(key for upstream in config.upstreams for key in upstream.keys),
                            *(secret for upstream in config.upstreams for secret in url_secrets(upstream.base_url))])
 
@@ -419,7 +360,7 @@ def create_app(config: Config) -> FastAPI:
         yield
         # Requests the server cancelled after the grace period end their answers with an error first.
         await inflight.settle(SETTLE_SECONDS)
-        await proxy.upstreams.aclose()
+        await proxy.models.aclose()
         if proxy.reasoning_store is not None:
             await proxy.reasoning_store.aclose()
 
@@ -475,7 +416,7 @@ def create_app(config: Config) -> FastAPI:
     async def dispatch(request: Request) -> Response:
         path = upstream_path(raw_path(request.scope))  # an encoded slash is refused, not made a separator
         if names_endpoint(path, "/models") and request.method == "GET":
-            return await proxy.models(request)
+            return await proxy.model_list(request)
         return await proxy.forward(request, path)
 
     return app
