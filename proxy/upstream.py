@@ -35,6 +35,7 @@ from .config import UpstreamConfig
 from .errors import (RETRYABLE_STATUSES, ConnectTimeout, FirstByteTimeout, IdleTimeout, InvalidUpstreamAnswer,
                      UpstreamBroken, UpstreamError, UpstreamNotFound, UpstreamStatusError, UpstreamUnreachable)
 from .keys import REST_STATUSES, KeyRing, bearer_key, retry_after
+from .library_internals import left_behind
 
 log = logging.getLogger("proxy.upstream")
 
@@ -154,7 +155,7 @@ class UpstreamResponse:
         except (aiohttp.ClientError, OSError) as exc:
             failure = self._read_failure(exc)
             if not isinstance(failure, IdleTimeout):
-                rest = _left_behind(content)
+                rest = left_behind(content)
                 if rest:
                     yield rest
             raise failure from None
@@ -202,20 +203,6 @@ class UpstreamResponse:
     def close(self) -> None:
         """Give the connection back to the pool when the body was read to its end; otherwise close it."""
         self._response.release()
-
-
-def _left_behind(content: aiohttp.StreamReader) -> bytes:
-    """Bytes that arrived just before a cut, which aiohttp would drop when it reports the cut.
-
-    A background stream's first events can arrive together with the cut; without them its id is unknown
-    and it cannot be resumed. (aiohttp's reader state, not its API: covered by the resume tests.)
-    """
-    buffer = getattr(content, "_buffer", None)
-    if not buffer:
-        return b""
-    data = b"".join(buffer)[getattr(content, "_buffer_offset", 0):]
-    buffer.clear()
-    return data
 
 
 def _decode(body: bytes, encoding: str, limit: int) -> bytes:
