@@ -12,6 +12,8 @@ from proxy.translate import (MappingOptions, chat_param, chat_to_responses, kept
                              restore_reasoning)
 from spec_check import check_error_body
 
+pytestmark = pytest.mark.core  # the pure translation core: `pytest -m core` runs these alone
+
 CHAT = {
     "model": "o3-pro",
     "max_completion_tokens": 500,

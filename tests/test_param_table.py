@@ -11,6 +11,8 @@ from spec_check import SCHEMA_FILE
 from proxy.errors import ProxyError
 from proxy.translate import CHAT_PARAMS, Param, ParamTable, chat_to_responses, name_chat_params
 
+pytestmark = pytest.mark.core  # the pure translation core: `pytest -m core` runs these alone
+
 
 def _properties(schemas: dict, name: str) -> set[str]:
     """A schema's property names, through its ``$ref`` and ``allOf`` parts."""
