@@ -7,30 +7,33 @@ import gc
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from typing import Any
 
 import orjson
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import Match, Route
+from starlette.types import Receive, Scope, Send
 
 from . import __version__, logs, metrics, origins
 from .auth import OPEN_PATHS, PROBE_METHODS, ProxyKeyMiddleware
 from .answers import serve_translated
 from .config import Config, load_config
-from .errors import ClientError, InvalidRequest, NoUpstreamForModel, ProxyError, UpstreamNotFound, error_response, json_response
+from .errors import (ClientError, InvalidRequest, NoUpstreamForModel, ProxyError, UpstreamNotFound, error_response,
+                     json_response)
 from .health import Readiness
 from .memory import open_store
-from .models import ModelTable, Route
+from .models import ModelRoute, ModelTable
 from .plan import plan_translated
 from .middleware import InFlight, ObserveMiddleware
-from .passthrough import has_body, header, open_forward, raw_path, read_body, relay, replay, upstream_path
+from .passthrough import (has_body, header, open_forward, raw_path, read_body, relay_read, relay_streaming,
+                          upstream_path)
 from .streaming import until_disconnect
 from .translate import check_nesting, says_responses_only
 from .upstream import (ERROR_BODY_LIMIT, Upstream, UpstreamResponse, read_json, upstream_error,
@@ -105,10 +108,10 @@ class Proxy:
                                  settings=route.settings)
         response = await until_disconnect(request.receive, forwarded)
         if response.status_code < 400:
-            return relay(response, {"x-proxy-mode": "passthrough"})
+            return relay_streaming(response, {"x-proxy-mode": "passthrough"})
         payload, raw = await read_json(response)
         if self.models.auto_detect and says_responses_only(payload, raw.decode("utf-8", "replace"), chat):
-            translated = await self.translate(request, chat, replace(route, direction="to_responses"))
+            translated = await self.translate(request, chat, route._replace(direction="to_responses"))
             if translated.status_code < 400:  # the other API served it: now the model is known to need it
                 self.models.learn_responses_only(model)
             return translated
@@ -116,9 +119,9 @@ class Proxy:
         # An error too large to relay goes as its gist; a URL that leads nowhere, as the URL called.
         if (can_fall_back and error.warrants_fallback) or response.cut or isinstance(error, UpstreamNotFound):
             raise error
-        return replay(response, raw)
+        return relay_read(response, raw)
 
-    async def translate(self, request: Request, chat: dict[str, Any], route: Route) -> Response:
+    async def translate(self, request: Request, chat: dict[str, Any], route: ModelRoute) -> Response:
         """The translated path, one stage after another: plan the calls, then run them and write the answer."""
         logs.current().mode = "translated"
         plan = await plan_translated(route, chat, request, self.config, self.reasoning_store)
@@ -134,8 +137,8 @@ class Proxy:
         logs.current().mode = "passthrough"
         # A body (rare on a GET) is read once, so that every upstream can be sent it.
         body = await read_body(request, self.config.server.max_body_bytes) if has_body(request) else None
-        results = await asyncio.gather(*(self._model_list(upstream, request, body) for upstream in self.models.upstreams),
-                                       return_exceptions=True)
+        results = await asyncio.gather(*(self._model_list(upstream, request, body)
+                                         for upstream in self.models.upstreams), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, ProxyError):
                 raise result  # a bug of ours, not an upstream's failure
@@ -150,7 +153,9 @@ class Proxy:
             if isinstance(first, BaseException):
                 raise first
             response, _, raw = first
-            return await relayed(response) if response.status_code >= 400 else replay(response, raw)
+            if response.status_code >= 400:
+                return await relay_or_wrong_path(response)
+            return relay_read(response, raw)
         for upstream, result in unlisted:
             log.warning("upstream %s gave no model list (%s); listing the other upstreams' models",
                         upstream.config.name, _listing_failure(result))
@@ -164,7 +169,7 @@ class Proxy:
                     models[model_id] = model
         response, payload, _ = listed[0][1]
         merged = with_variants({**payload, "data": list(models.values())}, self.models, self.config)
-        return replay(response, orjson.dumps(merged), "application/json")
+        return relay_read(response, orjson.dumps(merged), "application/json")
 
     async def _model_list(self, upstream: Upstream, request: Request,
                           body: bytes | None) -> tuple[UpstreamResponse, Any, bytes]:
@@ -206,7 +211,7 @@ class Proxy:
                 break
             await response.read(ERROR_BODY_LIMIT)  # read to its end, so the connection is kept for reuse
             response = await open_forward(upstream, request, path, body, limit, settings=settings)
-        return await relayed(response)
+        return await relay_or_wrong_path(response)
 
     async def _route_forward(self, request: Request) -> tuple[list[Upstream], bytes | None, str | None]:
         """The upstreams to try, in order, the body if it was read, and the model it names if it was routed by it.
@@ -232,11 +237,11 @@ class Proxy:
 MODEL_LIST_LIMIT = 16 * 1024 * 1024
 
 
-async def relayed(response: UpstreamResponse) -> Response:
+async def relay_or_wrong_path(response: UpstreamResponse) -> Response:
     """An upstream answer, relayed; but a 404 that is no JSON (a web server's page, not an API's error) says
     which URL leads nowhere, in an OpenAI-style body."""
     if response.status_code != 404 or "json" in response.headers.get("content-type", ""):
-        return relay(response)
+        return relay_streaming(response)
     raise wrong_path(response, await response.read(ERROR_BODY_LIMIT))
 
 
@@ -309,39 +314,32 @@ def is_chat(scope: Scope) -> bool:
         names_endpoint(raw_path(scope), "/chat/completions")
 
 
-class ChatFirst:
-    """Chat requests, on any path ending in ``/chat/completions``, go straight to the proxy; the rest to FastAPI.
+class Endpoint:
+    """A route's handler as a plain ASGI endpoint: the request in, an answer out, any failure as an OpenAI-style
+    error (:func:`~proxy.errors.error_response`).
 
-    Chat is the hot path, and FastAPI's routing, dependency and exception layers cost
-    more per request than the translation itself. A trailing slash is allowed (:func:`names_endpoint`).
+    Starlette runs an ASGI endpoint as it is: no request/response adapter and no dependency layer per request,
+    which cost more than the translation itself on the chat path.
     """
 
-    def __init__(self, proxy: Proxy, routes: ASGIApp) -> None:
-        self.proxy = proxy
-        self.routes = routes
+    __slots__ = ("handle",)
+
+    def __init__(self, handle: Callable[[Request], Awaitable[Response]]) -> None:
+        self.handle = handle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not is_chat(scope):
-            await self.routes(scope, receive, send)
-            return
         try:
-            response = await self.proxy.chat(Request(scope, receive))
+            response = await self.handle(Request(scope, receive))
         except Exception as exc:
             response = error_response(exc)
         await response(scope, receive, send)
 
 
-class ProxyApp(FastAPI):
-    """FastAPI, inside the proxy's own middleware (``outer``), with chat requests taken before its layers."""
+class ChatRoute(Route):
+    """Chat requests, on any path ending in ``/chat/completions`` (:func:`is_chat`), with a trailing slash allowed."""
 
-    def __init__(self, proxy: Proxy, outer: Callable[[ASGIApp], ASGIApp], **options: Any) -> None:
-        # The proxy has its own logs and metrics; FastAPI's OpenTelemetry hook would look for providers per request.
-        super().__init__(telemetry={"tracing": False, "metrics": False, "logs": False}, **options)
-        self.state.proxy = proxy
-        self._outer = outer
-
-    def build_middleware_stack(self) -> ASGIApp:
-        return self._outer(ChatFirst(self.state.proxy, super().build_middleware_stack()))
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        return (Match.FULL, {}) if is_chat(scope) else (Match.NONE, {})
 
 
 def create_app(config: Config) -> FastAPI:
@@ -364,28 +362,7 @@ def create_app(config: Config) -> FastAPI:
         if proxy.reasoning_store is not None:
             await proxy.reasoning_store.aclose()
 
-    def outer(app: ASGIApp) -> ASGIApp:
-        """The proxy's middleware, innermost first: the observer sees every answer, CORS headers go on 401s too,
-        and a page at an origin not allowed is refused before anything else."""
-        open_paths = OPEN_PATHS if config.server.metrics_require_key else OPEN_PATHS | {"/metrics"}
-        app = ProxyKeyMiddleware(app, keys=config.server.api_keys, open_paths=open_paths)
-        if config.server.cors_origins:
-            app = CORSMiddleware(app, allow_origins=config.server.cors_origins, allow_methods=["*"],
-                                 allow_headers=["*"], expose_headers=EXPOSED_HEADERS, max_age=600)
-        app = origins.OriginGuard(app, config.server.cors_origins)
-        return ObserveMiddleware(app, inflight=inflight)
-
-    app = ProxyApp(proxy, outer, title="responses-proxy", version=__version__, lifespan=lifespan,
-                   docs_url=None, redoc_url=None, openapi_url=None)
-
-    async def failed(_: Request, exc: Exception) -> Response:
-        return error_response(exc)
-
-    for kind in (ProxyError, HTTPException, Exception):  # Starlette looks each kind up by its own class
-        app.add_exception_handler(kind, failed)
-
-    @app.api_route("/", methods=PROBE_METHODS)
-    async def describe() -> Response:
+    async def describe(_: Request) -> Response:
         return json_response({
             "name": "responses-proxy",
             "version": __version__,
@@ -397,28 +374,56 @@ def create_app(config: Config) -> FastAPI:
             "translated_models": config.translate.models if not config.translate.all_models else ["*"],
         })
 
-    @app.api_route("/healthz", methods=PROBE_METHODS)
-    async def healthz() -> Response:
+    async def healthz(_: Request) -> Response:
         return json_response({"status": "ok"})
 
-    @app.api_route("/readyz", methods=PROBE_METHODS)
-    async def readyz() -> Response:
+    async def readyz(_: Request) -> Response:
         ready, upstreams = await readiness.status()
         return json_response({"status": "ready" if ready else "not ready", "check": config.server.readiness_check,
                               "upstreams": upstreams}, 200 if ready else 503)
 
-    @app.api_route("/metrics", methods=PROBE_METHODS)
-    async def metrics_page() -> Response:
+    async def metrics_page(_: Request) -> Response:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
-    @app.api_route("/{path:path}", methods=_METHODS)
     async def dispatch(request: Request) -> Response:
         path = upstream_path(raw_path(request.scope))  # an encoded slash is refused, not made a separator
         if names_endpoint(path, "/models") and request.method == "GET":
             return await proxy.model_list(request)
         return await proxy.forward(request, path)
 
+    routes = [
+        ChatRoute("/chat/completions", Endpoint(proxy.chat)),  # first: the hot path is matched before the rest
+        Route("/", Endpoint(describe), methods=PROBE_METHODS),
+        Route("/healthz", Endpoint(healthz), methods=PROBE_METHODS),
+        Route("/readyz", Endpoint(readyz), methods=PROBE_METHODS),
+        Route("/metrics", Endpoint(metrics_page), methods=PROBE_METHODS),
+        Route("/{path:path}", Endpoint(dispatch), methods=_METHODS),
+    ]
+    # The proxy's middleware, outermost first: the observer sees every answer, a page at an origin not allowed
+    # is refused before anything else, and CORS headers go on 401s too. A layer with nothing to do is left out.
+    open_paths = OPEN_PATHS if config.server.metrics_require_key else OPEN_PATHS | {"/metrics"}
+    middleware = [
+        Middleware(ObserveMiddleware, inflight=inflight),
+        Middleware(origins.OriginGuard, config.server.cors_origins),
+        *([Middleware(CORSMiddleware, allow_origins=config.server.cors_origins, allow_methods=["*"],
+                      allow_headers=["*"], expose_headers=EXPOSED_HEADERS, max_age=600)]
+          if config.server.cors_origins else []),
+        *([Middleware(ProxyKeyMiddleware, keys=config.server.api_keys, open_paths=open_paths)]
+          if config.server.api_keys else []),
+    ]
+    # The proxy has its own logs and metrics; FastAPI's OpenTelemetry hook would look for providers per request.
+    app = FastAPI(title="responses-proxy", version=__version__, lifespan=lifespan, routes=routes,
+                  middleware=middleware, docs_url=None, redoc_url=None, openapi_url=None,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
+    app.state.proxy = proxy
+
+    async def failed(_: Request, exc: Exception) -> Response:
+        return error_response(exc)
+
+    # Failures outside the endpoints: a method a route does not take (405), a bug in a middleware (500).
+    for kind in (HTTPException, Exception):  # Starlette looks each kind up by its own class
+        app.add_exception_handler(kind, failed)
     return app
 
 

@@ -125,11 +125,12 @@ def measure(histogram: Any, *labels: str, value: float) -> None:
         child(histogram, *labels).observe(value)
         return
     key = (histogram, labels)
+    bounds = histogram_bounds(histogram)
     tally = _measures.get(key)
     if tally is None:
-        tally = _measures[key] = ([0.0], [0] * len(histogram_bounds(histogram)))
+        tally = _measures[key] = ([0.0], [0] * len(bounds))
     tally[0][0] += value
-    tally[1][bisect_left(histogram_bounds(histogram), value)] += 1  # the first bucket whose bound is >= value
+    tally[1][bisect_left(bounds, value)] += 1  # the first bucket whose bound is >= value
 
 
 def flush() -> None:

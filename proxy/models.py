@@ -1,6 +1,6 @@
 """The model table: for a model name, where a request goes and how it is served, and what the proxy learned.
 
-One table answers every question about a model: its :class:`Route` (the real model behind an alias or an
+One table answers every question about a model: its :class:`ModelRoute` (the real model behind an alias or an
 effort variant and the parameters they fix, whether a chat request is translated and in which direction, the
 upstream serving it) and its settings (:class:`~proxy.config.ModelSettings`, merged from the configured globs and
 the defaults). What the upstreams taught the proxy during this process's life is kept here too: models served
@@ -16,7 +16,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 from .config import DEFAULT_MODEL_SETTINGS, Config, ModelSettings
 from .errors import NoUpstreamForModel
@@ -115,9 +115,9 @@ _REFUSED = {"background": ("background mode", "no_background"), "stream": ("stre
             "include": ("encrypted reasoning", "no_encrypted_reasoning")}
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
-    """Where a chat request for ``model`` goes, and the settings it is served with."""
+class ModelRoute(NamedTuple):
+    """Where a chat request for ``model`` goes, and the settings it is served with (immutable: a named tuple,
+    cheaper to build than a frozen dataclass, once per request)."""
 
     model: str
     direction: Direction
@@ -146,11 +146,11 @@ class ModelTable:
         self.translates = Remembered(self._decide)
         self.settings = Remembered(self._merged_settings)
 
-    def route(self, model: str) -> Route:
+    def route(self, model: str) -> ModelRoute:
         """How a chat request for ``model`` (already resolved) is served; :class:`NoUpstreamForModel` when no
         upstream serves it."""
         upstream = self.upstream_for(model)
-        return Route(model, "to_responses" if self.translates(model) else "pass", upstream, self.settings(model),
+        return ModelRoute(model, "to_responses" if self.translates(model) else "pass", upstream, self.settings(model),
                      self._refusals[upstream.config.name])
 
     def resolve(self, model: str) -> tuple[str, dict[str, Any]]:

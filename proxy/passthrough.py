@@ -153,7 +153,8 @@ def query(request: Request) -> str | None:
     return request.scope["query_string"].decode() or None
 
 
-def relay(response: UpstreamResponse, extra_headers: dict[str, str] | None = None) -> StreamedResponse:
+def relay_streaming(response: UpstreamResponse,
+                    extra_headers: dict[str, str] | None = None) -> StreamedResponse:
     """Stream an upstream answer to the client byte for byte (still compressed, if it was)."""
     relayed = StreamedResponse(_relayed_body(response, _can_end_with_event(response)), status_code=response.status_code)
     relayed.raw_headers = origins.for_client(relayed_headers(response)) + [
@@ -161,7 +162,7 @@ def relay(response: UpstreamResponse, extra_headers: dict[str, str] | None = Non
     return relayed
 
 
-def replay(response: UpstreamResponse, body: bytes, media_type: str | None = None) -> Response:
+def relay_read(response: UpstreamResponse, body: bytes, media_type: str | None = None) -> Response:
     """An upstream answer whose body the proxy read (and decoded, or rewrote), with the upstream's headers."""
     replayed = Response(body, status_code=response.status_code)
     replayed.raw_headers = [(name, value) for name, value in origins.for_client(relayed_headers(response))

@@ -7,24 +7,25 @@ this one request is gathered here, once, into a frozen :class:`TranslatedPlan`; 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from starlette.requests import Request
 
 from .config import Config
 from .errors import InvalidRequest
 from .memory import ReasoningMemory, ReasoningStore
-from .models import Route
+from .models import ModelRoute
 from .passthrough import header
-from .translate import REASONING_OUTPUTS, MappingOptions, Presentation, Translation, chat_to_responses, restore_reasoning
+from .translate import (REASONING_OUTPUTS, MappingOptions, Presentation, Translation, chat_to_responses,
+                        restore_reasoning)
 
 REASONING_OUTPUT_HEADER = "x-proxy-reasoning-output"
 
 
-@dataclass(frozen=True, slots=True)
-class CallPlan:
-    """One upstream Responses call, as first tried (a refused feature is left out of a new plan)."""
+class CallPlan(NamedTuple):
+    """One upstream Responses call, as first tried (a refused feature is left out of a new plan).
+
+    The plan's values are named tuples: immutable, and cheaper to build than frozen dataclasses."""
 
     body: dict[str, Any]
     model: str
@@ -36,19 +37,18 @@ class CallPlan:
     summary_added: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class TranslatedPlan:
+class TranslatedPlan(NamedTuple):
     """A translated chat request, planned: the route, the translation, the upstream call (one per choice, ``n``),
     the answer's presentation, and where its reasoning is kept (None: nowhere)."""
 
-    route: Route
+    route: ModelRoute
     translation: Translation
     call: CallPlan
     presentation: Presentation
     memory: ReasoningMemory | None
 
 
-async def plan_translated(route: Route, chat: dict[str, Any], request: Request, config: Config,
+async def plan_translated(route: ModelRoute, chat: dict[str, Any], request: Request, config: Config,
                           store: ReasoningStore | None) -> TranslatedPlan:
     """Plan ``chat`` (a parsed chat request for ``route.model``) as Responses calls."""
     settings, refusals, model = route.settings, route.refusals, chat["model"]

@@ -24,7 +24,6 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
-from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -33,7 +32,7 @@ import orjson
 from . import metrics
 from .config import BackgroundConfig
 from .errors import InvalidUpstreamAnswer, UpstreamBroken, UpstreamError
-from .models import Route
+from .models import ModelRoute
 from .plan import CallPlan
 from .translate import (TERMINAL_EVENTS, EventTooLarge, SSEDecoder, refused_feature, terminal_event,
                         without_encrypted_reasoning, without_summary)
@@ -253,7 +252,7 @@ class UpstreamCall:
             http.close()
 
 
-async def start_calls(route: Route, headers: Mapping[str, str], plan: CallPlan, n: int,
+async def start_calls(route: ModelRoute, headers: Mapping[str, str], plan: CallPlan, n: int,
                       background: BackgroundConfig) -> list[UpstreamCall]:
     """Create ``n`` upstream responses (one per choice) at once; if one cannot start, none is left running."""
     if n == 1:
@@ -271,7 +270,7 @@ async def start_calls(route: Route, headers: Mapping[str, str], plan: CallPlan, 
         raise
 
 
-async def start_call(route: Route, headers: Mapping[str, str], plan: CallPlan,
+async def start_call(route: ModelRoute, headers: Mapping[str, str], plan: CallPlan,
                      background: BackgroundConfig) -> UpstreamCall:
     """Create the upstream response; errors before any event arrives are raised as :class:`UpstreamError`.
 
@@ -280,8 +279,9 @@ async def start_call(route: Route, headers: Mapping[str, str], plan: CallPlan,
     fails anyway, the refusal was not what stood in its way, and the client gets that last error.
     """
     upstream, refusals, model = route.upstream, route.refusals, plan.model.lower()
-    plan = replace(plan, background=plan.background and model not in refusals.no_background,
-                   stream=plan.stream and model not in refusals.no_stream)
+    if (plan.background and model in refusals.no_background) or (plan.stream and model in refusals.no_stream):
+        plan = plan._replace(background=plan.background and model not in refusals.no_background,
+                             stream=plan.stream and model not in refusals.no_stream)
     refused: list[str] = []
     while True:
         body = dict(plan.body)
@@ -318,9 +318,9 @@ async def start_call(route: Route, headers: Mapping[str, str], plan: CallPlan,
 def _without(plan: CallPlan, feature: str) -> CallPlan:
     """``plan`` without a feature the upstream refused (a name :func:`~proxy.translate.refused_feature` gives)."""
     if feature == "background":
-        return replace(plan, background=False)
+        return plan._replace(background=False)
     if feature == "stream":
-        return replace(plan, stream=False)
+        return plan._replace(stream=False)
     if feature == "reasoning.summary":
-        return replace(plan, body=without_summary(plan.body))
-    return replace(plan, body=without_encrypted_reasoning(plan.body))
+        return plan._replace(body=without_summary(plan.body))
+    return plan._replace(body=without_encrypted_reasoning(plan.body))

@@ -466,7 +466,8 @@ async def _watched(chunks: AsyncIterator[bytes], failures: list[BaseException]) 
 async def read_json(response: UpstreamResponse, limit: int = ERROR_BODY_LIMIT,
                     whole: bool = False) -> tuple[Any, bytes]:
     """Read a small body (error or non-streamed answer) and parse it if it is JSON. With ``whole``, a body past
-    ``limit`` is a 502 (:meth:`InvalidUpstreamAnswer.too_large`) instead of its start; else :attr:`UpstreamResponse.cut` says so."""
+    ``limit`` is a 502 (:meth:`InvalidUpstreamAnswer.too_large`) instead of its start; else
+    :attr:`UpstreamResponse.cut` says so."""
     body = await response.read(limit)
     if whole and response.cut:
         raise InvalidUpstreamAnswer.too_large(limit)

@@ -4,14 +4,22 @@ import json
 import logging
 
 import pytest
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Match
 
+from proxy.app import ChatRoute, create_app
+from proxy.auth import ProxyKeyMiddleware
 from proxy.config import Config, TranslateConfig, UpstreamConfig
 from proxy.errors import NoUpstreamForModel
+from proxy.middleware import ObserveMiddleware
 from proxy.models import MODELS_REMEMBERED, NAME_REMEMBERED_CHARS, Globs, ModelTable, Remembered
+from proxy.origins import OriginGuard
 from proxy.translate import says_responses_only
 
 
-def ModelRouter(translate):  # noqa: N802 - the table, as the translation decision's tests build it
+def table(translate):
+    """The model table of a configuration with these translation settings."""
     return ModelTable(Config(translate=translate))
 
 
@@ -21,23 +29,23 @@ def ModelRouter(translate):  # noqa: N802 - the table, as the translation decisi
     "computer-use-preview", "O3-PRO", "openai/o3-pro",
 ])
 def test_default_patterns_translate(model):
-    assert ModelRouter(TranslateConfig()).translates(model)
+    assert table(TranslateConfig()).translates(model)
 
 
 @pytest.mark.parametrize("model", ["gpt-4o", "o3", "o3-mini", "gpt-5", "gpt-5-mini", "gpt-4.1", "o1", "text-embedding-3-small"])
 def test_other_models_pass_through(model):
-    assert not ModelRouter(TranslateConfig()).translates(model)
+    assert not table(TranslateConfig()).translates(model)
 
 
 def test_configured_globs_and_translate_all():
-    router = ModelRouter(TranslateConfig(models=["my-*"]))
+    router = table(TranslateConfig(models=["my-*"]))
     assert router.translates("my-model") and not router.translates("o3-pro")
-    assert ModelRouter(TranslateConfig(all_models=True)).translates("gpt-4o")
-    assert not ModelRouter(TranslateConfig(models=[])).translates("o3-pro")
+    assert table(TranslateConfig(all_models=True)).translates("gpt-4o")
+    assert not table(TranslateConfig(models=[])).translates("o3-pro")
 
 
 def test_learned_models_are_remembered():
-    router = ModelRouter(TranslateConfig())
+    router = table(TranslateConfig())
     assert not router.translates("new-model")
     router.learn_responses_only("new-model")
     assert router.translates("new-model") and router.learned == {"new-model"}
@@ -124,7 +132,7 @@ def test_the_upstreams_own_wording_counts_beside_an_echo():
 
 
 def test_long_names_are_neither_learned_nor_remembered():
-    router = ModelRouter(TranslateConfig(models=["long-*"]))
+    router = table(TranslateConfig(models=["long-*"]))
     long = "long-" + "x" * NAME_REMEMBERED_CHARS
     assert router.translates(long) and router.translates(long[:NAME_REMEMBERED_CHARS])
     router.learn_responses_only("other-" + "y" * NAME_REMEMBERED_CHARS)
@@ -132,7 +140,7 @@ def test_long_names_are_neither_learned_nor_remembered():
 
 
 def test_learned_models_are_capped(caplog):
-    router = ModelRouter(TranslateConfig())
+    router = table(TranslateConfig())
     for index in range(MODELS_REMEMBERED):
         router.learn_responses_only(f"model-{index}")
     caplog.set_level(logging.INFO, "proxy.models")
@@ -170,3 +178,24 @@ def test_an_upstream_is_chosen_by_the_name_as_sent_and_settings_by_the_bare_name
     assert table.settings("openai/o3-pro").background and table.route("openai/o3-pro").direction == "to_responses"
     with pytest.raises(NoUpstreamForModel):
         table.route("gpt-4o")
+
+
+def test_chat_is_a_route_of_fastapis_own_router_and_the_middleware_is_ordinary():
+    """No detour around the framework: chat requests are matched by FastAPI's router (first, on any path ending in
+    /chat/completions as sent), and the proxy's middleware is FastAPI's user middleware, outermost first."""
+    app = create_app(Config(server={"cors_origins": ["https://app.example"], "api_keys": ["sk-proxy"]}))
+    assert type(app) is FastAPI
+    chat_route = app.router.routes[0]
+    assert isinstance(chat_route, ChatRoute)
+    assert [middleware.cls for middleware in app.user_middleware] == [
+        ObserveMiddleware, OriginGuard, CORSMiddleware, ProxyKeyMiddleware]
+    assert [middleware.cls for middleware in create_app(Config()).user_middleware] == [ObserveMiddleware, OriginGuard]
+
+    def scope(path, method="POST"):
+        return {"type": "http", "method": method, "path": path, "raw_path": path.encode()}
+
+    for path in ("/v1/chat/completions", "/chat/completions/", "/openai/v1/chat/completions"):
+        assert chat_route.matches(scope(path))[0] is Match.FULL
+    for path, method in (("/v1/chat%2Fcompletions", "POST"), ("/v1/chat/completions", "GET"),
+                         ("/v1/chat/completions/x", "POST")):
+        assert chat_route.matches(scope(path, method))[0] is Match.NONE
