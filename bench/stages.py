@@ -73,7 +73,7 @@ def timed(owner: Any, name: str, before: str | None = None, after: str | None = 
 
 def serve(out: Path, proxy_args: list[str]) -> int:
     """The proxy, with every chat request's marks appended to ``out`` (JSON lines, 100 requests at a time)."""
-    from proxy import app, chat, cli, middleware, upstream
+    from proxy import answers, app, cli, middleware, plan, upstream
 
     rows: list[str] = []
     observe = middleware.ObserveMiddleware.__call__
@@ -103,10 +103,10 @@ def serve(out: Path, proxy_args: list[str]) -> int:
 
     middleware.ObserveMiddleware.__call__ = observed  # type: ignore[method-assign]
     timed(app, "read_body", after="body")
-    timed(app, "chat_to_responses", before="premap", after="mapped")
+    timed(plan, "chat_to_responses", before="premap", after="mapped")
     timed(upstream.Upstream, "send", before="up_send", after="up_head")
-    timed(chat, "_completion", after="completed")
-    timed(chat, "json_response", after="encoded")
+    timed(answers, "_completion", after="completed")
+    timed(answers, "json_response", after="encoded")
     return cli.main(proxy_args)
 
 

@@ -6,7 +6,7 @@ Measured on every recorded real Responses stream in tests/fixtures/realdata
 (plus the fake upstream's synthetic 200- and 2,000-event streams), one core:
 
 - translate: StreamTranslator.feed() on parsed events + encode_frames() of the chunks it returns
-- decode:    SSEDecoder + orjson of the upstream bytes (proxy.calls.parse_events), one network chunk per event
+- decode:    SSEDecoder + orjson of the upstream bytes (proxy.responses_calls.parse_events), one network chunk per event
 - pipeline:  decode + translate, i.e. all the per-event work of the proxy's stream relay except socket I/O
 
 Each figure is the best of ``--repeat`` runs of at least ``--seconds`` each,
@@ -38,7 +38,7 @@ import realdata  # noqa: E402
 from fake_upstream import responses_events  # noqa: E402
 
 from proxy.app import tune_garbage_collection  # noqa: E402
-from proxy.calls import parse_events  # noqa: E402
+from proxy.responses_calls import parse_events  # noqa: E402
 from proxy.translate import SSEDecoder, StreamTranslator, encode_event, encode_frames  # noqa: E402
 
 

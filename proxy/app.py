@@ -7,41 +7,42 @@ import gc
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import Match, Route
+from starlette.types import Receive, Scope, Send
 
 from . import __version__, logs, metrics, origins
 from .auth import OPEN_PATHS, PROBE_METHODS, ProxyKeyMiddleware
-from .calls import Capabilities
-from .chat import json_response, serve_translated
-from .config import Config, ModelSettings, load_config
-from .errors import InvalidRequest, ProxyError, error_body
+from .answers import serve_translated
+from .config import Config, load_config
+from .errors import (ClientError, InvalidRequest, NoUpstreamForModel, ProxyError, UpstreamNotFound, error_response,
+                     json_response)
 from .health import Readiness
-from .memory import ReasoningMemory, open_store
+from .memory import open_store
+from .models import ModelRoute, ModelTable
+from .plan import plan_translated
 from .middleware import InFlight, ObserveMiddleware
-from .passthrough import has_body, header, open_forward, raw_path, read_body, relay, replay, upstream_path
-from .routing import ModelRouter, rememberable
+from .passthrough import (has_body, header, open_forward, raw_path, read_body, relay_read, relay_streaming,
+                          upstream_path)
 from .streaming import until_disconnect
-from .translate import (REASONING_OUTPUTS, MappingOptions, Presentation, chat_to_responses, check_nesting,
-                        restore_reasoning, says_responses_only)
-from .upstream import (ERROR_BODY_LIMIT, RETRYABLE_STATUSES, Upstream, UpstreamResponse, read_json, upstream_error,
+from .translate import check_nesting, says_responses_only
+from .upstream import (ERROR_BODY_LIMIT, Upstream, UpstreamResponse, read_json, upstream_error,
                        url_secrets, without_credentials, wrong_path)
-from .upstreams import Upstreams
 
 log = logging.getLogger("proxy")
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
 SETTLE_SECONDS = 5.0
-SETTINGS_REMEMBERED = 1024
 GC_YOUNG_THRESHOLD = 50_000  # allocations between young collections (Python's default: 700)
 # Response headers a browser app may read (CORS): the request id and what the proxy changed.
 EXPOSED_HEADERS = ["x-request-id", "x-upstream-request-id", "x-proxy-mode", "x-proxy-dropped-params",
@@ -49,39 +50,18 @@ EXPOSED_HEADERS = ["x-request-id", "x-upstream-request-id", "x-proxy-mode", "x-p
 
 
 class Proxy:
-    """Everything a request needs: configuration, the upstreams, the model router, what was learned."""
+    """Everything a request needs: configuration, the model table (with the upstreams), the reasoning store."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.upstreams = Upstreams(config.upstreams)
-        self.upstream = self.upstreams.default
-        # What chat.py reads as `config.upstream` is the upstream serving the request.
-        self._configs = {upstream.config.name: config.model_copy(update={"upstream": upstream.config})
-                         for upstream in self.upstreams.all}
-        # What an upstream refused (background mode, streaming, summaries) is a property of that upstream.
-        self._capabilities = {upstream.config.name: Capabilities() for upstream in self.upstreams.all}
-        self.router = ModelRouter(config.translate, config.aliases)
+        self.models = ModelTable(config)
         self.reasoning_store = open_store(config.reasoning)
-        self._settings: dict[str, ModelSettings] = {}
-
-    def settings(self, model: str) -> ModelSettings:
-        """``config.model_settings(model)``, remembered (by names of bounded length): matching every glob costs more
-        than a translation."""
-        found = self._settings.get(model)
-        if found is None:
-            found = self.config.model_settings(model)
-            if rememberable(model):
-                if len(self._settings) >= SETTINGS_REMEMBERED:
-                    self._settings.clear()
-                self._settings[model] = found
-        return found
 
     async def chat(self, request: Request) -> Response:
         encoding = header(request.headers, "content-encoding").strip().lower()
         if encoding not in ("", "identity"):  # the model must be read to route the request
-            raise ProxyError(415, f"A compressed request body (Content-Encoding: {encoding:.40}) is not supported "
-                             "here; send the JSON uncompressed.", "invalid_request_error",
-                             code="unsupported_content_encoding")
+            raise ClientError(415, f"A compressed request body (Content-Encoding: {encoding:.40}) is not supported "
+                              "here; send the JSON uncompressed.", code="unsupported_content_encoding")
         origins.require_json(request.headers)
         body = await read_body(request, self.config.server.max_body_bytes)
         try:
@@ -100,15 +80,15 @@ class Proxy:
         record.model, record.stream = model, chat.get("stream") is True
         if log.isEnabledFor(logging.DEBUG):
             log.debug("chat request %s: %s", record.request_id, body[:4000].decode("utf-8", "replace"))
-        real_model, fixed = self.router.resolve(model)
+        real_model, fixed = self.models.resolve(model)
         if real_model != model or fixed:
             chat = {**chat, **fixed, "model": real_model}
             body = orjson.dumps(chat)
-        fallback = self.settings(real_model).fallback
+        fallback = self.models.settings(real_model).fallback
         try:
             return await self._chat(request, chat, body, can_fall_back=bool(fallback))
         except ProxyError as exc:
-            if not fallback or not fallback_worthy(exc):
+            if not fallback or not exc.warrants_fallback:
                 raise
             log.warning("model %s failed (%s %s); serving the request with fallback model %s",
                         model, exc.status, exc.message, fallback)
@@ -120,59 +100,34 @@ class Proxy:
 
     async def _chat(self, request: Request, chat: dict[str, Any], body: bytes, can_fall_back: bool) -> Response:
         model = chat["model"]
-        if self.router.should_translate(model):
-            return await self.translate(request, chat)
-        upstream = self.upstreams.for_model(model)
+        route = self.models.route(model)
+        if route.direction == "to_responses":
+            return await self.translate(request, chat, route)
         logs.current().mode = "passthrough"
-        forwarded = open_forward(upstream, request, "/chat/completions", body, self.config.server.max_body_bytes,
-                                 settings=self.settings(model))
+        forwarded = open_forward(route.upstream, request, "/chat/completions", body, self.config.server.max_body_bytes,
+                                 settings=route.settings)
         response = await until_disconnect(request.receive, forwarded)
         if response.status_code < 400:
-            return relay(response, {"x-proxy-mode": "passthrough"})
+            return relay_streaming(response, {"x-proxy-mode": "passthrough"})
         payload, raw = await read_json(response)
-        if self.router.auto_detect and says_responses_only(payload, raw.decode("utf-8", "replace"), chat):
-            translated = await self.translate(request, chat)
+        if self.models.auto_detect and says_responses_only(payload, raw.decode("utf-8", "replace"), chat):
+            translated = await self.translate(request, chat, route._replace(direction="to_responses"))
             if translated.status_code < 400:  # the other API served it: now the model is known to need it
-                self.router.learn(model)
+                self.models.learn_responses_only(model)
             return translated
         error = upstream_error(response, payload, raw)
         # An error too large to relay goes as its gist; a URL that leads nowhere, as the URL called.
-        if (can_fall_back and fallback_worthy(error)) or response.cut or error.code == "upstream_not_found":
+        if (can_fall_back and error.warrants_fallback) or response.cut or isinstance(error, UpstreamNotFound):
             raise error
-        return replay(response, raw)
+        return relay_read(response, raw)
 
-    async def translate(self, request: Request, chat: dict[str, Any]) -> Response:
+    async def translate(self, request: Request, chat: dict[str, Any], route: ModelRoute) -> Response:
+        """The translated path, one stage after another: plan the calls, then run them and write the answer."""
         logs.current().mode = "translated"
-        upstream = self.upstreams.for_model(chat["model"])
-        config = self._configs[upstream.config.name]
-        capabilities = self._capabilities[upstream.config.name]
-        settings = self.settings(chat["model"])
-        if settings.reasoning_effort and chat.get("reasoning_effort") is None:
-            chat = {**chat, "reasoning_effort": settings.reasoning_effort}
-        summary = None if config.reasoning.summary == "off" or capabilities.no_summary else config.reasoning.summary
-        store = self.reasoning_store
-        memory = None if store is None else ReasoningMemory(store, request.headers, upstream.config.name, chat["model"])
-        keep = memory is not None and chat["model"].lower() not in capabilities.no_encrypted_reasoning
-        options = MappingOptions(
-            reasoning_summary=summary,
-            reasoning_effort=config.reasoning.effort,
-            max_n=config.translate.max_n,
-            require_search_tool=bool(settings.search_tool),
-            keep_reasoning=keep,
-        )
-        translation = chat_to_responses(chat, options)
-        if memory is not None and translation.provenance.answers:
-            translation = restore_reasoning(translation, await memory.fetch(translation.provenance.memory_keys))
-        presentation = Presentation(
-            reasoning=reasoning_output(request, config.reasoning.output),
-            stop=translation.answer.stop,
-            sources_in_content=config.web_search.sources_in_content,
-            progress=bool(settings.progress),
-        )
-        return await serve_translated(config, upstream, capabilities, memory, request, translation,
-                                      presentation, settings)
+        plan = await plan_translated(route, chat, request, self.config, self.reasoning_store)
+        return await serve_translated(plan, request, self.config)
 
-    async def models(self, request: Request) -> Response:
+    async def model_list(self, request: Request) -> Response:
         """The model list for pickers: every upstream's models, aliases and effort variants.
 
         With several upstreams, the lists are asked for at once and merged in upstream order, each
@@ -182,13 +137,13 @@ class Proxy:
         logs.current().mode = "passthrough"
         # A body (rare on a GET) is read once, so that every upstream can be sent it.
         body = await read_body(request, self.config.server.max_body_bytes) if has_body(request) else None
-        results = await asyncio.gather(*(self._model_list(upstream, request, body) for upstream in self.upstreams.all),
-                                       return_exceptions=True)
+        results = await asyncio.gather(*(self._model_list(upstream, request, body)
+                                         for upstream in self.models.upstreams), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, ProxyError):
                 raise result  # a bug of ours, not an upstream's failure
         listed, unlisted = [], []
-        for upstream, result in zip(self.upstreams.all, results):
+        for upstream, result in zip(self.models.upstreams, results):
             (listed if isinstance(result, tuple) and result[1] is not None else unlisted).append((upstream, result))
         if not listed:  # nothing to merge: the first upstream's answer, as it came
             for _, result in unlisted[1:]:
@@ -198,7 +153,9 @@ class Proxy:
             if isinstance(first, BaseException):
                 raise first
             response, _, raw = first
-            return await relayed(response) if response.status_code >= 400 else replay(response, raw)
+            if response.status_code >= 400:
+                return await relay_or_wrong_path(response)
+            return relay_read(response, raw)
         for upstream, result in unlisted:
             log.warning("upstream %s gave no model list (%s); listing the other upstreams' models",
                         upstream.config.name, _listing_failure(result))
@@ -211,8 +168,8 @@ class Proxy:
                 if isinstance(model_id, str) and model_id not in models and self._routes_to(model_id, upstream):
                     models[model_id] = model
         response, payload, _ = listed[0][1]
-        merged = with_variants({**payload, "data": list(models.values())}, self.router, self.config)
-        return replay(response, orjson.dumps(merged), "application/json")
+        merged = with_variants({**payload, "data": list(models.values())}, self.models, self.config)
+        return relay_read(response, orjson.dumps(merged), "application/json")
 
     async def _model_list(self, upstream: Upstream, request: Request,
                           body: bytes | None) -> tuple[UpstreamResponse, Any, bytes]:
@@ -230,8 +187,8 @@ class Proxy:
 
     def _routes_to(self, model: str, upstream: Upstream) -> bool:
         try:
-            return self.upstreams.for_model(model) is upstream
-        except ProxyError:  # no upstream serves it
+            return self.models.upstream_for(model) is upstream
+        except NoUpstreamForModel:
             return False
 
     async def forward(self, request: Request, path: str) -> Response:
@@ -246,7 +203,7 @@ class Proxy:
             origins.refuse_page_forms(request.headers)
         candidates, body, model = await self._route_forward(request)
         limit = self.config.server.max_body_bytes
-        settings = self.settings(model) if model else None
+        settings = self.models.settings(model) if model else None
         resendable = body is not None or not has_body(request)
         response = await open_forward(candidates[0], request, path, body, limit, settings=settings)
         for upstream in candidates[1:]:
@@ -254,7 +211,7 @@ class Proxy:
                 break
             await response.read(ERROR_BODY_LIMIT)  # read to its end, so the connection is kept for reuse
             response = await open_forward(upstream, request, path, body, limit, settings=settings)
-        return await relayed(response)
+        return await relay_or_wrong_path(response)
 
     async def _route_forward(self, request: Request) -> tuple[list[Upstream], bytes | None, str | None]:
         """The upstreams to try, in order, the body if it was read, and the model it names if it was routed by it.
@@ -263,41 +220,29 @@ class Proxy:
         else to each upstream in turn. Reading the body costs nothing extra for these requests: JSON
         bodies are small and bounded by ``max_body_bytes``, and the bytes are sent on unchanged.
         """
-        if len(self.upstreams.all) == 1 or request.method != "POST" or \
+        if len(self.models.upstreams) == 1 or request.method != "POST" or \
                 not header(request.headers, "content-type").startswith("application/json"):
-            return self.upstreams.all, None, None
+            return self.models.upstreams, None, None
         body = await read_body(request, self.config.server.max_body_bytes)
         try:
             model = orjson.loads(body).get("model")
         except (orjson.JSONDecodeError, AttributeError):
             model = None
         if not isinstance(model, str) or not model:
-            return self.upstreams.all, body, None
+            return self.models.upstreams, body, None
         logs.current().model = model
-        return [self.upstreams.for_model(model)], body, model
+        return [self.models.upstream_for(model)], body, model
 
 
 MODEL_LIST_LIMIT = 16 * 1024 * 1024
-REASONING_OUTPUT_HEADER = "x-proxy-reasoning-output"
 
 
-async def relayed(response: UpstreamResponse) -> Response:
+async def relay_or_wrong_path(response: UpstreamResponse) -> Response:
     """An upstream answer, relayed; but a 404 that is no JSON (a web server's page, not an API's error) says
     which URL leads nowhere, in an OpenAI-style body."""
     if response.status_code != 404 or "json" in response.headers.get("content-type", ""):
-        return relay(response)
+        return relay_streaming(response)
     raise wrong_path(response, await response.read(ERROR_BODY_LIMIT))
-
-
-def reasoning_output(request: Request, default: str) -> str:
-    """The reasoning display for this request: a header may choose another than the configured one."""
-    wanted = header(request.headers, REASONING_OUTPUT_HEADER).strip().lower()
-    if not wanted:
-        return default
-    if wanted not in REASONING_OUTPUTS:
-        raise InvalidRequest(f"Header {REASONING_OUTPUT_HEADER} must be reasoning_content, think or none.",
-                             REASONING_OUTPUT_HEADER)
-    return wanted
 
 
 # A dated snapshot (o3-pro-2025-06-10, gpt-4-0613) gets no effort variants: its base name has them, and with
@@ -305,7 +250,7 @@ def reasoning_output(request: Request, default: str) -> str:
 SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{4})$")
 
 
-def with_variants(listing: dict[str, Any], router: ModelRouter, config: Config) -> dict[str, Any]:
+def with_variants(listing: dict[str, Any], table: ModelTable, config: Config) -> dict[str, Any]:
     """The model list with aliases, and effort variants (o3-pro-low) of the translated models' base names."""
     models = [model for model in listing["data"] if isinstance(model, dict)]
     known = {model.get("id") for model in models}
@@ -316,7 +261,7 @@ def with_variants(listing: dict[str, Any], router: ModelRouter, config: Config) 
             known.add(name)
     for model in models:
         model_id = model.get("id")
-        if not isinstance(model_id, str) or not router.should_translate(model_id) or SNAPSHOT.search(model_id):
+        if not isinstance(model_id, str) or not table.translates(model_id) or SNAPSHOT.search(model_id):
             continue
         for effort in config.translate.list_variants:
             variant = f"{model_id}-{effort}"
@@ -332,15 +277,6 @@ def _listing_failure(result: Any) -> str:
         return result.message
     response = result[0]
     return f"HTTP {response.status_code}" if response.status_code >= 400 else "not a model list"
-
-
-def fallback_worthy(error: ProxyError) -> bool:
-    """Failures a fallback model can help with: overload, outage, or a model that is not there."""
-    if error.status in RETRYABLE_STATUSES:
-        return True
-    text = f"{error.code} {error.message}".lower()
-    return error.status in (400, 404) and ("model_not_found" in text or "does not exist" in text
-                                           or "overloaded" in text)
 
 
 def upstream_lines(config: Config) -> list[str]:
@@ -367,18 +303,6 @@ def tune_garbage_collection() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
-def error_response(exc: Exception) -> Response:
-    """The answer to a request that failed: OpenAI-style, with the error's status (500 for a bug of ours)."""
-    if isinstance(exc, ProxyError):
-        logs.current().error = str(exc.code or exc.type)
-        return json_response(exc.body(), exc.status, exc.headers)
-    if isinstance(exc, HTTPException):
-        return json_response(error_body(str(exc.detail), "invalid_request_error"), exc.status_code)
-    log.error("unexpected error while serving a request", exc_info=exc)
-    return json_response(error_body("The proxy failed unexpectedly while handling this request.", "server_error",
-                                    code="proxy_error"), 500)
-
-
 def names_endpoint(path: str, endpoint: str) -> bool:
     """Whether ``path`` ends in ``endpoint``, or in it and one slash: the pass-through drops that slash too."""
     return path.removesuffix("/").endswith(endpoint)
@@ -390,44 +314,37 @@ def is_chat(scope: Scope) -> bool:
         names_endpoint(raw_path(scope), "/chat/completions")
 
 
-class ChatFirst:
-    """Chat requests, on any path ending in ``/chat/completions``, go straight to the proxy; the rest to FastAPI.
+class Endpoint:
+    """A route's handler as a plain ASGI endpoint: the request in, an answer out, any failure as an OpenAI-style
+    error (:func:`~proxy.errors.error_response`).
 
-    Chat is the hot path, and FastAPI's routing, dependency and exception layers cost
-    more per request than the translation itself. A trailing slash is allowed (:func:`names_endpoint`).
+    Starlette runs an ASGI endpoint as it is: no request/response adapter and no dependency layer per request,
+    which cost more than the translation itself on the chat path.
     """
 
-    def __init__(self, proxy: Proxy, routes: ASGIApp) -> None:
-        self.proxy = proxy
-        self.routes = routes
+    __slots__ = ("handle",)
+
+    def __init__(self, handle: Callable[[Request], Awaitable[Response]]) -> None:
+        self.handle = handle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not is_chat(scope):
-            await self.routes(scope, receive, send)
-            return
         try:
-            response = await self.proxy.chat(Request(scope, receive))
+            response = await self.handle(Request(scope, receive))
         except Exception as exc:
             response = error_response(exc)
         await response(scope, receive, send)
 
 
-class ProxyApp(FastAPI):
-    """FastAPI, inside the proxy's own middleware (``outer``), with chat requests taken before its layers."""
+class ChatRoute(Route):
+    """Chat requests, on any path ending in ``/chat/completions`` (:func:`is_chat`), with a trailing slash allowed."""
 
-    def __init__(self, proxy: Proxy, outer: Callable[[ASGIApp], ASGIApp], **options: Any) -> None:
-        # The proxy has its own logs and metrics; FastAPI's OpenTelemetry hook would look for providers per request.
-        super().__init__(telemetry={"tracing": False, "metrics": False, "logs": False}, **options)
-        self.state.proxy = proxy
-        self._outer = outer
-
-    def build_middleware_stack(self) -> ASGIApp:
-        return self._outer(ChatFirst(self.state.proxy, super().build_middleware_stack()))
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        return (Match.FULL, {}) if is_chat(scope) else (Match.NONE, {})
 
 
 def create_app(config: Config) -> FastAPI:
     proxy = Proxy(config)
-    readiness = Readiness(proxy.upstreams.all, config.server.readiness_check)
+    readiness = Readiness(proxy.models.upstreams, config.server.readiness_check)
     logs.register_secrets([*config.server.api_keys, *(key for upstream in config.upstreams for key in upstream.keys),
                            *(secret for upstream in config.upstreams for secret in url_secrets(upstream.base_url))])
 
@@ -441,32 +358,11 @@ def create_app(config: Config) -> FastAPI:
         yield
         # Requests the server cancelled after the grace period end their answers with an error first.
         await inflight.settle(SETTLE_SECONDS)
-        await proxy.upstreams.aclose()
+        await proxy.models.aclose()
         if proxy.reasoning_store is not None:
             await proxy.reasoning_store.aclose()
 
-    def outer(app: ASGIApp) -> ASGIApp:
-        """The proxy's middleware, innermost first: the observer sees every answer, CORS headers go on 401s too,
-        and a page at an origin not allowed is refused before anything else."""
-        open_paths = OPEN_PATHS if config.server.metrics_require_key else OPEN_PATHS | {"/metrics"}
-        app = ProxyKeyMiddleware(app, keys=config.server.api_keys, open_paths=open_paths)
-        if config.server.cors_origins:
-            app = CORSMiddleware(app, allow_origins=config.server.cors_origins, allow_methods=["*"],
-                                 allow_headers=["*"], expose_headers=EXPOSED_HEADERS, max_age=600)
-        app = origins.OriginGuard(app, config.server.cors_origins)
-        return ObserveMiddleware(app, inflight=inflight)
-
-    app = ProxyApp(proxy, outer, title="responses-proxy", version=__version__, lifespan=lifespan,
-                   docs_url=None, redoc_url=None, openapi_url=None)
-
-    async def failed(_: Request, exc: Exception) -> Response:
-        return error_response(exc)
-
-    for kind in (ProxyError, HTTPException, Exception):  # Starlette looks each kind up by its own class
-        app.add_exception_handler(kind, failed)
-
-    @app.api_route("/", methods=PROBE_METHODS)
-    async def describe() -> Response:
+    async def describe(_: Request) -> Response:
         return json_response({
             "name": "responses-proxy",
             "version": __version__,
@@ -478,28 +374,56 @@ def create_app(config: Config) -> FastAPI:
             "translated_models": config.translate.models if not config.translate.all_models else ["*"],
         })
 
-    @app.api_route("/healthz", methods=PROBE_METHODS)
-    async def healthz() -> Response:
+    async def healthz(_: Request) -> Response:
         return json_response({"status": "ok"})
 
-    @app.api_route("/readyz", methods=PROBE_METHODS)
-    async def readyz() -> Response:
+    async def readyz(_: Request) -> Response:
         ready, upstreams = await readiness.status()
         return json_response({"status": "ready" if ready else "not ready", "check": config.server.readiness_check,
                               "upstreams": upstreams}, 200 if ready else 503)
 
-    @app.api_route("/metrics", methods=PROBE_METHODS)
-    async def metrics_page() -> Response:
+    async def metrics_page(_: Request) -> Response:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
-    @app.api_route("/{path:path}", methods=_METHODS)
     async def dispatch(request: Request) -> Response:
         path = upstream_path(raw_path(request.scope))  # an encoded slash is refused, not made a separator
         if names_endpoint(path, "/models") and request.method == "GET":
-            return await proxy.models(request)
+            return await proxy.model_list(request)
         return await proxy.forward(request, path)
 
+    routes = [
+        ChatRoute("/chat/completions", Endpoint(proxy.chat)),  # first: the hot path is matched before the rest
+        Route("/", Endpoint(describe), methods=PROBE_METHODS),
+        Route("/healthz", Endpoint(healthz), methods=PROBE_METHODS),
+        Route("/readyz", Endpoint(readyz), methods=PROBE_METHODS),
+        Route("/metrics", Endpoint(metrics_page), methods=PROBE_METHODS),
+        Route("/{path:path}", Endpoint(dispatch), methods=_METHODS),
+    ]
+    # The proxy's middleware, outermost first: the observer sees every answer, a page at an origin not allowed
+    # is refused before anything else, and CORS headers go on 401s too. A layer with nothing to do is left out.
+    open_paths = OPEN_PATHS if config.server.metrics_require_key else OPEN_PATHS | {"/metrics"}
+    middleware = [
+        Middleware(ObserveMiddleware, inflight=inflight),
+        Middleware(origins.OriginGuard, config.server.cors_origins),
+        *([Middleware(CORSMiddleware, allow_origins=config.server.cors_origins, allow_methods=["*"],
+                      allow_headers=["*"], expose_headers=EXPOSED_HEADERS, max_age=600)]
+          if config.server.cors_origins else []),
+        *([Middleware(ProxyKeyMiddleware, keys=config.server.api_keys, open_paths=open_paths)]
+          if config.server.api_keys else []),
+    ]
+    # The proxy has its own logs and metrics; FastAPI's OpenTelemetry hook would look for providers per request.
+    app = FastAPI(title="responses-proxy", version=__version__, lifespan=lifespan, routes=routes,
+                  middleware=middleware, docs_url=None, redoc_url=None, openapi_url=None,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
+    app.state.proxy = proxy
+
+    async def failed(_: Request, exc: Exception) -> Response:
+        return error_response(exc)
+
+    # Failures outside the endpoints: a method a route does not take (405), a bug in a middleware (500).
+    for kind in (HTTPException, Exception):  # Starlette looks each kind up by its own class
+        app.add_exception_handler(kind, failed)
     return app
 
 

@@ -7,7 +7,6 @@ variables, built-in defaults. The file may reference the environment as
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -208,18 +207,6 @@ class Config(_Section):
     models: dict[str, ModelSettings] = Field(default_factory=dict)
     aliases: dict[str, AliasConfig] = Field(default_factory=dict)
     upstreams: list[UpstreamConfig] = Field(default_factory=list)
-
-    def model_settings(self, model: str) -> ModelSettings:
-        """Merged settings for ``model``: configured globs first, then the built-in defaults."""
-        name = model.lower()
-        bare = name.rsplit("/", 1)[-1]
-        merged: dict[str, Any] = {}
-        for glob, settings in [*self.models.items(), *DEFAULT_MODEL_SETTINGS.items()]:
-            pattern = glob.lower()
-            if fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(bare, pattern):
-                for key, value in settings.model_dump(exclude_none=True).items():
-                    merged.setdefault(key, value)
-        return ModelSettings(**merged)
 
     @model_validator(mode="after")
     def _one_upstream_list(self) -> Config:

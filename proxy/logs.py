@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from .library_internals import skip_source_lookup
+
 access_log = logging.getLogger("proxy.access")
 
 
@@ -269,7 +271,7 @@ def setup_logging(level: str = "info", log_format: str = "auto") -> None:
     root.setLevel(level.upper())
     # No formatter here shows the thread, the process or the source line: not looked up for every record.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    logging._srcfile = None
+    skip_source_lookup()
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True

@@ -33,6 +33,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from .library_internals import add_observations, histogram_bounds
+
 # Reasoning models answer in seconds to many minutes.
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 
@@ -123,11 +125,12 @@ def measure(histogram: Any, *labels: str, value: float) -> None:
         child(histogram, *labels).observe(value)
         return
     key = (histogram, labels)
+    bounds = histogram_bounds(histogram)
     tally = _measures.get(key)
     if tally is None:
-        tally = _measures[key] = ([0.0], [0] * len(histogram._upper_bounds))
+        tally = _measures[key] = ([0.0], [0] * len(bounds))
     tally[0][0] += value
-    tally[1][bisect_left(histogram._upper_bounds, value)] += 1  # the first bucket whose bound is >= value
+    tally[1][bisect_left(bounds, value)] += 1  # the first bucket whose bound is >= value
 
 
 def flush() -> None:
@@ -135,11 +138,7 @@ def flush() -> None:
     for (metric, labels), amount in _counts.items():
         child(metric, *labels).inc(amount)
     for (histogram, labels), ((total,), buckets) in _measures.items():
-        series = child(histogram, *labels)
-        series._sum.inc(total)  # the client library has no call for many observations at once
-        for index, observed in enumerate(buckets):
-            if observed:
-                series._buckets[index].inc(observed)
+        add_observations(child(histogram, *labels), total, buckets)
     _counts.clear()
     _measures.clear()
 

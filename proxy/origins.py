@@ -15,9 +15,7 @@ from collections.abc import Iterable, Mapping
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import logs
-from .chat import json_response
-from .errors import ProxyError
+from .errors import ClientError, error_response
 
 
 class OriginGuard:
@@ -32,17 +30,15 @@ class OriginGuard:
         if scope["type"] == "http" and not self.any_origin:
             for name, value in scope["headers"]:
                 if name == b"origin" and value.decode("latin-1") not in self.allowed:  # ASGI names are lowercase
-                    error = origin_refused(value.decode("latin-1"))
-                    logs.current().error = str(error.code)
-                    await json_response(error.body(), error.status)(scope, receive, send)
+                    await error_response(origin_refused(value.decode("latin-1")))(scope, receive, send)
                     return
         await self.app(scope, receive, send)
 
 
-def origin_refused(origin: str) -> ProxyError:
-    return ProxyError(403, f"Requests from web pages at origin {origin[:100]!r} are not allowed. To let a browser "
+def origin_refused(origin: str) -> ClientError:
+    return ClientError(403, f"Requests from web pages at origin {origin[:100]!r} are not allowed. To let a browser "
                            "app at that origin use this proxy, add the origin to server.cors_origins.",
-                      "invalid_request_error", code="origin_not_allowed")
+                       code="origin_not_allowed")
 
 
 def for_client(upstream_headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -87,5 +83,5 @@ def refuse_page_forms(headers: Mapping[str, str]) -> None:
 _JSON_HINT = "'Content-Type: application/json' (with curl: -H 'Content-Type: application/json')"
 
 
-def _unsupported(message: str) -> ProxyError:
-    return ProxyError(415, message, "invalid_request_error", code="unsupported_content_type")
+def _unsupported(message: str) -> ClientError:
+    return ClientError(415, message, code="unsupported_content_type")

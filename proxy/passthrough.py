@@ -17,10 +17,10 @@ from starlette.types import Message, Receive, Scope
 
 from . import logs, origins
 from .config import ModelSettings
-from .errors import InvalidRequest, ProxyError
+from .errors import ClientError, ClientGone, InvalidRequest, UpstreamBroken
 from .translate import EventHolder, closing_frame
-from .streaming import AnswerCut, ClientGone, StreamedResponse
-from .upstream import Upstream, UpstreamBroken, UpstreamResponse, broken_off, relayed_headers
+from .streaming import AnswerCut, StreamedResponse
+from .upstream import Upstream, UpstreamResponse, relayed_headers
 
 log = logging.getLogger("proxy.passthrough")
 
@@ -119,9 +119,8 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def body_too_large(limit: int) -> ProxyError:
-    return ProxyError(413, f"Request body too large: the limit is {limit} bytes.", "invalid_request_error",
-                      code="request_too_large")
+def body_too_large(limit: int) -> ClientError:
+    return ClientError(413, f"Request body too large: the limit is {limit} bytes.", code="request_too_large")
 
 
 async def open_forward(upstream: Upstream, request: Request, path: str, body: bytes | None, limit: int, *,
@@ -154,7 +153,8 @@ def query(request: Request) -> str | None:
     return request.scope["query_string"].decode() or None
 
 
-def relay(response: UpstreamResponse, extra_headers: dict[str, str] | None = None) -> StreamedResponse:
+def relay_streaming(response: UpstreamResponse,
+                    extra_headers: dict[str, str] | None = None) -> StreamedResponse:
     """Stream an upstream answer to the client byte for byte (still compressed, if it was)."""
     relayed = StreamedResponse(_relayed_body(response, _can_end_with_event(response)), status_code=response.status_code)
     relayed.raw_headers = origins.for_client(relayed_headers(response)) + [
@@ -162,7 +162,7 @@ def relay(response: UpstreamResponse, extra_headers: dict[str, str] | None = Non
     return relayed
 
 
-def replay(response: UpstreamResponse, body: bytes, media_type: str | None = None) -> Response:
+def relay_read(response: UpstreamResponse, body: bytes, media_type: str | None = None) -> Response:
     """An upstream answer whose body the proxy read (and decoded, or rewrote), with the upstream's headers."""
     replayed = Response(body, status_code=response.status_code)
     replayed.raw_headers = [(name, value) for name, value in origins.for_client(relayed_headers(response))
@@ -205,8 +205,7 @@ async def _relayed_body(response: UpstreamResponse, event_stream: bool) -> Async
             yield chunk
         if holder:  # the stream ended without a blank line: relayed as it came
             yield holder.flush()
-    except UpstreamBroken as exc:
-        error = broken_off(exc)
+    except UpstreamBroken as error:
         record = logs.current()
         record.error = str(error.code)
         dropped = f" ({len(holder)} bytes of an unfinished event left out)" if holder else ""

@@ -19,18 +19,11 @@ from typing import Any, TypeVar
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from .errors import ProxyError
+from .errors import ClientGone
 from .pacing import Heartbeat, Heartbeats
 
 log = logging.getLogger("proxy.streaming")
 T = TypeVar("T")
-
-
-class ClientGone(ProxyError):
-    """The client closed the connection before its answer was complete (nginx's 499)."""
-
-    def __init__(self) -> None:
-        super().__init__(499, "The client closed the connection.", "client_disconnected")
 
 
 class AnswerCut(Exception):

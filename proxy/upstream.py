@@ -3,8 +3,8 @@
 Every call returns an *open* answer (:class:`UpstreamResponse`), so callers
 decide whether to relay bytes as they come or read a (small) body; nothing
 here buffers. aiohttp lives in this module alone: the rest of the proxy sees
-:class:`UpstreamResponse`, :class:`ProxyError` for failures before the
-answer's head, and :class:`UpstreamBroken` for failures while reading its body.
+:class:`UpstreamResponse`, and the typed errors of :mod:`proxy.errors`
+(:class:`UpstreamUnreachable`, the timeouts, and :class:`UpstreamBroken` for failures while reading a body).
 (aiohttp rather than httpx: on the same work it costs a fifth of the CPU per
 request and per streamed event, see ``bench/README.md``.)
 """
@@ -32,8 +32,10 @@ from yarl import URL
 
 from . import logs, metrics
 from .config import UpstreamConfig
-from .errors import ProxyError, normalize_error
+from .errors import (RETRYABLE_STATUSES, ConnectTimeout, FirstByteTimeout, IdleTimeout, InvalidUpstreamAnswer,
+                     UpstreamBroken, UpstreamError, UpstreamNotFound, UpstreamStatusError, UpstreamUnreachable)
 from .keys import REST_STATUSES, KeyRing, bearer_key, retry_after
+from .library_internals import left_behind
 
 log = logging.getLogger("proxy.upstream")
 
@@ -63,27 +65,6 @@ def tls_context() -> ssl.SSLContext:
 def _timeouts(connect: float, first_byte: float) -> aiohttp.ClientTimeout:
     """The client's timeout settings for a request (immutable, so one object serves every request alike)."""
     return aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=first_byte)
-
-
-class UpstreamBroken(Exception):
-    """The upstream connection failed while the body of an answer was being read."""
-
-
-class UpstreamIdle(UpstreamBroken):
-    """The upstream sent nothing for the idle timeout while the body of an answer was being read."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"no data for {seconds:g} s")
-        self.seconds = seconds
-
-
-def broken_off(exc: UpstreamBroken) -> ProxyError:
-    """What a client is told when an upstream answer broke off mid-body: its connection failed, or went silent."""
-    if isinstance(exc, UpstreamIdle):
-        return ProxyError(504, f"The upstream sent nothing for {exc.seconds:g} s (idle timeout).", "upstream_timeout",
-                          code="idle_timeout")
-    return ProxyError(502, f"The upstream connection failed mid-answer: {exc}", "upstream_error",
-                      code="upstream_disconnected")
 
 
 class _IdleWatch:
@@ -130,7 +111,7 @@ class _IdleWatch:
 class UpstreamResponse:
     """An upstream answer whose status and headers are in and whose body is still to be read.
 
-    Reading the body, a wait for data longer than the idle timeout fails with :class:`UpstreamIdle`.
+    Reading the body, a wait for data longer than the idle timeout fails with :class:`IdleTimeout`.
     """
 
     __slots__ = ("_response", "status_code", "headers", "_decoded", "_idle", "cut", "called")
@@ -173,8 +154,8 @@ class UpstreamResponse:
                 yield chunk
         except (aiohttp.ClientError, OSError) as exc:
             failure = self._read_failure(exc)
-            if not isinstance(failure, UpstreamIdle):
-                rest = _left_behind(content)
+            if not isinstance(failure, IdleTimeout):
+                rest = left_behind(content)
                 if rest:
                     yield rest
             raise failure from None
@@ -216,26 +197,12 @@ class UpstreamResponse:
     def _read_failure(self, exc: Exception) -> UpstreamBroken:
         """What an aiohttp failure while the body is read means to the proxy."""
         if isinstance(exc, aiohttp.ServerTimeoutError):
-            return UpstreamIdle(self._idle)
+            return IdleTimeout(self._idle)
         return UpstreamBroken(_describe(exc))
 
     def close(self) -> None:
         """Give the connection back to the pool when the body was read to its end; otherwise close it."""
         self._response.release()
-
-
-def _left_behind(content: aiohttp.StreamReader) -> bytes:
-    """Bytes that arrived just before a cut, which aiohttp would drop when it reports the cut.
-
-    A background stream's first events can arrive together with the cut; without them its id is unknown
-    and it cannot be resumed. (aiohttp's reader state, not its API: covered by the resume tests.)
-    """
-    buffer = getattr(content, "_buffer", None)
-    if not buffer:
-        return b""
-    data = b"".join(buffer)[getattr(content, "_buffer_offset", 0):]
-    buffer.clear()
-    return data
 
 
 def _decode(body: bytes, encoding: str, limit: int) -> bytes:
@@ -406,18 +373,14 @@ class Upstream:
             response = await self._client().request(method, url, headers=headers, data=content, timeout=timeout,
                                                      allow_redirects=False, auto_decompress=decode)
         except aiohttp.ConnectionTimeoutError:
-            raise ProxyError(504, f"Could not reach the upstream at {self.url(path)}: connecting timed out after "
-                                  f"{self.config.connect_timeout:g} s (connect timeout).", "upstream_timeout",
-                             code="connect_timeout") from None
+            raise ConnectTimeout(self.url(path), self.config.connect_timeout) from None
         except aiohttp.ServerTimeoutError:
-            raise ProxyError(504, f"The upstream sent no response within {wait:g} s (first-byte timeout).",
-                             "upstream_timeout", code="first_byte_timeout") from None
+            raise FirstByteTimeout(wait) from None
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             if upload_failures:
                 raise upload_failures[0] from None
             reason = _unreachable(exc).replace(str(url), self.url(path))  # an invalid URL's error quotes it
-            raise ProxyError(502, f"Could not reach the upstream at {self.url(path)}: {reason}.",
-                             "upstream_error", code="upstream_unreachable") from None
+            raise UpstreamUnreachable(self.url(path), reason) from None
         self._observe(response.status, response.headers, headers, sent_at)
         return UpstreamResponse(response, decode, idle_timeout or self.config.idle_timeout,
                                 f"{method} {self.url(path)}")
@@ -453,8 +416,8 @@ class Upstream:
                 response = await self.send(method, path, headers, content=content, params=params,
                                            first_byte_timeout=first_byte_timeout, idle_timeout=idle_timeout,
                                            decode=decode)
-            except ProxyError as exc:
-                if last or exc.code not in _RETRYABLE_FAILURES:
+            except UpstreamError as exc:
+                if last or not exc.retryable:
                     raise
                 delay = self._backoff(attempt)
                 if loop.time() + delay > deadline:
@@ -487,11 +450,6 @@ class Upstream:
         return ceiling * random.uniform(0.5, 1.0)
 
 
-RETRYABLE_STATUSES = frozenset((429, 500, 502, 503, 504))
-# A first-byte timeout is not retried: the upstream may still be working, and paid, on the first try.
-_RETRYABLE_FAILURES = frozenset(("upstream_unreachable", "connect_timeout"))
-
-
 async def _watched(chunks: AsyncIterator[bytes], failures: list[BaseException]) -> AsyncIterator[bytes]:
     """An upload body whose own failure (say, the client's body growing past the limit) is kept to be reported.
 
@@ -508,33 +466,25 @@ async def _watched(chunks: AsyncIterator[bytes], failures: list[BaseException]) 
 async def read_json(response: UpstreamResponse, limit: int = ERROR_BODY_LIMIT,
                     whole: bool = False) -> tuple[Any, bytes]:
     """Read a small body (error or non-streamed answer) and parse it if it is JSON. With ``whole``, a body past
-    ``limit`` is a 502 (:func:`too_large`) instead of its start; else :attr:`UpstreamResponse.cut` says so."""
+    ``limit`` is a 502 (:meth:`InvalidUpstreamAnswer.too_large`) instead of its start; else
+    :attr:`UpstreamResponse.cut` says so."""
     body = await response.read(limit)
     if whole and response.cut:
-        raise too_large(limit)
+        raise InvalidUpstreamAnswer.too_large(limit)
     try:
         return orjson.loads(body), body
     except orjson.JSONDecodeError:
         return None, body
 
 
-def too_large(limit: int) -> ProxyError:
-    """An upstream answer (or one event of it) larger than the proxy reads: a 502, not a truncated answer."""
-    return ProxyError(502, f"The upstream's answer is larger than the proxy reads ({limit:,} bytes).",
-                      "upstream_error", code="invalid_upstream_response")
-
-
-def upstream_error(response: UpstreamResponse, payload: Any, raw: bytes, status: int | None = None) -> ProxyError:
+def upstream_error(response: UpstreamResponse, payload: Any, raw: bytes,
+                   status: int | None = None) -> UpstreamStatusError:
     """An upstream error answer, relayed with its status (or ``status``), OpenAI-style body, retry hints and details."""
-    status = status or response.status_code
-    snippet = raw[:300].decode("utf-8", "replace").strip()
-    fallback = f"The upstream answered HTTP {status}" + (f": {snippet}" if snippet else ".")
     if response.status_code == 404 and no_such_path(payload):
         return wrong_path(response, raw)
-    body = normalize_error(payload, fallback)["error"]
     headers = {name: response.headers[name] for name in _RETRY_HINTS if name in response.headers}
-    return ProxyError(status, body["message"], body["type"], body["param"], body["code"],
-                      headers | upstream_details(response))
+    return UpstreamStatusError.of_answer(status or response.status_code, payload, raw,
+                                         headers | upstream_details(response))
 
 
 def no_such_path(payload: Any) -> bool:
@@ -547,13 +497,10 @@ def no_such_path(payload: Any) -> bool:
     return isinstance(message, str) and message.startswith("Invalid URL")
 
 
-def wrong_path(response: UpstreamResponse, raw: bytes) -> ProxyError:
-    """A 404 for a URL that leads nowhere: which URL, and the usual cause (a base URL without its ``/v1``)."""
-    said = " ".join(raw[:200].decode("utf-8", "replace").split())
-    return ProxyError(404, f"The upstream answered HTTP 404 to {response.called}" + (f" ({said})" if said else "") +
-                      ". Check the upstream's base URL (upstream.base_url, or OPENAI_BASE_URL): OpenAI-compatible "
-                      "servers serve the API under a path, most often /v1, as in http://host:port/v1.",
-                      "invalid_request_error", code="upstream_not_found", headers=upstream_details(response))
+def wrong_path(response: UpstreamResponse, raw: bytes) -> UpstreamNotFound:
+    """A 404 for a URL that leads nowhere, with what the upstream said."""
+    return UpstreamNotFound(response.called, " ".join(raw[:200].decode("utf-8", "replace").split()),
+                            upstream_details(response))
 
 
 def upstream_details(response: UpstreamResponse) -> dict[str, str]:

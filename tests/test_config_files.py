@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from proxy import cli
 from proxy.config import DEFAULT_TRANSLATED_MODELS, Config, ConfigError, load_config, normalize_legacy
 from proxy.configfile import _unwrap
+from proxy.models import ModelTable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -213,7 +214,7 @@ def test_example_config_loads_to_the_defaults():
     # The example spells out the built-in per-model defaults; in effect they are the same.
     assert example.model_dump(exclude={"models"}) == default.model_dump(exclude={"models"})
     for model in ("o3-pro", "o3-deep-research", "gpt-5-pro", "gpt-4o", "codex-mini-latest"):
-        assert example.model_settings(model) == default.model_settings(model), model
+        assert ModelTable(example).settings(model) == ModelTable(default).settings(model), model
     env = {"OPENAI_API_KEY": "sk-1", "PROXY_API_KEYS": "a,b", "PORT": "9000"}
     config = load_config(path, env=env)
     assert config.upstream.keys == ["sk-1"] and config.server.api_keys == ["a", "b"] and config.server.port == 9000

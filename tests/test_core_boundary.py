@@ -7,7 +7,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import proxy.translate
+
+pytestmark = pytest.mark.core  # the pure translation core: `pytest -m core` runs these alone
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "proxy" / "translate"

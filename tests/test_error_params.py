@@ -12,6 +12,8 @@ from proxy.translate import (MappingOptions, chat_param, chat_to_responses, kept
                              restore_reasoning)
 from spec_check import check_error_body
 
+pytestmark = pytest.mark.core  # the pure translation core: `pytest -m core` runs these alone
+
 CHAT = {
     "model": "o3-pro",
     "max_completion_tokens": 500,
@@ -155,7 +157,7 @@ def test_restored_reasoning_shifts_the_items_not_the_messages():
 ])
 def test_the_message_is_reworded_only_where_the_whole_path_maps(message, param, expected):
     error = ProxyError(400, message, param=param)
-    name_chat_params(error, chat_to_responses(CHAT))
+    error = name_chat_params(error, chat_to_responses(CHAT))
     assert (error.message, error.param) == expected
 
 

@@ -17,7 +17,7 @@ import time
 import httpx
 import pytest
 
-import proxy.calls
+import proxy.responses_calls
 from fake_upstream import (
     Hang,
     Reply,
@@ -226,7 +226,7 @@ def test_a_200_that_is_not_json_is_502(proxy_url, fake, stream):
 @BOTH
 def test_a_stream_event_larger_than_a_whole_answer_may_be_is_502(proxy_url, fake, stream, monkeypatch):
     """An event is held until its blank line comes; an upstream that never sends one must not fill the memory."""
-    monkeypatch.setattr(proxy.calls, "MAX_ANSWER_BYTES", 100_000)
+    monkeypatch.setattr(proxy.responses_calls, "MAX_ANSWER_BYTES", 100_000)
     endless = b"data: {\"type\": \"response.output_text.delta\", \"delta\": \"" + b"x" * 30_000
     fake.script(Stream(events=events_of(message_item(ANSWER))[:2], raw=[endless] * 5))
     error = failed(ask(proxy_url, stream), stream, 502, "invalid_upstream_response")
@@ -277,7 +277,7 @@ def test_a_pass_through_error_too_large_to_relay_is_its_gist(proxy_url, fake):
 
 
 def test_a_whole_answer_larger_than_the_proxy_reads_is_502(proxy_url, fake, monkeypatch):
-    monkeypatch.setattr(proxy.calls, "MAX_ANSWER_BYTES", 10_000)
+    monkeypatch.setattr(proxy.responses_calls, "MAX_ANSWER_BYTES", 10_000)
     fake.script(Respond(output=[message_item("x" * 20_000)]))
     error = failed(ask(proxy_url, False), False, 502, "invalid_upstream_response")
     assert "10,000 bytes" in error["message"]

@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-import proxy.calls
+import proxy.models
 
 from chunks import fold
 from conftest import sdk
@@ -536,7 +536,7 @@ def test_a_refused_summary_the_client_asked_for_is_relayed(make_proxy, fake):
 
 def test_refusals_are_remembered_for_a_bounded_number_of_models(make_proxy, fake, monkeypatch):
     """Model names come from clients: an upstream that takes any name must not grow the memory without end."""
-    monkeypatch.setattr(proxy.calls, "MODELS_REMEMBERED", 2)
+    monkeypatch.setattr(proxy.models, "MODELS_REMEMBERED", 2)
     answer = Respond(output=[message_item("Blue.")])
     models = ["o3-pro", "o3-pro-2025-06-10", "o3-pro-third"]
     with make_proxy() as url:

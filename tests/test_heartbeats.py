@@ -8,7 +8,7 @@ import asyncio
 import anyio
 import pytest
 
-from proxy import chat
+from proxy import answers
 from proxy.pacing import Heartbeat
 from proxy.streaming import StreamedResponse
 from proxy.translate import Presentation, StreamTranslator
@@ -146,11 +146,11 @@ async def test_a_client_that_leaves_closes_the_body_and_lets_its_shielded_cleanu
 
 
 async def test_a_stream_heartbeat_is_a_progress_note_once_a_minute_has_passed(monkeypatch) -> None:
-    monkeypatch.setattr(chat, "PROGRESS_EVERY", INTERVAL * 4)
+    monkeypatch.setattr(answers, "PROGRESS_EVERY", INTERVAL * 4)
     translator = StreamTranslator("o3-deep-research", presentation=Presentation(reasoning="reasoning_content",
                                                                                 progress=True))
     translator.start()
-    heartbeat = chat._stream_heartbeat([translator], 15.0)
+    heartbeat = answers._stream_heartbeat([translator], 15.0)
     assert heartbeat.interval == 15.0
     assert heartbeat.frame() == b": keep-alive\n\n"  # before the first minute
     await asyncio.sleep(INTERVAL * 5)

@@ -11,7 +11,8 @@ import pytest
 
 from fake_upstream import Stream, sse_bytes
 from proxy.config import load_config
-from proxy.upstream import Upstream, UpstreamIdle
+from proxy.errors import IdleTimeout
+from proxy.upstream import Upstream
 
 IDLE = 0.3
 
@@ -60,7 +61,7 @@ async def test_a_wait_for_data_longer_than_the_idle_timeout_fails(fake, upstream
     response = await upstream.send("POST", "/responses", {}, json={"stream": True})
     received = b""
     try:
-        with pytest.raises(UpstreamIdle) as failure:
+        with pytest.raises(IdleTimeout) as failure:
             async for piece in response.chunks():
                 received += piece
                 started = time.monotonic()
@@ -82,6 +83,6 @@ async def test_time_the_reader_spends_elsewhere_is_not_idleness(fake, upstream) 
 async def test_after_a_slow_client_a_silent_upstream_is_still_caught(fake, upstream) -> None:
     fake.script(Stream(events=events(2), heartbeat_pause=IDLE * 20))
     started = time.monotonic()
-    with pytest.raises(UpstreamIdle):
+    with pytest.raises(IdleTimeout):
         await read_all(upstream, [], pause=IDLE * 1.5)  # busy past the timer's first deadline, then waiting
     assert time.monotonic() - started < IDLE * 10

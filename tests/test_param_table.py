@@ -13,6 +13,8 @@ from proxy.errors import ProxyError
 from proxy.translate import (CHAT_PARAMS, RESPONSES_PARAMS, ChatOptions, Param, ParamTable, chat_to_responses,
                              name_chat_params, name_responses_params, responses_request_to_chat)
 
+pytestmark = pytest.mark.core  # the pure translation core: `pytest -m core` runs these alone
+
 
 def _properties(schemas: dict, name: str) -> set[str]:
     """A schema's property names, through its ``$ref`` and ``allOf`` parts."""
@@ -85,7 +87,7 @@ def test_only_dropped_and_unknown_responses_parameters_are_reported():
 def test_the_rows_paths_name_the_clients_parameter(upstream, chat_name, sent):
     translation = chat_to_responses({"model": "o3-pro", "messages": [{"role": "user", "content": "hi"}], **sent})
     error = ProxyError(400, f"Invalid value for '{upstream}'.", param=upstream)
-    name_chat_params(error, translation)
+    error = name_chat_params(error, translation)
     assert (error.param, error.message) == (chat_name, f"Invalid value for '{chat_name}'.")
 
 

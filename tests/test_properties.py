@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +24,8 @@ from proxy.translate import (CompletionBuilder, MappingOptions, Presentation, St
                              chat_param, chat_to_responses, restore_reasoning)
 from spec_check import check_chat_chunk, check_chat_completion, check_create_response, check_error_body
 from strategies import chat_requests, json_values, objects, text
+
+pytestmark = pytest.mark.core  # the pure translation core: `pytest -m core` runs these alone
 
 REMEMBERED = [{"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAAB..."}]
 mapping_options = st.builds(

@@ -10,6 +10,8 @@ from proxy.errors import InvalidRequest
 from proxy.translate import MappingOptions, chat_to_responses, restore_reasoning
 from spec_check import check_create_response
 
+pytestmark = pytest.mark.core  # the pure translation core: `pytest -m core` runs these alone
+
 
 def translate(**chat):
     chat.setdefault("model", "o3-pro")

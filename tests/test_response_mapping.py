@@ -10,6 +10,8 @@ from proxy.errors import ProxyError
 from proxy.translate import responses_to_chat, summed_usage
 from spec_check import check_chat_completion
 
+pytestmark = pytest.mark.core  # the pure translation core: `pytest -m core` runs these alone
+
 USAGE = {"input_tokens": 100, "input_tokens_details": {"cached_tokens": 40}, "output_tokens": 300,
          "output_tokens_details": {"reasoning_tokens": 250}, "total_tokens": 400}
 

@@ -1,13 +1,26 @@
-"""Which chat requests are translated: one decision, configurable and learnable."""
+"""Which chat requests are translated: one decision in the model table, configurable and learnable."""
 
 import json
 import logging
 
 import pytest
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Match
 
-from proxy.config import TranslateConfig
-from proxy.routing import MODELS_REMEMBERED, NAME_REMEMBERED_CHARS, ModelRouter
+from proxy.app import ChatRoute, create_app
+from proxy.auth import ProxyKeyMiddleware
+from proxy.config import Config, TranslateConfig, UpstreamConfig
+from proxy.errors import NoUpstreamForModel
+from proxy.middleware import ObserveMiddleware
+from proxy.models import MODELS_REMEMBERED, NAME_REMEMBERED_CHARS, Globs, ModelTable, Remembered
+from proxy.origins import OriginGuard
 from proxy.translate import says_responses_only
+
+
+def table(translate):
+    """The model table of a configuration with these translation settings."""
+    return ModelTable(Config(translate=translate))
 
 
 @pytest.mark.parametrize("model", [
@@ -16,26 +29,26 @@ from proxy.translate import says_responses_only
     "computer-use-preview", "O3-PRO", "openai/o3-pro",
 ])
 def test_default_patterns_translate(model):
-    assert ModelRouter(TranslateConfig()).should_translate(model)
+    assert table(TranslateConfig()).translates(model)
 
 
 @pytest.mark.parametrize("model", ["gpt-4o", "o3", "o3-mini", "gpt-5", "gpt-5-mini", "gpt-4.1", "o1", "text-embedding-3-small"])
 def test_other_models_pass_through(model):
-    assert not ModelRouter(TranslateConfig()).should_translate(model)
+    assert not table(TranslateConfig()).translates(model)
 
 
 def test_configured_globs_and_translate_all():
-    router = ModelRouter(TranslateConfig(models=["my-*"]))
-    assert router.should_translate("my-model") and not router.should_translate("o3-pro")
-    assert ModelRouter(TranslateConfig(all_models=True)).should_translate("gpt-4o")
-    assert not ModelRouter(TranslateConfig(models=[])).should_translate("o3-pro")
+    router = table(TranslateConfig(models=["my-*"]))
+    assert router.translates("my-model") and not router.translates("o3-pro")
+    assert table(TranslateConfig(all_models=True)).translates("gpt-4o")
+    assert not table(TranslateConfig(models=[])).translates("o3-pro")
 
 
 def test_learned_models_are_remembered():
-    router = ModelRouter(TranslateConfig())
-    assert not router.should_translate("new-model")
-    router.learn("new-model")
-    assert router.should_translate("new-model") and router.learned == {"new-model"}
+    router = table(TranslateConfig())
+    assert not router.translates("new-model")
+    router.learn_responses_only("new-model")
+    assert router.translates("new-model") and router.learned == {"new-model"}
 
 
 def said(text, model="gpt-9", **request):
@@ -119,22 +132,70 @@ def test_the_upstreams_own_wording_counts_beside_an_echo():
 
 
 def test_long_names_are_neither_learned_nor_remembered():
-    router = ModelRouter(TranslateConfig(models=["long-*"]))
+    router = table(TranslateConfig(models=["long-*"]))
     long = "long-" + "x" * NAME_REMEMBERED_CHARS
-    assert router.should_translate(long) and router.should_translate(long[:NAME_REMEMBERED_CHARS])
-    assert list(router._decided) == [long[:NAME_REMEMBERED_CHARS]]  # the longer one is decided each time
-    router.learn("other-" + "y" * NAME_REMEMBERED_CHARS)
+    assert router.translates(long) and router.translates(long[:NAME_REMEMBERED_CHARS])
+    router.learn_responses_only("other-" + "y" * NAME_REMEMBERED_CHARS)
     assert router.learned == frozenset()
 
 
 def test_learned_models_are_capped(caplog):
-    router = ModelRouter(TranslateConfig())
+    router = table(TranslateConfig())
     for index in range(MODELS_REMEMBERED):
-        router.learn(f"model-{index}")
-    caplog.set_level(logging.INFO, "proxy.routing")
-    router.learn("one-too-many")
-    router.learn("two-too-many")
-    assert len(router.learned) == MODELS_REMEMBERED and not router.should_translate("one-too-many")
+        router.learn_responses_only(f"model-{index}")
+    caplog.set_level(logging.INFO, "proxy.models")
+    router.learn_responses_only("one-too-many")
+    router.learn_responses_only("two-too-many")
+    assert len(router.learned) == MODELS_REMEMBERED and not router.translates("one-too-many")
     assert [record.levelno for record in caplog.records] == [logging.WARNING]  # said once
-    router.learn("model-0")  # already known: no change, no warning
-    assert len(caplog.records) == 1 and router.should_translate("model-0")
+    router.learn_responses_only("model-0")  # already known: no change, no warning
+    assert len(caplog.records) == 1 and router.translates("model-0")
+
+
+def test_only_names_of_bounded_length_are_remembered():
+    computed = []
+    remembered = Remembered(lambda name: computed.append(name) or len(name))
+    long = "x" * (NAME_REMEMBERED_CHARS + 1)
+    for _ in range(2):
+        assert remembered("short") == 5 and remembered(long) == len(long)
+    assert computed == ["short", long, long]  # the longer one is decided each time
+
+
+@pytest.mark.parametrize(("bare", "model", "matches"), [
+    (True, "o3-pro", True), (True, "OpenAI/O3-Pro-2025", True), (True, "o3", False),
+    (False, "o3-pro", True), (False, "openai/o3-pro", False),
+])
+def test_one_glob_matcher_with_the_provider_prefix_rule_as_a_parameter(bare, model, matches):
+    assert Globs(["o3-pro*"], bare=bare).match(model) is matches
+
+
+def test_an_upstream_is_chosen_by_the_name_as_sent_and_settings_by_the_bare_name():
+    config = Config(upstreams=[UpstreamConfig(name="a", base_url="http://a/v1", models=["openai/*"]),
+                               UpstreamConfig(name="b", base_url="http://b/v1", models=["o3-*"])])
+    table = ModelTable(config)
+    assert table.upstream_for("openai/o3-pro") is table.upstreams[0]
+    assert table.upstream_for("o3-pro") is table.upstreams[1]
+    assert table.settings("openai/o3-pro").background and table.route("openai/o3-pro").direction == "to_responses"
+    with pytest.raises(NoUpstreamForModel):
+        table.route("gpt-4o")
+
+
+def test_chat_is_a_route_of_fastapis_own_router_and_the_middleware_is_ordinary():
+    """No detour around the framework: chat requests are matched by FastAPI's router (first, on any path ending in
+    /chat/completions as sent), and the proxy's middleware is FastAPI's user middleware, outermost first."""
+    app = create_app(Config(server={"cors_origins": ["https://app.example"], "api_keys": ["sk-proxy"]}))
+    assert type(app) is FastAPI
+    chat_route = app.router.routes[0]
+    assert isinstance(chat_route, ChatRoute)
+    assert [middleware.cls for middleware in app.user_middleware] == [
+        ObserveMiddleware, OriginGuard, CORSMiddleware, ProxyKeyMiddleware]
+    assert [middleware.cls for middleware in create_app(Config()).user_middleware] == [ObserveMiddleware, OriginGuard]
+
+    def scope(path, method="POST"):
+        return {"type": "http", "method": method, "path": path, "raw_path": path.encode()}
+
+    for path in ("/v1/chat/completions", "/chat/completions/", "/openai/v1/chat/completions"):
+        assert chat_route.matches(scope(path))[0] is Match.FULL
+    for path, method in (("/v1/chat%2Fcompletions", "POST"), ("/v1/chat/completions", "GET"),
+                         ("/v1/chat/completions/x", "POST")):
+        assert chat_route.matches(scope(path, method))[0] is Match.NONE

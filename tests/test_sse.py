@@ -6,6 +6,8 @@ from hypothesis import strategies as st
 
 from proxy.translate import DONE, KEEPALIVE, EventHolder, EventTooLarge, SSEDecoder, encode_data, encode_event, encode_frames
 
+pytestmark = pytest.mark.core  # the pure translation core: `pytest -m core` runs these alone
+
 STREAM = (b"event: response.created\ndata: {\"a\":1}\n\n"
           b": keep-alive\n\n"
           b"data: line one\ndata: line two\n\n"

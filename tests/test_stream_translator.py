@@ -11,6 +11,8 @@ from chunks import comparable, fold
 from proxy.translate import StreamTranslator, responses_to_chat
 from spec_check import check_chat_chunk, check_error_body
 
+pytestmark = pytest.mark.core  # the pure translation core: `pytest -m core` runs these alone
+
 STREAMS = realdata.recordings(api="responses", kind="stream")
 
 

@@ -14,7 +14,8 @@ from conftest import CLIENT_KEY, UPSTREAM_KEY, sdk
 from fake_upstream import Reply, error_body, running_fake_upstream
 from proxy.config import load_config
 from proxy.keys import KeyRing, bearer_key, retry_after
-from proxy.upstream import Upstream, UpstreamBroken
+from proxy.errors import UpstreamBroken
+from proxy.upstream import Upstream
 from servers import running_proxy
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
@@ -139,7 +140,7 @@ def two_upstreams(fake):
          "headers": {"x-via": "direct"}},
         {"name": "aggregator", "base_url": fake.base_url, "api_key": "sk-agg", "models": ["openai/*", "text-*"],
          "headers": {"x-via": "aggregator"}},
-    ]}))
+    ], "background": {"poll_initial": 0.02, "poll_max": 0.05}}))
 
 
 def test_chat_requests_go_to_the_upstream_serving_their_model(fake):
@@ -150,7 +151,9 @@ def test_chat_requests_go_to_the_upstream_serving_their_model(fake):
         missing = chat(url, "claude-3")
     # Background polls (o3-pro runs in background mode by default) go to the same upstream; the creates tell.
     creates = [r for r in fake.requests if r.method == "POST"]
-    assert {r.headers["x-via"] for r in fake.requests if r.method == "GET"} <= {"direct", "aggregator"}
+    polled = [(r.path, r.headers["x-via"]) for r in fake.requests if r.method == "GET"]
+    assert {via for _, via in polled} == {"direct", "aggregator"}
+    assert len(set(polled)) == len({path for path, _ in polled})  # each response is polled on one upstream
     assert [(r.path, r.headers["x-via"], r.headers["authorization"]) for r in creates] == [
         ("/v1/responses", "direct", "Bearer sk-direct"),
         ("/v1/responses", "aggregator", "Bearer sk-agg"),

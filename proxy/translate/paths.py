@@ -20,17 +20,19 @@ Mapped = tuple[Path, bool]  # the client's path, and whether all of the upstream
 _SEGMENT = re.compile(r"(?:^|\.)([^.\[\]\s'\"`]+)|\[(\d+)\]")
 
 
-def rename_param(error: ProxyError, client_param: Callable[[str], tuple[str, bool] | None]) -> None:
-    """Make ``error`` name the client's parameter: ``client_param`` gives the client's path for the upstream's,
-    and whether all of it was mapped (only then are the message's quoted mentions renamed too)."""
+def rename_param(error: ProxyError, client_param: Callable[[str], tuple[str, bool] | None]) -> ProxyError:
+    """``error`` naming the client's parameter (a new error; the same one when there is nothing to rename):
+    ``client_param`` gives the client's path for the upstream's, and whether all of it was mapped (only then are
+    the message's quoted mentions renamed too)."""
     mapped = client_param(error.param) if error.param else None
     if mapped is None:
-        return
+        return error
     path, whole = mapped
+    message = error.message
     if whole:
         for quote in "'\"`":
-            error.message = error.message.replace(quote + error.param + quote, quote + path + quote)
-    error.param = path
+            message = message.replace(quote + error.param + quote, quote + path + quote)
+    return error.replace(param=path, message=message)
 
 
 def renamed(where: Path, tail: Path, renames: dict[str, Path]) -> Mapped | None:

@@ -65,9 +65,9 @@ def chat_to_responses(chat: Any, options: MappingOptions | None = None) -> Trans
     return finished(draft, CHAT_PARAMS.dropped(chat))
 
 
-def name_chat_params(error: ProxyError, translation: Translation) -> None:
-    """Make ``error`` (an upstream's answer to ``translation.upstream``) name the chat request's parameters."""
-    rename_param(error, lambda param: chat_param(param, translation))
+def name_chat_params(error: ProxyError, translation: Translation) -> ProxyError:
+    """``error`` (an upstream's answer to ``translation.upstream``) naming the chat request's parameters."""
+    return rename_param(error, lambda param: chat_param(param, translation))
 
 
 def chat_param(param: str, translation: Translation) -> tuple[str, bool] | None:

@@ -270,9 +270,7 @@ class StreamTranslator:
         return self.fail(self._named(upstream_failure(event)))
 
     def _named(self, error: ProxyError) -> ProxyError:
-        if self._translation is not None:
-            name_chat_params(error, self._translation)
-        return error
+        return error if self._translation is None else name_chat_params(error, self._translation)
 
     # --- output -------------------------------------------------------------
 

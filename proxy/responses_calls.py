@@ -14,8 +14,8 @@ assembly) does not care how the answer was obtained:
 
 A 400 refusing a feature the proxy added (background mode, streaming, a
 reasoning summary, encrypted reasoning) by naming its parameter gets the request
-sent again without it; the refusal is remembered in :class:`Capabilities` once
-the request without it is accepted.
+sent again without it; the refusal is learned in the model table (:class:`proxy.models.Refusals`)
+once the request without it is accepted.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -32,12 +31,12 @@ import orjson
 
 from . import metrics
 from .config import BackgroundConfig
-from .errors import ProxyError
-from .routing import MODELS_REMEMBERED, rememberable
+from .errors import InvalidUpstreamAnswer, UpstreamBroken, UpstreamError
+from .models import ModelRoute
+from .plan import CallPlan
 from .translate import (TERMINAL_EVENTS, EventTooLarge, SSEDecoder, refused_feature, terminal_event,
                         without_encrypted_reasoning, without_summary)
-from .upstream import (Upstream, UpstreamBroken, UpstreamResponse, read_json, too_large, upstream_details,
-                       upstream_error)
+from .upstream import Upstream, UpstreamResponse, read_json, upstream_details, upstream_error
 
 log = logging.getLogger("proxy.calls")
 
@@ -45,36 +44,12 @@ MAX_ANSWER_BYTES = 256 * 1024 * 1024
 DRAIN_SECONDS = 1.0  # how long the end of a finished stream may take to arrive
 
 
-@dataclass
-class Capabilities:
-    """Features an upstream refused; remembered for the life of the process (per model, for a bounded number
-    of names of bounded length)."""
-
-    no_background: set[str] = field(default_factory=set)  # models
-    no_stream: set[str] = field(default_factory=set)  # models
-    no_encrypted_reasoning: set[str] = field(default_factory=set)  # models
-    # OpenAI refuses reasoning summaries to organizations that are not verified: a property of the key.
-    no_summary: bool = False
-
-
-@dataclass
-class CallPlan:
-    body: dict[str, Any]
-    model: str
-    stream: bool
-    background: bool
-    first_byte_timeout: float | None = None
-    idle_timeout: float | None = None
-    # The proxy asked for a reasoning summary the client did not: a refusal is worked around, not relayed.
-    summary_added: bool = False
-
-
 def parse_events(decoder: SSEDecoder, chunk: bytes | None) -> list[dict[str, Any]]:
     """Parsed Responses events in ``chunk`` (``None`` flushes the decoder at end of stream)."""
     try:
         decoded = decoder.feed(chunk) if chunk is not None else decoder.close()
     except EventTooLarge:
-        raise too_large(MAX_ANSWER_BYTES) from None
+        raise InvalidUpstreamAnswer.too_large(MAX_ANSWER_BYTES) from None
     events = []
     for name, data in decoded:
         if not data or data == b"[DONE]":
@@ -96,8 +71,7 @@ async def json_answer(response: UpstreamResponse) -> dict[str, Any]:
     payload, raw = await read_json(response, MAX_ANSWER_BYTES, whole=True)
     if not isinstance(payload, dict):
         snippet = raw[:200].decode("utf-8", "replace")
-        raise ProxyError(502, f"The upstream answered with a body that is not a JSON response: {snippet!r}",
-                         "upstream_error", code="invalid_upstream_response")
+        raise InvalidUpstreamAnswer(f"The upstream answered with a body that is not a JSON response: {snippet!r}")
     if "error" in payload and "output" not in payload:
         raise upstream_error(response, payload, raw, 502)
     return payload
@@ -220,7 +194,7 @@ class UpstreamCall:
         try:
             response, _ = await self.upstream.send_retrying("GET", f"/responses/{self.response_id}", self.headers,
                                                             params=params, idle_timeout=self.plan.idle_timeout)
-        except ProxyError as exc:
+        except UpstreamError as exc:
             log.warning("could not resume background stream %s: %s", self.response_id, exc.message)
             return False
         if response.status_code >= 400 or not response.headers.get("content-type", "").startswith("text/event-stream"):
@@ -258,7 +232,7 @@ class UpstreamCall:
                 response = await self.upstream.send("POST", f"/responses/{self.response_id}/cancel", self.headers)
                 response.close()
             log.info("cancelled background response %s", self.response_id)
-        except (ProxyError, TimeoutError, UpstreamBroken) as exc:
+        except (UpstreamError, TimeoutError) as exc:
             log.warning("could not cancel background response %s: %s", self.response_id, exc)
 
     async def aclose(self) -> None:
@@ -278,18 +252,37 @@ class UpstreamCall:
             http.close()
 
 
-async def start_call(upstream: Upstream, headers: Mapping[str, str], plan: CallPlan, capabilities: Capabilities,
+async def start_calls(route: ModelRoute, headers: Mapping[str, str], plan: CallPlan, n: int,
+                      background: BackgroundConfig) -> list[UpstreamCall]:
+    """Create ``n`` upstream responses (one per choice) at once; if one cannot start, none is left running."""
+    if n == 1:
+        return [await start_call(route, headers, plan, background)]
+    tasks = [asyncio.ensure_future(start_call(route, headers, plan, background)) for _ in range(n)]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+        for task in tasks:
+            if not task.cancelled() and task.exception() is None:
+                await task.result().aclose()
+        raise
+
+
+async def start_call(route: ModelRoute, headers: Mapping[str, str], plan: CallPlan,
                      background: BackgroundConfig) -> UpstreamCall:
-    """Create the upstream response; errors before any event arrives are raised as :class:`ProxyError`.
+    """Create the upstream response; errors before any event arrives are raised as :class:`UpstreamError`.
 
     A refused feature is left out and the request sent again, maybe more than once (the next answer may refuse
-    another). What was refused is remembered only once a request is accepted: when the request fails anyway,
-    the refusal was not what stood in its way, and the client gets that last error.
+    another). What was refused is learned (``route.refusals``) only once a request is accepted: when the request
+    fails anyway, the refusal was not what stood in its way, and the client gets that last error.
     """
-    model = plan.model.lower()
-    plan.background = plan.background and model not in capabilities.no_background
-    plan.stream = plan.stream and model not in capabilities.no_stream
-    refused: list[tuple[str, set[str] | None]] = []  # what, and the models refusing it (None: the key refuses it)
+    upstream, refusals, model = route.upstream, route.refusals, plan.model.lower()
+    if (plan.background and model in refusals.no_background) or (plan.stream and model in refusals.no_stream):
+        plan = plan._replace(background=plan.background and model not in refusals.no_background,
+                             stream=plan.stream and model not in refusals.no_stream)
+    refused: list[str] = []
     while True:
         body = dict(plan.body)
         body.pop("stream", None)
@@ -307,28 +300,12 @@ async def start_call(upstream: Upstream, headers: Mapping[str, str], plan: CallP
         error = upstream_error(response, payload, raw)
         feature = refused_feature(error, plan.body, plan.model, background=plan.background, stream=plan.stream,
                                   summary_added=plan.summary_added)
-        if feature == "background":
-            plan.background = False
-            refused.append((f"background mode for {plan.model}", capabilities.no_background))
-        elif feature == "stream":
-            plan.stream = False
-            refused.append((f"streaming for {plan.model}", capabilities.no_stream))
-        elif feature == "reasoning.summary":
-            plan.body = without_summary(plan.body)
-            refused.append(("reasoning summaries", None))
-        elif feature == "include":
-            plan.body = without_encrypted_reasoning(plan.body)
-            refused.append((f"encrypted reasoning for {plan.model}", capabilities.no_encrypted_reasoning))
-        else:
+        if feature is None:
             raise error
-    for feature, refusing in refused:
-        if refusing is None:
-            capabilities.no_summary = True
-        elif rememberable(model) and len(refusing) < MODELS_REMEMBERED:
-            refusing.add(model)
-        else:
-            continue
-        log.info("upstream refuses %s; left out from now on", feature)
+        plan = _without(plan, feature)
+        refused.append(feature)
+    for feature in refused:
+        refusals.learn(feature, plan.model)
     call = UpstreamCall(upstream, headers, plan, background, retries, upstream_details(response))
     if response.headers.get("content-type", "").startswith("text/event-stream"):
         call._http = response
@@ -336,3 +313,14 @@ async def start_call(upstream: Upstream, headers: Mapping[str, str], plan: CallP
         call._answer = await json_answer(response)
         call.response_id = call._answer.get("id") if isinstance(call._answer.get("id"), str) else None
     return call
+
+
+def _without(plan: CallPlan, feature: str) -> CallPlan:
+    """``plan`` without a feature the upstream refused (a name :func:`~proxy.translate.refused_feature` gives)."""
+    if feature == "background":
+        return plan._replace(background=False)
+    if feature == "stream":
+        return plan._replace(stream=False)
+    if feature == "reasoning.summary":
+        return plan._replace(body=without_summary(plan.body))
+    return plan._replace(body=without_encrypted_reasoning(plan.body))

@@ -1,6 +1,8 @@
-"""Serving a translated chat request to the client: a chat stream, or one completion.
+"""Writing a translated chat answer: a chat stream, or one completion (JSON, maybe behind keep-alive whitespace).
 
-With ``n > 1`` the request runs ``n`` times upstream at once; the choices are
+The last stages of the request path (route -> plan -> call -> translate -> **write**): the planned calls are
+started (:mod:`proxy.responses_calls`), their Responses events go through the core's translators, and the chat
+chunks are written as they come. With ``n > 1`` the request runs ``n`` times upstream at once; the choices are
 interleaved by index in a stream, or collected into one completion.
 """
 
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -20,24 +22,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import logs, metrics
-from .calls import Capabilities, CallPlan, UpstreamCall, start_call
-from .config import Config, ModelSettings
-from .errors import ProxyError
+from .config import Config
+from .errors import ProxyError, json_response
 from .memory import ReasoningMemory
 from .pacing import Heartbeat
+from .plan import TranslatedPlan
+from .responses_calls import UpstreamCall, start_calls
 from .streaming import StreamedResponse, until_disconnect
-from .translate import (DONE, KEEPALIVE, CompletionBuilder, Presentation, StreamTranslator, Translation,
+from .translate import (DONE, KEEPALIVE, CompletionBuilder, StreamTranslator, Translation,
                         encode_frames, name_chat_params, new_completion_id, usage_chunk)
-from .upstream import Upstream, UpstreamBroken, broken_off
 
-log = logging.getLogger("proxy.chat")
+log = logging.getLogger("proxy.answers")
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 PROGRESS_EVERY = 60.0  # seconds between "Still thinking" notes, when progress notes are on
-
-
-def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(payload), status_code=status, headers=headers, media_type="application/json")
 
 
 def translation_headers(translation: Translation) -> dict[str, str]:
@@ -91,38 +89,25 @@ class Exchange:
                 await self.memory.remember(translator.response)
 
 
-async def serve_translated(config: Config, upstream: Upstream, capabilities: Capabilities, memory: ReasoningMemory | None,
-                           request: Request, translation: Translation, presentation: Presentation,
-                           settings: ModelSettings) -> Response:
+async def serve_translated(plan: TranslatedPlan, request: Request, config: Config) -> Response:
+    """Run ``plan``'s calls and write the answer: a chat stream, a completion behind keep-alive whitespace, or a
+    completion in one piece."""
+    translation, presentation = plan.translation, plan.presentation
     upstream_request, answer = translation.upstream, translation.answer
-    plan = dict(
-        body=upstream_request.body,
-        model=upstream_request.model,
-        # A non-streaming client is served from an upstream stream too when a stop sequence may end the
-        # answer early (no tokens spent past it), or when configured: the headers then arrive at once, so
-        # no first-byte timeout of a gateway in between can cut a long reasoning run.
-        stream=answer.stream or bool(answer.stop) or config.stream.upstream_stream,
-        background=bool(settings.background),
-        first_byte_timeout=settings.first_byte_timeout,
-        idle_timeout=settings.idle_timeout,
-        summary_added=upstream_request.summary_added,
-    )
-    headers = upstream.headers(request.headers)
-    plans = [CallPlan(**plan) for _ in range(answer.n)]
+    headers = plan.route.upstream.headers(request.headers)
     completion_id = new_completion_id()
 
     async def start() -> Exchange:
         try:
-            calls = await _start_all(upstream, headers, plans, capabilities, config)
+            calls = await start_calls(plan.route, headers, plan.call, answer.n, config.background)
         except ProxyError as exc:  # the upstream's refusal names Responses parameters; the client sent chat ones
-            name_chat_params(exc, translation)
-            raise
+            raise name_chat_params(exc, translation) from None
         return Exchange(calls, [
             StreamTranslator(upstream_request.model, choice_index=index, presentation=presentation,
                              completion_id=completion_id, include_usage=answer.include_usage and answer.n == 1,
                              translation=translation)
             for index in range(answer.n)
-        ], memory)
+        ], plan.memory)
 
     # Waiting for the upstream's headers (or the whole answer) can take long: a client that leaves
     # meanwhile must not keep the upstream request open. The answer carries the upstream's request id and
@@ -147,29 +132,9 @@ async def serve_translated(config: Config, upstream: Upstream, capabilities: Cap
 
     try:
         completion = await until_disconnect(request.receive, whole())
-    except ProxyError as exc:
-        exc.headers = details | exc.headers  # an error from a later upstream answer (a poll) names that one
-        raise
+    except ProxyError as exc:  # an error from a later upstream answer (a poll) names that one
+        raise exc.replace(headers=details | exc.headers) from None
     return json_response(completion, headers=extra | details)
-
-
-async def _start_all(upstream: Upstream, headers: Mapping[str, str], plans: list[CallPlan], capabilities: Capabilities,
-                     config: Config) -> list[UpstreamCall]:
-    """Create every choice's upstream response; if one cannot start, none is left running."""
-    if len(plans) == 1:
-        return [await start_call(upstream, headers, plans[0], capabilities, config.background)]
-    tasks = [asyncio.ensure_future(start_call(upstream, headers, plan, capabilities, config.background))
-             for plan in plans]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.wait(tasks)
-        for task in tasks:
-            if not task.cancelled() and task.exception() is None:
-                await task.result().aclose()
-        raise
 
 
 Batch = list[dict[str, Any]]
@@ -243,8 +208,6 @@ async def _completion(exchange: Exchange) -> dict[str, Any]:
             if translator.error is not None:
                 raise translator.error
         return builder.build(exchange.translators)
-    except UpstreamBroken as exc:
-        raise broken_off(exc) from None
     finally:
         await exchange.aclose()
 
@@ -301,8 +264,6 @@ async def _relay_stream(exchange: Exchange, summed_usage: bool) -> AsyncIterator
                     frames = [frame for translator in translators for frame in translator.finish()]
         except ProxyError as exc:
             frames = _fail_all(translators, exc)
-        except UpstreamBroken as exc:
-            frames = _fail_all(translators, broken_off(exc))
         failed = next((t.error for t in translators if t.error is not None), None)
         if failed is not None:
             log.warning("stream for %s ended with an error: %s", translators[0].model, failed.message)

@@ -1,0 +1,99 @@
+"""Planning a translated chat request: what goes upstream, how the answer is presented, what is remembered.
+
+The second stage of the request path (route -> **plan** -> call -> translate -> write): everything the
+configuration, the model's settings, the client's headers and the reasoning kept from earlier turns say about
+this one request is gathered here, once, into a frozen :class:`TranslatedPlan`; the later stages read it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from starlette.requests import Request
+
+from .config import Config
+from .errors import InvalidRequest
+from .memory import ReasoningMemory, ReasoningStore
+from .models import ModelRoute
+from .passthrough import header
+from .translate import (REASONING_OUTPUTS, MappingOptions, Presentation, Translation, chat_to_responses,
+                        restore_reasoning)
+
+REASONING_OUTPUT_HEADER = "x-proxy-reasoning-output"
+
+
+class CallPlan(NamedTuple):
+    """One upstream Responses call, as first tried (a refused feature is left out of a new plan).
+
+    The plan's values are named tuples: immutable, and cheaper to build than frozen dataclasses."""
+
+    body: dict[str, Any]
+    model: str
+    stream: bool
+    background: bool
+    first_byte_timeout: float | None = None
+    idle_timeout: float | None = None
+    # The proxy asked for a reasoning summary the client did not: a refusal is worked around, not relayed.
+    summary_added: bool = False
+
+
+class TranslatedPlan(NamedTuple):
+    """A translated chat request, planned: the route, the translation, the upstream call (one per choice, ``n``),
+    the answer's presentation, and where its reasoning is kept (None: nowhere)."""
+
+    route: ModelRoute
+    translation: Translation
+    call: CallPlan
+    presentation: Presentation
+    memory: ReasoningMemory | None
+
+
+async def plan_translated(route: ModelRoute, chat: dict[str, Any], request: Request, config: Config,
+                          store: ReasoningStore | None) -> TranslatedPlan:
+    """Plan ``chat`` (a parsed chat request for ``route.model``) as Responses calls."""
+    settings, refusals, model = route.settings, route.refusals, chat["model"]
+    if settings.reasoning_effort and chat.get("reasoning_effort") is None:
+        chat = {**chat, "reasoning_effort": settings.reasoning_effort}
+    summary = None if config.reasoning.summary == "off" or refusals.no_summary else config.reasoning.summary
+    memory = None if store is None else ReasoningMemory(store, request.headers, route.upstream.config.name, model)
+    options = MappingOptions(
+        reasoning_summary=summary,
+        reasoning_effort=config.reasoning.effort,
+        max_n=config.translate.max_n,
+        require_search_tool=bool(settings.search_tool),
+        keep_reasoning=memory is not None and model.lower() not in refusals.no_encrypted_reasoning,
+    )
+    translation = chat_to_responses(chat, options)
+    if memory is not None and translation.provenance.answers:
+        translation = restore_reasoning(translation, await memory.fetch(translation.provenance.memory_keys))
+    presentation = Presentation(
+        reasoning=reasoning_output(request, config.reasoning.output),
+        stop=translation.answer.stop,
+        sources_in_content=config.web_search.sources_in_content,
+        progress=bool(settings.progress),
+    )
+    upstream_request, answer = translation.upstream, translation.answer
+    call = CallPlan(
+        body=upstream_request.body,
+        model=upstream_request.model,
+        # A non-streaming client is served from an upstream stream too when a stop sequence may end the
+        # answer early (no tokens spent past it), or when configured: the headers then arrive at once, so
+        # no first-byte timeout of a gateway in between can cut a long reasoning run.
+        stream=answer.stream or bool(answer.stop) or config.stream.upstream_stream,
+        background=bool(settings.background),
+        first_byte_timeout=settings.first_byte_timeout,
+        idle_timeout=settings.idle_timeout,
+        summary_added=upstream_request.summary_added,
+    )
+    return TranslatedPlan(route, translation, call, presentation, memory)
+
+
+def reasoning_output(request: Request, default: str) -> str:
+    """The reasoning display for this request: a header may choose another than the configured one."""
+    wanted = header(request.headers, REASONING_OUTPUT_HEADER).strip().lower()
+    if not wanted:
+        return default
+    if wanted not in REASONING_OUTPUTS:
+        raise InvalidRequest(f"Header {REASONING_OUTPUT_HEADER} must be reasoning_content, think or none.",
+                             REASONING_OUTPUT_HEADER)
+    return wanted
