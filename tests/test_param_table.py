@@ -143,7 +143,7 @@ RESPONSES_INPUT = [
 def test_the_responses_rows_paths_name_the_clients_parameter(upstream, client, sent):
     request = responses_request_to_chat({"model": "m", "input": RESPONSES_INPUT, "tools": RESPONSES_TOOLS, **sent})
     error = ProxyError(400, f"Invalid value for '{upstream}'.", param=upstream)
-    name_responses_params(error, request)
+    error = name_responses_params(error, request)
     assert (error.param, error.message) == (client, f"Invalid value for '{client}'.")
 
 
@@ -155,7 +155,7 @@ def test_a_chat_path_below_what_has_a_responses_name_names_the_item(upstream, cl
     request = responses_request_to_chat({"model": "m", "input": RESPONSES_INPUT, "tools": RESPONSES_TOOLS,
                                          "instructions": "Be brief."})
     error = ProxyError(400, f"Invalid '{upstream}'.", param=upstream)
-    name_responses_params(error, request)
+    error = name_responses_params(error, request)
     assert (error.param, error.message) == (client, f"Invalid '{upstream}'.")  # only whole paths are renamed
 
 
@@ -164,6 +164,5 @@ def test_the_chat_parameter_a_responses_request_sent_as_such_keeps_its_name():
                                         ChatOptions(max_tokens_param="max_tokens"))
     for param in ("temperature", "model", "stream_options"):
         error = ProxyError(400, f"Invalid '{param}'.", param=param)
-        name_responses_params(error, request)
-        assert error.param == param
+        assert name_responses_params(error, request).param == param
     assert request.body["messages"] == [{"role": "user", "content": "hi"}]

@@ -68,9 +68,9 @@ def responses_request_to_chat(request: Any, options: ChatOptions | None = None,
     return finished(draft, RESPONSES_PARAMS.dropped(request))
 
 
-def name_responses_params(error: ProxyError, request: ChatRequest) -> None:
-    """Make ``error`` (an upstream's answer to ``request.body``) name the Responses request's parameters."""
-    rename_param(error, lambda param: responses_param(param, request))
+def name_responses_params(error: ProxyError, request: ChatRequest) -> ProxyError:
+    """``error`` (an upstream's answer to ``request.body``) naming the Responses request's parameters."""
+    return rename_param(error, lambda param: responses_param(param, request))
 
 
 def responses_param(param: str, request: ChatRequest) -> tuple[str, bool] | None:
