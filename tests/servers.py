@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 
 from proxy.app import create_app
@@ -61,3 +67,31 @@ def running_app(app, **options: Any) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.port}"
     finally:
         server.stop()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def proxy_process(args: list[str], env: dict[str, str], stderr: int | None = subprocess.DEVNULL,
+                  seconds: float = 20) -> tuple[subprocess.Popen, str]:
+    """``python -m proxy`` from this checkout as a process of its own, on a free port, once it answers /healthz."""
+    port = free_port()
+    env = {**env, "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")}
+    process = subprocess.Popen([sys.executable, "-m", "proxy", "--port", str(port), *args], env=env,
+                               stdout=subprocess.DEVNULL, stderr=stderr)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("the proxy did not start" + (f": {process.stderr.read().decode()}" if process.stderr else ""))

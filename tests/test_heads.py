@@ -12,7 +12,6 @@ import logging
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,9 +27,8 @@ from fake_upstream import Hang
 from proxy import heads
 from proxy.app import create_app
 from proxy.config import load_config
-from servers import running_app
+from servers import proxy_process, running_app
 
-ROOT = Path(__file__).resolve().parent.parent
 MEGABYTE = 1024 * 1024
 IMPLEMENTATIONS = ["httptools", "h11"]
 DEFAULT_LIMIT = load_config(env={}).server.max_header_bytes
@@ -142,34 +140,16 @@ def test_what_the_limit_relies_on_in_uvicorn_and_h11():
     assert config.http_protocol_class is heads.H11HeadLimit and config.h11_max_incomplete_event_size == 5000
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def peak_rss_kib(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1])
 
 
 def started_proxy(workers: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "sk-test", "PROXY_API_KEYS": "pk-team"}
+    env = {**os.environ, "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "sk-test",
+           "PROXY_API_KEYS": "pk-team"}
     env.pop("PROXY_CONFIG", None)
-    process = subprocess.Popen([sys.executable, "-m", "proxy", "--port", str(port), "--workers", str(workers),
-                                "--log-format", "json"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("the proxy did not start")
+    return proxy_process(["--workers", str(workers), "--log-format", "json"], env)
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="reads peak memory from Linux's /proc")

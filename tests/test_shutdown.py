@@ -6,20 +6,18 @@ import gc
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from fake_upstream import Hang, Stream, build_response, message_item, stream_events
 from proxy.app import GC_YOUNG_THRESHOLD
+from servers import proxy_process
 
-ROOT = Path(__file__).resolve().parent.parent
 MESSAGES = [{"role": "user", "content": "Hi"}]
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
@@ -33,30 +31,12 @@ def test_start_up_objects_are_set_aside_from_garbage_collection(make_proxy):
         assert gc.get_freeze_count() > 0
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(tmp_path, upstream_url, grace):
     config = tmp_path / "config.yaml"
     config.write_text(f"server:\n  shutdown_grace_seconds: {grace}\n"
                       f"upstream:\n  base_url: {upstream_url}\n  api_key: sk-test\n")
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    process = subprocess.Popen([sys.executable, "-m", "proxy", "--config", str(config), "--port", str(port),
-                                "--log-format", "json"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(process.stderr.read().decode())
+    return proxy_process(["--config", str(config), "--log-format", "json"], dict(os.environ),
+                         stderr=subprocess.PIPE, seconds=15)
 
 
 def stream_and_terminate(process, url):
