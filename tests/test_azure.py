@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
+import yaml
 
 from conftest import CLIENT_KEY, NO_BACKGROUND, sdk
 from fake_azure_upstream import (AZURE_KEY, API_VERSION, FILTER_RESULTS, PROMPT_FILTERED, FakeAzureUpstream,
@@ -226,3 +229,17 @@ upstreams:
     assert azure_server.azure_paths == [f"/openai/responses?api-version={API_VERSION}"]
     assert [r.path for r in fake_server.requests] == ["/v1/chat/completions"]
     assert AZURE_KEY not in described
+
+
+def test_the_compose_files_azure_variant_configures_azure():
+    """The commented Azure lines of docker-compose.yml, uncommented in place of OPENAI_API_KEY, make an Azure upstream."""
+    text = (Path(__file__).parents[1] / "docker-compose.yml").read_text("utf-8")
+    lines = [re.sub(r"^(\s*)# (AZURE_OPENAI_\w+|OPENAI_API_VERSION):", r"\1\2:", line) for line in text.splitlines()
+             if "OPENAI_API_KEY: ${OPENAI_API_KEY" not in line]
+    environment = yaml.safe_load("\n".join(lines))["services"]["proxy"]["environment"]
+    values = {"AZURE_OPENAI_ENDPOINT": "https://res.openai.azure.com/", "AZURE_OPENAI_API_KEY": "azure-key-1234"}
+    env = {name: values.get(name, value) for name, value in environment.items() if name != "PROXY_API_KEYS"}
+    assert set(env) == {"AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY", "OPENAI_API_VERSION"}
+    upstream = load_config(env=env).upstream
+    assert (upstream.kind, upstream.base_url, upstream.keys) == ("azure", "https://res.openai.azure.com/openai",
+                                                                 ["azure-key-1234"])
