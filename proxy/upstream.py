@@ -32,9 +32,9 @@ from yarl import URL
 
 from . import logs, metrics
 from .config import UpstreamConfig
-from .errors import (RETRYABLE_STATUSES, ConnectTimeout, InvalidRequest, FirstByteTimeout, IdleTimeout, InvalidUpstreamAnswer,
-                     UpstreamBroken, UpstreamError, UpstreamNotFound, UpstreamStatusError, UpstreamUnreachable)
-from .keys import REST_STATUSES, KeyRing, bearer_key, retry_after
+from .errors import (RETRYABLE_STATUSES, ConnectTimeout, FirstByteTimeout, IdleTimeout, InvalidRequest,
+                     InvalidUpstreamAnswer, UpstreamBroken, UpstreamError, UpstreamNotFound, UpstreamStatusError, UpstreamUnreachable)
+from .keys import REST_STATUSES, KeyRing, retry_after
 from .library_internals import left_behind
 
 log = logging.getLogger("proxy.upstream")
@@ -258,12 +258,13 @@ def url_secrets(url: str) -> list[str]:
 
 def with_authorization(headers: Mapping[str, str], value: str, name: str = "authorization") -> dict[str, str]:
     """``headers`` with ``value`` as their one ``name`` header (``Authorization``), whatever case the old one had."""
-    return {**{old: value for old, value in headers.items() if old.lower() != name}, name: value}
+    return {**{old: kept for old, kept in headers.items() if old.lower() != name}, name: value}
 
 
-# Azure's dated API puts these under /deployments/{deployment}; everything else (responses, models, files...)
-# is under the API root, like v1.
-_DEPLOYMENT_PATHS = ("/chat/completions", "/completions", "/embeddings", "/images/", "/audio/")
+# Azure's dated API calls these per deployment, under /deployments/{deployment}; everything else (responses,
+# models, files...) is under the API root, as on v1.
+_PER_DEPLOYMENT = frozenset(("/chat/completions", "/completions", "/embeddings"))
+_PER_DEPLOYMENT_UNDER = ("/images/", "/audio/")
 
 
 class AzureLayout:
@@ -279,7 +280,7 @@ class AzureLayout:
 
     def deployment_path(self, path: str) -> bool:
         """Whether ``path`` is called under ``/deployments/{deployment}`` (dated API only)."""
-        return bool(self.version_query) and (path in _DEPLOYMENT_PATHS or path.startswith(_DEPLOYMENT_PATHS[3:]))
+        return bool(self.version_query) and (path in _PER_DEPLOYMENT or path.startswith(_PER_DEPLOYMENT_UNDER))
 
     def locate(self, path: str, model: str | None) -> str:
         """``path`` as this layout calls it for ``model`` (the deployment, already mapped)."""
@@ -369,9 +370,7 @@ class Upstream:
     def sent_key(self, headers: Mapping[str, str]) -> str | None:
         """The key ``headers`` carry in this upstream's key header, if any."""
         value = headers.get(self._key_header)
-        if value is None:
-            return None
-        return bearer_key(value) if self._key_header == "authorization" else value.rpartition(" ")[2]
+        return None if value is None else value.rpartition(" ")[2]  # after the scheme, if any
 
     def _observe(self, status: int, answer_headers: Mapping[str, str], sent_headers: Mapping[str, str],
                  sent_at: float) -> None:

@@ -142,3 +142,17 @@ def test_openrouters_keepalive_comments_are_skipped(make_proxy, fake, stream):
                                                   messages=[{"role": "user", "content": "hi"}]).choices[0].message.content
     assert text == "through OpenRouter"
 
+
+
+@pytest.mark.parametrize("upstream, sent", [
+    ({"auth_header": "x-api-key"}, lambda r: r.headers["x-api-key"]),
+    ({"auth_scheme": "Token"}, lambda r: r.headers["authorization"].removeprefix("Token ")),
+])
+def test_a_key_refused_in_its_own_header_rests(make_proxy, fake, upstream, sent):
+    fake.script(Reply(429, json={"error": {"message": "Rate limit reached", "type": "requests", "param": None,
+                                           "code": "rate_limit_exceeded"}}))
+    with make_proxy(upstream={**upstream, "api_key": "key-aaaa", "api_keys": ["key-bbbb"]}) as url:
+        for _ in range(3):
+            sdk(url).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    # refused, then the other key at once; the refused one rests while the other serves
+    assert [sent(r) for r in fake.requests] == ["key-aaaa", "key-bbbb", "key-bbbb", "key-bbbb"]
