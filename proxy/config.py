@@ -97,8 +97,9 @@ class UpstreamConfig(_Section):
             path = "/v1" if self.kind == "openai" else "/openai" if self.api_version else "/openai/v1"
             self.base_url = urlunsplit(parts._replace(path=path))
             self._api_path_added = True
-        if self.api_version and self.kind != "azure":
-            raise ValueError("api_version is for Azure's dated API: set kind: azure too, or remove it")
+        for key in ("api_version", "deployments"):
+            if getattr(self, key) and self.kind != "azure":
+                raise ValueError(f"{key} is for Azure OpenAI: set kind: azure too, or remove it")
         return self
 
     @property

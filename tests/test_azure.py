@@ -18,6 +18,7 @@ from fake_azure_upstream import (AZURE_KEY, API_VERSION, FILTER_RESULTS, PROMPT_
                                  prompt_filtered_chat)
 from fake_upstream import Reply, Respond, function_call_item, message_item, running_fake_upstream
 from proxy.config import load_config
+from proxy.configfile import ConfigError
 from servers import running_proxy
 
 TUNING = {"upstream": {"backoff_initial": 0.01, "backoff_max": 0.05},
@@ -243,3 +244,9 @@ def test_the_compose_files_azure_variant_configures_azure():
     upstream = load_config(env=env).upstream
     assert (upstream.kind, upstream.base_url, upstream.keys) == ("azure", "https://res.openai.azure.com/openai",
                                                                  ["azure-key-1234"])
+
+
+@pytest.mark.parametrize("key, value", [("api_version", API_VERSION), ("deployments", {"o3-pro": "my-o3-pro"})])
+def test_azures_keys_without_kind_azure_are_refused(key, value):
+    with pytest.raises(ConfigError, match=f"{key} is for Azure OpenAI: set kind: azure"):
+        load_config(env={}, overrides={"upstream": {"base_url": "https://api.openai.com/v1", key: value}})
