@@ -250,3 +250,24 @@ def test_the_compose_files_azure_variant_configures_azure():
 def test_azures_keys_without_kind_azure_are_refused(key, value):
     with pytest.raises(ConfigError, match=f"{key} is for Azure OpenAI: set kind: azure"):
         load_config(env={}, overrides={"upstream": {"base_url": "https://api.openai.com/v1", key: value}})
+
+
+def test_images_and_audio_go_to_their_deployment(azure):
+    with azure_proxy(azure, azure.dated) as url:
+        client = sdk(url)
+        with pytest.raises(openai.NotFoundError):  # the fake serves no images: what matters is the URL called
+            client.images.generate(model="gpt-image-1", prompt="a lighthouse")
+        speech = httpx.post(f"{url}/v1/audio/speech", json={"model": "gpt-4o", "input": "hi", "voice": "alloy"},
+                            timeout=30)
+        upload = httpx.post(f"{url}/v1/audio/transcriptions", data={"model": "whisper"},
+                            files={"file": ("a.mp3", b"ID3...")}, timeout=30)
+    assert azure.azure_paths[:2] == [
+        called(azure, "/openai/v1/images/generations",
+               "/openai/deployments/gpt-image-1/images/generations?api-version={version}"),
+        called(azure, "/openai/v1/audio/speech", "/openai/deployments/gpt-4o/audio/speech?api-version={version}")]
+    assert speech.status_code == 200 and len(speech.content) > 100_000
+    if azure.dated:  # a multipart upload names its model where the proxy does not read it: a clear 400
+        assert upload.status_code == 400 and upload.json()["error"]["param"] == "model"
+        assert "dated API" in upload.json()["error"]["message"]
+    else:
+        assert upload.status_code == 200 and upload.json()["text"] == "Transcript of a.mp3"
