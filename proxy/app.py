@@ -220,7 +220,8 @@ class Proxy:
         else to each upstream in turn. Reading the body costs nothing extra for these requests: JSON
         bodies are small and bounded by ``max_body_bytes``, and the bytes are sent on unchanged.
         """
-        if len(self.models.upstreams) == 1 or request.method != "POST" or \
+        # Azure reads the model of a JSON body too: its deployment may be named differently, or be part of the path.
+        if (len(self.models.upstreams) == 1 and self.models.upstreams[0].azure is None) or request.method != "POST" or \
                 not header(request.headers, "content-type").startswith("application/json"):
             return self.models.upstreams, None, None
         body = await read_body(request, self.config.server.max_body_bytes)
@@ -231,6 +232,8 @@ class Proxy:
         if not isinstance(model, str) or not model:
             return self.models.upstreams, body, None
         logs.current().model = model
+        if len(self.models.upstreams) == 1:
+            return self.models.upstreams, body, model
         return [self.models.upstream_for(model)], body, model
 
 
@@ -345,7 +348,7 @@ class ChatRoute(Route):
 def create_app(config: Config) -> FastAPI:
     proxy = Proxy(config)
     readiness = Readiness(proxy.models.upstreams, config.server.readiness_check)
-    logs.register_secrets([*config.server.api_keys, *(key for upstream in config.upstreams for key in upstream.keys),
+    logs.register_secrets([*config.server.api_keys, *(secret for upstream in config.upstreams for secret in upstream.secrets),
                            *(secret for upstream in config.upstreams for secret in url_secrets(upstream.base_url))])
 
     inflight = InFlight()

@@ -66,6 +66,18 @@ class UpstreamConfig(_Section):
                                     description="How long a key that got 401/429 is left out of the rotation.")
     models: list[str] = Field(default_factory=lambda: ["*"], min_length=1,
                               description="Globs of the models this upstream serves; the first match wins.")
+    kind: Literal["openai", "azure"] = Field(
+        default="openai", description="The API's URL layout: OpenAI's (and compatible gateways'), or Azure OpenAI's.")
+    auth_header: str | None = Field(
+        default=None, min_length=1, description="The header that carries the key: Authorization, or api-key on Azure.")
+    auth_scheme: str | None = Field(
+        default=None, description="The word before the key: Bearer in Authorization, none in other headers.")
+    query: dict[str, str] = Field(default_factory=dict, repr=False,
+                                  description="Query parameters sent with every request (never shown).")
+    api_version: str | None = Field(default=None, min_length=1,
+                                    description="Azure's dated API (api-version=...); unset: Azure's v1 API.")
+    deployments: dict[str, str] = Field(default_factory=dict,
+                                        description="Azure deployment names of the models clients name.")
     _api_path_added: bool = PrivateAttr(default=False)
 
     @field_validator("base_url")
@@ -77,12 +89,34 @@ class UpstreamConfig(_Section):
 
     @model_validator(mode="after")
     def _api_path(self) -> UpstreamConfig:
-        """A base URL with no path (``http://host:3000``, as aggregators print it) means the API under ``/v1``."""
+        """A base URL with no path (``http://host:3000``, as aggregators print it) means the API under ``/v1``;
+        on Azure (``https://RESOURCE.openai.azure.com``, as its portal prints it), under ``/openai/v1``, or
+        ``/openai`` for the dated API."""
         parts = urlsplit(self.base_url)
         if parts.path in ("", "/"):
-            self.base_url = urlunsplit(parts._replace(path="/v1"))
+            path = "/v1" if self.kind == "openai" else "/openai" if self.api_version else "/openai/v1"
+            self.base_url = urlunsplit(parts._replace(path=path))
             self._api_path_added = True
+        for key in ("api_version", "deployments"):
+            if getattr(self, key) and self.kind != "azure":
+                raise ValueError(f"{key} is for Azure OpenAI: set kind: azure too, or remove it")
         return self
+
+    @property
+    def key_header(self) -> str:
+        """The header the key goes in, in lower case."""
+        return (self.auth_header or ("api-key" if self.kind == "azure" else "authorization")).lower()
+
+    def credential(self, key: str) -> str:
+        """The key as the upstream reads it: ``Bearer sk-...`` in Authorization, the bare key elsewhere."""
+        scheme = self.auth_scheme if self.auth_scheme is not None else \
+            "Bearer" if self.key_header == "authorization" else ""
+        return f"{scheme} {key}" if scheme else key
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every value configured to go to the upstream that logs, ``/``, metrics and errors must never show."""
+        return [*self.keys, *self.headers.values(), *self.query.values()]
 
     @property
     def api_path_added(self) -> bool:
@@ -231,13 +265,26 @@ ENVIRONMENT = (
 )
 
 
+# The variables the official AzureOpenAI client reads: with an endpoint (and no OPENAI_BASE_URL), the upstream is
+# Azure; OPENAI_API_VERSION picks the dated API. They win over OPENAI_API_KEY, which serves when no Azure key is set.
+AZURE_ENVIRONMENT = (
+    ("AZURE_OPENAI_ENDPOINT", "base_url"),
+    ("AZURE_OPENAI_API_KEY", "api_key"),
+    ("OPENAI_API_VERSION", "api_version"),
+)
+
+
 def _env_defaults(env: Mapping[str, str], origins: Origins | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {}
-    for variable, (section, key) in ENVIRONMENT:
-        if env.get(variable):
+    azure = bool(env.get("AZURE_OPENAI_ENDPOINT")) and not env.get("OPENAI_BASE_URL")
+    variables = [(variable, ("upstream", key)) for variable, key in AZURE_ENVIRONMENT] if azure else []
+    for variable, (section, key) in variables + list(ENVIRONMENT):
+        if env.get(variable) and key not in data.get(section, {}):
             data.setdefault(section, {})[key] = env[variable]
             if origins is not None:
                 origins[(section, key)] = Origin(f"environment variable {variable}")
+    if azure:
+        data["upstream"]["kind"] = "azure"
     return data
 
 

@@ -231,6 +231,32 @@ class UpstreamStatusError(UpstreamError):
         error.payload = payload
         return error
 
+    def body(self) -> dict[str, Any]:
+        """OpenAI's fields, and Azure's account of a prompt its content filter blocked, as its chat endpoint gives it
+        (``innererror.content_filter_result``), from either API's answer."""
+        body = super().body()
+        if self.code == "content_filter":
+            body["error"].update(azure_filter_details(self.payload))
+        return body
+
+
+def azure_filter_details(payload: Any) -> dict[str, Any]:
+    """Azure's details of a filtered prompt in its chat shape: ``innererror`` as its chat endpoint sends it, or made
+    from the Responses API's ``content_filters`` (the prompt's entry)."""
+    inner = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(inner, dict):
+        return {}
+    details: dict[str, Any] = {"status": inner["status"]} if isinstance(inner.get("status"), int) else {}
+    if isinstance(inner.get("innererror"), dict):
+        return details | {"innererror": inner["innererror"]}
+    filters = inner.get("content_filters")
+    prompt = next((entry for entry in filters if isinstance(entry, dict) and entry.get("source_type") == "prompt"),
+                  None) if isinstance(filters, list) else None
+    if prompt is not None and isinstance(prompt.get("content_filter_results"), dict):
+        details["innererror"] = {"code": "ResponsibleAIPolicyViolation",
+                                 "content_filter_result": prompt["content_filter_results"]}
+    return details
+
 
 class UpstreamRefusedParam(UpstreamStatusError):
     """A 400 naming a parameter of the request the proxy sent: maybe one the proxy added, or the client's under

@@ -22,7 +22,7 @@ import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from functools import cache, lru_cache
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import certifi
@@ -32,9 +32,9 @@ from yarl import URL
 
 from . import logs, metrics
 from .config import UpstreamConfig
-from .errors import (RETRYABLE_STATUSES, ConnectTimeout, FirstByteTimeout, IdleTimeout, InvalidUpstreamAnswer,
-                     UpstreamBroken, UpstreamError, UpstreamNotFound, UpstreamStatusError, UpstreamUnreachable)
-from .keys import REST_STATUSES, KeyRing, bearer_key, retry_after
+from .errors import (RETRYABLE_STATUSES, ConnectTimeout, FirstByteTimeout, IdleTimeout, InvalidRequest,
+                     InvalidUpstreamAnswer, UpstreamBroken, UpstreamError, UpstreamNotFound, UpstreamStatusError, UpstreamUnreachable)
+from .keys import REST_STATUSES, KeyRing, retry_after
 from .library_internals import left_behind
 
 log = logging.getLogger("proxy.upstream")
@@ -46,10 +46,10 @@ HOP_BY_HOP = frozenset((
 ))
 # Client headers that never reach the upstream: credentials are the proxy's to set,
 # and the client's accepted encodings are not the proxy's when it decodes the body.
-_CLIENT_ONLY = frozenset(("authorization", "x-api-key", "cookie", "accept-encoding", "expect"))
+_CLIENT_ONLY = frozenset(("authorization", "x-api-key", "api-key", "cookie", "accept-encoding", "expect"))
 _DROPPED = HOP_BY_HOP | _CLIENT_ONLY
 _DROPPED_KEEPING_ENCODING = _DROPPED - {"accept-encoding"}
-_CREDENTIALS = frozenset(("authorization", "x-api-key"))
+_CREDENTIALS = frozenset(("authorization", "x-api-key", "api-key"))
 ERROR_BODY_LIMIT = 1024 * 1024
 _BILLING = frozenset(("openai-organization", "openai-project"))
 KEEPALIVE_SECONDS = 15.0  # an idle pooled connection is closed after this long
@@ -256,10 +256,49 @@ def url_secrets(url: str) -> list[str]:
     return [value for value in (parts.password, *query) if value]
 
 
-def with_authorization(headers: Mapping[str, str], value: str) -> dict[str, str]:
-    """``headers`` with ``value`` as their one ``Authorization`` header, whatever case the old one had."""
-    return {**{name: value for name, value in headers.items() if name.lower() != "authorization"},
-            "authorization": value}
+def with_authorization(headers: Mapping[str, str], value: str, name: str = "authorization") -> dict[str, str]:
+    """``headers`` with ``value`` as their one ``name`` header (``Authorization``), whatever case the old one had."""
+    return {**{old: kept for old, kept in headers.items() if old.lower() != name}, name: value}
+
+
+# Azure's dated API calls these per deployment, under /deployments/{deployment}; everything else (responses,
+# models, files...) is under the API root, as on v1.
+_PER_DEPLOYMENT = frozenset(("/chat/completions", "/completions", "/embeddings"))
+_PER_DEPLOYMENT_UNDER = ("/images/", "/audio/")
+
+
+class AzureLayout:
+    """Azure OpenAI's URLs: ``model`` is a deployment's name (``deployments`` maps the names clients use); the dated
+    API (``api_version`` set) also names the deployment in the path of model calls, and the version in every query.
+    """
+
+    __slots__ = ("deployments", "version_query")
+
+    def __init__(self, config: UpstreamConfig) -> None:
+        self.deployments = config.deployments
+        self.version_query = urlencode({"api-version": config.api_version}) if config.api_version else ""
+
+    def deployment_path(self, path: str) -> bool:
+        """Whether ``path`` is called under ``/deployments/{deployment}`` (dated API only)."""
+        return bool(self.version_query) and (path in _PER_DEPLOYMENT or path.startswith(_PER_DEPLOYMENT_UNDER))
+
+    def locate(self, path: str, model: str | None) -> str:
+        """``path`` as this layout calls it for ``model`` (the deployment, already mapped)."""
+        if not self.deployment_path(path):
+            return path
+        if not model:
+            raise InvalidRequest(f"The upstream is Azure OpenAI's dated API, where {path} is called per deployment: "
+                                 "the request must be JSON with a model (or configure the v1 API: no api_version).",
+                                 "model")
+        return f"/deployments/{quote(model, safe='')}{path}"
+
+    def mapped(self, payload: Any) -> Any:
+        """A JSON body with its model named as the deployment."""
+        if isinstance(payload, dict) and isinstance(payload.get("model"), str):
+            deployment = self.deployments.get(payload["model"])
+            if deployment is not None:
+                return {**payload, "model": deployment}
+        return payload
 
 
 class Upstream:
@@ -271,7 +310,11 @@ class Upstream:
         # its query goes with every request.
         base = URL(config.base_url, encoded=True)
         self._base = without_credentials(config.base_url)
-        self._query = urlsplit(config.base_url).query
+        self.azure = AzureLayout(config) if config.kind == "azure" else None
+        configured = urlencode(config.query) if config.query else ""
+        version = self.azure.version_query if self.azure is not None else ""
+        self._query = "&".join(part for part in (urlsplit(config.base_url).query, configured, version) if part)
+        self._key_header = config.key_header
         self._basic = aiohttp.BasicAuth.from_url(base).encode() if base.user is not None else None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -309,7 +352,7 @@ class Upstream:
                    if lower not in dropped and not lower.startswith("proxy-")}
         key = self.keys.pick()
         if key is not None:
-            headers["authorization"] = f"Bearer {key}"
+            headers[self._key_header] = self.config.credential(key)
             # With the operator's key, the operator chooses what it bills: clients do not pick the org or project.
             for name in [name for name in headers if name.lower() in _BILLING]:
                 del headers[name]
@@ -321,7 +364,13 @@ class Upstream:
     def rekey(self, headers: Mapping[str, str]) -> dict[str, str]:
         """``headers`` with the next key of the ring, for another attempt (unchanged without upstream keys)."""
         key = self.keys.pick()
-        return dict(headers) if key is None else with_authorization(headers, f"Bearer {key}")
+        return dict(headers) if key is None else \
+            with_authorization(headers, self.config.credential(key), self._key_header)
+
+    def sent_key(self, headers: Mapping[str, str]) -> str | None:
+        """The key ``headers`` carry in this upstream's key header, if any."""
+        value = headers.get(self._key_header)
+        return None if value is None else value.rpartition(" ")[2]  # after the scheme, if any
 
     def _observe(self, status: int, answer_headers: Mapping[str, str], sent_headers: Mapping[str, str],
                  sent_at: float) -> None:
@@ -332,7 +381,7 @@ class Upstream:
         record = logs.current()
         record.upstream, record.upstream_status = name, status
         if status in REST_STATUSES:
-            key = bearer_key(sent_headers.get("authorization"))
+            key = self.sent_key(sent_headers)
             if key is not None and key in self.keys:
                 self.keys.rest(key, retry_after(answer_headers) if status == 429 else None)
                 metrics.count(metrics.UPSTREAM_KEY_RESTS, name, str(status))
@@ -354,8 +403,11 @@ class Upstream:
 
         The timeouts default to the upstream's: the first byte of the answer, then each read of its body
         (reasoning streams pause for minutes between events). With ``decode=False`` the body is read as
-        the upstream encoded it (to be relayed byte for byte).
+        the upstream encoded it (to be relayed byte for byte). ``path`` is OpenAI's; on Azure it is mapped
+        to Azure's layout, and the body's model to its deployment.
         """
+        if self.azure is not None:
+            path, json, content = self._on_azure(path, json, content)
         if json is not None:
             content, headers = _as_json(json, headers)
         if self._basic is not None:
@@ -385,6 +437,24 @@ class Upstream:
         return UpstreamResponse(response, decode, idle_timeout or self.config.idle_timeout,
                                 f"{method} {self.url(path)}")
 
+    def _on_azure(self, path: str, json: Any, content: bytes | AsyncIterator[bytes] | None) -> tuple[str, Any, Any]:
+        """The path, JSON and body of a request as Azure's layout calls them. A JSON body given as bytes (by
+        pass-through) is read for its model only when the deployment matters, and rewritten only when it changes."""
+        assert self.azure is not None
+        given = json
+        if given is None and isinstance(content, bytes) and (self.azure.deployments or
+                                                             self.azure.deployment_path(path)):
+            try:
+                given = orjson.loads(content)
+            except orjson.JSONDecodeError:
+                given = None
+        mapped = self.azure.mapped(given)
+        model = mapped.get("model") if isinstance(mapped, dict) else None
+        path = self.azure.locate(path, model if isinstance(model, str) else None)
+        if json is not None:
+            return path, mapped, content
+        return path, None, content if mapped is given else orjson.dumps(mapped)
+
     async def send_retrying(
         self,
         method: str,
@@ -406,14 +476,15 @@ class Upstream:
         is returned (or the last error raised) when the attempts or the time
         budget run out.
         """
-        if json is not None:
+        if json is not None and self.azure is None:
             content, headers = _as_json(json, headers)
+            json = None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.retry_budget
         for attempt in range(1, self.config.max_attempts + 1):
             last = attempt == self.config.max_attempts
             try:
-                response = await self.send(method, path, headers, content=content, params=params,
+                response = await self.send(method, path, headers, content=content, json=json, params=params,
                                            first_byte_timeout=first_byte_timeout, idle_timeout=idle_timeout,
                                            decode=decode)
             except UpstreamError as exc:
@@ -431,8 +502,8 @@ class Upstream:
                 return response, attempt - 1
             # The refused key now rests; another key that is not resting can be tried at once.
             rekeyed = self.rekey(headers)
-            fresh_key = response.status_code == 429 and rekeyed.get("authorization") != headers.get("authorization") \
-                and bearer_key(rekeyed.get("authorization")) not in self.keys.resting()
+            fresh_key = response.status_code == 429 and self.sent_key(rekeyed) != self.sent_key(headers) \
+                and self.sent_key(rekeyed) not in self.keys.resting()
             delay = retry_after(response.headers)
             delay = 0.0 if fresh_key else self._backoff(attempt) if delay is None else delay
             if loop.time() + delay > deadline:

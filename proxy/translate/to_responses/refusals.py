@@ -19,10 +19,13 @@ from .continuity import ENCRYPTED_REASONING
 
 
 # OpenAI answers 404 "This model is only supported in v1/responses and not in v1/chat/completions." with
-# ``param: "model"``; gateways reword it, so match loosely on the text.
+# ``param: "model"``; gateways reword it (sub2api: "/v1/chat/completions is not supported. Please use
+# /v1/responses."), so match loosely on the text. Azure OpenAI answers 400
+# ``OperationNotSupported`` "The chatCompletion operation does not work with the specified model, o3-pro. ...".
 _RESPONSES_ONLY = re.compile(
     r"only supported in (?:/?v1/)?responses|not supported (?:in|on|with|by) (?:the )?(?:/?v1/)?chat[/ _]?completions"
-    r"|use the responses api|only available (?:in|via|through) the responses api",
+    r"|use the responses api|only available (?:in|via|through) the responses api|please use /?v1/responses"
+    r"|the chatcompletion operation does not work with the specified model",
     re.IGNORECASE | re.ASCII,
 )
 

@@ -1,0 +1,125 @@
+"""A fake Azure OpenAI resource: Azure's URL layout, key header and error shapes around the fake OpenAI API.
+
+What it enforces, as Microsoft's REST reference describes Azure OpenAI:
+- the v1 API under ``/openai/v1/`` (``/responses``, ``/chat/completions``, ``/models``, ``/embeddings``...),
+  ``model`` naming a deployment, the key in ``api-key`` or as a Bearer token, no dated ``api-version``
+  (``preview`` and ``latest`` are accepted);
+- the dated API: ``/openai/deployments/{deployment}/chat/completions`` (and embeddings, images, audio) and
+  ``/openai/responses``, ``/openai/models``..., each with ``?api-version=YYYY-MM-DD[-preview]``, the key in
+  ``api-key``;
+- Azure's error bodies: 401 ``{"error": {"code": "401", "message": "Access denied due to invalid subscription
+  key..."}}``, 404 ``{"error": {"code": "404", "message": "Resource not found"}}``, ``DeploymentNotFound``,
+  and a 400 ``OperationNotSupported`` for a Responses-only model called through chat completions.
+
+Behind the layout the answers are the fake OpenAI API's (``FakeUpstream``): a request is recorded with its Azure
+path in ``azure_paths`` and answered as ``/v1/...``, so scripts and recorded requests work as with the fake OpenAI.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fake_upstream import FakeUpstream, Recorded, _Exchange
+
+AZURE_KEY = "azure-key-5d1e77b0c3"
+API_VERSION = "2025-04-01-preview"
+DATED_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(?:-preview)?")
+# Azure's own deployment names: a deployment is named by whoever creates it.
+DEPLOYMENTS = frozenset({"o3-pro", "gpt-5-codex", "gpt-4o", "my-o3-pro", "text-embedding-3-small", "whisper",
+                         "gpt-image-1"})
+
+ACCESS_DENIED = ("Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid "
+                 "key for an active subscription and use a correct regional API endpoint for your resource.")
+DEPLOYMENT_NOT_FOUND = ("The API deployment for this resource does not exist. If you created the deployment within "
+                        "the last 5 minutes, please wait a moment and try again.")
+OPERATION_NOT_SUPPORTED = ("The chatCompletion operation does not work with the specified model, {model}. Please "
+                           "choose different model and try again. You can learn more about which models can be used "
+                           "with each operation here: https://go.microsoft.com/fwlink/?linkid=2197993.")
+PROMPT_FILTERED = ("The response was filtered due to the prompt triggering Azure OpenAI's content management policy. "
+                   "Please modify your prompt and retry. To learn more about our content filtering policies please "
+                   "read our documentation: https://go.microsoft.com/fwlink/?linkid=2198766")
+FILTER_RESULTS = {"hate": {"filtered": False, "severity": "safe"}, "self_harm": {"filtered": False, "severity": "safe"},
+                  "sexual": {"filtered": False, "severity": "safe"}, "violence": {"filtered": True, "severity": "high"}}
+# The operations the dated API calls per deployment.
+_PER_DEPLOYMENT = re.compile(r"/openai/deployments/([^/]+)(/chat/completions|/completions|/embeddings"
+                             r"|/images/\w+|/audio/\w+)")
+
+
+def azure_error(code: str, message: str, **more: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **more}}
+
+
+def prompt_filtered_chat() -> dict[str, Any]:
+    """Azure's chat completions answer (400) to a prompt its content filter blocks."""
+    return {"error": {"message": PROMPT_FILTERED, "type": None, "param": "prompt", "code": "content_filter",
+                      "status": 400, "innererror": {"code": "ResponsibleAIPolicyViolation",
+                                                    "content_filter_result": FILTER_RESULTS}}}
+
+
+class FakeAzureUpstream(FakeUpstream):
+    """``dated``: the dated API (else v1). ``base_url`` is the resource's endpoint, as Azure's portal shows it."""
+
+    def __init__(self) -> None:
+        self.dated = False
+        super().__init__()
+
+    def reset(self) -> None:
+        super().reset()
+        self.azure_paths: list[str] = []  # every request's Azure path and query, in order
+        self.deployments_called: list[str] = []  # the deployment of each model call
+
+    @property
+    def endpoint(self) -> str:
+        return self.base_url.removesuffix("/v1")
+
+    async def _route(self, ex: _Exchange, r: Recorded) -> None:
+        self.azure_paths.append(r.path + ("?" + "&".join(f"{k}={v}" for k, v in r.query.items()) if r.query else ""))
+        bearer = r.headers.get("authorization", "")
+        key = r.headers.get("api-key") or (bearer.removeprefix("Bearer ") if not self.dated else None)
+        if key != AZURE_KEY:
+            await ex.json(azure_error("401", ACCESS_DENIED), 401)
+            return
+        path = self._openai_path(r)
+        if path is None:
+            await ex.json(azure_error("404", "Resource not found"), 404)
+            return
+        if path is False:
+            await ex.json(azure_error("DeploymentNotFound", DEPLOYMENT_NOT_FOUND), 404)
+            return
+        model = r.json.get("model") if isinstance(r.json, dict) else None
+        if path.endswith("/chat/completions") and model in self.responses_only:
+            await ex.json(azure_error("OperationNotSupported", OPERATION_NOT_SUPPORTED.format(model=model)), 400)
+            return
+        r.path = path
+        await super()._route(ex, r)
+
+    def _openai_path(self, r: Recorded) -> str | bool | None:
+        """The OpenAI path of an Azure request (None: no such path; False: no such deployment); on the dated API
+        the path's deployment becomes the body's model, as Azure serves the deployment whatever the body says."""
+        version = r.query.get("api-version")
+        if not self.dated:
+            if not r.path.startswith("/openai/v1/") or version not in (None, "preview", "latest"):
+                return None
+            return self._deployed(r, r.json.get("model") if isinstance(r.json, dict) else None,
+                                  "/v1" + r.path.removeprefix("/openai/v1"))
+        if version is None or not DATED_VERSION.fullmatch(version) or not r.path.startswith("/openai/") \
+                or r.path.startswith("/openai/v1/"):
+            return None
+        per_deployment = _PER_DEPLOYMENT.fullmatch(r.path)
+        if per_deployment:
+            deployment, operation = per_deployment.groups()
+            if isinstance(r.json, dict):
+                r.json = {**r.json, "model": deployment}
+            return self._deployed(r, deployment, "/v1" + operation)
+        if r.path.startswith("/openai/deployments/"):
+            return None
+        return self._deployed(r, r.json.get("model") if isinstance(r.json, dict) else None,
+                              "/v1" + r.path.removeprefix("/openai"))
+
+    def _deployed(self, r: Recorded, deployment: str | None, path: str) -> str | bool:
+        """``path``, when the request names a deployment that exists (or is no model call)."""
+        if deployment is None:
+            return path
+        self.deployments_called.append(deployment)
+        return path if deployment in DEPLOYMENTS else False

@@ -1,0 +1,273 @@
+"""Azure OpenAI as the upstream, v1 and dated API, against a fake that enforces Azure's layout, key and errors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import yaml
+
+from conftest import CLIENT_KEY, NO_BACKGROUND, sdk
+from fake_azure_upstream import (AZURE_KEY, API_VERSION, FILTER_RESULTS, PROMPT_FILTERED, FakeAzureUpstream,
+                                 prompt_filtered_chat)
+from fake_upstream import Reply, Respond, function_call_item, message_item, running_fake_upstream
+from proxy.config import load_config
+from proxy.configfile import ConfigError
+from servers import running_proxy
+
+TUNING = {"upstream": {"backoff_initial": 0.01, "backoff_max": 0.05},
+          "background": {"poll_initial": 0.02, "poll_max": 0.05}, "models": NO_BACKGROUND}
+
+
+@pytest.fixture(scope="module")
+def azure_server() -> Iterator[FakeAzureUpstream]:
+    with running_fake_upstream(FakeAzureUpstream()) as fake:
+        yield fake
+
+
+def azure_env(fake: FakeAzureUpstream, dated: bool) -> dict[str, str]:
+    """What the official AzureOpenAI client reads, and nothing else: the endpoint as the portal shows it."""
+    env = {"AZURE_OPENAI_ENDPOINT": fake.endpoint + "/", "AZURE_OPENAI_API_KEY": AZURE_KEY}
+    return env | {"OPENAI_API_VERSION": API_VERSION} if dated else env
+
+
+@contextmanager
+def azure_proxy(fake: FakeAzureUpstream, dated: bool, **sections: Any) -> Iterator[str]:
+    overrides = {**TUNING, **sections}
+    if "upstream" in sections:
+        overrides["upstream"] = {**TUNING["upstream"], **sections["upstream"]}
+    with running_proxy(load_config(env=azure_env(fake, dated), overrides=overrides)) as url:
+        yield url
+
+
+@pytest.fixture(params=["v1", "dated"])
+def azure(request: pytest.FixtureRequest, azure_server: FakeAzureUpstream) -> FakeAzureUpstream:
+    azure_server.reset()
+    azure_server.dated = request.param == "dated"
+    return azure_server
+
+
+def called(fake: FakeAzureUpstream, v1: str, dated: str) -> str:
+    """The Azure path (and query) the proxy should have called."""
+    return dated.format(version=API_VERSION) if fake.dated else v1
+
+
+def test_the_azure_variables_alone_configure_the_upstream(azure_server):
+    config = load_config(env=azure_env(azure_server, dated=True))
+    assert config.upstream.kind == "azure"
+    assert config.upstream.base_url == azure_server.endpoint + "/openai"
+    assert config.upstream.api_version == API_VERSION
+    assert config.upstream.key_header == "api-key" and config.upstream.credential("k") == "k"
+    v1 = load_config(env=azure_env(azure_server, dated=False)).upstream
+    assert v1.base_url == azure_server.endpoint + "/openai/v1" and v1.api_version is None
+    assert load_config(env={**azure_env(azure_server, dated=False), "OPENAI_BASE_URL": "https://api.openai.com/v1"}
+                       ).upstream.kind == "openai"
+
+
+def test_translated_non_streaming(azure):
+    with azure_proxy(azure, azure.dated) as url:
+        answer = sdk(url).chat.completions.create(model="o3-pro", messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content == "Echo: hi"
+    assert azure.azure_paths == [called(azure, "/openai/v1/responses", "/openai/responses?api-version={version}")]
+    sent = azure.requests[0]
+    assert sent.headers["api-key"] == AZURE_KEY and "authorization" not in sent.headers
+    assert CLIENT_KEY not in str(sent.headers)
+
+
+def test_translated_streaming(azure):
+    with azure_proxy(azure, azure.dated) as url:
+        stream = sdk(url).chat.completions.create(model="o3-pro", stream=True,
+                                                  messages=[{"role": "user", "content": "stream me"}])
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text == "Echo: stream me"
+    assert azure.requests[0].json["stream"] is True
+
+
+def test_a_translated_tool_call(azure):
+    azure.script(Respond(output=[function_call_item("get_weather", {"city": "Paris"}, call_id="call_1")]))
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    with azure_proxy(azure, azure.dated) as url:
+        answer = sdk(url).chat.completions.create(model="o3-pro", tools=tools,
+                                                  messages=[{"role": "user", "content": "weather?"}])
+    call = answer.choices[0].message.tool_calls[0]
+    assert (call.id, call.function.name, call.function.arguments) == ("call_1", "get_weather", '{"city":"Paris"}')
+    assert answer.choices[0].finish_reason == "tool_calls"
+
+
+def test_a_background_run_is_polled_on_azures_paths(azure):
+    with azure_proxy(azure, azure.dated, models={"o3-pro*": {"background": True}}) as url:
+        answer = sdk(url).chat.completions.create(model="o3-pro", messages=[{"role": "user", "content": "long"}])
+    assert answer.choices[0].message.content == "Echo: long"
+    created = azure.requests[0].json
+    assert created["background"] is True
+    polls = [path for path in azure.azure_paths[1:]]
+    assert polls and all(path.startswith(called(azure, "/openai/v1/responses/resp_", "/openai/responses/resp_"))
+                         for path in polls)
+    if azure.dated:
+        assert all(path.endswith(f"?api-version={API_VERSION}") for path in polls)
+
+
+def test_the_model_is_named_as_its_deployment(azure):
+    with azure_proxy(azure, azure.dated, upstream={"deployments": {"o3-pro": "my-o3-pro", "gpt-4o": "gpt-4o"}}) as url:
+        client = sdk(url)
+        client.chat.completions.create(model="o3-pro", messages=[{"role": "user", "content": "hi"}])
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    assert azure.requests[0].json["model"] == "my-o3-pro"
+    assert azure.deployments_called == ["my-o3-pro", "gpt-4o"]
+
+
+def test_chat_for_a_chat_model_passes_through_to_its_deployment(azure):
+    with azure_proxy(azure, azure.dated) as url:
+        answer = sdk(url).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        stream = sdk(url).chat.completions.create(model="gpt-4o", stream=True,
+                                                  messages=[{"role": "user", "content": "hey"}])
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert answer.choices[0].message.content == "Echo: hi" and text == "Echo: hey"
+    path = called(azure, "/openai/v1/chat/completions", "/openai/deployments/gpt-4o/chat/completions?api-version={version}")
+    assert azure.azure_paths == [path, path]
+
+
+def test_azures_wording_for_a_responses_only_model_is_detected(azure):
+    azure.responses_only.add("my-o3-pro")
+    with azure_proxy(azure, azure.dated, upstream={"deployments": {"reasoner": "my-o3-pro"}}) as url:
+        answer = sdk(url).chat.completions.create(model="reasoner", messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content == "Echo: hi"
+    assert azure.statuses[0] == 400  # OperationNotSupported, then the same deployment through the Responses API
+    assert azure.azure_paths[1] == called(azure, "/openai/v1/responses", "/openai/responses?api-version={version}")
+
+
+def test_other_endpoints_pass_through_with_azures_paths_and_key(azure):
+    with azure_proxy(azure, azure.dated) as url:
+        client = sdk(url)
+        embedding = client.embeddings.create(model="text-embedding-3-small", input="hello")
+        models = client.models.list()
+    assert len(embedding.data[0].embedding) == 16 and models.data
+    assert azure.azure_paths == [
+        called(azure, "/openai/v1/embeddings", "/openai/deployments/text-embedding-3-small/embeddings?api-version={version}"),
+        called(azure, "/openai/v1/models", "/openai/models?api-version={version}")]
+    assert all(request.headers["api-key"] == AZURE_KEY for request in azure.requests)
+
+
+def test_a_wrong_key_gets_azures_401(azure):
+    env = azure_env(azure, azure.dated) | {"AZURE_OPENAI_API_KEY": "wrong-key-123"}
+    with running_proxy(load_config(env=env, overrides=TUNING)) as url:
+        with pytest.raises(openai.AuthenticationError) as caught:
+            sdk(url).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.body["code"] == "401" and "Access denied" in caught.value.body["message"]
+
+
+def test_a_bearer_token_reaches_the_v1_api(azure_server):
+    azure_server.reset()
+    azure_server.dated = False
+    with azure_proxy(azure_server, False, upstream={"auth_header": "Authorization"}) as url:
+        answer = sdk(url).chat.completions.create(model="o3-pro", messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content == "Echo: hi"
+    assert azure_server.requests[0].headers["authorization"] == f"Bearer {AZURE_KEY}"
+    assert "api-key" not in azure_server.requests[0].headers
+
+
+def test_a_filtered_prompt_reaches_a_translated_chat_client_in_azures_chat_shape(azure):
+    """Azure's Responses API reports the prompt's filter results in ``content_filters``; its chat endpoint, in
+    ``innererror.content_filter_result``: a chat client gets the chat endpoint's shape."""
+    azure.script(Reply(400, {"error": {
+        "message": PROMPT_FILTERED, "type": "invalid_request_error", "param": "prompt", "code": "content_filter",
+        "content_filters": [{"blocked": True, "source_type": "prompt", "content_filter_raw": [],
+                             "content_filter_results": FILTER_RESULTS}]}}))
+    with azure_proxy(azure, azure.dated) as url:
+        answer = httpx.post(f"{url}/v1/chat/completions", json={"model": "o3-pro", "messages": [
+            {"role": "user", "content": "something filtered"}]}, timeout=30)
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["code"] == "content_filter" and error["message"] == PROMPT_FILTERED
+    assert error["innererror"] == prompt_filtered_chat()["error"]["innererror"]
+
+
+def test_a_filtered_prompt_of_a_chat_model_is_relayed_as_azure_sent_it(azure):
+    azure.script(Reply(400, prompt_filtered_chat()))
+    with azure_proxy(azure, azure.dated) as url:
+        answer = httpx.post(f"{url}/v1/chat/completions", json={"model": "gpt-4o", "messages": [
+            {"role": "user", "content": "something filtered"}]}, timeout=30)
+    assert answer.status_code == 400 and answer.json() == prompt_filtered_chat()
+
+
+def test_a_filtered_answer_finishes_with_content_filter(azure):
+    azure.script(Respond(output=[message_item("partial")], status="incomplete",
+                         incomplete_details={"reason": "content_filter"}))
+    with azure_proxy(azure, azure.dated) as url:
+        answer = sdk(url).chat.completions.create(model="o3-pro", messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].finish_reason == "content_filter"
+
+
+def test_azure_beside_openai_in_the_yaml(azure_server, fake_server, tmp_path):
+    azure_server.reset()
+    fake_server.reset()
+    azure_server.dated = True
+    (tmp_path / "config.yaml").write_text(f"""
+upstreams:
+  - name: azure
+    kind: azure
+    base_url: {azure_server.endpoint}
+    api_key: {AZURE_KEY}
+    api_version: {API_VERSION}
+    deployments: {{o3-pro: my-o3-pro}}
+    models: ["o3-pro*"]
+  - name: openai
+    base_url: {fake_server.base_url}
+    api_key: sk-other-1234
+""")
+    config = load_config(tmp_path / "config.yaml", env={}, overrides=TUNING)
+    with running_proxy(config) as url:
+        client = sdk(url)
+        client.chat.completions.create(model="o3-pro", messages=[{"role": "user", "content": "hi"}])
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        described = httpx.get(url + "/").text
+    assert azure_server.azure_paths == [f"/openai/responses?api-version={API_VERSION}"]
+    assert [r.path for r in fake_server.requests] == ["/v1/chat/completions"]
+    assert AZURE_KEY not in described
+
+
+def test_the_compose_files_azure_variant_configures_azure():
+    """The commented Azure lines of docker-compose.yml, uncommented in place of OPENAI_API_KEY, make an Azure upstream."""
+    text = (Path(__file__).parents[1] / "docker-compose.yml").read_text("utf-8")
+    lines = [re.sub(r"^(\s*)# (AZURE_OPENAI_\w+|OPENAI_API_VERSION):", r"\1\2:", line) for line in text.splitlines()
+             if "OPENAI_API_KEY: ${OPENAI_API_KEY" not in line]
+    environment = yaml.safe_load("\n".join(lines))["services"]["proxy"]["environment"]
+    values = {"AZURE_OPENAI_ENDPOINT": "https://res.openai.azure.com/", "AZURE_OPENAI_API_KEY": "azure-key-1234"}
+    env = {name: values.get(name, value) for name, value in environment.items() if name != "PROXY_API_KEYS"}
+    assert set(env) == {"AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY", "OPENAI_API_VERSION"}
+    upstream = load_config(env=env).upstream
+    assert (upstream.kind, upstream.base_url, upstream.keys) == ("azure", "https://res.openai.azure.com/openai",
+                                                                 ["azure-key-1234"])
+
+
+@pytest.mark.parametrize("key, value", [("api_version", API_VERSION), ("deployments", {"o3-pro": "my-o3-pro"})])
+def test_azures_keys_without_kind_azure_are_refused(key, value):
+    with pytest.raises(ConfigError, match=f"{key} is for Azure OpenAI: set kind: azure"):
+        load_config(env={}, overrides={"upstream": {"base_url": "https://api.openai.com/v1", key: value}})
+
+
+def test_images_and_audio_go_to_their_deployment(azure):
+    with azure_proxy(azure, azure.dated) as url:
+        client = sdk(url)
+        with pytest.raises(openai.NotFoundError):  # the fake serves no images: what matters is the URL called
+            client.images.generate(model="gpt-image-1", prompt="a lighthouse")
+        speech = httpx.post(f"{url}/v1/audio/speech", json={"model": "gpt-4o", "input": "hi", "voice": "alloy"},
+                            timeout=30)
+        upload = httpx.post(f"{url}/v1/audio/transcriptions", data={"model": "whisper"},
+                            files={"file": ("a.mp3", b"ID3...")}, timeout=30)
+    assert azure.azure_paths[:2] == [
+        called(azure, "/openai/v1/images/generations",
+               "/openai/deployments/gpt-image-1/images/generations?api-version={version}"),
+        called(azure, "/openai/v1/audio/speech", "/openai/deployments/gpt-4o/audio/speech?api-version={version}")]
+    assert speech.status_code == 200 and len(speech.content) > 100_000
+    if azure.dated:  # a multipart upload names its model where the proxy does not read it: a clear 400
+        assert upload.status_code == 400 and upload.json()["error"]["param"] == "model"
+        assert "dated API" in upload.json()["error"]["message"]
+    else:
+        assert upload.status_code == 200 and upload.json()["text"] == "Transcript of a.mp3"
