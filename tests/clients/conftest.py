@@ -66,7 +66,7 @@ def quiet_proxy_url(make_proxy, fake) -> Iterator[str]:
 
 # The upstreams every Responses client scenario runs against: "responses" (the fake Responses upstream, passed
 # through) and, once /v1/responses is translated to chat, "chat" (the fake chat-only upstream).
-UPSTREAMS = ["responses"]
+UPSTREAMS = ["responses", "chat"]
 
 
 @pytest.fixture(scope="module", params=UPSTREAMS)

@@ -4,9 +4,11 @@
   and the :class:`RequestState` the answer is mapped back with, driven by the parameter table
   :data:`RESPONSES_PARAMS`; :func:`name_responses_params` names the client's parameters in an upstream's error;
 - :class:`ResponseStream` turns the chat stream's chunks into the Responses event sequence;
-- :func:`completion_to_response` turns a chat.completion into a ``Response`` (the same rules, folded).
+- :func:`completion_to_response` turns a chat.completion into a ``Response`` (the same rules, folded);
+- :func:`says_chat_only` reads an upstream's error answer to ``/v1/responses`` as "serve this model through chat".
 """
 
+from .detect import says_chat_only
 from .params import RESPONSES_PARAMS, name_responses_params, responses_request_to_chat
 from .request import BUILTIN_TOOLS, ChatOptions, ChatRequest, RequestState, ToolName
 from .response import completion_to_response
@@ -25,4 +27,5 @@ __all__ = [
     "new_response_id",
     "responses_request_to_chat",
     "responses_usage",
+    "says_chat_only",
 ]
