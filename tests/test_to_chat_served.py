@@ -16,7 +16,7 @@ import pytest
 
 from conftest import CLIENT_KEY, proxy_config
 from fake_chat_upstream import Chat, FakeChatUpstream, ToolCall
-from fake_upstream import FakeUpstream, Reply, running_fake_upstream
+from fake_upstream import FakeUpstream, Reply, Stream, running_fake_upstream
 from proxy.models import MODELS_REMEMBERED, NAME_REMEMBERED_CHARS, LearnedModels
 from proxy.stored_responses import ResponseStore
 from servers import running_proxy
@@ -294,3 +294,28 @@ def test_learned_chat_only_models_are_bounded():
     learned.learn("x" * (NAME_REMEMBERED_CHARS + 1))
     assert "model-0" in learned and "MODEL-1" in learned and f"model-{MODELS_REMEMBERED}" not in learned
     assert "x" * (NAME_REMEMBERED_CHARS + 1) not in learned
+
+
+def chat_chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": MODEL,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def test_a_silent_stream_gets_keep_alive_comments(chat_fake):
+    chat_fake.script(Stream(events=[chat_chunk({"role": "assistant", "content": ""}), chat_chunk({"content": "A"}),
+                                    chat_chunk({"content": "B"}), chat_chunk({}, "stop")], heartbeat_pause=0.4))
+    with running_proxy(proxy_config(chat_fake.base_url, upstream={"chat_only": True},
+                                    stream={"heartbeat_interval": 0.05})) as url:
+        answer = post(url, {"model": MODEL, "input": "Go", "stream": True})
+    assert ": keep-alive" in answer.text
+    assert events_of(answer)[-1]["response"]["output"][0]["content"][0]["text"] == "AB"
+
+
+def test_a_client_that_leaves_mid_stream_lets_the_upstream_go(chat_fake, chat_only_url):
+    chat_fake.script(Stream(events=[chat_chunk({"content": str(n)}) for n in range(50)], delay=0.2))
+    with httpx.stream("POST", chat_only_url + "/v1/responses", json={"model": MODEL, "input": "Go", "stream": True},
+                      headers={"authorization": f"Bearer {CLIENT_KEY}"}, timeout=30) as answer:
+        for line in answer.iter_lines():
+            if "response.output_text.delta" in line:
+                break
+    chat_fake.wait_for_disconnect()
