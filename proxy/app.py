@@ -39,7 +39,7 @@ from .passthrough import (has_body, header, open_forward, raw_path, read_body, r
                           upstream_path)
 from .streaming import until_disconnect
 from .translate import check_nesting, says_chat_only, says_responses_only
-from .upstream import (ERROR_BODY_LIMIT, Upstream, UpstreamResponse, no_such_path, read_json, upstream_error,
+from .upstream import (ERROR_BODY_LIMIT, Upstream, UpstreamResponse, read_json, upstream_error,
                        url_secrets, without_credentials, wrong_path)
 
 log = logging.getLogger("proxy")
@@ -148,7 +148,9 @@ class Proxy:
             if answer.status_code < 400:  # chat served it: now the model is known to need it
                 self.models.chat_only.learn(model)
             return answer
-        if response.cut or (response.status_code == 404 and no_such_path(error_payload)):
+        if response.status_code == 404 and "json" not in response.headers.get("content-type", ""):
+            raise wrong_path(response, raw)  # a web server's page, as relay_or_wrong_path says
+        if response.cut:  # too large to relay: its gist
             raise upstream_error(response, error_payload, raw)
         return relay_read(response, raw)
 
@@ -361,6 +363,8 @@ def upstream_lines(config: Config) -> list[str]:
     for upstream in config.upstreams:
         line = f"upstream {upstream.name}: {without_credentials(upstream.base_url)} " \
                f"for models {', '.join(upstream.models)}"
+        if upstream.chat_only:
+            line += " (chat only: /v1/responses is served through /chat/completions)"
         if upstream.api_path_added:
             line += " (the base URL given has no path: the API is taken to be under /v1)"
         lines.append(line)

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -58,12 +59,28 @@ async def serve_to_chat(plan: ToChatPlan, request: Request, config: Config, stor
         return StreamedResponse(_event_stream(plan, call, store), media_type="text/event-stream",
                                 headers={**SSE_HEADERS, **extra},
                                 heartbeat=Heartbeat(config.stream.heartbeat_interval, _keepalive))
+    if config.stream.non_stream_keepalive:  # whitespace while the answer is prepared: JSON parsers skip it
+        return StreamedResponse(_json_behind_whitespace(plan, call, store), media_type="application/json",
+                                headers=extra, heartbeat=Heartbeat(config.stream.heartbeat_interval, lambda: b" "))
     try:
         response = await until_disconnect(request.receive, _whole(plan, call))
     finally:
         call.aclose()
     _conclude(plan, response, store)
     return json_response(response, headers=extra)
+
+
+async def _json_behind_whitespace(plan: ToChatPlan, call: ChatCall, store: ResponseStore) -> AsyncIterator[bytes]:
+    """The Response, or an error body: the status is already 200 when the outcome is known."""
+    try:
+        response = await _whole(plan, call)
+    except ProxyError as exc:
+        yield orjson.dumps(exc.body())
+        return
+    finally:
+        call.aclose()
+    _conclude(plan, response, store)
+    yield orjson.dumps(response)
 
 
 def _keepalive() -> bytes:

@@ -319,3 +319,15 @@ def test_a_client_that_leaves_mid_stream_lets_the_upstream_go(chat_fake, chat_on
             if "response.output_text.delta" in line:
                 break
     chat_fake.wait_for_disconnect()
+
+
+def test_a_whole_answer_behind_keep_alive_whitespace(chat_fake):
+    chat_fake.script(Stream(events=[chat_chunk({"role": "assistant", "content": "A"}), chat_chunk({"content": "B"}),
+                                    chat_chunk({}, "stop")], heartbeat_pause=0.4))
+    config = proxy_config(chat_fake.base_url, upstream={"chat_only": True},
+                          stream={"heartbeat_interval": 0.05, "non_stream_keepalive": True, "upstream_stream": True})
+    with running_proxy(config) as url:
+        answer = post(url, {"model": MODEL, "input": "Go"})
+    assert answer.text.startswith(" ")
+    check_response(answer.json())
+    assert answer.json()["output"][0]["content"][0]["text"] == "AB"

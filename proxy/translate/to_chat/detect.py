@@ -18,6 +18,9 @@ from ...errors import without_name
 # A gateway's 400 for a model or endpoint it does not serve through the Responses API.
 _NOT_SUPPORTED = re.compile(r"(?:not|n't) (?:supported|support|available|enabled)|unsupported|no such (?:route|endpoint)"
                             r"|unknown (?:route|endpoint|url|path)", re.IGNORECASE | re.ASCII)
+# What a 400 must be about: the model or the endpoint, not a parameter of the request.
+_SUBJECT = re.compile(r"\bmodel\b|endpoint|responses|route|\burl\b|\bpath\b", re.IGNORECASE | re.ASCII)
+_PARAMETER = re.compile(r"parameter|argument|\bfield\b|\bvalue\b", re.IGNORECASE | re.ASCII)
 # Codes that name what is missing when it is not the endpoint.
 _OTHER_GAPS = frozenset(("model_not_found", "previous_response_not_found", "not_found_item"))
 
@@ -26,9 +29,9 @@ def says_chat_only(status: int, payload: Any, raw: str, request: dict[str, Any])
     """True when the upstream's error answer to the Responses ``request`` means "serve it through chat".
 
     404 and 405 count unless the error names a parameter other than the model, or a code for another gap. A 400
-    counts when the upstream's own words say the model or endpoint is not supported: the model's name is left
-    out of the message, and words found in the rest of the request (which upstreams echo) are not read as the
-    upstream's.
+    counts when the upstream's own words say the model or endpoint (not a parameter) is not supported: the
+    model's name is left out of the message, and words found in the rest of the request (which upstreams echo)
+    are not read as the upstream's.
     """
     if status not in (400, 404, 405):
         return False
@@ -46,6 +49,8 @@ def says_chat_only(status: int, payload: Any, raw: str, request: dict[str, Any])
     model = request.get("model")
     name = model if isinstance(model, str) else ""
     text = without_name(text, name)
+    if _PARAMETER.search(text) or not (_SUBJECT.search(text) or (isinstance(inner, dict) and inner.get("param"))):
+        return False
     written: str | None = None
     for match in _NOT_SUPPORTED.finditer(text):
         if written is None:
