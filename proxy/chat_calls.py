@@ -1,10 +1,11 @@
 """Running a Responses request's chat call upstream: streamed, or in one piece.
 
-A started :class:`ChatCall` yields the upstream's chat chunks, in lists of those that arrived together; a
-whole ``chat.completion`` is one such list holding it. Errors before the answer begins (the upstream's error
-answer, a connection that cannot be made) are raised as :class:`~proxy.errors.UpstreamError` by
-:func:`start_chat_call`, after the retries :meth:`~proxy.upstream.Upstream.send_retrying` makes before the first
-byte; a failure while the body is read (a cut connection, the idle timeout) is raised from :meth:`ChatCall.chunks`.
+A started :class:`ChatCall` gives the upstream's chat chunks, in lists of those that arrived together, or a
+whole ``chat.completion`` (whichever the upstream answered with: some stream when not asked to). Errors before
+the answer begins (the upstream's error answer, a connection that cannot be made) are raised as
+:class:`~proxy.errors.UpstreamError` by :func:`start_chat_call`, after the retries
+:meth:`~proxy.upstream.Upstream.send_retrying` makes before the first byte; a failure while the body is read (a
+cut connection, the idle timeout) is raised from :meth:`ChatCall.chunks` or :meth:`ChatCall.completion`.
 """
 
 from __future__ import annotations
@@ -32,19 +33,21 @@ class ChatCall:
     def streamed(self) -> bool:
         return self._http is not None and self._http.headers.get("content-type", "").startswith("text/event-stream")
 
+    async def completion(self) -> dict[str, Any]:
+        """A whole answer (not :attr:`streamed`): the chat.completion."""
+        assert self._http is not None
+        payload, raw = await read_json(self._http, MAX_ANSWER_BYTES, whole=True)
+        if not isinstance(payload, dict):
+            snippet = raw[:200].decode("utf-8", "replace")
+            raise InvalidUpstreamAnswer(f"The upstream answered with a body that is not a chat completion: "
+                                        f"{snippet!r}")
+        return payload
+
     async def chunks(self) -> AsyncGenerator[list[Any], None]:
-        http = self._http
-        assert http is not None
-        if not self.streamed:
-            payload, raw = await read_json(http, MAX_ANSWER_BYTES, whole=True)
-            if not isinstance(payload, dict):
-                snippet = raw[:200].decode("utf-8", "replace")
-                raise InvalidUpstreamAnswer(f"The upstream answered with a body that is not a chat completion: "
-                                            f"{snippet!r}")
-            yield [payload]
-            return
+        """A streamed answer: its chunks, in lists of those that arrived together."""
+        assert self._http is not None
         decoder = SSEDecoder(max_event=MAX_ANSWER_BYTES)
-        async with aclosing(http.chunks()) as body:
+        async with aclosing(self._http.chunks()) as body:
             async for piece in body:
                 chunks = parse_events(decoder, piece)
                 if chunks:

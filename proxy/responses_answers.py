@@ -91,9 +91,7 @@ def _keepalive() -> bytes:
 async def _whole(plan: ToChatPlan, call: ChatCall) -> dict[str, Any]:
     """The Response for a whole answer (a completion, or a stream folded); a failed answer is an error."""
     if not call.streamed:
-        async with aclosing(call.chunks()) as chunks:
-            async for (completion,) in chunks:
-                return completion_to_response(completion, plan.chat.state)
+        return completion_to_response(await call.completion(), plan.chat.state)
     stream = ResponseStream(plan.chat.state)
     stream.start()
     try:

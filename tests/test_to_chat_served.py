@@ -140,7 +140,8 @@ def test_an_upstream_marked_chat_only_is_never_asked_for_responses(chat_fake, ch
 
 def test_models_marked_chat_only_by_glob_go_through_chat_and_others_pass(chat_fake):
     chat_fake.script(Chat(content="Bonjour."))
-    config = proxy_config(chat_fake.base_url, models={"deepseek-*": {"chat_only": True}}, to_chat={"auto_detect": False})
+    config = proxy_config(chat_fake.base_url, models={"deepseek-*": {"chat_only": True}},
+                          to_chat={"auto_detect": False})
     with running_proxy(config) as url:
         chat = post(url, {"model": MODEL, "input": "Salut"})
         passed = post(url, {"model": "gpt-4.1", "input": "Salut"})

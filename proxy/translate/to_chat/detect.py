@@ -16,8 +16,8 @@ import orjson
 from ...errors import without_name
 
 # A gateway's 400 for a model or endpoint it does not serve through the Responses API.
-_NOT_SUPPORTED = re.compile(r"(?:not|n't) (?:supported|support|available|enabled)|unsupported|no such (?:route|endpoint)"
-                            r"|unknown (?:route|endpoint|url|path)", re.IGNORECASE | re.ASCII)
+_NOT_SUPPORTED = re.compile(r"(?:not|n't) (?:supported|support|available|enabled)|unsupported"
+                            r"|no such (?:route|endpoint)|unknown (?:route|endpoint|url|path)", re.IGNORECASE | re.ASCII)
 # What a 400 must be about: the model or the endpoint, not a parameter of the request.
 _SUBJECT = re.compile(r"\bmodel\b|endpoint|responses|route|\burl\b|\bpath\b", re.IGNORECASE | re.ASCII)
 _PARAMETER = re.compile(r"parameter|argument|\bfield\b|\bvalue\b", re.IGNORECASE | re.ASCII)
