@@ -28,7 +28,8 @@ from .pacing import Heartbeat
 from .plan import ToChatPlan
 from .stored_responses import ResponseStore
 from .streaming import StreamedResponse, until_disconnect
-from .translate import KEEPALIVE, ResponseStream, completion_to_response, encode_event, name_responses_params
+from .translate import (KEEPALIVE, ResponseStream, completion_chunk, completion_to_response, encode_event,
+                        name_responses_params)
 
 log = logging.getLogger("proxy.answers")
 
@@ -115,13 +116,16 @@ async def _event_stream(plan: ToChatPlan, call: ChatCall, store: ResponseStore) 
     try:
         yield _frames(stream.start())
         try:
-            async with aclosing(call.chunks()) as chunks:
-                async for batch in chunks:
-                    events = [event for chunk in batch for event in stream.feed(chunk)]
-                    if events:
-                        yield _frames(events)
-                    if stream.done:
-                        break
+            if not call.streamed:  # a server that answers in one piece when asked for a stream
+                yield _frames(stream.feed(completion_chunk(await call.completion())))
+            else:
+                async with aclosing(call.chunks()) as chunks:
+                    async for batch in chunks:
+                        events = [event for chunk in batch for event in stream.feed(chunk)]
+                        if events:
+                            yield _frames(events)
+                        if stream.done:
+                            break
             events = stream.finish()
         except ProxyError as exc:  # the connection cut, the idle timeout, an answer too large
             events = stream.fail(exc.message)

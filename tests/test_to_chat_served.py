@@ -332,3 +332,14 @@ def test_a_whole_answer_behind_keep_alive_whitespace(chat_fake):
     assert answer.text.startswith(" ")
     check_response(answer.json())
     assert answer.json()["output"][0]["content"][0]["text"] == "AB"
+
+
+def test_a_stream_asked_for_and_answered_in_one_piece_is_still_a_stream(chat_fake, chat_only_url):
+    completion = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": MODEL, "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "Entier."}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
+    chat_fake.script(Reply(200, json=completion))
+    events = events_of(post(chat_only_url, {"model": MODEL, "input": "Go", "stream": True}))
+    assert events[-1]["type"] == "response.completed"
+    assert events[-1]["response"]["output"][0]["content"][0]["text"] == "Entier."
+    assert events[-1]["response"]["usage"]["total_tokens"] == 5

@@ -11,7 +11,7 @@
 from .detect import says_chat_only
 from .params import RESPONSES_PARAMS, name_responses_params, responses_request_to_chat
 from .request import BUILTIN_TOOLS, ChatOptions, ChatRequest, RequestState, ToolName
-from .response import completion_to_response
+from .response import completion_chunk, completion_to_response
 from .stream import ResponseStream, new_response_id, responses_usage
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "RequestState",
     "ResponseStream",
     "ToolName",
+    "completion_chunk",
     "completion_to_response",
     "name_responses_params",
     "new_response_id",
