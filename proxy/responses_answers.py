@@ -40,7 +40,7 @@ def mapping_headers(plan: ToChatPlan) -> dict[str, str]:
     if plan.chat.dropped:
         headers["x-proxy-dropped-params"] = client_names(tuple(plan.chat.dropped))
     if plan.chat.adjusted:
-        headers["x-proxy-adjusted-params"] = client_names(tuple(plan.chat.adjusted))
+        headers["x-proxy-adjusted-params"] = ", ".join(plan.chat.adjusted)  # the proxy's words, not the client's
     return headers
 
 

@@ -343,3 +343,12 @@ def test_a_stream_asked_for_and_answered_in_one_piece_is_still_a_stream(chat_fak
     assert events[-1]["type"] == "response.completed"
     assert events[-1]["response"]["output"][0]["content"][0]["text"] == "Entier."
     assert events[-1]["response"]["usage"]["total_tokens"] == 5
+
+
+def test_what_was_adjusted_is_said_in_a_header(chat_fake, chat_only_url):
+    chat_fake.script(Chat(content="ok"))
+    answer = post(chat_only_url, {"model": MODEL, "input": "Go", "tools": TOOLS, "tool_choice": {
+        "type": "allowed_tools", "mode": "required", "tools": [{"type": "function", "name": "get_weather"}]}})
+    assert answer.headers["x-proxy-adjusted-params"] == "tool_choice=allowed_tools->required"
+    (request,) = chat_requests(chat_fake)
+    assert [tool["function"]["name"] for tool in request["tools"]] == ["get_weather"]
