@@ -103,10 +103,9 @@ def reasoning_output(request: Request, default: str) -> str:
 
 
 class ChatCallPlan(NamedTuple):
-    """One upstream chat call serving a Responses request."""
+    """One upstream chat call serving a Responses request (its body says whether it streams)."""
 
     body: dict[str, Any]
-    stream: bool
     first_byte_timeout: float | None = None
     idle_timeout: float | None = None
 
@@ -136,10 +135,9 @@ def plan_to_chat(route: ModelRoute, body: dict[str, Any], config: Config,
     )
     chat = responses_request_to_chat(body, options, history)
     chat_body = chat.body
-    stream = chat.state.stream or config.stream.upstream_stream
-    if stream and not chat.state.stream:  # a whole answer served from a stream: its headers arrive at once
+    if config.stream.upstream_stream and not chat.state.stream:  # a whole answer from a stream: its headers at once
         chat_body = {**chat_body, "stream": True, "stream_options": {"include_usage": True}}
-    call = ChatCallPlan(chat_body, stream, settings.first_byte_timeout, settings.idle_timeout)
+    call = ChatCallPlan(chat_body, settings.first_byte_timeout, settings.idle_timeout)
     return ToChatPlan(route, chat, call, body.get("store") is not False, input_items(body.get("input")),
                       list(history or ()))
 
