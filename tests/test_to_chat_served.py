@@ -352,3 +352,19 @@ def test_what_was_adjusted_is_said_in_a_header(chat_fake, chat_only_url):
     assert answer.headers["x-proxy-adjusted-params"] == "tool_choice=allowed_tools->required"
     (request,) = chat_requests(chat_fake)
     assert [tool["function"]["name"] for tool in request["tools"]] == ["get_weather"]
+
+
+@pytest.mark.parametrize("flavour, field", [("deepseek", "reasoning_content"), ("vllm", "reasoning"),
+                                            ("llamacpp", "reasoning_content")])
+def test_each_servers_flavour_is_found_out_and_answered(flavour, field):
+    with running_fake_upstream(FakeChatUpstream(flavour, field)) as fake, \
+            running_proxy(proxy_config(fake.base_url)) as url:
+        fake.script(Chat(reasoning="Hmm.", content="Voilà.", tool_calls=[ToolCall("get_weather", {"city": "Nice"})]),
+                    Reply(400, json=fake.error_body(400, "Bad things")))
+        events = events_of(post(url, {"model": MODEL, "input": "Go", "tools": TOOLS[:1], "stream": True}))
+        failed = post(url, {"model": MODEL, "input": "Go"})
+    output = events[-1]["response"]["output"]
+    assert [item["type"] for item in output] == ["reasoning", "message", "function_call"]
+    assert output[0]["summary"][0]["text"] == "Hmm." and output[2]["call_id"]
+    assert failed.status_code == 400 and failed.json()["error"]["message"] == "Bad things"
+    check_error_body(failed.json())
