@@ -10,6 +10,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from fastapi import FastAPI
@@ -30,12 +31,14 @@ from .errors import (ClientError, InvalidRequest, NoUpstreamForModel, ProxyError
 from .health import Readiness
 from .memory import open_store
 from .models import ModelRoute, ModelTable
-from .plan import plan_translated
+from .plan import plan_to_chat, plan_translated
+from .responses_answers import serve_to_chat
+from .stored_responses import ResponseStore, StoredResponse, deleted, input_item_page
 from .middleware import InFlight, ObserveMiddleware
 from .passthrough import (has_body, header, open_forward, raw_path, read_body, relay_read, relay_streaming,
                           upstream_path)
 from .streaming import until_disconnect
-from .translate import check_nesting, says_responses_only
+from .translate import check_nesting, says_chat_only, says_responses_only
 from .upstream import (ERROR_BODY_LIMIT, Upstream, UpstreamResponse, read_json, upstream_error,
                        url_secrets, without_credentials, wrong_path)
 
@@ -56,23 +59,14 @@ class Proxy:
         self.config = config
         self.models = ModelTable(config)
         self.reasoning_store = open_store(config.reasoning)
+        self.stored_responses = ResponseStore(config.to_chat.stored_responses, config.to_chat.stored_ttl)
 
     async def chat(self, request: Request) -> Response:
         encoding = header(request.headers, "content-encoding").strip().lower()
         if encoding not in ("", "identity"):  # the model must be read to route the request
             raise ClientError(415, f"A compressed request body (Content-Encoding: {encoding:.40}) is not supported "
                               "here; send the JSON uncompressed.", code="unsupported_content_encoding")
-        origins.require_json(request.headers)
-        body = await read_body(request, self.config.server.max_body_bytes)
-        try:
-            chat = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidRequest(
-                f"We could not parse the JSON body of your request ({exc.msg} at position {exc.pos}). "
-                "The body must be a JSON object.", code="invalid_json") from None
-        if not isinstance(chat, dict):
-            raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
-        check_nesting(chat)
+        body, chat = await read_json_object(request, self.config.server.max_body_bytes)
         model = chat.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequest("you must provide a model parameter", "model")
@@ -126,6 +120,63 @@ class Proxy:
         logs.current().mode = "translated"
         plan = await plan_translated(route, chat, request, self.config, self.reasoning_store)
         return await serve_translated(plan, request, self.config)
+
+    async def responses(self, request: Request) -> Response:
+        """``POST /v1/responses``: passed through, or served through the upstream's chat endpoint for a chat-only
+        model (configured, learned, or found out now: the upstream has no ``/v1/responses`` for it)."""
+        body, payload = await read_json_object(request, self.config.server.max_body_bytes)
+        model = payload.get("model")
+        if not isinstance(model, str) or not model:
+            raise InvalidRequest("Missing required parameter: 'model'.", "model", "missing_required_parameter")
+        record = logs.current()
+        record.model, record.stream = model, payload.get("stream") is True
+        route = self.models.responses_route(model)
+        previous = payload.get("previous_response_id")
+        stored = self.stored_responses.get(previous) if isinstance(previous, str) else None
+        if route.direction == "to_chat" or stored is not None:  # a response of ours is continued as it was made
+            return await self.to_chat(request, payload, route, stored)
+        record.mode = "passthrough"
+        forwarded = open_forward(route.upstream, request, "/responses", body, self.config.server.max_body_bytes,
+                                 settings=route.settings)
+        response = await until_disconnect(request.receive, forwarded)
+        if response.status_code < 400:
+            return relay_streaming(response)
+        error_payload, raw = await read_json(response)
+        if self.models.chat_auto_detect and \
+                says_chat_only(response.status_code, error_payload, raw.decode("utf-8", "replace"), payload):
+            answer = await self.to_chat(request, payload, route, None)
+            if answer.status_code < 400:  # chat served it: now the model is known to need it
+                self.models.chat_only.learn(model)
+            return answer
+        if response.status_code == 404 and "json" not in response.headers.get("content-type", ""):
+            raise wrong_path(response, raw)  # a web server's page, as relay_or_wrong_path says
+        if response.cut:  # too large to relay: its gist
+            raise upstream_error(response, error_payload, raw)
+        return relay_read(response, raw)
+
+    async def to_chat(self, request: Request, payload: dict[str, Any], route: ModelRoute,
+                      stored: StoredResponse | None) -> Response:
+        """A Responses request served through chat, one stage after another: plan the call, then run it and
+        write the answer."""
+        logs.current().mode = "translated"
+        history = stored.conversation() if stored is not None else None
+        plan = plan_to_chat(route._replace(direction="to_chat"), payload, self.config, history)
+        return await serve_to_chat(plan, request, self.config, self.stored_responses)
+
+    async def stored_response(self, request: Request, path: str) -> Response:
+        """``GET`` / ``DELETE /v1/responses/{id}`` and ``GET .../input_items`` for a response this proxy made
+        through chat; any other id passes through to the upstream that made it."""
+        parts = path.strip("/").split("/")
+        stored = self.stored_responses.get(unquote(parts[1]))
+        if stored is None:
+            return await self.forward(request, path)
+        logs.current().mode = "translated"
+        if len(parts) == 3:
+            return json_response(input_item_page(stored, dict(request.query_params)))
+        if request.method == "DELETE":
+            self.stored_responses.delete(stored.response["id"])
+            return json_response(deleted(stored.response["id"]))
+        return json_response(stored.response)
 
     async def model_list(self, request: Request) -> Response:
         """The model list for pickers: every upstream's models, aliases and effort variants.
@@ -240,6 +291,33 @@ class Proxy:
 MODEL_LIST_LIMIT = 16 * 1024 * 1024
 
 
+async def read_json_object(request: Request, limit: int) -> tuple[bytes, dict[str, Any]]:
+    """A JSON request's body and the object it holds; a clear 400 (or 413, 415) for anything else."""
+    origins.require_json(request.headers)
+    body = await read_body(request, limit)
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"We could not parse the JSON body of your request ({exc.msg} at position {exc.pos}). "
+            "The body must be a JSON object.", code="invalid_json") from None
+    if not isinstance(payload, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    check_nesting(payload)
+    return body, payload
+
+
+# /responses/{id} and /responses/{id}/input_items, as the pass-through path writes them (percent-encoded once).
+STORED_RESPONSE = re.compile(r"/responses/[^/]+(?:/input_items)?")
+
+
+def serves_responses(request: Request, path: str) -> bool:
+    """Whether ``path`` is ``POST /v1/responses`` with an uncompressed JSON body (others pass through)."""
+    return request.method == "POST" and path == "/responses" and \
+        header(request.headers, "content-encoding").strip().lower() in ("", "identity") and \
+        header(request.headers, "content-type").startswith("application/json")
+
+
 async def relay_or_wrong_path(response: UpstreamResponse) -> Response:
     """An upstream answer, relayed; but a 404 that is no JSON (a web server's page, not an API's error) says
     which URL leads nowhere, in an OpenAI-style body."""
@@ -288,6 +366,8 @@ def upstream_lines(config: Config) -> list[str]:
     for upstream in config.upstreams:
         line = f"upstream {upstream.name}: {without_credentials(upstream.base_url)} " \
                f"for models {', '.join(upstream.models)}"
+        if upstream.chat_only:
+            line += " (chat only: /v1/responses is served through /chat/completions)"
         if upstream.api_path_added:
             line += " (the base URL given has no path: the API is taken to be under /v1)"
         lines.append(line)
@@ -393,6 +473,10 @@ def create_app(config: Config) -> FastAPI:
         path = upstream_path(raw_path(request.scope))  # an encoded slash is refused, not made a separator
         if names_endpoint(path, "/models") and request.method == "GET":
             return await proxy.model_list(request)
+        if serves_responses(request, path):
+            return await proxy.responses(request)
+        if request.method in ("GET", "DELETE") and STORED_RESPONSE.fullmatch(path):
+            return await proxy.stored_response(request, path)
         return await proxy.forward(request, path)
 
     routes = [

@@ -78,6 +78,8 @@ class UpstreamConfig(_Section):
                                     description="Azure's dated API (api-version=...); unset: Azure's v1 API.")
     deployments: dict[str, str] = Field(default_factory=dict,
                                         description="Azure deployment names of the models clients name.")
+    chat_only: bool = Field(default=False, description="The upstream speaks only Chat Completions: /v1/responses "
+                                                       "requests for its models are served through its chat endpoint.")
     _api_path_added: bool = PrivateAttr(default=False)
 
     @field_validator("base_url")
@@ -140,6 +142,14 @@ class ModelSettings(_Section):
     reasoning_effort: Literal[REASONING_EFFORTS] | None = None  # type: ignore[valid-type]
     progress: bool | None = Field(default=None, description="Progress notes in the reasoning stream.")
     search_tool: bool | None = Field(default=None, description="Add web_search_preview when no search tool is sent.")
+    # Serving /v1/responses through a chat upstream (see ToChatConfig).
+    chat_only: bool | None = Field(default=None, description="/v1/responses requests go through chat.")
+    reasoning_history: bool | None = Field(
+        default=None, description="Give the upstream its reasoning back as reasoning_content (DeepSeek thinking "
+                                  "with tools needs it).")
+    max_tokens_param: Literal["max_completion_tokens", "max_tokens"] | None = None
+    reasoning_source: Literal["fields", "think", "none"] | None = Field(
+        default=None, description="Where a chat upstream puts its reasoning: fields, or <think> blocks too.")
 
 
 # Long-running models are run in background mode unless configured otherwise; deep research
@@ -170,6 +180,18 @@ class TranslateConfig(_Section):
         default_factory=lambda: ["low", "medium", "high"],
         description="Effort variants listed in /v1/models for each translated model the upstream lists.")
     max_n: int = Field(default=4, ge=1, le=16, description="Largest 'n' served (n upstream requests at once).")
+
+
+class ToChatConfig(_Section):
+    """``/v1/responses`` for models that speak only Chat Completions."""
+
+    auto_detect: bool = Field(default=True, description="Serve a model through chat when the upstream has no "
+                                                        "/v1/responses for it (404, 405, or a 400 saying so).")
+    refuse_builtin_tools: bool = Field(default=False, description="A built-in tool (web_search, ...) is a 400 "
+                                                                  "instead of being left out.")
+    stored_responses: int = Field(default=1000, ge=0, description="Stored responses kept in process memory, for "
+                                                                  "previous_response_id and GET /v1/responses/{id}.")
+    stored_ttl: float = Field(default=3600.0, gt=0, description="Seconds a stored response is kept.")
 
 
 class ReasoningConfig(_Section):
@@ -234,6 +256,7 @@ class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
     translate: TranslateConfig = Field(default_factory=TranslateConfig)
+    to_chat: ToChatConfig = Field(default_factory=ToChatConfig)
     reasoning: ReasoningConfig = Field(default_factory=ReasoningConfig)
     stream: StreamConfig = Field(default_factory=StreamConfig)
     background: BackgroundConfig = Field(default_factory=BackgroundConfig)

@@ -29,9 +29,9 @@ NAME_REMEMBERED_CHARS = 256  # a longer name is decided each time, and never rem
 DECISIONS_REMEMBERED = 1024  # names whose route and settings are kept
 MODELS_REMEMBERED = 1024  # models one fact is kept for (learned Responses-only, refused features)
 
-# How a chat request is served: passed through, or translated to the Responses API. (A Responses request for a
-# chat-only model would be the other direction.)
-Direction = Literal["pass", "to_responses"]
+# How a request is served: passed through; a chat request translated to the Responses API; or a Responses
+# request served through the upstream's chat endpoint (a chat-only model).
+Direction = Literal["pass", "to_responses", "to_chat"]
 T = TypeVar("T")
 
 
@@ -115,6 +115,34 @@ _REFUSED = {"background": ("background mode", "no_background"), "stream": ("stre
             "include": ("encrypted reasoning", "no_encrypted_reasoning")}
 
 
+class LearnedModels:
+    """Models the upstreams showed to be served one way only, for this process's life: a bounded number of
+    names of bounded length (names come from clients)."""
+
+    __slots__ = ("_names", "_what", "_full")
+
+    def __init__(self, what: str) -> None:
+        self._names: set[str] = set()
+        self._what = what  # "served only by ..." in the log
+        self._full = False
+
+    def __contains__(self, model: str) -> bool:
+        return model.lower() in self._names
+
+    def learn(self, model: str) -> None:
+        name = model.lower()
+        if name in self._names or not rememberable(name):
+            return
+        if len(self._names) >= MODELS_REMEMBERED:
+            if not self._full:
+                self._full = True
+                log.warning("%d models learned to be %s, the most kept: %s and later ones are not remembered",
+                            MODELS_REMEMBERED, self._what, model)
+            return
+        log.info("model %s is %s; served so from now on", model, self._what)
+        self._names.add(name)
+
+
 class ModelRoute(NamedTuple):
     """Where a chat request for ``model`` goes, and the settings it is served with (immutable: a named tuple,
     cheaper to build than a frozen dataclass, once per request)."""
@@ -144,6 +172,8 @@ class ModelTable:
         self._learned: set[str] = set()  # models served only by the Responses API
         self._learned_full = False  # warned that no more are learned
         self.translates = Remembered(self._decide)
+        self.chat_auto_detect = config.to_chat.auto_detect
+        self.chat_only = LearnedModels("served only by the chat endpoint")
         self.settings = Remembered(self._merged_settings)
 
     def route(self, model: str) -> ModelRoute:
@@ -152,6 +182,15 @@ class ModelTable:
         upstream = self.upstream_for(model)
         return ModelRoute(model, "to_responses" if self.translates(model) else "pass", upstream, self.settings(model),
                      self._refusals[upstream.config.name])
+
+    def responses_route(self, model: str) -> ModelRoute:
+        """How a Responses request for ``model`` is served: passed through, or through the upstream's chat endpoint
+        (an upstream or model configured chat-only, or a model learned to be)."""
+        upstream = self.upstream_for(model)
+        settings = self.settings(model)
+        chat = upstream.config.chat_only or bool(settings.chat_only) or model in self.chat_only
+        return ModelRoute(model, "to_chat" if chat else "pass", upstream, settings,
+                          self._refusals[upstream.config.name])
 
     def resolve(self, model: str) -> tuple[str, dict[str, Any]]:
         """The real model behind an alias or an effort variant, and the parameters it fixes.

@@ -1,4 +1,7 @@
-"""Planning a translated chat request: what goes upstream, how the answer is presented, what is remembered.
+"""Planning a translated request: what goes upstream, how the answer is presented, what is remembered.
+
+A chat request for a Responses-only model (:func:`plan_translated`), or a Responses request for a chat-only
+model (:func:`plan_to_chat`).
 
 The second stage of the request path (route -> **plan** -> call -> translate -> write): everything the
 configuration, the model's settings, the client's headers and the reasoning kept from earlier turns say about
@@ -16,8 +19,8 @@ from .errors import InvalidRequest
 from .memory import ReasoningMemory, ReasoningStore
 from .models import ModelRoute
 from .passthrough import header
-from .translate import (REASONING_OUTPUTS, MappingOptions, Presentation, Translation, chat_to_responses,
-                        restore_reasoning)
+from .translate import (REASONING_OUTPUTS, ChatOptions, ChatRequest, MappingOptions, Presentation, Translation,
+                        chat_to_responses, responses_request_to_chat, restore_reasoning)
 
 REASONING_OUTPUT_HEADER = "x-proxy-reasoning-output"
 
@@ -97,3 +100,50 @@ def reasoning_output(request: Request, default: str) -> str:
         raise InvalidRequest(f"Header {REASONING_OUTPUT_HEADER} must be reasoning_content, think or none.",
                              REASONING_OUTPUT_HEADER)
     return wanted
+
+
+class ChatCallPlan(NamedTuple):
+    """One upstream chat call serving a Responses request (its body says whether it streams)."""
+
+    body: dict[str, Any]
+    first_byte_timeout: float | None = None
+    idle_timeout: float | None = None
+
+
+class ToChatPlan(NamedTuple):
+    """A Responses request planned as a chat call: the route, the mapping (the chat body, what was dropped or
+    adjusted, the state the answer is mapped back with), the call, and what is stored of the answer."""
+
+    route: ModelRoute
+    chat: ChatRequest
+    call: ChatCallPlan
+    store: bool  # keep the response (the API's default), for previous_response_id and GET /v1/responses/{id}
+    input_items: list[dict[str, Any]]  # this request's input, as items
+    history: list[dict[str, Any]]  # the items of the conversation before this request's input
+
+
+def plan_to_chat(route: ModelRoute, body: dict[str, Any], config: Config,
+                 history: list[dict[str, Any]] | None) -> ToChatPlan:
+    """Plan ``body`` (a parsed Responses request for ``route.model``) as a chat call; ``history`` is the stored
+    conversation ``previous_response_id`` names (None: none is stored)."""
+    settings = route.settings
+    options = ChatOptions(
+        reasoning_history=bool(settings.reasoning_history),
+        max_tokens_param=settings.max_tokens_param or "max_completion_tokens",
+        refuse_builtin_tools=config.to_chat.refuse_builtin_tools,
+        reasoning_source=settings.reasoning_source or "fields",
+    )
+    chat = responses_request_to_chat(body, options, history)
+    chat_body = chat.body
+    if config.stream.upstream_stream and not chat.state.stream:  # a whole answer from a stream: its headers at once
+        chat_body = {**chat_body, "stream": True, "stream_options": {"include_usage": True}}
+    call = ChatCallPlan(chat_body, settings.first_byte_timeout, settings.idle_timeout)
+    return ToChatPlan(route, chat, call, body.get("store") is not False, input_items(body.get("input")),
+                      list(history or ()))
+
+
+def input_items(value: Any) -> list[dict[str, Any]]:
+    """A request's ``input`` as the items the API lists for it: a string is one user message."""
+    if isinstance(value, str):
+        return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}]}]
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []

@@ -297,7 +297,8 @@ def test_an_error_chunk_mid_stream_fails_the_response_and_closes_what_was_open()
     stream, events = run([chunk({"content": "Part"}), {"error": {"message": "upstream overloaded",
                                                                   "code": "rate_limit_exceeded"}},
                           chunk({"content": "ignored"}, "stop")])
-    assert events[-1]["type"] == "response.failed"
+    assert [event["type"] for event in events[-2:]] == ["error", "response.failed"]
+    assert (events[-2]["code"], events[-2]["error"]["message"]) == ("rate_limit_exceeded", "upstream overloaded")
     assert stream.response["error"] == {"code": "rate_limit_exceeded", "message": "upstream overloaded"}
     assert stream.response["output"][0]["status"] == "incomplete"
     assert not any(event["type"] == "response.completed" for event in events)

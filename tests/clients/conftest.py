@@ -19,7 +19,9 @@ import pytest
 from conftest import proxy_config
 from fake_chat_upstream import FakeChatUpstream
 from fake_upstream import running_fake_upstream
-from servers import running_proxy
+from proxy.app import create_app
+from servers import running_app
+from spec_check import check_response, check_stream_event
 
 from .responses_upstreams import ChatUpstream, ResponsesUpstream, Upstream
 from .scenarios import node_data
@@ -65,22 +67,81 @@ def quiet_proxy_url(make_proxy, fake) -> Iterator[str]:
 
 
 # The upstreams every Responses client scenario runs against: "responses" (the fake Responses upstream, passed
-# through) and, once /v1/responses is translated to chat, "chat" (the fake chat-only upstream).
-UPSTREAMS = ["responses"]
+# through) and "chat" (the fake chat-only upstream, which the proxy serves /v1/responses through).
+UPSTREAMS = ["responses", "chat"]
+
+
+class SpecTap:
+    """ASGI middleware in front of the proxy: every Responses event the proxy makes on ``/v1/responses`` (its
+    ``event:`` name and its data) and every ``Response`` it makes is checked against the spec (answers passed
+    through are the upstream's, checked by the fake's own tests); what fails is kept
+    in ``failures`` (the test then fails), the answer goes on unchanged."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.failures: list[str] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith("/responses"):
+            return await self.app(scope, receive, send)
+        kind, pending, whole = "", b"", bytearray()
+
+        async def tap(message: dict) -> None:
+            nonlocal kind, pending
+            if message["type"] == "http.response.start":
+                headers = dict(message["headers"])
+                made = headers.get(b"x-proxy-mode") == b"translated"  # not the upstream's bytes passed through
+                kind = headers.get(b"content-type", b"").decode() if made and message["status"] == 200 else ""
+            elif message["type"] == "http.response.body":
+                if kind.startswith("text/event-stream"):
+                    *frames, pending = (pending + message.get("body", b"")).split(b"\n\n")
+                    for frame in frames:
+                        self._check_frame(frame.decode())
+                elif kind.startswith("application/json"):
+                    whole.extend(message.get("body", b""))
+                    if not message.get("more_body"):
+                        self._check(check_response, json.loads(whole))
+            await send(message)
+
+        await self.app(scope, receive, tap)
+
+    def _check_frame(self, frame: str) -> None:
+        lines = [line for line in frame.split("\n") if line and not line.startswith(":")]
+        if not lines:
+            return
+        if len(lines) != 2 or not lines[0].startswith("event: ") or not lines[1].startswith("data: "):
+            self.failures.append(f"not an event: data frame: {frame[:200]!r}")
+            return
+        event = json.loads(lines[1][6:])
+        if event.get("type") != lines[0][7:]:
+            self.failures.append(f"event name {lines[0][7:]!r} for an event of type {event.get('type')!r}")
+        self._check(check_stream_event, event)
+
+    def _check(self, check: Callable[[Any], None], value: Any) -> None:
+        try:
+            check(value)
+        except AssertionError as exc:
+            self.failures.append(str(exc))
 
 
 @pytest.fixture(scope="module", params=UPSTREAMS)
-def served(request, fake_server) -> Iterator[tuple[Upstream, str]]:
-    """(the upstream, the URL of a proxy in front of it, configured as a user would: not at all)."""
+def served(request, fake_server) -> Iterator[tuple[Upstream, str, SpecTap]]:
+    """(the upstream, the URL of a proxy in front of it, configured as a user would: not at all, and the tap that
+    checks what the proxy answers)."""
     if request.param == "responses":
         upstream, fake_cm = ResponsesUpstream, contextlib.nullcontext(fake_server)
     else:
         upstream, fake_cm = ChatUpstream, running_fake_upstream(FakeChatUpstream())
-    with fake_cm as fake, running_proxy(proxy_config(fake.base_url)) as url:
-        yield upstream(fake), url
+    with fake_cm as fake:
+        tap = SpecTap(create_app(proxy_config(fake.base_url)))
+        with running_app(tap) as url:
+            yield upstream(fake), url, tap
 
 
 @pytest.fixture
-def upstream(served) -> Upstream:
+def upstream(served) -> Iterator[Upstream]:
+    """The upstream, reset; after the test, what the proxy answered must have met the spec."""
     served[0].fake.reset()
-    return served[0]
+    served[2].failures.clear()
+    yield served[0]
+    assert not served[2].failures, "the proxy answered outside the spec:\n" + "\n".join(served[2].failures[:5])

@@ -2,7 +2,7 @@
 
 Each scenario of test_responses_clients.py takes an `Upstream`: the same answer scripted on the fake Responses
 upstream (which the proxy passes `/v1/responses` through to) or on the fake chat-only upstream (which the
-proxy will translate to), and what the client sent back (tool results) read from either. The client-side
+proxy translates to), and what the client sent back (tool results) read from either. The client-side
 assertions are the same for both: a client must not see which kind of upstream served it.
 """
 

@@ -4,9 +4,9 @@ openai-python (`responses.create`, streamed and not, `responses.stream()`, `resp
 (`responses.stream`), the AI SDK's `openai.responses()` (`generateText`, `streamText`) and the OpenAI Agents SDK
 running an agent with a function tool. Codex CLI has its own module (test_codex_cli.py).
 
-Every scenario runs against each upstream of conftest.UPSTREAMS (see responses_upstreams.py): today the
-fake Responses upstream, which the proxy passes `/v1/responses` through to; docs-notes/rclients.md says how
-to add the chat-only one.
+Every scenario runs against each upstream of conftest.UPSTREAMS (see responses_upstreams.py): the fake
+Responses upstream, which the proxy passes `/v1/responses` through to, and the fake chat-only upstream, which
+the proxy serves `/v1/responses` through.
 """
 
 from __future__ import annotations

@@ -4,12 +4,14 @@
   and the :class:`RequestState` the answer is mapped back with, driven by the parameter table
   :data:`RESPONSES_PARAMS`; :func:`name_responses_params` names the client's parameters in an upstream's error;
 - :class:`ResponseStream` turns the chat stream's chunks into the Responses event sequence;
-- :func:`completion_to_response` turns a chat.completion into a ``Response`` (the same rules, folded).
+- :func:`completion_to_response` turns a chat.completion into a ``Response`` (the same rules, folded);
+- :func:`says_chat_only` reads an upstream's error answer to ``/v1/responses`` as "serve this model through chat".
 """
 
+from .detect import says_chat_only
 from .params import RESPONSES_PARAMS, name_responses_params, responses_request_to_chat
 from .request import BUILTIN_TOOLS, ChatOptions, ChatRequest, RequestState, ToolName
-from .response import completion_to_response
+from .response import completion_chunk, completion_to_response
 from .stream import ResponseStream, new_response_id, responses_usage
 
 __all__ = [
@@ -20,9 +22,11 @@ __all__ = [
     "RequestState",
     "ResponseStream",
     "ToolName",
+    "completion_chunk",
     "completion_to_response",
     "name_responses_params",
     "new_response_id",
     "responses_request_to_chat",
     "responses_usage",
+    "says_chat_only",
 ]

@@ -20,6 +20,16 @@ _MESSAGE_FIELDS = ("reasoning_content", "reasoning", "content", "refusal", "anno
 def completion_to_response(completion: Any, state: RequestState, *, response_id: str | None = None,
                      now: Callable[[], float] = time.time) -> dict[str, Any]:
     """The Response for a chat.completion; a :class:`ProxyError` for an answer that is an error or no answer."""
+    stream = ResponseStream(state, response_id=response_id, now=now)
+    stream.start()
+    stream.feed(completion_chunk(completion))
+    stream.finish()
+    return stream.response
+
+
+def completion_chunk(completion: Any) -> dict[str, Any]:
+    """A chat.completion as the one stream chunk that says all of it (for :meth:`ResponseStream.feed`); a
+    :class:`ProxyError` for an answer that is an error or no answer."""
     choice = _first_choice(completion)
     message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
     delta = {key: message[key] for key in _MESSAGE_FIELDS if key in message}
@@ -28,11 +38,7 @@ def completion_to_response(completion: Any, state: RequestState, *, response_id:
         delta["tool_calls"] = [{**call, "index": index} for index, call in enumerate(calls) if isinstance(call, dict)]
     chunk = {key: completion[key] for key in ("id", "created", "model", "service_tier", "usage") if key in completion}
     chunk["choices"] = [{"index": 0, "delta": delta, "finish_reason": choice.get("finish_reason") or "stop"}]
-    stream = ResponseStream(state, response_id=response_id, now=now)
-    stream.start()
-    stream.feed(chunk)
-    stream.finish()
-    return stream.response
+    return chunk
 
 
 def _first_choice(completion: Any) -> dict[str, Any]:

@@ -307,8 +307,11 @@ class ResponseStream:
             return []
         events = self._close_all("incomplete")
         self.done = True
-        self.response = self._response("failed", error={
-            "code": code if code in RESPONSE_ERROR_CODES else "server_error", "message": message})
+        code = code if code in RESPONSE_ERROR_CODES else "server_error"
+        # The `error` event first, as the API sends it: clients (openai-python, openai-node) raise on it.
+        events.append(self._event("error", code=code, message=message, param=None,
+                                  error={"type": "server_error", "code": code, "message": message, "param": None}))
+        self.response = self._response("failed", error={"code": code, "message": message})
         events.append(self._event("response.failed", response=self.response))
         return events
 
