@@ -78,8 +78,10 @@ async def plan_translated(route: ModelRoute, chat: dict[str, Any], request: Requ
         model=upstream_request.model,
         # A non-streaming client is served from an upstream stream too when a stop sequence may end the
         # answer early (no tokens spent past it), or when configured: the headers then arrive at once, so
-        # no first-byte timeout of a gateway in between can cut a long reasoning run.
-        stream=answer.stream or bool(answer.stop) or config.stream.upstream_stream,
+        # no first-byte timeout of a gateway in between can cut a long reasoning run. A background run is
+        # always followed by its stream: the answer is relayed the moment it is done, where polling would
+        # find it up to a poll's wait later (it is polled only where the upstream refuses to stream it).
+        stream=answer.stream or bool(answer.stop) or config.stream.upstream_stream or bool(settings.background),
         background=bool(settings.background),
         first_byte_timeout=settings.first_byte_timeout,
         idle_timeout=settings.idle_timeout,
