@@ -29,8 +29,8 @@ from .pacing import Heartbeat
 from .plan import TranslatedPlan
 from .responses_calls import UpstreamCall, start_calls
 from .streaming import StreamedResponse, until_disconnect
-from .translate import (DONE, KEEPALIVE, CompletionBuilder, StreamTranslator, Translation,
-                        encode_frames, name_chat_params, new_completion_id, usage_chunk)
+from .translate import (DONE, KEEPALIVE, Adaptation, CompletionBuilder, StreamTranslator, Translation,
+                        chat_param, encode_frames, name_chat_params, new_completion_id, usage_chunk)
 
 log = logging.getLogger("proxy.answers")
 
@@ -49,6 +49,26 @@ def translation_headers(translation: Translation) -> dict[str, str]:
         log.debug("request for %s: dropped %s, adjusted %s", translation.upstream.model, translation.dropped,
                   translation.adjusted)
     return headers
+
+
+def adaptation_headers(headers: dict[str, str], adapted: list[Adaptation], translation: Translation) -> dict[str, str]:
+    """The dropped and adjusted reports of ``headers`` with what was changed for the model to take the request
+    (:class:`~proxy.translate.Adaptation`), in the client's names; only the reports that changed."""
+    changed: dict[str, str] = {}
+    for report, entries in (
+            ("x-proxy-adjusted-params", [f"{_client_name(c.param, translation)}={c.was}->{c.now}"
+                                         for c in adapted if c.now is not None]),
+            ("x-proxy-dropped-params", [quote(_client_name(c.param, translation), safe="")
+                                        for c in adapted if c.now is None])):
+        if entries:
+            changed[report] = ", ".join(filter(None, [headers.get(report), *entries]))
+    return changed
+
+
+def _client_name(param: str, translation: Translation) -> str:
+    """The chat name of a Responses parameter, or its own name where the client sent it under no other."""
+    mapped = chat_param(param, translation)
+    return mapped[0] if mapped else param
 
 
 MAX_NAMES_HEADER = 1024
@@ -115,7 +135,7 @@ async def serve_translated(plan: TranslatedPlan, request: Request, config: Confi
     extra = translation_headers(translation)
     if answer.stream or config.stream.non_stream_keepalive:
         exchange = await until_disconnect(request.receive, start())
-        extra |= exchange.calls[0].details
+        extra |= exchange.calls[0].details | adaptation_headers(extra, exchange.calls[0].adapted, translation)
         if answer.stream:
             return StreamedResponse(_relay_stream(exchange, answer.include_usage and answer.n > 1),
                                     media_type="text/event-stream", headers={**SSE_HEADERS, **extra},
@@ -127,7 +147,7 @@ async def serve_translated(plan: TranslatedPlan, request: Request, config: Confi
 
     async def whole() -> dict[str, Any]:
         exchange = await start()
-        details.update(exchange.calls[0].details)
+        details.update(exchange.calls[0].details | adaptation_headers(extra, exchange.calls[0].adapted, translation))
         return await _completion(exchange)
 
     try:

@@ -136,6 +136,8 @@ class TranslateConfig(_Section):
         default_factory=lambda: ["low", "medium", "high"],
         description="Effort variants listed in /v1/models for each translated model the upstream lists.")
     max_n: int = Field(default=4, ge=1, le=16, description="Largest 'n' served (n upstream requests at once).")
+    adapt: bool = Field(default=True, description="Send a request again with the nearest value the model takes, or "
+                        "without an optional parameter it refuses, and remember it per model.")
 
 
 class ReasoningConfig(_Section):

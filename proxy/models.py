@@ -20,7 +20,7 @@ from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 from .config import DEFAULT_MODEL_SETTINGS, Config, ModelSettings
 from .errors import NoUpstreamForModel
-from .translate import REASONING_EFFORTS
+from .translate import REASONING_EFFORTS, Adaptation, adapted
 from .upstream import Upstream
 
 log = logging.getLogger("proxy.models")
@@ -28,6 +28,7 @@ log = logging.getLogger("proxy.models")
 NAME_REMEMBERED_CHARS = 256  # a longer name is decided each time, and never remembered
 DECISIONS_REMEMBERED = 1024  # names whose route and settings are kept
 MODELS_REMEMBERED = 1024  # models one fact is kept for (learned Responses-only, refused features)
+PARAMS_REMEMBERED = 16  # refused values and parameters kept per model
 
 # How a chat request is served: passed through, or translated to the Responses API. (A Responses request for a
 # chat-only model would be the other direction.)
@@ -89,14 +90,35 @@ class Remembered(Generic[T]):
 
 @dataclass
 class Refusals:
-    """Features an upstream refused; remembered for the life of the process (per model, for a bounded number
-    of names of bounded length)."""
+    """Features, values and optional parameters an upstream refused; remembered for the life of the process (per
+    model, for a bounded number of names of bounded length)."""
 
     no_background: set[str] = field(default_factory=set)  # models
     no_stream: set[str] = field(default_factory=set)  # models
     no_encrypted_reasoning: set[str] = field(default_factory=set)  # models
     # OpenAI refuses reasoning summaries to organizations that are not verified: a property of the key.
     no_summary: bool = False
+    # model -> Responses path -> the values the model takes, or None for a parameter it refuses outright
+    takes: dict[str, dict[str, tuple[str, ...] | None]] = field(default_factory=dict)
+
+    def adapt(self, model: str, body: dict[str, Any]) -> tuple[dict[str, Any], list[Adaptation]]:
+        """``body`` as the model takes it, by what was learned of its refusals, and what was changed."""
+        learned = self.takes.get(model.lower())
+        return adapted(body, learned) if learned else (body, [])
+
+    def learn_adaptation(self, model: str, change: Adaptation) -> None:
+        """Remember a refused value (and the values the model takes) or a refused parameter for ``model``."""
+        name = model.lower()
+        learned = self.takes.get(name)
+        if learned is None:
+            if not rememberable(name) or len(self.takes) >= MODELS_REMEMBERED:
+                return
+            learned = self.takes[name] = {}
+        if change.param in learned or len(learned) < PARAMS_REMEMBERED:
+            learned[change.param] = change.supported if change.now is not None else None
+            log.info("%s refuses %s; %s from now on", model,
+                     f"{change.param}={change.was}" if change.now is not None else change.param,
+                     f"{change.now} (of {', '.join(change.supported)})" if change.now is not None else "left out")
 
     def learn(self, feature: str, model: str) -> None:
         """Remember that ``feature`` (a Responses parameter the proxy adds) is refused for ``model``."""

@@ -35,6 +35,8 @@ class CallPlan(NamedTuple):
     idle_timeout: float | None = None
     # The proxy asked for a reasoning summary the client did not: a refusal is worked around, not relayed.
     summary_added: bool = False
+    # A refused value or optional parameter is worked around (the nearest value taken, the parameter left out).
+    adapt: bool = False
 
 
 class TranslatedPlan(NamedTuple):
@@ -86,6 +88,7 @@ async def plan_translated(route: ModelRoute, chat: dict[str, Any], request: Requ
         first_byte_timeout=settings.first_byte_timeout,
         idle_timeout=settings.idle_timeout,
         summary_added=upstream_request.summary_added,
+        adapt=config.translate.adapt,
     )
     return TranslatedPlan(route, translation, call, presentation, memory)
 
