@@ -14,12 +14,14 @@ from __future__ import annotations
 import fnmatch
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 from .config import DEFAULT_MODEL_SETTINGS, Config, ModelSettings
 from .errors import NoUpstreamForModel
+from .memory import LearnedStore, open_learned_store
 from .translate import REASONING_EFFORTS, Adaptation, adapted
 from .upstream import Upstream
 
@@ -29,6 +31,7 @@ NAME_REMEMBERED_CHARS = 256  # a longer name is decided each time, and never rem
 DECISIONS_REMEMBERED = 1024  # names whose route and settings are kept
 MODELS_REMEMBERED = 1024  # models one fact is kept for (learned Responses-only, refused features)
 PARAMS_REMEMBERED = 16  # refused values and parameters kept per model
+SHARED_REFRESH = 10.0  # seconds what another process learned about a model may take to be seen here
 
 # How a chat request is served: passed through, or translated to the Responses API. (A Responses request for a
 # chat-only model would be the other direction.)
@@ -100,25 +103,47 @@ class Refusals:
     no_summary: bool = False
     # model -> Responses path -> the values the model takes, or None for a parameter it refuses outright
     takes: dict[str, dict[str, tuple[str, ...] | None]] = field(default_factory=dict)
+    # Shared with other processes and replicas (Redis), under the upstream's name; when each model was last read.
+    shared: LearnedStore | None = None
+    upstream: str = ""
+    _read: dict[str, float] = field(default_factory=dict)
 
-    def adapt(self, model: str, body: dict[str, Any]) -> tuple[dict[str, Any], list[Adaptation]]:
+    async def adapt(self, model: str, body: dict[str, Any]) -> tuple[dict[str, Any], list[Adaptation]]:
         """``body`` as the model takes it, by what was learned of its refusals, and what was changed."""
-        learned = self.takes.get(model.lower())
+        name = model.lower()
+        if self.shared is not None and rememberable(name):
+            now = time.monotonic()
+            if now - self._read.get(name, -SHARED_REFRESH) >= SHARED_REFRESH:
+                if len(self._read) >= MODELS_REMEMBERED:
+                    self._read.clear()
+                self._read[name] = now
+                for param, supported in (await self.shared.fetch(self.upstream, name)).items():
+                    self._keep(name, param, supported)
+        learned = self.takes.get(name)
         return adapted(body, learned) if learned else (body, [])
 
-    def learn_adaptation(self, model: str, change: Adaptation) -> None:
+    async def learn_adaptation(self, model: str, change: Adaptation) -> None:
         """Remember a refused value (and the values the model takes) or a refused parameter for ``model``."""
-        name = model.lower()
+        name, supported = model.lower(), change.supported if change.now is not None else None
+        if not self._keep(name, change.param, supported):
+            return
+        log.info("%s refuses %s; %s from now on", model,
+                 f"{change.param}={change.was}" if change.now is not None else change.param,
+                 f"{change.now} (of {', '.join(change.supported)})" if change.now is not None else "left out")
+        if self.shared is not None:
+            await self.shared.put(self.upstream, name, change.param, supported)
+
+    def _keep(self, name: str, param: str, supported: tuple[str, ...] | None) -> bool:
+        """Keep what ``name`` takes for ``param``, within the bounds; whether it was kept."""
         learned = self.takes.get(name)
         if learned is None:
             if not rememberable(name) or len(self.takes) >= MODELS_REMEMBERED:
-                return
+                return False
             learned = self.takes[name] = {}
-        if change.param in learned or len(learned) < PARAMS_REMEMBERED:
-            learned[change.param] = change.supported if change.now is not None else None
-            log.info("%s refuses %s; %s from now on", model,
-                     f"{change.param}={change.was}" if change.now is not None else change.param,
-                     f"{change.now} (of {', '.join(change.supported)})" if change.now is not None else "left out")
+        if param not in learned and len(learned) >= PARAMS_REMEMBERED:
+            return False
+        learned[param] = supported
+        return True
 
     def learn(self, feature: str, model: str) -> None:
         """Remember that ``feature`` (a Responses parameter the proxy adds) is refused for ``model``."""
@@ -155,7 +180,9 @@ class ModelTable:
         self.upstreams = [Upstream(upstream) for upstream in config.upstreams]
         self._serves = [Globs(upstream.models, bare=False) for upstream in config.upstreams]
         # What an upstream refused (background mode, streaming, summaries) is a property of that upstream.
-        self._refusals = {upstream.config.name: Refusals() for upstream in self.upstreams}
+        self._learned_store = open_learned_store(config.reasoning)
+        self._refusals = {upstream.config.name: Refusals(shared=self._learned_store, upstream=upstream.config.name)
+                          for upstream in self.upstreams}
         self._translate_all = config.translate.all_models
         self._translated = Globs(config.translate.models, bare=True)
         self.auto_detect = config.translate.auto_detect
@@ -235,6 +262,14 @@ class ModelTable:
     def learned(self) -> frozenset[str]:
         return frozenset(self._learned)
 
+    def share(self, store: LearnedStore | None) -> None:
+        """Share what is learned of refused values and parameters through ``store`` (None: keep it here)."""
+        self._learned_store = store
+        for refusals in self._refusals.values():
+            refusals.shared = store
+
     async def aclose(self) -> None:
         for upstream in self.upstreams:
             await upstream.aclose()
+        if self._learned_store is not None:
+            await self._learned_store.aclose()

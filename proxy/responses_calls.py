@@ -290,7 +290,7 @@ async def start_call(route: ModelRoute, headers: Mapping[str, str], plan: CallPl
     adapted: list[Adaptation] = []
     learned: list[Adaptation] = []
     if plan.adapt:
-        body, adapted = refusals.adapt(model, plan.body)
+        body, adapted = await refusals.adapt(model, plan.body)
         plan = plan._replace(body=body)
     while True:
         body = dict(plan.body)
@@ -322,7 +322,7 @@ async def start_call(route: ModelRoute, headers: Mapping[str, str], plan: CallPl
     for feature in refused:
         refusals.learn(feature, plan.model)
     for change in learned:
-        refusals.learn_adaptation(plan.model, change)
+        await refusals.learn_adaptation(plan.model, change)
     call = UpstreamCall(upstream, headers, plan, background, retries, upstream_details(response))
     call.adapted = adapted
     if response.headers.get("content-type", "").startswith("text/event-stream"):

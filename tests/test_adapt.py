@@ -3,13 +3,16 @@ reported, and remembered for the model (translate.adapt). The upstream's refusal
 
 from __future__ import annotations
 
+import fakeredis
 import httpx
 import pytest
 
-from conftest import sdk
+from conftest import proxy_config, sdk
 from fake_upstream import Reply, error_body
 from proxy.errors import UpstreamStatusError
+from proxy.memory import LearnedStore
 from proxy.translate import adapted, nearest_value, refused_param, refused_value
+from servers import running_proxy
 
 MESSAGES = [{"role": "user", "content": "Prove it."}]
 # OpenAI's answer to gpt-5-pro with reasoning.effort "medium".
@@ -93,6 +96,36 @@ def test_a_refusal_that_names_no_supported_value_reaches_the_client(make_proxy, 
     with make_proxy() as url:
         answer = post(url, {"model": "gpt-5-pro", "messages": MESSAGES, "reasoning_effort": "medium"})
     assert answer.status_code == 400 and len(sent(fake)) == 1
+
+
+def test_two_processes_share_what_was_learned_through_redis(fake):
+    """With Redis configured, what one worker or replica learned, the other knows: right the first time."""
+    shared = fakeredis.FakeServer()
+
+    def use_redis(app):
+        app.state.proxy.models.share(LearnedStore(fakeredis.FakeAsyncRedis(server=shared), ttl=60))
+
+    body = {"model": "gpt-5-pro", "messages": MESSAGES, "reasoning_effort": "medium"}
+    config = proxy_config(fake.base_url)
+    with running_proxy(config, use_redis) as first, running_proxy(config, use_redis) as second:
+        fake.script(Reply(400, json=EFFORT_REFUSED))
+        assert post(first, body).headers["x-proxy-adjusted-params"] == "reasoning_effort=medium->high"
+        fake.reset()
+        answer = post(second, body)
+    assert answer.status_code == 200 and answer.headers["x-proxy-adjusted-params"] == "reasoning_effort=medium->high"
+    assert [b["reasoning"]["effort"] for b in sent(fake)] == ["high"]
+
+
+def test_without_redis_each_process_learns_for_itself(fake):
+    body = {"model": "gpt-5-pro", "messages": MESSAGES, "reasoning_effort": "medium"}
+    config = proxy_config(fake.base_url)
+    with running_proxy(config) as first, running_proxy(config) as second:
+        fake.script(Reply(400, json=EFFORT_REFUSED))
+        assert post(first, body).status_code == 200
+        fake.reset()
+        fake.script(Reply(400, json=EFFORT_REFUSED))
+        assert post(second, body).status_code == 200
+    assert [b["reasoning"]["effort"] for b in sent(fake)] == ["medium", "high"]
 
 
 # ---------------------------------------------------------------- the core's part
