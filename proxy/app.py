@@ -30,6 +30,7 @@ from .errors import (ClientError, InvalidRequest, NoUpstreamForModel, ProxyError
 from .health import Readiness
 from .memory import open_store
 from .models import ModelRoute, ModelTable
+from .reattach import Runs
 from .plan import plan_translated
 from .middleware import InFlight, ObserveMiddleware
 from .passthrough import (has_body, header, open_forward, raw_path, read_body, relay_read, relay_streaming,
@@ -56,6 +57,8 @@ class Proxy:
         self.config = config
         self.models = ModelTable(config)
         self.reasoning_store = open_store(config.reasoning)
+        # Background runs kept for a client's retry (none kept with a window of 0).
+        self.runs = Runs(config.background.reattach_window) if config.background.reattach_window > 0 else None
 
     async def chat(self, request: Request) -> Response:
         encoding = header(request.headers, "content-encoding").strip().lower()
@@ -125,7 +128,7 @@ class Proxy:
         """The translated path, one stage after another: plan the calls, then run them and write the answer."""
         logs.current().mode = "translated"
         plan = await plan_translated(route, chat, request, self.config, self.reasoning_store)
-        return await serve_translated(plan, request, self.config)
+        return await serve_translated(plan, request, self.config, self.runs)
 
     async def model_list(self, request: Request) -> Response:
         """The model list for pickers: every upstream's models, aliases and effort variants.
@@ -358,6 +361,8 @@ def create_app(config: Config) -> FastAPI:
         yield
         # Requests the server cancelled after the grace period end their answers with an error first.
         await inflight.settle(SETTLE_SECONDS)
+        if proxy.runs is not None:
+            await proxy.runs.aclose()
         await proxy.models.aclose()
         if proxy.reasoning_store is not None:
             await proxy.reasoning_store.aclose()
