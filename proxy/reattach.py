@@ -177,9 +177,11 @@ class Runs:
         self._runs: dict[str, Run | asyncio.Future[Run]] = {}
         self._stopping: set[asyncio.Task[None]] = set()
 
-    async def follow(self, key: str, keyed: bool, start: Callable[[], Awaitable[UpstreamCall]]) -> Follower:
+    async def follow(self, key: str, keyed: bool,
+                     start: Callable[[], Awaitable[UpstreamCall]]) -> Follower | UpstreamCall:
         """A follower of the run under ``key`` where there is one it may follow (then the request log and
-        :data:`REATTACHED_HEADER` name it), else of a run started now with ``start``."""
+        :data:`REATTACHED_HEADER` name it), else of a run started now with ``start``; the call itself where the
+        upstream refused background mode (a plain run ends with its connection)."""
         found = self._runs.get(key)
         if isinstance(found, asyncio.Future):
             if keyed:  # the first request with this key is starting the run
@@ -203,6 +205,11 @@ class Runs:
                 del self._runs[key]
             starting.cancel()  # a request waiting for it starts its own
             raise
+        if not call.plan.background:
+            if self._runs.get(key) is starting:
+                del self._runs[key]
+            starting.cancel()
+            return call
         run = Run(self, key, keyed, call)
         if self._runs.get(key) is starting:
             self._runs[key] = run

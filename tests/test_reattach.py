@@ -11,7 +11,7 @@ import pytest
 
 from chunks import fold
 from conftest import proxy_config
-from fake_upstream import Stream, build_response, message_item, stream_events
+from fake_upstream import Reply, Stream, build_response, error_body, message_item, stream_events
 from servers import running_proxy
 
 MESSAGES = [{"role": "user", "content": "Prove it."}]
@@ -155,3 +155,15 @@ async def test_another_caller_never_follows_a_run(fake):
             other = await http.post(url + "/v1/chat/completions", json=REQUEST)
     assert "x-proxy-reattached" not in other.headers
     assert len(creates(fake)) == 2
+
+
+async def test_a_run_the_upstream_would_not_put_in_the_background_ends_with_its_client(fake):
+    """Refused background mode, the run is a plain stream: nobody can come back to it, so it is not kept."""
+    stream, _ = slow_run()
+    fake.script(Reply(400, json=error_body("Unknown parameter: 'background'.", param="background")), stream)
+    with running_proxy(config(fake), Proxy()) as url:
+        async with httpx.AsyncClient(timeout=0.3) as http:
+            with pytest.raises(httpx.ReadTimeout):
+                await http.post(url + "/v1/chat/completions", json=REQUEST)
+        await fake.wait_for_disconnect()  # the upstream stream is closed with the client, not read on
+    assert [r.json.get("background") for r in creates(fake)] == [True, None]
