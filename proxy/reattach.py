@@ -125,8 +125,8 @@ class Run:
         clients left before its end (a delivered answer is a new run: a regenerate)."""
         return keyed or (self.followers == 0 and not self.delivered and self.error is None)
 
-    async def stop(self) -> None:
-        """Cancel the run upstream if it is still running, and forget its events."""
+    async def stop(self, expired: bool = True) -> None:
+        """Cancel the run upstream if it is still running (the window passed, or the proxy is shutting down)."""
         if self._expiry is not None:
             self._expiry.cancel()
         cancelled = not self.done
@@ -134,7 +134,7 @@ class Run:
         with anyio.CancelScope(shield=True):
             await asyncio.gather(self._reader, return_exceptions=True)
             await self.call.aclose()
-        if cancelled:
+        if cancelled and expired:
             metrics.count(metrics.RUNS_CANCELLED_AFTER_WINDOW)
             log.info("background response %s cancelled: no client came back within %g s", self.call.response_id,
                      self.registry.window)
@@ -239,6 +239,6 @@ class Runs:
         runs = [run for run in self._runs.values() if isinstance(run, Run)]
         self._runs.clear()
         for run in runs:
-            await run.stop()
+            await run.stop(expired=False)
         if self._stopping:
             await asyncio.gather(*self._stopping, return_exceptions=True)
