@@ -98,6 +98,11 @@ class Run:
                 return
             await self._changed.wait()
 
+    async def identified(self) -> None:
+        """Until the run's response id is known (its first event), or it ended without one."""
+        while self.call.response_id is None and not self.done:
+            await self._changed.wait()
+
     def attach(self) -> Follower:
         if self._expiry is not None:
             self._expiry.cancel()
@@ -186,14 +191,14 @@ class Runs:
         if isinstance(found, asyncio.Future):
             if keyed:  # the first request with this key is starting the run
                 try:
-                    return self._reattached(await asyncio.shield(found))
+                    return await self._reattached(await asyncio.shield(found))
                 except asyncio.CancelledError:
                     if not found.cancelled():
                         raise  # this request itself is being cancelled
             found = None  # (its start failed: this request starts one)
         if isinstance(found, Run):
             if found.reusable(keyed):
-                return self._reattached(found)
+                return await self._reattached(found)
             if not keyed:
                 self.forget(found)  # a regenerate: the new run takes the key
         starting: asyncio.Future[Run] = asyncio.get_running_loop().create_future()
@@ -216,12 +221,17 @@ class Runs:
         starting.set_result(run)
         return run.attach()
 
-    def _reattached(self, run: Run) -> Follower:
+    async def _reattached(self, run: Run) -> Follower:
+        follower = run.attach()  # attached first: the run is not left for expiry while its id is awaited
+        try:
+            await run.identified()
+        except BaseException:  # this request is cancelled meanwhile
+            await follower.aclose()
+            raise
+        follower.reattached = True
         metrics.count(metrics.RUNS_REATTACHED)
         logs.current().reattached = run.call.response_id or "?"
         log.info("request attached to background response %s", run.call.response_id)
-        follower = run.attach()
-        follower.reattached = True
         return follower
 
     def forget(self, run: Run) -> None:
