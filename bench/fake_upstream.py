@@ -7,10 +7,15 @@ under test, not this server, is what a benchmark measures.
 POST .../responses          a Response JSON (reasoning item with summary + message),
                             or with ``"stream": true`` a Responses SSE stream of N events
 POST .../chat/completions   a chat.completion JSON, or a chunk stream of N events + [DONE]
-POST /bench/config          JSON {"events", "think_ms", "silent_ms", "gap_ms"}: change the defaults
+GET  .../responses/{id}     a background run: ``in_progress`` until its think time has passed, then the Response
+POST .../responses/{id}/cancel  the cancelled Response
+POST /bench/config          JSON {"events", "think_ms", "silent_ms", "gap_ms", "refuse_background_stream"}: change
+                            the defaults
 POST /bench/release         end every silence now (the streams send the rest of their answer)
 GET  /bench/stats           JSON {"requests", "responses", "chat", "connections", "open_connections",
                             "silent_streams"}
+GET  /bench/completed       JSON {"at": time.monotonic() when the last answer was complete upstream}: the last
+                            stream's end was written, or the last background run finished (one at a time)
 
 Per request, the headers ``x-bench-events``, ``x-bench-think-ms``,
 ``x-bench-silent-ms`` and ``x-bench-gap-ms`` override the defaults. Think time
@@ -19,6 +24,11 @@ events (``response.created``, ``response.in_progress``) without sending a
 byte, as a reasoning model does while it thinks. A gap sends a stream's events
 one at a time, that far apart, as a model streaming its answer does (without
 one, the whole stream goes out in one write and the proxy reads it in one go).
+
+A request with ``"background": true`` is a background run (bench/completion_latency.py): streamed, it is the same
+stream; not streamed, it is created ``queued`` and finishes after its think time, found by polling ``GET``. With
+``refuse_background_stream`` set, a background request that asks for a stream gets the 400 of an upstream that
+cannot stream it.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import time
 
 import httptools
 import orjson
@@ -49,9 +60,18 @@ class Settings:
     think_ms = 0.0
     silent_ms = 0.0
     gap_ms = 0.0
+    refuse_background_stream = False
 
 
-SETTINGS = ("events", "think_ms", "silent_ms", "gap_ms")
+SETTINGS = ("events", "think_ms", "silent_ms", "gap_ms", "refuse_background_stream")
+
+
+class Completed:
+    """When the last answer was complete upstream (time.monotonic(): one clock for every process), and when the
+    background run being polled finishes."""
+
+    at = 0.0
+    background_done = 0.0
 
 # Streams held silent: the timer that resumes each, and what it will send.
 SILENT: dict["UpstreamProtocol", tuple[asyncio.TimerHandle, bytes, bool]] = {}
@@ -80,7 +100,7 @@ def _usage(output_tokens: int) -> dict:
 
 def response_object(model: str, summary: str, text: str, status: str = "completed", usage: dict | None = None) -> dict:
     """A Response as OpenAI sends it (field set of a real o3/gpt-5 answer)."""
-    output = [] if status == "in_progress" else [
+    output = [] if status in ("in_progress", "queued") else [
         {"id": REASONING_ID, "type": "reasoning", "summary": [{"type": "summary_text", "text": summary}]},
         {"id": MESSAGE_ID, "type": "message", "status": "completed", "role": "assistant",
          "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": text}]},
@@ -199,6 +219,16 @@ def stream_parts(kind: str, events: int) -> tuple[bytes, tuple[bytes, ...]]:
     return STREAM_HEAD + frames[0], (*frames[1:], _chunk(b"data: [DONE]\n\n") + STREAM_END)
 
 
+def background_answer(status: str) -> bytes:
+    """A background run's Response JSON (``queued``, ``in_progress``, ``completed``), as create and GET answer."""
+    payload = response_object("o3-pro-2025-06-10", "".join(_words(60)), "".join(_words(80)), status,
+                              _usage(140) if status == "completed" else None)
+    return _json_answer(payload | {"background": True, "store": True})
+
+
+NO_BACKGROUND_STREAM = _json_answer({"error": {
+    "message": "Streaming is not supported for background responses with this model.",
+    "type": "invalid_request_error", "param": "stream", "code": "unsupported_value"}}, b"400 Bad Request")
 NOT_FOUND = _json_answer({"error": {"message": "not found", "type": "invalid_request_error"}}, b"404 Not Found")
 BAD_REQUEST = _json_answer({"error": {"message": "invalid JSON", "type": "invalid_request_error"}}, b"400 Bad Request")
 
@@ -249,9 +279,17 @@ class UpstreamProtocol(asyncio.Protocol):
         self._reset()
         if path.endswith(b"/responses") or path.endswith(b"/chat/completions"):
             try:
-                stream = orjson.loads(body).get("stream") is True
+                request = orjson.loads(body)
+                stream, background = request.get("stream") is True, request.get("background") is True
             except (orjson.JSONDecodeError, AttributeError):
                 return self._send(BAD_REQUEST, b"", 0, keep_alive)
+            if background and stream and Settings.refuse_background_stream:
+                return self._send(NO_BACKGROUND_STREAM, b"", 0, keep_alive)
+            if background and not stream:
+                think = float(headers.get(b"x-bench-think-ms", Settings.think_ms)) / 1000
+                Completed.background_done = time.monotonic() + think
+                Stats.responses += 1
+                return self._send(background_answer("queued"), b"", 0, keep_alive)
             events = int(headers.get(b"x-bench-events", Settings.events))
             think = float(headers.get(b"x-bench-think-ms", Settings.think_ms)) / 1000
             silent = float(headers.get(b"x-bench-silent-ms", Settings.silent_ms)) / 1000 if stream else 0.0
@@ -266,6 +304,15 @@ class UpstreamProtocol(asyncio.Protocol):
                 asyncio.get_running_loop().call_later(think, self._send, head, rest, silent, keep_alive)
             else:
                 self._send(head, rest, silent, keep_alive)
+        elif b"/responses/" in path and path.endswith(b"/cancel"):
+            self._send(background_answer("cancelled"), b"", 0, keep_alive)
+        elif b"/responses/" in path:
+            done = time.monotonic() >= Completed.background_done
+            if done:
+                Completed.at = Completed.background_done
+            self._send(background_answer("completed" if done else "in_progress"), b"", 0, keep_alive)
+        elif path == b"/bench/completed":
+            self._send(_json_answer({"at": Completed.at}), b"", 0, keep_alive)
         elif path == b"/bench/config":
             for key, value in orjson.loads(body or b"{}").items():
                 setattr(Settings, key, value)
@@ -291,6 +338,8 @@ class UpstreamProtocol(asyncio.Protocol):
             SILENT[self] = (timer, rest, keep_alive)
             return
         self.transport.write(head + rest if rest else head)
+        if rest:
+            Completed.at = time.monotonic()
         if not keep_alive:
             self.transport.close()
 
@@ -303,6 +352,7 @@ class UpstreamProtocol(asyncio.Protocol):
             if self.closed:
                 return
             self.transport.write(parts[index])
+            Completed.at = time.monotonic()
             if index + 1 < len(parts):
                 loop.call_later(gap, send, index + 1)
             elif not keep_alive:
@@ -314,6 +364,7 @@ class UpstreamProtocol(asyncio.Protocol):
         del SILENT[self]
         Stats.silent_streams -= 1
         self._send(rest, b"", 0, keep_alive)
+        Completed.at = time.monotonic()
 
 
 async def serve(host: str, port: int, backlog: int) -> None:

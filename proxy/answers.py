@@ -27,10 +27,11 @@ from .errors import ProxyError, json_response
 from .memory import ReasoningMemory
 from .pacing import Heartbeat
 from .plan import TranslatedPlan
-from .responses_calls import UpstreamCall, start_calls
+from .reattach import REATTACHED_HEADER, Follower, Runs, run_key
+from .responses_calls import UpstreamCall, start_call, start_calls
 from .streaming import StreamedResponse, until_disconnect
-from .translate import (DONE, KEEPALIVE, CompletionBuilder, StreamTranslator, Translation,
-                        encode_frames, name_chat_params, new_completion_id, usage_chunk)
+from .translate import (DONE, KEEPALIVE, Adaptation, CompletionBuilder, StreamTranslator, Translation,
+                        chat_param, encode_frames, name_chat_params, new_completion_id, usage_chunk)
 
 log = logging.getLogger("proxy.answers")
 
@@ -49,6 +50,35 @@ def translation_headers(translation: Translation) -> dict[str, str]:
         log.debug("request for %s: dropped %s, adjusted %s", translation.upstream.model, translation.dropped,
                   translation.adjusted)
     return headers
+
+
+def adaptation_headers(headers: dict[str, str], adapted: list[Adaptation], translation: Translation) -> dict[str, str]:
+    """The dropped and adjusted reports of ``headers`` with what was changed for the model to take the request
+    (:class:`~proxy.translate.Adaptation`), in the client's names; only the reports that changed."""
+    changed: dict[str, str] = {}
+    for report, entries in (
+            ("x-proxy-adjusted-params", [f"{_client_name(c.param, translation)}={c.was}->{c.now}"
+                                         for c in adapted if c.now is not None]),
+            ("x-proxy-dropped-params", [quote(_client_name(c.param, translation), safe="")
+                                        for c in adapted if c.now is None])):
+        if entries:
+            changed[report] = ", ".join(filter(None, [headers.get(report), *entries]))
+    return changed
+
+
+def _client_name(param: str, translation: Translation) -> str:
+    """The chat name of a Responses parameter, or its own name where the client sent it under no other."""
+    mapped = chat_param(param, translation)
+    return mapped[0] if mapped else param
+
+
+def call_headers(call: UpstreamCall | Follower, headers: dict[str, str], translation: Translation) -> dict[str, str]:
+    """What the call that serves the request adds to the answer's ``headers``: the upstream's request id and rate
+    limits, what was changed for the model to take it, the background run a retry follows."""
+    added = call.details | adaptation_headers(headers, call.adapted, translation)
+    if isinstance(call, Follower) and call.reattached:
+        added[REATTACHED_HEADER] = call.response_id or ""
+    return added
 
 
 MAX_NAMES_HEADER = 1024
@@ -89,9 +119,10 @@ class Exchange:
                 await self.memory.remember(translator.response)
 
 
-async def serve_translated(plan: TranslatedPlan, request: Request, config: Config) -> Response:
+async def serve_translated(plan: TranslatedPlan, request: Request, config: Config,
+                           runs: Runs | None = None) -> Response:
     """Run ``plan``'s calls and write the answer: a chat stream, a completion behind keep-alive whitespace, or a
-    completion in one piece."""
+    completion in one piece. A background run a client may come back to is followed through ``runs``."""
     translation, presentation = plan.translation, plan.presentation
     upstream_request, answer = translation.upstream, translation.answer
     headers = plan.route.upstream.headers(request.headers)
@@ -99,7 +130,12 @@ async def serve_translated(plan: TranslatedPlan, request: Request, config: Confi
 
     async def start() -> Exchange:
         try:
-            calls = await start_calls(plan.route, headers, plan.call, answer.n, config.background)
+            if runs is not None and plan.call.background and answer.n == 1 and not answer.stop:
+                key, keyed = run_key(request.headers, plan.route.upstream.config.name, plan.call.body)
+                calls: list[Any] = [await runs.follow(
+                    key, keyed, lambda: start_call(plan.route, headers, plan.call, config.background))]
+            else:
+                calls = await start_calls(plan.route, headers, plan.call, answer.n, config.background)
         except ProxyError as exc:  # the upstream's refusal names Responses parameters; the client sent chat ones
             raise name_chat_params(exc, translation) from None
         return Exchange(calls, [
@@ -115,7 +151,7 @@ async def serve_translated(plan: TranslatedPlan, request: Request, config: Confi
     extra = translation_headers(translation)
     if answer.stream or config.stream.non_stream_keepalive:
         exchange = await until_disconnect(request.receive, start())
-        extra |= exchange.calls[0].details
+        extra |= call_headers(exchange.calls[0], extra, translation)
         if answer.stream:
             return StreamedResponse(_relay_stream(exchange, answer.include_usage and answer.n > 1),
                                     media_type="text/event-stream", headers={**SSE_HEADERS, **extra},
@@ -127,7 +163,7 @@ async def serve_translated(plan: TranslatedPlan, request: Request, config: Confi
 
     async def whole() -> dict[str, Any]:
         exchange = await start()
-        details.update(exchange.calls[0].details)
+        details.update(call_headers(exchange.calls[0], extra, translation))
         return await _completion(exchange)
 
     try:

@@ -30,13 +30,14 @@ from .errors import (ClientError, InvalidRequest, NoUpstreamForModel, ProxyError
                      json_response)
 from .health import Readiness
 from .memory import open_store
-from .models import ModelRoute, ModelTable
-from .plan import plan_to_chat, plan_translated
-from .responses_answers import serve_to_chat
-from .stored_responses import ResponseStore, StoredResponse, deleted, input_item_page
 from .middleware import InFlight, ObserveMiddleware
+from .models import ModelRoute, ModelTable
 from .passthrough import (has_body, header, open_forward, raw_path, read_body, relay_read, relay_streaming,
                           upstream_path)
+from .plan import plan_to_chat, plan_translated
+from .reattach import Runs
+from .responses_answers import serve_to_chat
+from .stored_responses import ResponseStore, StoredResponse, deleted, input_item_page
 from .streaming import until_disconnect
 from .translate import check_nesting, says_chat_only, says_responses_only
 from .upstream import (ERROR_BODY_LIMIT, Upstream, UpstreamResponse, read_json, upstream_error,
@@ -60,6 +61,8 @@ class Proxy:
         self.models = ModelTable(config)
         self.reasoning_store = open_store(config.reasoning)
         self.stored_responses = ResponseStore(config.to_chat.stored_responses, config.to_chat.stored_ttl)
+        # Background runs kept for a client's retry (none kept with a window of 0).
+        self.runs = Runs(config.background.reattach_window) if config.background.reattach_window > 0 else None
 
     async def chat(self, request: Request) -> Response:
         encoding = header(request.headers, "content-encoding").strip().lower()
@@ -119,7 +122,7 @@ class Proxy:
         """The translated path, one stage after another: plan the calls, then run them and write the answer."""
         logs.current().mode = "translated"
         plan = await plan_translated(route, chat, request, self.config, self.reasoning_store)
-        return await serve_translated(plan, request, self.config)
+        return await serve_translated(plan, request, self.config, self.runs)
 
     async def responses(self, request: Request) -> Response:
         """``POST /v1/responses``: passed through, or served through the upstream's chat endpoint for a chat-only
@@ -441,6 +444,8 @@ def create_app(config: Config) -> FastAPI:
         yield
         # Requests the server cancelled after the grace period end their answers with an error first.
         await inflight.settle(SETTLE_SECONDS)
+        if proxy.runs is not None:
+            await proxy.runs.aclose()
         await proxy.models.aclose()
         if proxy.reasoning_store is not None:
             await proxy.reasoning_store.aclose()

@@ -166,6 +166,8 @@ class BackgroundConfig(_Section):
     poll_initial: float = Field(default=1.0, gt=0, description="First wait between polls of a background response.")
     poll_max: float = Field(default=5.0, gt=0, description="Longest wait between polls.")
     max_resumes: int = Field(default=5, ge=0, description="Reconnections to a cut background stream.")
+    reattach_window: float = Field(default=120.0, ge=0, description="Seconds a background run is kept after its "
+                                   "client left, for a retry to follow it (0: cancelled at once).")
 
 
 ReasoningOutput = Literal[REASONING_OUTPUTS]  # type: ignore[valid-type]
@@ -180,6 +182,8 @@ class TranslateConfig(_Section):
         default_factory=lambda: ["low", "medium", "high"],
         description="Effort variants listed in /v1/models for each translated model the upstream lists.")
     max_n: int = Field(default=4, ge=1, le=16, description="Largest 'n' served (n upstream requests at once).")
+    adapt: bool = Field(default=True, description="Send a request again with the nearest value the model takes, or "
+                        "without an optional parameter it refuses, and remember it per model.")
 
 
 class ToChatConfig(_Section):

@@ -49,6 +49,7 @@ class RequestLog:
     reasoning_tokens: int | None = None
     error: str | None = None  # error code, also for a stream that failed after its 200
     client_disconnected: bool = False
+    reattached: str | None = None  # the background response a retry (or an Idempotency-Key) followed
 
     def count_usage(self, usage: Any) -> None:
         """Take token counts from a Responses (``input_tokens``) or Chat Completions (``prompt_tokens``) usage."""

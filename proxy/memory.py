@@ -175,3 +175,58 @@ def open_store(config: ReasoningConfig) -> ReasoningStore | None:
     if config.redis_url:
         return RedisStore.from_url(config.redis_url, config.memory_ttl)
     return LocalStore(config.memory_entries, config.memory_ttl) if config.memory_entries > 0 else None
+
+
+class LearnedStore:
+    """What the upstreams' models refused (values and optional parameters), in Redis: a model learned about by
+    one process or replica is adapted by all. Entries expire after ``ttl`` seconds (a model may come to take
+    what it refused); a store that is down costs a refusal learned again, never a request."""
+
+    PREFIX = "responses-proxy:learned:"
+
+    def __init__(self, client: Any, ttl: float = 7 * 24 * 3600.0) -> None:
+        self.client = client
+        self.ttl = ttl
+
+    @classmethod
+    def from_url(cls, url: str) -> LearnedStore:
+        try:
+            import redis.asyncio
+        except ImportError:  # pragma: no cover - depends on the installation
+            raise RuntimeError("reasoning.redis_url needs the redis package: pip install 'responses-proxy[redis]'")
+        return cls(redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2))
+
+    def _key(self, upstream: str, model: str) -> str:
+        return f"{self.PREFIX}{upstream}:{model}"
+
+    async def fetch(self, upstream: str, model: str) -> dict[str, tuple[str, ...] | None]:
+        """Responses path -> the values the model takes, or None for a parameter it refuses outright."""
+        try:
+            fields = await self.client.hgetall(self._key(upstream, model))
+        except Exception as exc:
+            log.warning("could not read what was learned about %s from Redis: %s", model, exc)
+            return {}
+        learned: dict[str, tuple[str, ...] | None] = {}
+        for param, value in fields.items():
+            supported = orjson.loads(value)
+            learned[param.decode() if isinstance(param, bytes) else param] = \
+                tuple(supported) if isinstance(supported, list) else None
+        return learned
+
+    async def put(self, upstream: str, model: str, param: str, supported: tuple[str, ...] | None) -> None:
+        key = self._key(upstream, model)
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hset(key, param, orjson.dumps(list(supported) if supported is not None else None))
+                pipe.expire(key, max(int(self.ttl), 1))
+                await pipe.execute()
+        except Exception as exc:
+            log.warning("could not share what was learned about %s through Redis: %s", model, exc)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def open_learned_store(config: ReasoningConfig) -> LearnedStore | None:
+    """Redis for what was learned, where reasoning is kept in Redis; else it stays in each process."""
+    return LearnedStore.from_url(config.redis_url) if config.redis_url else None

@@ -61,6 +61,10 @@ HEARTBEATS = Counter("proxy_heartbeats", "Keep-alive comments sent during silent
 CLIENT_DISCONNECTS = Counter("proxy_client_disconnects", "Clients that left before their answer ended.", ["mode"])
 ACTIVE_STREAMS = Gauge("proxy_active_streams", "Event streams being sent to clients.", ["mode"],
                        multiprocess_mode="livesum")
+RUNS_REATTACHED = Counter("proxy_runs_reattached", "Requests that followed a background run a client had left "
+                          "(a retry within background.reattach_window, or the same Idempotency-Key).")
+RUNS_CANCELLED_AFTER_WINDOW = Counter("proxy_runs_cancelled_after_window", "Background runs cancelled because no "
+                                      "client came back within background.reattach_window.")
 BACKGROUND_JOBS = Gauge("proxy_background_jobs", "Background responses being polled or streamed.",
                         multiprocess_mode="livesum")
 

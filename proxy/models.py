@@ -14,13 +14,15 @@ from __future__ import annotations
 import fnmatch
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 from .config import DEFAULT_MODEL_SETTINGS, Config, ModelSettings
 from .errors import NoUpstreamForModel
-from .translate import REASONING_EFFORTS
+from .memory import LearnedStore, open_learned_store
+from .translate import REASONING_EFFORTS, Adaptation, adapted
 from .upstream import Upstream
 
 log = logging.getLogger("proxy.models")
@@ -28,6 +30,8 @@ log = logging.getLogger("proxy.models")
 NAME_REMEMBERED_CHARS = 256  # a longer name is decided each time, and never remembered
 DECISIONS_REMEMBERED = 1024  # names whose route and settings are kept
 MODELS_REMEMBERED = 1024  # models one fact is kept for (learned Responses-only, refused features)
+PARAMS_REMEMBERED = 16  # refused values and parameters kept per model
+SHARED_REFRESH = 10.0  # seconds what another process learned about a model may take to be seen here
 
 # How a request is served: passed through; a chat request translated to the Responses API; or a Responses
 # request served through the upstream's chat endpoint (a chat-only model).
@@ -89,14 +93,57 @@ class Remembered(Generic[T]):
 
 @dataclass
 class Refusals:
-    """Features an upstream refused; remembered for the life of the process (per model, for a bounded number
-    of names of bounded length)."""
+    """Features, values and optional parameters an upstream refused; remembered for the life of the process (per
+    model, for a bounded number of names of bounded length)."""
 
     no_background: set[str] = field(default_factory=set)  # models
     no_stream: set[str] = field(default_factory=set)  # models
     no_encrypted_reasoning: set[str] = field(default_factory=set)  # models
     # OpenAI refuses reasoning summaries to organizations that are not verified: a property of the key.
     no_summary: bool = False
+    # model -> Responses path -> the values the model takes, or None for a parameter it refuses outright
+    takes: dict[str, dict[str, tuple[str, ...] | None]] = field(default_factory=dict)
+    # Shared with other processes and replicas (Redis), under the upstream's name; when each model was last read.
+    shared: LearnedStore | None = None
+    upstream: str = ""
+    _read: dict[str, float] = field(default_factory=dict)
+
+    async def adapt(self, model: str, body: dict[str, Any]) -> tuple[dict[str, Any], list[Adaptation]]:
+        """``body`` as the model takes it, by what was learned of its refusals, and what was changed."""
+        name = model.lower()
+        if self.shared is not None and rememberable(name):
+            now = time.monotonic()
+            if now - self._read.get(name, -SHARED_REFRESH) >= SHARED_REFRESH:
+                if len(self._read) >= MODELS_REMEMBERED:
+                    self._read.clear()
+                self._read[name] = now
+                for param, supported in (await self.shared.fetch(self.upstream, name)).items():
+                    self._keep(name, param, supported)
+        learned = self.takes.get(name)
+        return adapted(body, learned) if learned else (body, [])
+
+    async def learn_adaptation(self, model: str, change: Adaptation) -> None:
+        """Remember a refused value (and the values the model takes) or a refused parameter for ``model``."""
+        name, supported = model.lower(), change.supported if change.now is not None else None
+        if not self._keep(name, change.param, supported):
+            return
+        log.info("%s refuses %s; %s from now on", model,
+                 f"{change.param}={change.was}" if change.now is not None else change.param,
+                 f"{change.now} (of {', '.join(change.supported)})" if change.now is not None else "left out")
+        if self.shared is not None:
+            await self.shared.put(self.upstream, name, change.param, supported)
+
+    def _keep(self, name: str, param: str, supported: tuple[str, ...] | None) -> bool:
+        """Keep what ``name`` takes for ``param``, within the bounds; whether it was kept."""
+        learned = self.takes.get(name)
+        if learned is None:
+            if not rememberable(name) or len(self.takes) >= MODELS_REMEMBERED:
+                return False
+            learned = self.takes[name] = {}
+        if param not in learned and len(learned) >= PARAMS_REMEMBERED:
+            return False
+        learned[param] = supported
+        return True
 
     def learn(self, feature: str, model: str) -> None:
         """Remember that ``feature`` (a Responses parameter the proxy adds) is refused for ``model``."""
@@ -161,7 +208,9 @@ class ModelTable:
         self.upstreams = [Upstream(upstream) for upstream in config.upstreams]
         self._serves = [Globs(upstream.models, bare=False) for upstream in config.upstreams]
         # What an upstream refused (background mode, streaming, summaries) is a property of that upstream.
-        self._refusals = {upstream.config.name: Refusals() for upstream in self.upstreams}
+        self._learned_store = open_learned_store(config.reasoning)
+        self._refusals = {upstream.config.name: Refusals(shared=self._learned_store, upstream=upstream.config.name)
+                          for upstream in self.upstreams}
         self._translate_all = config.translate.all_models
         self._translated = Globs(config.translate.models, bare=True)
         self.auto_detect = config.translate.auto_detect
@@ -252,6 +301,14 @@ class ModelTable:
     def learned(self) -> frozenset[str]:
         return frozenset(self._learned)
 
+    def share(self, store: LearnedStore | None) -> None:
+        """Share what is learned of refused values and parameters through ``store`` (None: keep it here)."""
+        self._learned_store = store
+        for refusals in self._refusals.values():
+            refusals.shared = store
+
     async def aclose(self) -> None:
         for upstream in self.upstreams:
             await upstream.aclose()
+        if self._learned_store is not None:
+            await self._learned_store.aclose()

@@ -38,6 +38,8 @@ class CallPlan(NamedTuple):
     idle_timeout: float | None = None
     # The proxy asked for a reasoning summary the client did not: a refusal is worked around, not relayed.
     summary_added: bool = False
+    # A refused value or optional parameter is worked around (the nearest value taken, the parameter left out).
+    adapt: bool = False
 
 
 class TranslatedPlan(NamedTuple):
@@ -81,12 +83,15 @@ async def plan_translated(route: ModelRoute, chat: dict[str, Any], request: Requ
         model=upstream_request.model,
         # A non-streaming client is served from an upstream stream too when a stop sequence may end the
         # answer early (no tokens spent past it), or when configured: the headers then arrive at once, so
-        # no first-byte timeout of a gateway in between can cut a long reasoning run.
-        stream=answer.stream or bool(answer.stop) or config.stream.upstream_stream,
+        # no first-byte timeout of a gateway in between can cut a long reasoning run. A background run is
+        # always followed by its stream: the answer is relayed the moment it is done, where polling would
+        # find it up to a poll's wait later (it is polled only where the upstream refuses to stream it).
+        stream=answer.stream or bool(answer.stop) or config.stream.upstream_stream or bool(settings.background),
         background=bool(settings.background),
         first_byte_timeout=settings.first_byte_timeout,
         idle_timeout=settings.idle_timeout,
         summary_added=upstream_request.summary_added,
+        adapt=config.translate.adapt,
     )
     return TranslatedPlan(route, translation, call, presentation, memory)
 

@@ -15,7 +15,9 @@ assembly) does not care how the answer was obtained:
 A 400 refusing a feature the proxy added (background mode, streaming, a
 reasoning summary, encrypted reasoning) by naming its parameter gets the request
 sent again without it; the refusal is learned in the model table (:class:`proxy.models.Refusals`)
-once the request without it is accepted.
+once the request without it is accepted. So does a value the model refuses while naming the values it takes
+(the nearest one is sent) and an optional parameter it refuses outright (left out), unless ``translate.adapt``
+is off: the call reports those changes (:attr:`UpstreamCall.adapted`), and later requests are adapted at once.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ from .config import BackgroundConfig
 from .errors import InvalidUpstreamAnswer, UpstreamBroken, UpstreamError
 from .models import ModelRoute
 from .plan import CallPlan
-from .translate import (TERMINAL_EVENTS, EventTooLarge, SSEDecoder, refused_feature, terminal_event,
-                        without_encrypted_reasoning, without_summary)
+from .translate import (TERMINAL_EVENTS, Adaptation, EventTooLarge, SSEDecoder, adapt, adaptation, refused_feature,
+                        terminal_event, without_encrypted_reasoning, without_summary)
 from .upstream import Upstream, UpstreamResponse, read_json, upstream_details, upstream_error
 
 log = logging.getLogger("proxy.calls")
 
 MAX_ANSWER_BYTES = 256 * 1024 * 1024
+MAX_ADAPTATIONS = 8  # values and parameters changed for one request, at most
 DRAIN_SECONDS = 1.0  # how long the end of a finished stream may take to arrive
 
 
@@ -88,6 +91,7 @@ class UpstreamCall:
         self.background = background
         self.retries = retries
         self.details = details  # of the answer that started the response (see upstream_details)
+        self.adapted: list[Adaptation] = []  # what was changed for the model to take the request
         self.response_id: str | None = None
         self.finished = False
         self._http: UpstreamResponse | None = None
@@ -283,6 +287,11 @@ async def start_call(route: ModelRoute, headers: Mapping[str, str], plan: CallPl
         plan = plan._replace(background=plan.background and model not in refusals.no_background,
                              stream=plan.stream and model not in refusals.no_stream)
     refused: list[str] = []
+    adapted: list[Adaptation] = []
+    learned: list[Adaptation] = []
+    if plan.adapt:
+        body, adapted = await refusals.adapt(model, plan.body)
+        plan = plan._replace(body=body)
     while True:
         body = dict(plan.body)
         body.pop("stream", None)
@@ -300,13 +309,22 @@ async def start_call(route: ModelRoute, headers: Mapping[str, str], plan: CallPl
         error = upstream_error(response, payload, raw)
         feature = refused_feature(error, plan.body, plan.model, background=plan.background, stream=plan.stream,
                                   summary_added=plan.summary_added)
-        if feature is None:
+        if feature is not None:
+            plan = _without(plan, feature)
+            refused.append(feature)
+            continue
+        change = adaptation(error, plan.body) if plan.adapt and len(adapted) < MAX_ADAPTATIONS else None
+        if change is None:
             raise error
-        plan = _without(plan, feature)
-        refused.append(feature)
+        plan = plan._replace(body=adapt(plan.body, change))
+        adapted.append(change)
+        learned.append(change)
     for feature in refused:
         refusals.learn(feature, plan.model)
+    for change in learned:
+        await refusals.learn_adaptation(plan.model, change)
     call = UpstreamCall(upstream, headers, plan, background, retries, upstream_details(response))
+    call.adapted = adapted
     if response.headers.get("content-type", "").startswith("text/event-stream"):
         call._http = response
     else:

@@ -47,11 +47,12 @@ NO_BACKGROUND = {glob: {"background": False} for glob in DEFAULT_MODEL_SETTINGS}
 def proxy_config(upstream_url: str, **sections: Any) -> Config:
     """A proxy configuration pointed at ``upstream_url``; keyword arguments override config sections.
 
-    Retry waits and background polls are shortened so tests stay fast.
+    Retry waits and background polls are shortened so tests stay fast; a background run whose client left is
+    cancelled at once (tests of reattaching set a window).
     """
     base = {
         "upstream": {"base_url": upstream_url, "api_key": UPSTREAM_KEY, "backoff_initial": 0.01, "backoff_max": 0.05},
-        "background": {"poll_initial": 0.02, "poll_max": 0.05},
+        "background": {"poll_initial": 0.02, "poll_max": 0.05, "reattach_window": 0},
         "models": NO_BACKGROUND,
     }
     return load_config(env={}, overrides=_merge(base, sections))

@@ -100,17 +100,17 @@ def test_a_translated_tool_call(azure):
     assert answer.choices[0].finish_reason == "tool_calls"
 
 
-def test_a_background_run_is_polled_on_azures_paths(azure):
+def test_a_background_run_is_followed_on_azures_paths(azure):
+    """A background run is created, and followed by its stream, on Azure's own paths (no poll is needed)."""
     with azure_proxy(azure, azure.dated, models={"o3-pro*": {"background": True}}) as url:
         answer = sdk(url).chat.completions.create(model="o3-pro", messages=[{"role": "user", "content": "long"}])
     assert answer.choices[0].message.content == "Echo: long"
     created = azure.requests[0].json
-    assert created["background"] is True
-    polls = [path for path in azure.azure_paths[1:]]
-    assert polls and all(path.startswith(called(azure, "/openai/v1/responses/resp_", "/openai/responses/resp_"))
-                         for path in polls)
+    assert created["background"] is True and created["stream"] is True
+    assert azure.azure_paths and all(path.startswith(called(azure, "/openai/v1/responses", "/openai/responses"))
+                                     for path in azure.azure_paths)
     if azure.dated:
-        assert all(path.endswith(f"?api-version={API_VERSION}") for path in polls)
+        assert all(path.endswith(f"?api-version={API_VERSION}") for path in azure.azure_paths)
 
 
 def test_the_model_is_named_as_its_deployment(azure):

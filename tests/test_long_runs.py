@@ -58,6 +58,19 @@ def test_background_stream_for_a_streaming_client(make_proxy, fake):
     assert fake.cancelled == []  # finished jobs are left alone
 
 
+def test_non_streaming_client_follows_the_background_stream(make_proxy, fake):
+    """Answered the moment the run is done: the background stream is followed, the response never polled."""
+    fake.background_polls = 1000  # a poll would find it unfinished: polling could never answer this request
+    fake.script(Respond(output=[reasoning_item(["Long thought."]), message_item("Q.E.D.")]))
+    with make_proxy(**BACKGROUND) as url:
+        completion = sdk(url).chat.completions.create(model="o3-pro", messages=MESSAGES)
+    assert completion.choices[0].message.content == "Q.E.D."
+    assert completion.choices[0].message.reasoning_content == "Long thought."
+    assert background_request(fake).json["stream"] is True
+    assert retrievals(fake) == []
+    assert fake.cancelled == []
+
+
 def test_background_poll_when_the_upstream_cannot_stream(make_proxy, fake):
     fake.background_polls = 3
     fake.script(Reply(status=400, json=error_body("Streaming is not supported for this model.", param="stream")))

@@ -6,7 +6,8 @@ from .continuity import ENCRYPTED_REASONING, answer_phases, kept_reasoning, reas
 from .params import CHAT_PARAMS, chat_param, chat_to_responses, name_chat_params
 from .request import (MAX_NESTING, MIN_OUTPUT_TOKENS, ChatAnswer, MappingOptions, Provenance, ResponsesRequest,
                       Translation, check_nesting)
-from .refusals import refused_feature, says_responses_only, without_encrypted_reasoning, without_summary
+from .refusals import (Adaptation, adapt, adaptation, adapted, nearest_value, refused_feature, refused_param,
+                       refused_value, says_responses_only, without_encrypted_reasoning, without_summary)
 from .response import REASONING_PART_SEPARATOR, new_completion_id, terminal_event
 from .stream import REASONING_OUTPUTS, TERMINAL_EVENTS, Presentation, StreamTranslator, summed_usage, usage_chunk
 
@@ -20,6 +21,8 @@ __all__ = [
     # errors: the chat names of Responses parameters, and refusals of what the proxy added
     "chat_param", "name_chat_params", "refused_feature", "says_responses_only", "without_encrypted_reasoning",
     "without_summary",
+    # refusals of the client's values and optional parameters: the nearest value taken, the parameter left out
+    "Adaptation", "adapt", "adaptation", "adapted", "nearest_value", "refused_param", "refused_value",
     # reasoning kept across turns
     "ENCRYPTED_REASONING", "answer_phases", "kept_reasoning", "reasoning_keys", "restore_reasoning",
 ]

@@ -4,17 +4,22 @@ A Responses upstream may refuse a feature the proxy added to the client's
 request (background mode, streaming, a reasoning summary, encrypted reasoning):
 its 400 is recognised here, and the request is sent again without the feature.
 A chat upstream may answer that a model is served by the Responses API only:
-then the request is translated after all.
+then the request is translated after all. A value the model refuses while
+naming the ones it takes is replaced by the nearest of those, and an optional
+parameter it refuses outright is left out (:func:`refused_value`,
+:func:`refused_param`); what defines the request is never changed.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from ...errors import ProxyError, without_name
+from ..paths import parse, reach, render
+from ..reasoning import REASONING_EFFORTS
 from .continuity import ENCRYPTED_REASONING
 
 
@@ -127,3 +132,156 @@ def without_encrypted_reasoning(body: dict[str, Any]) -> dict[str, Any]:
     stripped["input"] = [item for item in body.get("input") or ()
                          if not (isinstance(item, dict) and item.get("type") == "reasoning")]
     return stripped
+
+
+# What defines a request: a refusal of these reaches the client as it is, never worked around by leaving them out.
+DEFINING_PARAMS = frozenset({"model", "input", "instructions", "tools", "tool_choice", "text.format",
+                             "previous_response_id", "prompt", "conversation", "stream", "background", "store"})
+# Values in order, where "nearest" means something: the next higher level is taken first, then the nearest below.
+ORDERED_VALUES = {"reasoning.effort": REASONING_EFFORTS, "text.verbosity": ("low", "medium", "high")}
+
+# OpenAI: "Unsupported value: 'reasoning.effort' does not support 'medium' with this model. Supported values are:
+# 'high'." (code ``unsupported_value``); the supported values may be listed as "'low', 'medium', and 'high'".
+# A value is a short word (it goes into a response header as it is): a longer or stranger one is not adapted.
+_UNSUPPORTED_VALUE = re.compile(
+    r"unsupported value:\s*['\"`](?P<param>[\w.\[\]]+)['\"`] does not support ['\"`](?P<value>[\w.-]{1,64})['\"`]"
+    r".*?supported values are:?\s*(?P<supported>.+)", re.IGNORECASE | re.DOTALL)
+_QUOTED = re.compile(r"['\"`]([\w.-]{1,64})['\"`]")
+_WORD = re.compile(r"[\w.-]{1,64}")
+_UNSUPPORTED_PARAM = re.compile(r"\b(?:unsupported|unknown|unrecognized)(?: request)? (?:parameter|argument)"
+                                r"(?: supplied)?:?\s*['\"`]?(?P<param>[A-Za-z_][\w.]*)", re.IGNORECASE)
+
+
+class Adaptation(NamedTuple):
+    """A request changed to what the model takes: ``param`` (a Responses path) set from ``was`` to ``now``, or left
+    out (``now`` None); ``supported``: the values the model named, kept so that later requests are right at once."""
+
+    param: str
+    was: Any
+    now: str | None
+    supported: tuple[str, ...] = ()
+
+
+def adapted(body: dict[str, Any], learned: dict[str, tuple[str, ...] | None]) -> tuple[dict[str, Any],
+                                                                                       list[Adaptation]]:
+    """``body`` as the model takes it, by what was learned of its refusals (a Responses path -> the values the
+    model takes, or None for a parameter it refuses outright), and what was changed."""
+    changes: list[Adaptation] = []
+    for param, supported in learned.items():
+        path = parse(param)
+        reached, value = reach(body, path)
+        if not path or reached < len(path):
+            continue
+        if supported is None:
+            body = without_param(body, param)
+            changes.append(Adaptation(param, value, None))
+        elif isinstance(value, str) and value not in supported and _WORD.fullmatch(value):
+            now = nearest_value(param, value, supported)
+            body = with_param(body, param, now)
+            changes.append(Adaptation(param, value, now, supported))
+    return body, changes
+
+
+def adaptation(error: ProxyError, body: dict[str, Any]) -> Adaptation | None:
+    """How to send ``body`` again after ``error``: a refused value replaced by the nearest the model takes, or a
+    refused optional parameter left out; None when the error is about something else."""
+    value = refused_value(error, body)
+    if value is not None:
+        return Adaptation(value.param, value.value, nearest_value(*value), value.supported)
+    param = refused_param(error, body)
+    if param is not None:
+        return Adaptation(param, reach(body, parse(param))[1], None)
+    return None
+
+
+def adapt(body: dict[str, Any], change: Adaptation) -> dict[str, Any]:
+    """``body`` with ``change`` made."""
+    return without_param(body, change.param) if change.now is None else with_param(body, change.param, change.now)
+
+
+class RefusedValue(NamedTuple):
+    """A value the upstream refuses for a parameter, and the values it says it takes."""
+
+    param: str  # the Responses path, as the upstream named it
+    value: str
+    supported: tuple[str, ...]
+
+
+def refused_value(error: ProxyError, body: dict[str, Any]) -> RefusedValue | None:
+    """The value of ``body`` (the request sent) that ``error`` refuses while naming the values the model takes;
+    None when the error is about something else, names no supported value, or the value is not the one sent."""
+    if error.status != 400:
+        return None
+    found = _UNSUPPORTED_VALUE.search(error.message)
+    if found is None:
+        return None
+    param = error.param or found["param"]
+    supported = tuple(dict.fromkeys(_QUOTED.findall(found["supported"])))
+    path = parse(param)
+    known, sent = reach(body, path)
+    if (not path or known != len(path) or sent != found["value"] or not supported or sent in supported
+            or defines_request(param)):
+        return None
+    return RefusedValue(param, sent, supported)
+
+
+def nearest_value(param: str, value: str, supported: tuple[str, ...]) -> str:
+    """The supported value nearest to ``value``: for an ordered parameter (reasoning effort, verbosity) the next
+    higher one, else the nearest below; for any other, the first the upstream lists."""
+    order = ORDERED_VALUES.get(param, ())
+    if value not in order or not any(choice in order for choice in supported):
+        return supported[0]
+    rank = order.index(value)
+    ranked = sorted((order.index(choice), choice) for choice in supported if choice in order)
+    higher = [choice for position, choice in ranked if position > rank]
+    return higher[0] if higher else ranked[-1][1]
+
+
+def refused_param(error: ProxyError, body: dict[str, Any]) -> str | None:
+    """The optional parameter of ``body`` that ``error`` refuses outright ("Unsupported parameter: 'x'"), as a
+    path; None for an error about something else, a parameter not sent, or one that defines the request
+    (:data:`DEFINING_PARAMS`, and any part of one)."""
+    if error.status != 400 or _UNSUPPORTED_VALUE.search(error.message):
+        return None
+    found = _UNSUPPORTED_PARAM.search(error.message)
+    param = error.param or (found["param"] if found else None)
+    if not param or (found is not None and error.param and found["param"] != error.param):
+        return None
+    if found is None and (error.code or "") not in ("unsupported_parameter", "unknown_parameter"):
+        return None
+    path = parse(param)
+    if not path or reach(body, path)[0] != len(path) or defines_request(param):
+        return None
+    return param
+
+
+def defines_request(param: str) -> bool:
+    """Whether ``param`` (a Responses path) is, or is inside, what defines the request."""
+    path = parse(param)
+    return any(render(path[:length]) in DEFINING_PARAMS for length in range(1, len(path) + 1))
+
+
+def with_param(body: dict[str, Any], param: str, value: Any) -> dict[str, Any]:
+    """``body`` with the parameter at ``param`` (a path of object fields) set to ``value``; a copy."""
+    path = parse(param)
+    head, rest = path[0], path[1:]
+    if not rest:
+        return {**body, head: value}
+    inner = body.get(head)
+    return {**body, head: with_param(inner if isinstance(inner, dict) else {}, render(rest), value)}
+
+
+def without_param(body: dict[str, Any], param: str) -> dict[str, Any]:
+    """``body`` without the parameter at ``param`` (a path of object fields), and without an object it leaves
+    empty; a copy."""
+    path = parse(param)
+    head, rest = path[0], path[1:]
+    if head not in body:
+        return body
+    if not rest:
+        return {key: value for key, value in body.items() if key != head}
+    inner = body[head]
+    if not isinstance(inner, dict):
+        return body
+    left = without_param(inner, render(rest))
+    return {**body, head: left} if left else without_param(body, str(head))

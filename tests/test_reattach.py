@@ -1,0 +1,169 @@
+"""A client's retry of a background run follows the run it left (background.reattach_window, Idempotency-Key):
+one upstream run in all, the whole answer, x-proxy-reattached; a delivered answer is never given again."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from chunks import fold
+from conftest import proxy_config
+from fake_upstream import Reply, Stream, build_response, error_body, message_item, stream_events
+from servers import running_proxy
+
+MESSAGES = [{"role": "user", "content": "Prove it."}]
+TEXT = "A long proof, sent in many small pieces so that the run takes a while."
+REQUEST = {"model": "o3-pro", "messages": MESSAGES}
+
+
+def slow_run(delay=0.02):
+    events = stream_events(build_response({"background": True, "store": True, "model": "o3-pro"},
+                                          [message_item(TEXT)]), text_chunk=2)
+    return Stream(events=events, delay=delay), events[0]["response"]["id"]
+
+
+def config(fake, window=30.0):
+    return proxy_config(fake.base_url, models={"o3-pro*": {"background": True}},
+                        background={"reattach_window": window})
+
+
+def creates(fake):
+    return fake.requests_to("/responses")
+
+
+async def until(condition, seconds=10.0):
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met")
+
+
+class Proxy:
+    """The proxy on loopback, and its registry of runs, to wait until it has seen a client leave."""
+
+    def __init__(self):
+        self.app = None
+
+    def __call__(self, app):
+        self.app = app
+
+    def left(self):
+        return all(getattr(run, "followers", 1) == 0 for run in self.app.state.proxy.runs._runs.values())
+
+
+def streamed_text(body: str) -> str:
+    payloads = [line[6:] for line in body.split("\n") if line.startswith("data: ")]
+    assert payloads[-1] == "[DONE]"
+    return fold([json.loads(p) for p in payloads[:-1]])["message"]["content"]
+
+
+async def test_a_client_that_times_out_and_retries_gets_the_same_run(fake):
+    stream, response_id = slow_run()
+    fake.script(stream)
+    proxy = Proxy()
+    with running_proxy(config(fake), proxy) as url:
+        async with httpx.AsyncClient(timeout=0.3) as http:
+            with pytest.raises(httpx.ReadTimeout):
+                await http.post(url + "/v1/chat/completions", json=REQUEST)
+        await until(proxy.left)
+        async with httpx.AsyncClient(timeout=30) as http:
+            retry = await http.post(url + "/v1/chat/completions", json=REQUEST)
+    assert retry.status_code == 200
+    assert retry.json()["choices"][0]["message"]["content"] == TEXT
+    assert retry.headers["x-proxy-reattached"] == response_id
+    assert len(creates(fake)) == 1 and fake.cancelled == []
+
+
+async def test_a_streaming_retry_gets_the_whole_stream_from_its_first_event(fake):
+    stream, response_id = slow_run()
+    fake.script(stream)
+    proxy = Proxy()
+    body = {**REQUEST, "stream": True}
+    with running_proxy(config(fake), proxy) as url:
+        async with httpx.AsyncClient(timeout=30) as http:
+            async with http.stream("POST", url + "/v1/chat/completions", json=body) as first:
+                async for line in first.aiter_lines():
+                    if '"content"' in line:
+                        break  # the user's tab closes mid-answer
+        await until(proxy.left)
+        async with httpx.AsyncClient(timeout=30) as http:
+            retry = await http.post(url + "/v1/chat/completions", json={**REQUEST, "stream": False})
+            again = await http.post(url + "/v1/chat/completions", json=body)  # delivered: a new run
+    assert retry.headers["x-proxy-reattached"] == response_id
+    assert retry.json()["choices"][0]["message"]["content"] == TEXT
+    assert "x-proxy-reattached" not in again.headers
+    assert streamed_text(again.text).startswith("Echo: Prove it.")
+    assert len(creates(fake)) == 2
+
+
+async def test_a_regenerate_after_a_delivered_answer_is_a_new_run(fake):
+    with running_proxy(config(fake)) as url:
+        async with httpx.AsyncClient(timeout=30) as http:
+            first = await http.post(url + "/v1/chat/completions", json=REQUEST)
+            second = await http.post(url + "/v1/chat/completions", json={**REQUEST, "stream": True})
+    assert first.status_code == second.status_code == 200
+    assert "x-proxy-reattached" not in first.headers and "x-proxy-reattached" not in second.headers
+    assert len(creates(fake)) == 2
+
+
+async def test_the_same_idempotency_key_gets_the_same_run_while_connected_and_after_delivery(fake):
+    stream, response_id = slow_run(delay=0.01)
+    fake.script(stream)
+    keyed = {"idempotency-key": "conv-1-turn-3"}
+    with running_proxy(config(fake)) as url:
+        async with httpx.AsyncClient(timeout=30) as http:
+            first, second = await asyncio.gather(
+                http.post(url + "/v1/chat/completions", json=REQUEST, headers=keyed),
+                http.post(url + "/v1/chat/completions", json={**REQUEST, "stream": True}, headers=keyed))
+            after = await http.post(url + "/v1/chat/completions", json=REQUEST, headers=keyed)
+            other = await http.post(url + "/v1/chat/completions", json=REQUEST, headers={"idempotency-key": "other"})
+    assert first.json()["choices"][0]["message"]["content"] == TEXT
+    assert streamed_text(second.text) == TEXT
+    assert after.json()["choices"][0]["message"]["content"] == TEXT
+    assert [r.headers.get("x-proxy-reattached") for r in (first, second, after)].count(response_id) == 2
+    assert other.json()["choices"][0]["message"]["content"].startswith("Echo: Prove it.")
+    assert len(creates(fake)) == 2
+
+
+async def test_a_run_nobody_comes_back_to_is_cancelled_after_the_window(fake):
+    stream, response_id = slow_run(delay=0.05)
+    fake.script(stream)
+    with running_proxy(config(fake, window=0.2)) as url:
+        async with httpx.AsyncClient(timeout=0.3) as http:
+            with pytest.raises(httpx.ReadTimeout):
+                await http.post(url + "/v1/chat/completions", json=REQUEST)
+        await until(lambda: fake.cancelled)
+        metrics = httpx.get(url + "/metrics").text
+    assert fake.cancelled == [response_id]
+    assert "proxy_runs_cancelled_after_window_total 1.0" in metrics
+
+
+async def test_another_caller_never_follows_a_run(fake):
+    stream, _ = slow_run()
+    fake.script(stream)
+    proxy = Proxy()
+    with running_proxy(config(fake), proxy) as url:
+        async with httpx.AsyncClient(timeout=0.3, headers={"authorization": "Bearer one"}) as http:
+            with pytest.raises(httpx.ReadTimeout):
+                await http.post(url + "/v1/chat/completions", json=REQUEST)
+        await until(proxy.left)
+        async with httpx.AsyncClient(timeout=30, headers={"authorization": "Bearer two"}) as http:
+            other = await http.post(url + "/v1/chat/completions", json=REQUEST)
+    assert "x-proxy-reattached" not in other.headers
+    assert len(creates(fake)) == 2
+
+
+async def test_a_run_the_upstream_would_not_put_in_the_background_ends_with_its_client(fake):
+    """Refused background mode, the run is a plain stream: nobody can come back to it, so it is not kept."""
+    stream, _ = slow_run()
+    fake.script(Reply(400, json=error_body("Unknown parameter: 'background'.", param="background")), stream)
+    with running_proxy(config(fake), Proxy()) as url:
+        async with httpx.AsyncClient(timeout=0.3) as http:
+            with pytest.raises(httpx.ReadTimeout):
+                await http.post(url + "/v1/chat/completions", json=REQUEST)
+        await fake.wait_for_disconnect()  # the upstream stream is closed with the client, not read on
+    assert [r.json.get("background") for r in creates(fake)] == [True, None]
