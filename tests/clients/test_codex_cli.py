@@ -7,7 +7,7 @@ for the plugin marketplace); the provider takes its key from an environment vari
 Codex knows the tools a model takes from its model catalog: for a model outside its bundled catalog (any
 chat-only model) it offers no apply_patch tool, so the configuration points `model_catalog_json` at a
 catalog entry for the model, derived from a bundled one (`codex debug models --bundled`), in which
-apply_patch is a custom (freeform) tool with a Lark grammar. docs-notes/rclients.md has the configuration
+apply_patch is a custom (freeform) tool with a Lark grammar. docs/clients.md has the configuration
 for users.
 """
 
