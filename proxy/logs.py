@@ -65,8 +65,10 @@ class RequestLog:
 
     def fields(self) -> dict[str, Any]:
         """The line's fields, rounded and without unknowns (nor flags and counts that are unset)."""
-        out = {name: value for name, value in zip(_WRITTEN, _written_values(self))
-               if value is not None and value is not False}
+        out = {"request_id": self.request_id, "method": self.method, "path": self.path}  # always known
+        for name, value in zip(_OPTIONAL, _optional_values(self)):
+            if value is not None and value is not False:
+                out[name] = value
         if not self.retries:
             del out["retries"]
         for name in _SECONDS:
@@ -75,8 +77,8 @@ class RequestLog:
         return out
 
 
-_WRITTEN = tuple(name for name in RequestLog.__slots__ if name != "started")
-_written_values = attrgetter(*_WRITTEN)  # one call for all fields: getattr by name costs more than the rest
+_OPTIONAL = tuple(name for name in RequestLog.__slots__ if name not in ("request_id", "method", "path", "started"))
+_optional_values = attrgetter(*_OPTIONAL)  # one call for all fields: getattr by name costs more than the rest
 _SECONDS = ("ttfb", "duration")
 
 _current: ContextVar[RequestLog | None] = ContextVar("proxy_request_log", default=None)
