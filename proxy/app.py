@@ -492,12 +492,11 @@ def create_app(config: Config) -> FastAPI:
         Route("/metrics", Endpoint(metrics_page), methods=PROBE_METHODS),
         Route("/{path:path}", Endpoint(dispatch), methods=_METHODS),
     ]
-    # The proxy's middleware, outermost first: the observer sees every answer, a page at an origin not allowed
-    # is refused before anything else, and CORS headers go on 401s too. A layer with nothing to do is left out.
+    # The proxy's middleware, outermost first: the observer sees every answer and refuses a page at an origin not
+    # allowed before anything else; CORS headers go on 401s too. A layer with nothing to do is left out.
     open_paths = OPEN_PATHS if config.server.metrics_require_key else OPEN_PATHS | {"/metrics"}
     middleware = [
-        Middleware(ObserveMiddleware, inflight=inflight),
-        Middleware(origins.OriginGuard, config.server.cors_origins),
+        Middleware(ObserveMiddleware, inflight=inflight, allowed_origins=config.server.cors_origins),
         *([Middleware(CORSMiddleware, allow_origins=config.server.cors_origins, allow_methods=["*"],
                       allow_headers=["*"], expose_headers=EXPOSED_HEADERS, max_age=600)]
           if config.server.cors_origins else []),

@@ -66,8 +66,10 @@ class RequestLog:
 
     def fields(self) -> dict[str, Any]:
         """The line's fields, rounded and without unknowns (nor flags and counts that are unset)."""
-        out = {name: value for name, value in zip(_WRITTEN, _written_values(self))
-               if value is not None and value is not False}
+        out = {"request_id": self.request_id, "method": self.method, "path": self.path}  # always known
+        for name, value in zip(_OPTIONAL, _optional_values(self)):
+            if value is not None and value is not False:
+                out[name] = value
         if not self.retries:
             del out["retries"]
         for name in _SECONDS:
@@ -76,8 +78,8 @@ class RequestLog:
         return out
 
 
-_WRITTEN = tuple(name for name in RequestLog.__slots__ if name != "started")
-_written_values = attrgetter(*_WRITTEN)  # one call for all fields: getattr by name costs more than the rest
+_OPTIONAL = tuple(name for name in RequestLog.__slots__ if name not in ("request_id", "method", "path", "started"))
+_optional_values = attrgetter(*_OPTIONAL)  # one call for all fields: getattr by name costs more than the rest
 _SECONDS = ("ttfb", "duration")
 
 _current: ContextVar[RequestLog | None] = ContextVar("proxy_request_log", default=None)
@@ -168,8 +170,11 @@ def _escape(match: re.Match[str]) -> str:
 
 
 def _escaped(text: str) -> str:
-    """``text`` with no line break or other control character: those are written as ``\\n``, ``\\x1b``..."""
-    return _CONTROL.sub(_escape, text)
+    """``text`` with no line break or other control character: those are written as ``\\n``, ``\\x1b``...
+
+    Text Python calls printable has none of them (it has no control, format or separator characters but the
+    space): nothing to look for."""
+    return text if text.isprintable() else _CONTROL.sub(_escape, text)
 
 
 def _text_value(value: Any) -> str:
@@ -177,9 +182,15 @@ def _text_value(value: Any) -> str:
     characters, so a value cannot pass for more fields or lines."""
     if not isinstance(value, str):
         return str(value)
-    if value and not _QUOTED.search(value):
+    if value and (_bare(value) or not _QUOTED.search(value)):
         return value
     return '"' + _escaped(value.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+
+
+def _bare(value: str) -> bool:
+    """Whether ``value`` has none of the characters of ``_QUOTED``, by cheaper tests than the regex: printable
+    text has no whitespace but the space, and no control or separator characters."""
+    return value.isprintable() and " " not in value and '"' not in value and "=" not in value
 
 
 _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
@@ -188,7 +199,7 @@ _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 def _shown_path(path: str) -> str:
     """The (decoded) path in a request line's message, clipped, with spaces and control characters encoded again
     as they were sent (``%20``, ``%0D%0A``): the message's three parts stay three."""
-    if _SPACE_OR_CONTROL.search(path):
+    if not (path.isprintable() and " " not in path) and _SPACE_OR_CONTROL.search(path):
         path = _SPACE_OR_CONTROL.sub(_percent_encoded, path)
     return clip(path)
 
@@ -198,16 +209,18 @@ def _percent_encoded(match: re.Match[str]) -> str:
 
 
 def _timestamp(created: float) -> str:
-    """``2026-11-23T16:46:22.529Z``; the part up to the seconds is made once per second."""
+    """``2026-11-23T16:46:22.529Z``; the part up to the seconds is made once per second, the milliseconds looked up
+    (formatting a number with a width costs more than the rest of the line's time)."""
     global _second
     seconds = int(created)
     second = _second  # read once: another thread may log too
     if second[0] != seconds:
-        second = _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
-    return f"{second[1]}.{int((created - seconds) * 1000):03d}Z"
+        second = _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(seconds)))
+    return second[1] + _MILLISECONDS[int((created - seconds) * 1000)]
 
 
 _second: tuple[int | None, str] = (None, "")
+_MILLISECONDS = tuple(f"{ms:03d}Z" for ms in range(1000))
 
 
 class _LineFormatter(logging.Formatter):
@@ -231,14 +244,21 @@ class JsonFormatter(_LineFormatter):
         line: dict[str, Any] = {"time": _timestamp(created), "level": level_name.lower(), "logger": logger,
                                 "message": message}
         if fields:
-            line.update(_clipped(fields))
+            line.update(fields)
         if exception:
             line["exception"] = exception
-        try:
-            text = orjson.dumps(line, default=str).decode()
-        except TypeError:  # a lone surrogate in some message: the slower encoder escapes it
-            text = json.dumps(line, default=str)
+        text = _json(line)
+        # A line no longer than LOGGED_CHARS has no value to clip: looked at one by one only when it is longer.
+        if fields and len(text) > LOGGED_CHARS and _clipped(fields) is not fields:
+            text = _json({**line, **_clipped(fields)})
         return redact(text)
+
+
+def _json(line: dict[str, Any]) -> str:
+    try:
+        return orjson.dumps(line, default=str).decode()
+    except TypeError:  # a lone surrogate in some message: the slower encoder escapes it
+        return json.dumps(line, default=str)
 
 
 class TextFormatter(_LineFormatter):

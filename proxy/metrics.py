@@ -111,7 +111,8 @@ _children: dict[tuple[Any, tuple[str, ...]], Any] = {}
 # With several workers each increment must reach the shared files at once, for whichever worker renders.
 _TALLIED = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 _counts: dict[tuple[Any, tuple[str, ...]], float] = {}
-_measures: dict[tuple[Any, tuple[str, ...]], tuple[list[float], list[int]]] = {}
+# Per series: the sum of its values, the count in each bucket, the buckets' upper bounds.
+_measures: dict[tuple[Any, tuple[str, ...]], tuple[list[float], list[int], list[float]]] = {}
 
 
 def count(metric: Any, *labels: str, amount: float = 1) -> None:
@@ -129,19 +130,19 @@ def measure(histogram: Any, *labels: str, value: float) -> None:
         child(histogram, *labels).observe(value)
         return
     key = (histogram, labels)
-    bounds = histogram_bounds(histogram)
     tally = _measures.get(key)
     if tally is None:
-        tally = _measures[key] = ([0.0], [0] * len(bounds))
+        bounds = histogram_bounds(histogram)  # looked up once per series
+        tally = _measures[key] = ([0.0], [0] * len(bounds), bounds)
     tally[0][0] += value
-    tally[1][bisect_left(bounds, value)] += 1  # the first bucket whose bound is >= value
+    tally[1][bisect_left(tally[2], value)] += 1  # the first bucket whose bound is >= value
 
 
 def flush() -> None:
     """Add what was tallied since the last time to the Prometheus series."""
     for (metric, labels), amount in _counts.items():
         child(metric, *labels).inc(amount)
-    for (histogram, labels), ((total,), buckets) in _measures.items():
+    for (histogram, labels), ((total,), buckets, _) in _measures.items():
         add_observations(child(histogram, *labels), total, buckets)
     _counts.clear()
     _measures.clear()
@@ -158,10 +159,12 @@ def observe(record: Any) -> None:
         measure(REQUEST_DURATION, mode, value=record.duration)
     if record.ttfb is not None:
         measure(TIME_TO_FIRST_BYTE, mode, value=record.ttfb)
-    for kind, value in (("prompt", record.prompt_tokens), ("completion", record.completion_tokens),
-                        ("reasoning", record.reasoning_tokens)):
-        if value:
-            count(TOKENS, model, kind, amount=value)
+    if record.prompt_tokens:
+        count(TOKENS, model, "prompt", amount=record.prompt_tokens)
+    if record.completion_tokens:
+        count(TOKENS, model, "completion", amount=record.completion_tokens)
+    if record.reasoning_tokens:
+        count(TOKENS, model, "reasoning", amount=record.reasoning_tokens)
     if record.retries:
         count(RETRIES, record.upstream or "none", amount=record.retries)
     if record.fallback:

@@ -1,4 +1,8 @@
-"""The outermost layer of every request: request id, the request's log line and metrics, shutdown.
+"""The outermost layer of every request: request id, refusal of foreign origins, the request's log line and
+metrics, shutdown.
+
+The proxy's checks of a request's head share this one layer and one pass over the headers: every layer of
+middleware costs each request a coroutine, and every await in the request passes through it.
 
 It wraps the ASGI ``send``, so it sees the answer as the client does: the
 status, the first body byte (time to first byte) and the last one, which for
@@ -16,13 +20,15 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import logs, metrics
-from .errors import error_body
+from .errors import error_body, error_response
+from .origins import Origins
 from .translate import closing_frame
 
 # Probes and scrapes are not requests worth a line at INFO, nor a series.
@@ -71,16 +77,25 @@ class InFlight:
 
 
 class ObserveMiddleware:
-    def __init__(self, app: ASGIApp, inflight: InFlight | None = None) -> None:
+    """Observes every request, and refuses one from a web page at an origin not in ``allowed_origins``
+    (:class:`~proxy.origins.Origins`; none allowed by default)."""
+
+    def __init__(self, app: ASGIApp, inflight: InFlight | None = None, allowed_origins: Iterable[str] = ()) -> None:
         self.app = app
         self.inflight = inflight or InFlight()
+        self.origins = Origins(allowed_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = next((value.decode("latin-1") for name, value in scope["headers"] if name.lower() == b"x-request-id"),
-                        None)
+        incoming = refused = None
+        for name, value in scope["headers"]:  # ASGI names are lowercase
+            if name == b"x-request-id":
+                if incoming is None:
+                    incoming = value.decode("latin-1")
+            elif name == b"origin" and refused is None:
+                refused = self.origins.refusal(value)
         record = logs.RequestLog(request_id=request_id(incoming), method=scope["method"], path=scope["path"])
         answer = _Answer()
         token = logs.begin(record)
@@ -113,7 +128,10 @@ class ObserveMiddleware:
             return message
 
         try:
-            await self.app(scope, observed_receive, observed_send)
+            if refused is None:
+                await self.app(scope, observed_receive, observed_send)
+            else:
+                await error_response(refused)(scope, observed_receive, observed_send)
         except asyncio.CancelledError:
             # Only the server cancels a request: it is stopping and the grace period is over.
             record.error = "server_shutting_down"

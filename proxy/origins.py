@@ -13,26 +13,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from .errors import ClientError, error_response
+from .errors import ClientError
 
 
-class OriginGuard:
-    """Refuses (403) requests whose ``Origin`` is not allowed, before anything else reads them."""
+class Origins:
+    """The origins allowed; the outermost middleware (:mod:`proxy.middleware`) refuses (403) a request whose
+    ``Origin`` is not one of them, before anything else reads it."""
 
-    def __init__(self, app: ASGIApp, allowed: Iterable[str]) -> None:
-        self.app = app
+    __slots__ = ("allowed", "any_origin")
+
+    def __init__(self, allowed: Iterable[str]) -> None:
         self.allowed = frozenset(allowed)
         self.any_origin = "*" in self.allowed
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not self.any_origin:
-            for name, value in scope["headers"]:
-                if name == b"origin" and value.decode("latin-1") not in self.allowed:  # ASGI names are lowercase
-                    await error_response(origin_refused(value.decode("latin-1")))(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+    def refusal(self, origin: bytes) -> ClientError | None:
+        """The error for a request from ``origin`` (an ``Origin`` header's value), None if it is allowed."""
+        if self.any_origin or origin.decode("latin-1") in self.allowed:
+            return None
+        return origin_refused(origin.decode("latin-1"))
 
 
 def origin_refused(origin: str) -> ClientError:

@@ -14,7 +14,6 @@ from proxy.config import Config, TranslateConfig, UpstreamConfig
 from proxy.errors import NoUpstreamForModel
 from proxy.middleware import ObserveMiddleware
 from proxy.models import MODELS_REMEMBERED, NAME_REMEMBERED_CHARS, Globs, ModelTable, Remembered
-from proxy.origins import OriginGuard
 from proxy.translate import says_responses_only
 
 
@@ -188,8 +187,8 @@ def test_chat_is_a_route_of_fastapis_own_router_and_the_middleware_is_ordinary()
     chat_route = app.router.routes[0]
     assert isinstance(chat_route, ChatRoute)
     assert [middleware.cls for middleware in app.user_middleware] == [
-        ObserveMiddleware, OriginGuard, CORSMiddleware, ProxyKeyMiddleware]
-    assert [middleware.cls for middleware in create_app(Config()).user_middleware] == [ObserveMiddleware, OriginGuard]
+        ObserveMiddleware, CORSMiddleware, ProxyKeyMiddleware]
+    assert [middleware.cls for middleware in create_app(Config()).user_middleware] == [ObserveMiddleware]
 
     def scope(path, method="POST"):
         return {"type": "http", "method": method, "path": path, "raw_path": path.encode()}
