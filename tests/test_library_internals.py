@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import math
 from unittest import mock
 
@@ -27,7 +28,8 @@ def test_a_histograms_bounds_and_many_observations_at_once():
 
 
 def test_logging_source_lookup_can_be_skipped(monkeypatch):
-    monkeypatch.setattr(logging, "_srcfile", logging._srcfile)  # put back after the test
+    # As the logging module sets it at import (an earlier test may have switched the lookup off already).
+    monkeypatch.setattr(logging, "_srcfile", os.path.normcase(logging.addLevelName.__code__.co_filename))
     records: list[logging.LogRecord] = []
     logger = logging.getLogger("pinned")
     monkeypatch.setattr(logger, "handle", records.append)
