@@ -14,7 +14,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 README = PROJECT / "README.md"
 DOCS = sorted((PROJECT / "docs").glob("*.md"))
 PAGES = [README, *DOCS, PROJECT / "bench" / "README.md"]
-README_LIMIT = 12 * 1024
+README_LIMIT = 12_000  # 12 KB
 
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
 INLINE_CODE = re.compile(r"`[^`\n]*`")
@@ -64,7 +64,7 @@ def broken_links(page: Path) -> list[str]:
     return problems
 
 
-def test_readme_is_under_12_kib():
+def test_readme_is_under_12_kb():
     size = README.stat().st_size
     assert size < README_LIMIT, f"README.md is {size} bytes; keep it under {README_LIMIT} and move detail to docs/"
 
