@@ -26,6 +26,7 @@ from .config import Config
 from .errors import ProxyError, json_response
 from .memory import ReasoningMemory
 from .pacing import Heartbeat
+from .passthrough import first_headers
 from .plan import TranslatedPlan
 from .reattach import REATTACHED_HEADER, Follower, Runs, run_key
 from .responses_calls import UpstreamCall, start_call, start_calls
@@ -131,7 +132,7 @@ async def serve_translated(plan: TranslatedPlan, request: Request, config: Confi
     async def start() -> Exchange:
         try:
             if runs is not None and plan.call.background and answer.n == 1 and not answer.stop:
-                key, keyed = run_key(request.headers, plan.route.upstream.config.name, plan.call.body)
+                key, keyed = run_key(first_headers(request), plan.route.upstream.config.name, plan.call.body)
                 calls: list[Any] = [await runs.follow(
                     key, keyed, lambda: start_call(plan.route, headers, plan.call, config.background))]
             else:

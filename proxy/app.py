@@ -32,8 +32,8 @@ from .health import Readiness
 from .memory import open_store
 from .middleware import InFlight, ObserveMiddleware
 from .models import ModelRoute, ModelTable
-from .passthrough import (has_body, header, open_forward, raw_path, read_body, relay_read, relay_streaming,
-                          upstream_path)
+from .passthrough import (first_headers, has_body, header, open_forward, raw_path, read_body, relay_read,
+                          relay_streaming, upstream_path)
 from .plan import plan_to_chat, plan_translated
 from .reattach import Runs
 from .responses_answers import serve_to_chat
@@ -65,7 +65,7 @@ class Proxy:
         self.runs = Runs(config.background.reattach_window) if config.background.reattach_window > 0 else None
 
     async def chat(self, request: Request) -> Response:
-        encoding = header(request.headers, "content-encoding").strip().lower()
+        encoding = header(first_headers(request), "content-encoding").strip().lower()
         if encoding not in ("", "identity"):  # the model must be read to route the request
             raise ClientError(415, f"A compressed request body (Content-Encoding: {encoding:.40}) is not supported "
                               "here; send the JSON uncompressed.", code="unsupported_content_encoding")
@@ -254,7 +254,7 @@ class Proxy:
         """
         logs.current().mode = "passthrough"
         if has_body(request):
-            origins.refuse_page_forms(request.headers)
+            origins.refuse_page_forms(first_headers(request))
         candidates, body, model = await self._route_forward(request)
         limit = self.config.server.max_body_bytes
         settings = self.models.settings(model) if model else None
@@ -276,7 +276,7 @@ class Proxy:
         """
         # Azure reads the model of a JSON body too: its deployment may be named differently, or be part of the path.
         if (len(self.models.upstreams) == 1 and self.models.upstreams[0].azure is None) or request.method != "POST" or \
-                not header(request.headers, "content-type").startswith("application/json"):
+                not header(first_headers(request), "content-type").startswith("application/json"):
             return self.models.upstreams, None, None
         body = await read_body(request, self.config.server.max_body_bytes)
         try:
@@ -296,7 +296,7 @@ MODEL_LIST_LIMIT = 16 * 1024 * 1024
 
 async def read_json_object(request: Request, limit: int) -> tuple[bytes, dict[str, Any]]:
     """A JSON request's body and the object it holds; a clear 400 (or 413, 415) for anything else."""
-    origins.require_json(request.headers)
+    origins.require_json(first_headers(request))
     body = await read_body(request, limit)
     try:
         payload = orjson.loads(body)
@@ -317,8 +317,8 @@ STORED_RESPONSE = re.compile(r"/responses/[^/]+(?:/input_items)?")
 def serves_responses(request: Request, path: str) -> bool:
     """Whether ``path`` is ``POST /v1/responses`` with an uncompressed JSON body (others pass through)."""
     return request.method == "POST" and path == "/responses" and \
-        header(request.headers, "content-encoding").strip().lower() in ("", "identity") and \
-        header(request.headers, "content-type").startswith("application/json")
+        header(first_headers(request), "content-encoding").strip().lower() in ("", "identity") and \
+        header(first_headers(request), "content-type").startswith("application/json")
 
 
 async def relay_or_wrong_path(response: UpstreamResponse) -> Response:

@@ -129,48 +129,90 @@ def measure(histogram: Any, *labels: str, value: float) -> None:
     if not _TALLIED:
         child(histogram, *labels).observe(value)
         return
+    _add(_measured(histogram, labels), value)
+
+
+def _measured(histogram: Any, labels: tuple[str, ...]) -> tuple[list[float], list[int], list[float]]:
+    """The tally of one histogram series."""
     key = (histogram, labels)
     tally = _measures.get(key)
     if tally is None:
         bounds = histogram_bounds(histogram)  # looked up once per series
         tally = _measures[key] = ([0.0], [0] * len(bounds), bounds)
+    return tally
+
+
+def _add(tally: tuple[list[float], list[int], list[float]], value: float) -> None:
     tally[0][0] += value
     tally[1][bisect_left(tally[2], value)] += 1  # the first bucket whose bound is >= value
 
 
 def flush() -> None:
     """Add what was tallied since the last time to the Prometheus series."""
+    for labels, (requests, prompt, completion, reasoning, retries, _, _) in _finished.items():
+        _count_finished(labels, requests, prompt, completion, reasoning, retries)
     for (metric, labels), amount in _counts.items():
         child(metric, *labels).inc(amount)
     for (histogram, labels), ((total,), buckets, _) in _measures.items():
         add_observations(child(histogram, *labels), total, buckets)
     _counts.clear()
     _measures.clear()
+    _finished.clear()
 
 
 def observe(record: Any) -> None:
-    """Count one finished request from its :class:`~proxy.logs.RequestLog`."""
+    """Count one finished request from its :class:`~proxy.logs.RequestLog`.
+
+    In one process, requests with the same labels are tallied together, in one step per request (counting
+    each of their series one by one took 1.5% of a translated request's instructions)."""
     mode = record.mode or "none"
-    model = model_label(record.model)
-    count(REQUESTS, model, mode, str(record.status or 0))
-    if record.error:
-        count(REQUEST_ERRORS, mode, error_label(record.error))
+    labels = (model_label(record.model), mode, record.status or 0, error_label(record.error) if record.error else None,
+              (record.upstream or "none") if record.retries else None,
+              model_label(record.fallback) if record.fallback else None, record.client_disconnected)
+    prompt, completion, reasoning = record.prompt_tokens or 0, record.completion_tokens or 0, record.reasoning_tokens or 0
+    if not _TALLIED:
+        _count_finished(labels, 1, prompt, completion, reasoning, record.retries)
+        if record.duration is not None:
+            child(REQUEST_DURATION, mode).observe(record.duration)
+        if record.ttfb is not None:
+            child(TIME_TO_FIRST_BYTE, mode).observe(record.ttfb)
+        return
+    tally = _finished.get(labels)
+    if tally is None:
+        tally = _finished[labels] = [0, 0, 0, 0, 0, _measured(REQUEST_DURATION, (mode,)),
+                                     _measured(TIME_TO_FIRST_BYTE, (mode,))]
+    tally[0] += 1
+    tally[1] += prompt
+    tally[2] += completion
+    tally[3] += reasoning
+    tally[4] += record.retries
     if record.duration is not None:
-        measure(REQUEST_DURATION, mode, value=record.duration)
+        _add(tally[5], record.duration)
     if record.ttfb is not None:
-        measure(TIME_TO_FIRST_BYTE, mode, value=record.ttfb)
-    if record.prompt_tokens:
-        count(TOKENS, model, "prompt", amount=record.prompt_tokens)
-    if record.completion_tokens:
-        count(TOKENS, model, "completion", amount=record.completion_tokens)
-    if record.reasoning_tokens:
-        count(TOKENS, model, "reasoning", amount=record.reasoning_tokens)
-    if record.retries:
-        count(RETRIES, record.upstream or "none", amount=record.retries)
-    if record.fallback:
-        count(FALLBACKS, model, model_label(record.fallback))
-    if record.client_disconnected:
-        count(CLIENT_DISCONNECTS, mode)
+        _add(tally[6], record.ttfb)
+
+
+# Finished requests by their labels (see observe): how many, their tokens and retries, and the tallies of their
+# mode's two histograms (cleared with them).
+_finished: dict[tuple[Any, ...], list[Any]] = {}
+
+
+def _count_finished(labels: tuple[Any, ...], requests: int, prompt: int, completion: int, reasoning: int,
+                    retries: int) -> None:
+    """Add ``requests`` finished requests with the same ``labels`` (see :func:`observe`) to their series."""
+    model, mode, status, error, upstream, fallback, client_disconnected = labels
+    child(REQUESTS, model, mode, str(status)).inc(requests)
+    if error is not None:
+        child(REQUEST_ERRORS, mode, error).inc(requests)
+    for kind, amount in (("prompt", prompt), ("completion", completion), ("reasoning", reasoning)):
+        if amount:
+            child(TOKENS, model, kind).inc(amount)
+    if retries:
+        child(RETRIES, upstream).inc(retries)
+    if fallback is not None:
+        child(FALLBACKS, model, fallback).inc(requests)
+    if client_disconnected:
+        child(CLIENT_DISCONNECTS, mode).inc(requests)
 
 
 def render() -> tuple[bytes, str]:

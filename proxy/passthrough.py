@@ -92,9 +92,24 @@ def header(headers: Mapping[str, str], name: str, default: str = "") -> str:
     return headers[name] if name in headers else default
 
 
+def first_headers(request: Request) -> dict[str, str]:
+    """Each request header's first value, by its lowercase name (as ``request.headers[name]``), made once per
+    request from the ASGI scope: Starlette's ``Headers`` looks each name up by a loop in Python. Forwarding
+    uses ``request.headers``, which keeps repeated headers."""
+    scope = request.scope
+    found = scope.get(_FIRST_HEADERS)
+    if found is None:
+        found = scope[_FIRST_HEADERS] = {name.decode("latin-1"): value.decode("latin-1")
+                                         for name, value in reversed(scope["headers"])}
+    return found
+
+
+_FIRST_HEADERS = "proxy.first_headers"  # an ASGI scope extension key
+
+
 def declared_length(request: Request, limit: int) -> str:
     """The client's Content-Length ("" if none), refused at once when it already says the body is too large."""
-    declared = header(request.headers, "content-length")
+    declared = header(first_headers(request), "content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise body_too_large(limit)
     return declared
@@ -102,7 +117,8 @@ def declared_length(request: Request, limit: int) -> str:
 
 def has_body(request: Request) -> bool:
     """Whether the client sends a body: one declared by its length, or a chunked one (RFC 9112 section 6.3)."""
-    return header(request.headers, "content-length", "0") != "0" or "transfer-encoding" in request.headers
+    headers = first_headers(request)
+    return header(headers, "content-length", "0") != "0" or "transfer-encoding" in headers
 
 
 async def read_body(request: Request, limit: int) -> bytes:

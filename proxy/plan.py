@@ -18,7 +18,7 @@ from .config import Config
 from .errors import InvalidRequest
 from .memory import ReasoningMemory, ReasoningStore
 from .models import ModelRoute
-from .passthrough import header
+from .passthrough import first_headers, header
 from .translate import (REASONING_OUTPUTS, ChatOptions, ChatRequest, MappingOptions, Presentation, Translation,
                         chat_to_responses, responses_request_to_chat, restore_reasoning)
 
@@ -60,7 +60,8 @@ async def plan_translated(route: ModelRoute, chat: dict[str, Any], request: Requ
     if settings.reasoning_effort and chat.get("reasoning_effort") is None:
         chat = {**chat, "reasoning_effort": settings.reasoning_effort}
     summary = None if config.reasoning.summary == "off" or refusals.no_summary else config.reasoning.summary
-    memory = None if store is None else ReasoningMemory(store, request.headers, route.upstream.config.name, model)
+    memory = None if store is None else \
+        ReasoningMemory(store, first_headers(request), route.upstream.config.name, model)
     options = MappingOptions(
         reasoning_summary=summary,
         reasoning_effort=config.reasoning.effort,
@@ -98,7 +99,7 @@ async def plan_translated(route: ModelRoute, chat: dict[str, Any], request: Requ
 
 def reasoning_output(request: Request, default: str) -> str:
     """The reasoning display for this request: a header may choose another than the configured one."""
-    wanted = header(request.headers, REASONING_OUTPUT_HEADER).strip().lower()
+    wanted = header(first_headers(request), REASONING_OUTPUT_HEADER).strip().lower()
     if not wanted:
         return default
     if wanted not in REASONING_OUTPUTS:

@@ -643,6 +643,49 @@ def test_tallied_counts_and_observations_reach_the_series_as_if_made_one_by_one(
     assert 't_active{mode="translated"} 8.0' in text(tallied) and "t_beats_total 9.0" in text(tallied)
 
 
+def test_finished_requests_tallied_together_reach_the_series_as_if_counted_one_by_one(monkeypatch):
+    from prometheus_client import REGISTRY
+
+    from proxy import metrics
+
+    records = [
+        logs.RequestLog(model="t-tally", mode="translated", status=200, upstream="a", duration=0.02, ttfb=0.01,
+                        prompt_tokens=12, completion_tokens=30, reasoning_tokens=10),
+        logs.RequestLog(model="t-tally", mode="translated", status=200, upstream="a", duration=0.3, ttfb=0.2,
+                        prompt_tokens=5, completion_tokens=7),
+        logs.RequestLog(model="t-tally", mode="translated", status=502, upstream="a", retries=2, error="t_tally_down",
+                        duration=61.0),
+        logs.RequestLog(model="t-tally", mode="passthrough", status=200, fallback="t-tally-fallback",
+                        client_disconnected=True, ttfb=0.5, duration=2.0),
+        logs.RequestLog(model=None, mode=None, status=None),
+    ]
+    names = ("proxy_requests", "proxy_request_errors", "proxy_request_duration_seconds",
+             "proxy_time_to_first_byte_seconds", "proxy_tokens", "proxy_upstream_retries", "proxy_fallbacks",
+             "proxy_client_disconnects")
+
+    def samples():
+        metrics.flush()
+        return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in REGISTRY.collect() if family.name in names for sample in family.samples
+                if not sample.name.endswith("_created")}
+
+    def added(tallied):
+        monkeypatch.setattr(metrics, "_TALLIED", tallied)
+        before = samples()
+        for record in records:
+            metrics.observe(record)
+        after = samples()
+        # Rounded: a sum of seconds added to what earlier tests left differs in its last bits.
+        return {key: round(value - before.get(key, 0), 9) for key, value in after.items()
+                if value != before.get(key, 0)}
+
+    one_by_one = added(False)
+    assert one_by_one[("proxy_requests_total", (("mode", "translated"), ("model", "t-tally"), ("status", "200")))] == 2
+    assert one_by_one[("proxy_tokens_total", (("kind", "prompt"), ("model", "t-tally")))] == 17
+    assert one_by_one[("proxy_upstream_retries_total", (("upstream", "a"),))] == 2
+    assert added(True) == one_by_one
+
+
 def test_log_times_are_utc_to_the_millisecond_across_seconds():
     from datetime import datetime, timezone
 
