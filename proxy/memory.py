@@ -47,6 +47,11 @@ class ReasoningStore(Protocol):
     async def aclose(self) -> None: ...
 
 
+def caller_identity(headers: Mapping[str, str]) -> str:
+    """Whose request it is: the credentials it carries, to the proxy or to the upstream (:data:`SCOPE_HEADERS`)."""
+    return "\n".join(header(headers, name) for name in SCOPE_HEADERS)
+
+
 def memory_scope(headers: Mapping[str, str], upstream: str, model: str) -> str:
     """Who kept the reasoning, and for which model: the caller's credentials, the upstream and the model.
 
@@ -54,8 +59,7 @@ def memory_scope(headers: Mapping[str, str], upstream: str, model: str) -> str:
     caller's reasoning must never go upstream with another's request (nor under another organisation,
     whose key cannot read it).
     """
-    caller = "\n".join(header(headers, name) for name in SCOPE_HEADERS)
-    return hashlib.sha256(f"{caller}\n{upstream}\n{model.lower()}".encode()).hexdigest()[:32] + ":"
+    return hashlib.sha256(f"{caller_identity(headers)}\n{upstream}\n{model.lower()}".encode()).hexdigest()[:32] + ":"
 
 
 class ReasoningMemory:

@@ -25,7 +25,7 @@ import anyio
 import orjson
 
 from . import logs, metrics
-from .memory import SCOPE_HEADERS
+from .memory import caller_identity
 from .passthrough import header
 from .responses_calls import UpstreamCall
 from .translate import TERMINAL_EVENTS
@@ -41,7 +41,7 @@ Batch = list[dict[str, Any]]
 def run_key(headers: Mapping[str, str], upstream: str, body: dict[str, Any]) -> tuple[str, bool]:
     """The registry's key for a request: the caller's credentials and upstream, then its ``Idempotency-Key`` or
     else its upstream request without ``stream`` and ``stream_options``; and whether it is an idempotency key."""
-    caller = "\n".join(header(headers, name) for name in SCOPE_HEADERS)
+    caller = caller_identity(headers)
     idempotency = header(headers, IDEMPOTENCY_HEADER)[:MAX_KEY_CHARS]
     what = idempotency.encode() if idempotency else orjson.dumps(
         {key: value for key, value in body.items() if key not in ("stream", "stream_options")},
