@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -42,14 +42,20 @@ PROGRESS_EVERY = 60.0  # seconds between "Still thinking" notes, when progress n
 
 def translation_headers(translation: Translation) -> dict[str, str]:
     """Tell the client what the proxy changed, instead of changing it silently."""
-    headers = {"x-proxy-mode": "translated"}
-    if translation.dropped:
-        headers["x-proxy-dropped-params"] = client_names(translation.dropped)
-    if translation.adjusted:
-        headers["x-proxy-adjusted-params"] = ", ".join(translation.adjusted)
     if translation.dropped or translation.adjusted:
         log.debug("request for %s: dropped %s, adjusted %s", translation.upstream.model, translation.dropped,
                   translation.adjusted)
+    return changes_reported(translation.dropped, translation.adjusted)
+
+
+def changes_reported(dropped: Sequence[str], adjusted: Sequence[str]) -> dict[str, str]:
+    """The headers of a translated answer: its mode, the parameters left out (names the client chose, encoded) and
+    those changed (in the proxy's words), in either direction."""
+    headers = {"x-proxy-mode": "translated"}
+    if dropped:
+        headers["x-proxy-dropped-params"] = client_names(dropped)
+    if adjusted:
+        headers["x-proxy-adjusted-params"] = ", ".join(adjusted)
     return headers
 
 
@@ -85,7 +91,7 @@ def call_headers(call: UpstreamCall | Follower, headers: dict[str, str], transla
 MAX_NAMES_HEADER = 1024
 
 
-def client_names(names: tuple[str, ...]) -> str:
+def client_names(names: Sequence[str]) -> str:
     """Names the client chose, as a header value: percent-encoded so no character can break or add a header,
     and cut to a bounded length."""
     value = ", ".join(quote(name, safe="") for name in names)

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import logs, metrics
-from .answers import SSE_HEADERS, client_names
+from .answers import SSE_HEADERS, changes_reported
 from .chat_calls import ChatCall, start_chat_call
 from .config import Config
 from .errors import ProxyError, json_response
@@ -34,16 +34,6 @@ from .translate import (KEEPALIVE, ResponseStream, completion_chunk, completion_
 log = logging.getLogger("proxy.answers")
 
 
-def mapping_headers(plan: ToChatPlan) -> dict[str, str]:
-    """Tell the client what the proxy left out or changed, instead of doing it silently."""
-    headers = {"x-proxy-mode": "translated"}
-    if plan.chat.dropped:
-        headers["x-proxy-dropped-params"] = client_names(tuple(plan.chat.dropped))
-    if plan.chat.adjusted:
-        headers["x-proxy-adjusted-params"] = ", ".join(plan.chat.adjusted)  # the proxy's words, not the client's
-    return headers
-
-
 async def serve_to_chat(plan: ToChatPlan, request: Request, config: Config, store: ResponseStore) -> Response:
     """Run ``plan``'s chat call and write the Responses answer."""
     headers = plan.route.upstream.headers(request.headers)
@@ -55,7 +45,7 @@ async def serve_to_chat(plan: ToChatPlan, request: Request, config: Config, stor
             raise name_responses_params(exc, plan.chat) from None
 
     call = await until_disconnect(request.receive, start())
-    extra = mapping_headers(plan) | call.details
+    extra = changes_reported(plan.chat.dropped, plan.chat.adjusted) | call.details
     if plan.chat.state.stream:
         return StreamedResponse(_event_stream(plan, call, store), media_type="text/event-stream",
                                 headers={**SSE_HEADERS, **extra},
