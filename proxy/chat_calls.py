@@ -14,12 +14,11 @@ from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from typing import Any
 
-from .errors import InvalidUpstreamAnswer
 from .models import ModelRoute
 from .plan import ChatCallPlan
 from .responses_calls import MAX_ANSWER_BYTES, parse_events
 from .translate import SSEDecoder
-from .upstream import UpstreamResponse, read_json, upstream_details, upstream_error
+from .upstream import UpstreamResponse, read_answer, read_json, upstream_details, upstream_error
 
 
 class ChatCall:
@@ -36,11 +35,7 @@ class ChatCall:
     async def completion(self) -> dict[str, Any]:
         """A whole answer (not :attr:`streamed`): the chat.completion."""
         assert self._http is not None
-        payload, raw = await read_json(self._http, MAX_ANSWER_BYTES, whole=True)
-        if not isinstance(payload, dict):
-            snippet = raw[:200].decode("utf-8", "replace")
-            raise InvalidUpstreamAnswer(f"The upstream answered with a body that is not a chat completion: "
-                                        f"{snippet!r}")
+        payload, _ = await read_answer(self._http, MAX_ANSWER_BYTES, "a chat completion")
         return payload
 
     async def chunks(self) -> AsyncGenerator[list[Any], None]:

@@ -38,7 +38,7 @@ from .models import ModelRoute
 from .plan import CallPlan
 from .translate import (TERMINAL_EVENTS, Adaptation, EventTooLarge, SSEDecoder, adapt, adaptation, refused_feature,
                         terminal_event, without_encrypted_reasoning, without_summary)
-from .upstream import Upstream, UpstreamResponse, read_json, upstream_details, upstream_error
+from .upstream import Upstream, UpstreamResponse, read_answer, read_json, upstream_details, upstream_error
 
 log = logging.getLogger("proxy.calls")
 
@@ -71,10 +71,7 @@ def parse_events(decoder: SSEDecoder, chunk: bytes | None) -> list[dict[str, Any
 
 async def json_answer(response: UpstreamResponse) -> dict[str, Any]:
     """A whole Response object from a non-streamed answer; anything else is a 502."""
-    payload, raw = await read_json(response, MAX_ANSWER_BYTES, whole=True)
-    if not isinstance(payload, dict):
-        snippet = raw[:200].decode("utf-8", "replace")
-        raise InvalidUpstreamAnswer(f"The upstream answered with a body that is not a JSON response: {snippet!r}")
+    payload, raw = await read_answer(response, MAX_ANSWER_BYTES, "a JSON response")
     if "error" in payload and "output" not in payload:
         raise upstream_error(response, payload, raw, 502)
     return payload

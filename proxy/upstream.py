@@ -33,7 +33,8 @@ from yarl import URL
 from . import logs, metrics
 from .config import UpstreamConfig
 from .errors import (RETRYABLE_STATUSES, ConnectTimeout, FirstByteTimeout, IdleTimeout, InvalidRequest,
-                     InvalidUpstreamAnswer, UpstreamBroken, UpstreamError, UpstreamNotFound, UpstreamStatusError, UpstreamUnreachable)
+                     InvalidUpstreamAnswer, UpstreamBroken, UpstreamError, UpstreamNotFound, UpstreamStatusError,
+                     UpstreamUnreachable)
 from .keys import REST_STATUSES, KeyRing, retry_after
 from .library_internals import left_behind
 
@@ -546,6 +547,16 @@ async def read_json(response: UpstreamResponse, limit: int = ERROR_BODY_LIMIT,
         return orjson.loads(body), body
     except orjson.JSONDecodeError:
         return None, body
+
+
+async def read_answer(response: UpstreamResponse, limit: int, what: str) -> tuple[dict[str, Any], bytes]:
+    """A whole non-streamed answer, which must be a JSON object (``what`` it should have been names it in the
+    502 when it is not), and its bytes."""
+    payload, raw = await read_json(response, limit, whole=True)
+    if not isinstance(payload, dict):
+        snippet = raw[:200].decode("utf-8", "replace")
+        raise InvalidUpstreamAnswer(f"The upstream answered with a body that is not {what}: {snippet!r}")
+    return payload, raw
 
 
 def upstream_error(response: UpstreamResponse, payload: Any, raw: bytes,
