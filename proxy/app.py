@@ -40,7 +40,7 @@ from .responses_answers import serve_to_chat
 from .stored_responses import ResponseStore, StoredResponse, deleted, input_item_page
 from .streaming import until_disconnect
 from .translate import check_nesting, says_chat_only, says_responses_only
-from .upstream import (ERROR_BODY_LIMIT, Upstream, UpstreamResponse, read_json, upstream_error,
+from .upstream import (ERROR_BODY_LIMIT, Upstream, UpstreamResponse, is_web_page_404, read_json, upstream_error,
                        url_secrets, without_credentials, wrong_path)
 
 log = logging.getLogger("proxy")
@@ -151,8 +151,8 @@ class Proxy:
             if answer.status_code < 400:  # chat served it: now the model is known to need it
                 self.models.chat_only.learn(model)
             return answer
-        if response.status_code == 404 and "json" not in response.headers.get("content-type", ""):
-            raise wrong_path(response, raw)  # a web server's page, as relay_or_wrong_path says
+        if is_web_page_404(response):
+            raise wrong_path(response, raw)
         if response.cut:  # too large to relay: its gist
             raise upstream_error(response, error_payload, raw)
         return relay_read(response, raw)
@@ -324,7 +324,7 @@ def serves_responses(request: Request, path: str) -> bool:
 async def relay_or_wrong_path(response: UpstreamResponse) -> Response:
     """An upstream answer, relayed; but a 404 that is no JSON (a web server's page, not an API's error) says
     which URL leads nowhere, in an OpenAI-style body."""
-    if response.status_code != 404 or "json" in response.headers.get("content-type", ""):
+    if not is_web_page_404(response):
         return relay_streaming(response)
     raise wrong_path(response, await response.read(ERROR_BODY_LIMIT))
 

@@ -579,6 +579,11 @@ def no_such_path(payload: Any) -> bool:
     return isinstance(message, str) and message.startswith("Invalid URL")
 
 
+def is_web_page_404(response: UpstreamResponse) -> bool:
+    """A 404 that is no JSON: a web server's page (the base URL leads elsewhere), not an API's error."""
+    return response.status_code == 404 and "json" not in response.headers.get("content-type", "")
+
+
 def wrong_path(response: UpstreamResponse, raw: bytes) -> UpstreamNotFound:
     """A 404 for a URL that leads nowhere, with what the upstream said."""
     return UpstreamNotFound(response.called, " ".join(raw[:200].decode("utf-8", "replace").split()),
