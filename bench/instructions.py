@@ -35,6 +35,9 @@ CASES = {
     "raw-apart40": ("raw-responses", True, 40, 20),
     "translate-apart40": ("proxy-translate", True, 40, 20),
 }
+# Proxy settings of a case beyond the upstream. o3-pro runs in background mode by default, and a background run
+# is followed by its event stream for non-streaming clients too: the JSON case measures a translated JSON answer.
+CASE_SETTINGS = {"translate-json": 'models:\n  "o3-pro*":\n    background: false\n'}
 
 
 def counted(case: str, requests: int, concurrency: int, upstream_port: int, workdir: Path,
@@ -44,10 +47,11 @@ def counted(case: str, requests: int, concurrency: int, upstream_port: int, work
     port = free_port()
     report = workdir / f"valgrind-{case}-{requests}.txt"
     upstream = f"http://{HOST}:{upstream_port}"
+    config = workdir / f"proxy-{case}.yaml"
+    config.write_text(f"upstream:\n  base_url: {upstream}/v1\n  api_key: {UPSTREAM_KEY}\n" + CASE_SETTINGS.get(case, ""))
     server = (python(str(BENCH / "raw_passthrough.py"), "--port", str(port), "--upstream", upstream)
               if target.startswith("raw") else
-              python("-m", "proxy", "--host", HOST, "--port", str(port), "--config", str(workdir / "proxy.yaml"),
-                     *extra))
+              python("-m", "proxy", "--host", HOST, "--port", str(port), "--config", str(config), *extra))
     process = start([*COUNT_INSTRUCTIONS, f"--log-file={report}", *server], log=workdir / f"server-{case}.log")
     try:
         wait_port(port, process, timeout=180)
@@ -79,8 +83,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
         workdir = Path(tmp)
         upstream_port = free_port()
-        (workdir / "proxy.yaml").write_text(f"upstream:\n  base_url: http://{HOST}:{upstream_port}/v1\n"
-                                            f"  api_key: {UPSTREAM_KEY}\n")
         fake = start(python(str(BENCH / "fake_upstream.py"), "--port", str(upstream_port)),
                      log=workdir / "fake.log")
         try:

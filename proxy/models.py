@@ -224,8 +224,9 @@ class ModelTable:
         self.chat_auto_detect = config.to_chat.auto_detect
         self.chat_only = LearnedModels("served only by the chat endpoint")
         self.settings = Remembered(self._merged_settings)
+        self.route = Remembered(self._route)  # how a chat request for a (resolved) model name is served
 
-    def route(self, model: str) -> ModelRoute:
+    def _route(self, model: str) -> ModelRoute:
         """How a chat request for ``model`` (already resolved) is served; :class:`NoUpstreamForModel` when no
         upstream serves it."""
         upstream = self.upstream_for(model)
@@ -296,6 +297,7 @@ class ModelTable:
         log.info("model %s is served only by the Responses API; translating it from now on", model)
         self._learned.add(name)
         self.translates.forget()
+        self.route.forget()
 
     @property
     def learned(self) -> frozenset[str]:

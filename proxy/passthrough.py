@@ -172,7 +172,8 @@ def query(request: Request) -> str | None:
 def relay_streaming(response: UpstreamResponse,
                     extra_headers: dict[str, str] | None = None) -> StreamedResponse:
     """Stream an upstream answer to the client byte for byte (still compressed, if it was)."""
-    relayed = StreamedResponse(_relayed_body(response, _can_end_with_event(response)), status_code=response.status_code)
+    relayed = StreamedResponse(_relayed_body(response, _can_end_with_event(response)), status_code=response.status_code,
+                               length=_length(response))
     relayed.raw_headers = origins.for_client(relayed_headers(response)) + [
         (name.encode("latin-1"), value.encode("latin-1")) for name, value in (extra_headers or {}).items()]
     return relayed
@@ -186,6 +187,12 @@ def relay_read(response: UpstreamResponse, body: bytes, media_type: str | None =
     replayed.raw_headers += [(b"content-length", str(len(body)).encode()),
                              (b"content-type", (media_type or response.headers.get("content-type", "")).encode())]
     return replayed
+
+
+def _length(response: UpstreamResponse) -> int | None:
+    """The body's length as the upstream declared it (and the client is told), if it did."""
+    declared = response.headers.get("content-length", "")
+    return int(declared) if declared.isdigit() else None
 
 
 def _can_end_with_event(response: UpstreamResponse) -> bool:

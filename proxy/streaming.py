@@ -89,14 +89,16 @@ class StreamedResponse(Response):
 
     The body iterator is closed as soon as the client leaves, or the answer ends; a body that raises
     :class:`AnswerCut` leaves the answer incomplete. With a ``heartbeat``, its frame is sent whenever the
-    body has been silent for its interval.
+    body has been silent for its interval. With the body's ``length`` known, the message carrying its last byte
+    ends the answer (one message fewer through every layer than an empty end).
     """
 
     def __init__(self, content: AsyncIterator[bytes], status_code: int = 200,
                  headers: Mapping[str, str] | None = None, media_type: str | None = None,
-                 heartbeat: Heartbeat | None = None) -> None:
+                 heartbeat: Heartbeat | None = None, length: int | None = None) -> None:
         self.body_iterator = content
         self.heartbeat = heartbeat
+        self.length = length
         self.status_code = status_code
         if media_type is not None:
             self.media_type = media_type
@@ -118,8 +120,14 @@ class StreamedResponse(Response):
     async def _send_all(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         if self.heartbeat is None:
+            left, more = self.length, True
             async for chunk in self.body_iterator:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if left is not None:
+                    left -= len(chunk)
+                    more = left > 0
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
+            if not more:
+                return
         else:
             async with Heartbeats(self.heartbeat, send) as paced:
                 async for chunk in self.body_iterator:

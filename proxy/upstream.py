@@ -609,14 +609,13 @@ _RETRY_HINTS = ("retry-after", "retry-after-ms")
 
 def relayed_headers(response: UpstreamResponse) -> list[tuple[bytes, bytes]]:
     """The upstream's response headers that may reach the client (raw pairs keep repeated ones apart)."""
-    return [(name, value) for name, value in response.raw_headers
-            if name.lower().decode("latin-1") not in _NOT_RELAYED]
+    return [(name, value) for name, value in response.raw_headers if name.lower() not in _NOT_RELAYED]
 
 
 RESPONSE_HOP_BY_HOP = HOP_BY_HOP - {"content-length"}
 # The HTTP server (uvicorn) writes its own on every answer: the upstream's would make a second of each.
 _SERVERS_OWN = frozenset(("date", "server"))
-_NOT_RELAYED = RESPONSE_HOP_BY_HOP | _SERVERS_OWN
+_NOT_RELAYED = frozenset(name.encode("latin-1") for name in RESPONSE_HOP_BY_HOP | _SERVERS_OWN)  # raw names
 
 
 def _unreachable(exc: Exception) -> str:
