@@ -139,6 +139,10 @@ class Proxy:
         route = self.models.responses_route(model)
         previous = payload.get("previous_response_id")
         stored = self.stored_responses.get(previous) if isinstance(previous, str) else None
+        running = self.chat_runs.get(previous) if stored is None and isinstance(previous, str) else None
+        if running is not None and not running.ended:
+            raise InvalidRequest(f"Previous response with id '{previous:.100}' is still running in the background; "
+                                 "continue it once it has ended.", "previous_response_id", "previous_response_running")
         if route.direction == "to_chat" or stored is not None:  # a response of ours is continued as it was made
             return await self.to_chat(request, payload, route, stored)
         record.mode = "passthrough"
@@ -175,9 +179,12 @@ class Proxy:
         it."""
         parts = path.strip("/").split("/")
         response_id = unquote(parts[1])
-        run = self.chat_runs.get(response_id) if len(parts) == 2 else None
+        run = self.chat_runs.get(response_id)
         if run is not None:
             logs.current().mode = "translated"
+            if len(parts) == 3:
+                return json_response(input_item_page(StoredResponse(run.response, run.input_items, []),
+                                                     dict(request.query_params)))
             if request.method == "GET":
                 return serve_run(run, dict(request.query_params), self.config)
             await run.stop("cancel")  # deleting a response that runs ends it

@@ -37,8 +37,10 @@ class ChatRun:
     """One background response: its chat call, read into a :class:`ResponseStream` by a task of its own, and the
     most recent of its events, encoded, for those who follow it."""
 
-    def __init__(self, runs: ChatRuns, stream: ResponseStream, call: ChatCall, conclude: Conclude) -> None:
+    def __init__(self, runs: ChatRuns, stream: ResponseStream, call: ChatCall, input_items: list[dict[str, Any]],
+                 conclude: Conclude) -> None:
         self.id = stream.id
+        self.input_items = input_items  # the request's input, as items with ids (GET .../input_items)
         self._runs = runs
         self._stream = stream
         self._call = call
@@ -169,14 +171,15 @@ class ChatRuns:
             raise ProxyError(429, f"This proxy is running {self.limit} background responses, as many as it keeps; "
                              "try again when one has ended.", "requests", code="rate_limit_exceeded")
 
-    def start(self, stream: ResponseStream, call: ChatCall, conclude: Conclude) -> ChatRun:
+    def start(self, stream: ResponseStream, call: ChatCall, input_items: list[dict[str, Any]],
+              conclude: Conclude) -> ChatRun:
         """Run ``call`` in the background (the upstream is let go if there is no room after all)."""
         try:
             self.make_room()
         except ProxyError:
             call.aclose()
             raise
-        run = self._runs[stream.id] = ChatRun(self, stream, call, conclude)
+        run = self._runs[stream.id] = ChatRun(self, stream, call, input_items, conclude)
         return run
 
     def forget(self, run: ChatRun) -> None:

@@ -29,7 +29,7 @@ from .config import Config
 from .errors import InvalidRequest, ProxyError, json_response
 from .pacing import Heartbeat
 from .plan import ToChatPlan
-from .stored_responses import ResponseStore
+from .stored_responses import ResponseStore, with_ids
 from .streaming import StreamedResponse, until_disconnect
 from .translate import KEEPALIVE, ResponseStream, completion_to_response, encode_event, name_responses_params
 
@@ -52,7 +52,9 @@ async def serve_to_chat(plan: ToChatPlan, request: Request, config: Config, stor
     call = await until_disconnect(request.receive, start())
     extra = changes_reported(plan.chat.dropped, plan.chat.adjusted) | call.details
     if plan.background:
-        run = runs.start(ResponseStream(plan.chat.state), call, lambda response: _conclude(plan, response, store))
+        plan = plan._replace(input_items=with_ids(plan.input_items))  # the same ids while it runs and once stored
+        run = runs.start(ResponseStream(plan.chat.state), call, plan.input_items,
+                         lambda response: _conclude(plan, response, store))
         if plan.chat.state.stream:
             return _followed(run, -1, config, extra)
         return json_response(run.response, headers=extra)

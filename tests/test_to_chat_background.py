@@ -19,7 +19,7 @@ import pytest
 
 from conftest import CLIENT_KEY, proxy_config, sdk
 from fake_chat_upstream import Chat, FakeChatUpstream
-from fake_upstream import Stream, running_fake_upstream
+from fake_upstream import Reply, Stream, running_fake_upstream
 from proxy.chat_runs import SHUTDOWN_MESSAGE
 from servers import running_proxy
 from spec_check import check_error_body, check_response, check_stream_event
@@ -125,6 +125,31 @@ def test_a_background_response_is_polled_until_it_has_completed_and_then_continu
                                                             ("user", "Again")]
     items = httpx.get(f"{url}/v1/responses/{created.id}/input_items", headers=HEADERS).json()
     assert [item["content"][0]["text"] for item in items["data"]] == ["Write"]
+
+
+def test_a_running_response_lists_its_input_and_cannot_be_continued_yet(chat_fake, url):
+    chat_fake.script(words(100, delay=0.1))
+    client = sdk(url)
+    created = client.responses.create(model=MODEL, input="Write", background=True)
+    running = client.responses.input_items.list(created.id)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model=MODEL, input="And?", previous_response_id=created.id)
+    assert refused.value.body["param"] == "previous_response_id"
+    client.responses.cancel(created.id)
+    stored = client.responses.input_items.list(created.id)
+    assert [item.id for item in running.data] == [item.id for item in stored.data] and len(stored.data) == 1
+    assert len(chat_fake.requests_to("/chat/completions")) == 1
+
+
+def test_a_run_that_fails_upstream_is_failed_and_an_upstream_refusal_before_it_is_the_answer(chat_fake, url):
+    chat_fake.script(Chat(content="A long answer that breaks.", error_after=3),
+                     Reply(400, json=chat_fake.error_body(400, "Model Not Exist")))
+    client = sdk(url)
+    failed = poll(client, client.responses.create(model=MODEL, input="Write", background=True).id)
+    assert failed.status == "failed" and failed.error.message == "The model backend failed while generating."
+    check_response(raw(url, failed.id).json())
+    with pytest.raises(openai.BadRequestError, match="Model Not Exist"):  # the run never began
+        client.responses.create(model=MODEL, input="Write", background=True)
 
 
 def test_background_without_store_is_refused(chat_fake, url):
