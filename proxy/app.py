@@ -25,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 from . import __version__, logs, metrics, origins
 from .auth import OPEN_PATHS, PROBE_METHODS, ProxyKeyMiddleware
 from .answers import serve_translated
+from .chat_runs import ChatRuns
 from .config import Config, load_config
 from .errors import (ClientError, InvalidRequest, NoUpstreamForModel, ProxyError, UpstreamNotFound, error_response,
                      json_response)
@@ -36,7 +37,7 @@ from .passthrough import (first_headers, has_body, header, open_forward, raw_pat
                           relay_streaming, upstream_path)
 from .plan import plan_to_chat, plan_translated
 from .reattach import Runs
-from .responses_answers import serve_to_chat
+from .responses_answers import serve_run, serve_to_chat
 from .stored_responses import ResponseStore, StoredResponse, deleted, input_item_page
 from .streaming import until_disconnect
 from .translate import check_nesting, says_chat_only, says_responses_only
@@ -61,6 +62,8 @@ class Proxy:
         self.models = ModelTable(config)
         self.reasoning_store = open_store(config.reasoning)
         self.stored_responses = ResponseStore(config.to_chat.stored_responses, config.to_chat.stored_ttl)
+        self.chat_runs = ChatRuns(config.to_chat.background_runs, config.to_chat.background_ttl,
+                                  config.to_chat.background_event_bytes)
         # Background runs kept for a client's retry (none kept with a window of 0).
         self.runs = Runs(config.background.reattach_window) if config.background.reattach_window > 0 else None
 
@@ -136,6 +139,10 @@ class Proxy:
         route = self.models.responses_route(model)
         previous = payload.get("previous_response_id")
         stored = self.stored_responses.get(previous) if isinstance(previous, str) else None
+        running = self.chat_runs.get(previous) if stored is None and isinstance(previous, str) else None
+        if running is not None and not running.ended:
+            raise InvalidRequest(f"Previous response with id '{previous:.100}' is still running in the background; "
+                                 "continue it once it has ended.", "previous_response_id", "previous_response_running")
         if route.direction == "to_chat" or stored is not None:  # a response of ours is continued as it was made
             return await self.to_chat(request, payload, route, stored)
         record.mode = "passthrough"
@@ -164,22 +171,53 @@ class Proxy:
         logs.current().mode = "translated"
         history = stored.conversation() if stored is not None else None
         plan = plan_to_chat(route._replace(direction="to_chat"), payload, self.config, history)
-        return await serve_to_chat(plan, request, self.config, self.stored_responses)
+        return await serve_to_chat(plan, request, self.config, self.stored_responses, self.chat_runs)
 
     async def stored_response(self, request: Request, path: str) -> Response:
         """``GET`` / ``DELETE /v1/responses/{id}`` and ``GET .../input_items`` for a response this proxy made
-        through chat; any other id passes through to the upstream that made it."""
+        through chat (a background one while it runs, too); any other id passes through to the upstream that made
+        it."""
         parts = path.strip("/").split("/")
-        stored = self.stored_responses.get(unquote(parts[1]))
+        response_id = unquote(parts[1])
+        run = self.chat_runs.get(response_id)
+        if run is not None:
+            logs.current().mode = "translated"
+            if len(parts) == 3:
+                return json_response(input_item_page(StoredResponse(run.response, run.input_items, []),
+                                                     dict(request.query_params)))
+            if request.method == "GET":
+                return serve_run(run, dict(request.query_params), self.config)
+            await run.stop("cancel")  # deleting a response that runs ends it
+            self.chat_runs.forget(run)
+        stored = self.stored_responses.get(response_id)
         if stored is None:
-            return await self.forward(request, path)
+            return json_response(deleted(response_id)) if run is not None else await self.forward(request, path)
         logs.current().mode = "translated"
         if len(parts) == 3:
             return json_response(input_item_page(stored, dict(request.query_params)))
         if request.method == "DELETE":
             self.stored_responses.delete(stored.response["id"])
             return json_response(deleted(stored.response["id"]))
+        if request.query_params.get("stream") == "true":
+            raise InvalidRequest(f"Response {response_id} was not created with background=true, or its events are "
+                                 "no longer kept: it cannot be streamed.", "stream", "invalid_value")
         return json_response(stored.response)
+
+    async def cancel_response(self, request: Request, path: str) -> Response:
+        """``POST /v1/responses/{id}/cancel``: a background response this proxy runs through chat is cancelled
+        (one that has ended is answered as it ended); another id passes through to the upstream that made it."""
+        response_id = unquote(path.strip("/").split("/")[1])
+        run = self.chat_runs.get(response_id)
+        if run is not None:
+            logs.current().mode = "translated"
+            await run.stop("cancel")
+            return json_response(run.response)
+        stored = self.stored_responses.get(response_id)
+        if stored is None:
+            return await self.forward(request, path)
+        if stored.response.get("background") is not True:
+            raise InvalidRequest("Cannot cancel a synchronous response.")
+        return json_response(stored.response)  # ended, and its run forgotten since
 
     async def model_list(self, request: Request) -> Response:
         """The model list for pickers: every upstream's models, aliases and effort variants.
@@ -312,6 +350,7 @@ async def read_json_object(request: Request, limit: int) -> tuple[bytes, dict[st
 
 # /responses/{id} and /responses/{id}/input_items, as the pass-through path writes them (percent-encoded once).
 STORED_RESPONSE = re.compile(r"/responses/[^/]+(?:/input_items)?")
+CANCEL_RESPONSE = re.compile(r"/responses/[^/]+/cancel")
 
 
 def serves_responses(request: Request, path: str) -> bool:
@@ -446,6 +485,7 @@ def create_app(config: Config) -> FastAPI:
         await inflight.settle(SETTLE_SECONDS)
         if proxy.runs is not None:
             await proxy.runs.aclose()
+        await proxy.chat_runs.aclose()
         await proxy.models.aclose()
         if proxy.reasoning_store is not None:
             await proxy.reasoning_store.aclose()
@@ -482,6 +522,8 @@ def create_app(config: Config) -> FastAPI:
             return await proxy.responses(request)
         if request.method in ("GET", "DELETE") and STORED_RESPONSE.fullmatch(path):
             return await proxy.stored_response(request, path)
+        if request.method == "POST" and CANCEL_RESPONSE.fullmatch(path):
+            return await proxy.cancel_response(request, path)
         return await proxy.forward(request, path)
 
     routes = [

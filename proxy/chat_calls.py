@@ -6,6 +6,8 @@ the answer begins (the upstream's error answer, a connection that cannot be made
 :class:`~proxy.errors.UpstreamError` by :func:`start_chat_call`, after the retries
 :meth:`~proxy.upstream.Upstream.send_retrying` makes before the first byte; a failure while the body is read (a
 cut connection, the idle timeout) is raised from :meth:`ChatCall.chunks` or :meth:`ChatCall.completion`.
+:func:`answer_events` reads either through the core's :class:`~proxy.translate.ResponseStream`, for every
+writer of the answer (a stream, one Response, a background run).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from typing import Any
 
+from .errors import ProxyError
 from .models import ModelRoute
 from .plan import ChatCallPlan
 from .responses_calls import MAX_ANSWER_BYTES, parse_events
-from .translate import SSEDecoder
+from .translate import ResponseStream, SSEDecoder, completion_chunk
 from .upstream import UpstreamResponse, read_answer, read_json, upstream_details, upstream_error
 
 
@@ -67,3 +70,24 @@ async def start_chat_call(route: ModelRoute, headers: Mapping[str, str], plan: C
         payload, raw = await read_json(response)
         raise upstream_error(response, payload, raw)
     return ChatCall(response)
+
+
+async def answer_events(call: ChatCall, stream: ResponseStream) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """The Responses events of the call's answer (after those of ``stream.start()``), in batches as its chunks
+    arrive. The batch that ends the answer comes last: completed or incomplete, or failed (an error chunk, a cut
+    connection, the idle timeout, an answer too large)."""
+    try:
+        if not call.streamed:  # a server that answers in one piece when asked for a stream
+            yield stream.feed(completion_chunk(await call.completion()))
+        else:
+            async with aclosing(call.chunks()) as chunks:
+                async for batch in chunks:
+                    events = [event for chunk in batch for event in stream.feed(chunk)]
+                    if events:
+                        yield events
+                    if stream.done:
+                        break
+        events = stream.finish()
+    except ProxyError as exc:
+        events = stream.fail(exc.message)
+    yield events

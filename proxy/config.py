@@ -196,6 +196,12 @@ class ToChatConfig(_Section):
     stored_responses: int = Field(default=1000, ge=0, description="Stored responses kept in process memory, for "
                                                                   "previous_response_id and GET /v1/responses/{id}.")
     stored_ttl: float = Field(default=3600.0, gt=0, description="Seconds a stored response is kept.")
+    background_runs: int = Field(default=100, ge=1, description="Background responses kept in process memory: "
+                                 "running ones, and ended ones for background_ttl (the oldest ended one goes first).")
+    background_ttl: float = Field(default=600.0, gt=0, description="Seconds an ended background response's events "
+                                  "are kept, for GET /v1/responses/{id}?stream=true.")
+    background_event_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, description="The most recent events "
+                                        "of a background response kept for its stream, in bytes.")
 
 
 class ReasoningConfig(_Section):

@@ -124,6 +124,7 @@ class ToChatPlan(NamedTuple):
     chat: ChatRequest
     call: ChatCallPlan
     store: bool  # keep the response (the API's default), for previous_response_id and GET /v1/responses/{id}
+    background: bool  # the chat call runs in the proxy, not in the client's request
     input_items: list[dict[str, Any]]  # this request's input, as items
     history: list[dict[str, Any]]  # the items of the conversation before this request's input
 
@@ -141,10 +142,12 @@ def plan_to_chat(route: ModelRoute, body: dict[str, Any], config: Config,
     )
     chat = responses_request_to_chat(body, options, history)
     chat_body = chat.body
-    if config.stream.upstream_stream and not chat.state.stream:  # a whole answer from a stream: its headers at once
+    background = body.get("background") is True
+    # A whole answer from a stream: its headers at once; a background run's events are kept as they come.
+    if (config.stream.upstream_stream or background) and not chat.state.stream:
         chat_body = {**chat_body, "stream": True, "stream_options": {"include_usage": True}}
     call = ChatCallPlan(chat_body, settings.first_byte_timeout, settings.idle_timeout)
-    return ToChatPlan(route, chat, call, body.get("store") is not False, input_items(body.get("input")),
+    return ToChatPlan(route, chat, call, body.get("store") is not False, background, input_items(body.get("input")),
                       list(history or ()))
 
 

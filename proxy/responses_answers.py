@@ -5,7 +5,9 @@ the chat call is started (:mod:`proxy.chat_calls`), its chunks go through the co
 and the events are written as the API writes them (``event:`` then ``data:``). An error before the answer
 begins is the Responses error body with the upstream's status, its parameters named as the client sent them;
 a failure mid-stream ends the stream with ``error`` and ``response.failed``, never ``response.completed``.
-The final response is stored when the request asked for it (``store``, true by default).
+The final response is stored when the request asked for it (``store``, true by default). A background request
+(``background: true``) is run by :mod:`proxy.chat_runs`, and answered with the Response as it starts, or with
+the run's events as they come (the run goes on if the client leaves); :func:`serve_run` answers a ``GET`` of it.
 """
 
 from __future__ import annotations
@@ -21,21 +23,22 @@ from starlette.responses import Response
 
 from . import logs, metrics
 from .answers import SSE_HEADERS, changes_reported
-from .chat_calls import ChatCall, start_chat_call
+from .chat_calls import ChatCall, answer_events, start_chat_call
+from .chat_runs import ChatRun, ChatRuns
 from .config import Config
-from .errors import ProxyError, json_response
+from .errors import InvalidRequest, ProxyError, json_response
 from .pacing import Heartbeat
 from .plan import ToChatPlan
-from .stored_responses import ResponseStore
+from .stored_responses import ResponseStore, with_ids
 from .streaming import StreamedResponse, until_disconnect
-from .translate import (KEEPALIVE, ResponseStream, completion_chunk, completion_to_response, encode_event,
-                        name_responses_params)
+from .translate import KEEPALIVE, ResponseStream, completion_to_response, encode_event, name_responses_params
 
 log = logging.getLogger("proxy.answers")
 
 
-async def serve_to_chat(plan: ToChatPlan, request: Request, config: Config, store: ResponseStore) -> Response:
-    """Run ``plan``'s chat call and write the Responses answer."""
+async def serve_to_chat(plan: ToChatPlan, request: Request, config: Config, store: ResponseStore,
+                        runs: ChatRuns) -> Response:
+    """Run ``plan``'s chat call and write the Responses answer (a background one: start its run)."""
     headers = plan.route.upstream.headers(request.headers)
 
     async def start() -> ChatCall:
@@ -44,8 +47,17 @@ async def serve_to_chat(plan: ToChatPlan, request: Request, config: Config, stor
         except ProxyError as exc:  # the upstream names chat parameters; the client sent Responses ones
             raise name_responses_params(exc, plan.chat) from None
 
+    if plan.background:
+        runs.make_room()  # before the upstream is asked
     call = await until_disconnect(request.receive, start())
     extra = changes_reported(plan.chat.dropped, plan.chat.adjusted) | call.details
+    if plan.background:
+        plan = plan._replace(input_items=with_ids(plan.input_items))  # the same ids while it runs and once stored
+        run = runs.start(ResponseStream(plan.chat.state), call, plan.input_items,
+                         lambda response: _conclude(plan, response, store))
+        if plan.chat.state.stream:
+            return _followed(run, -1, config, extra)
+        return json_response(run.response, headers=extra)
     if plan.chat.state.stream:
         return StreamedResponse(_event_stream(plan, call, store), media_type="text/event-stream",
                                 headers={**SSE_HEADERS, **extra},
@@ -59,6 +71,30 @@ async def serve_to_chat(plan: ToChatPlan, request: Request, config: Config, stor
         call.aclose()
     _conclude(plan, response, store)
     return json_response(response, headers=extra)
+
+
+def serve_run(run: ChatRun, query: dict[str, str], config: Config) -> Response:
+    """``GET /v1/responses/{id}`` of a background response: the Response as it stands, or with ``stream=true``
+    its events after ``starting_after`` (all of them without it), then each as it comes."""
+    stream = query.get("stream", "false")
+    if stream not in ("true", "false"):
+        raise InvalidRequest(f"Invalid value for 'stream': {stream!r:.40}. Expected 'true' or 'false'.", "stream",
+                             "invalid_value")
+    if stream == "false":
+        return json_response(run.response)
+    after = query.get("starting_after", "-1")
+    try:
+        number = int(after)
+    except ValueError:
+        raise InvalidRequest(f"Invalid value for 'starting_after': {after!r:.40}. Expected an integer.",
+                             "starting_after", "invalid_value") from None
+    run.check_start(number)
+    return _followed(run, number, config, {"x-proxy-mode": "translated"})
+
+
+def _followed(run: ChatRun, after: int, config: Config, headers: dict[str, str]) -> Response:
+    return StreamedResponse(run.follow(after), media_type="text/event-stream", headers={**SSE_HEADERS, **headers},
+                            heartbeat=Heartbeat(config.stream.heartbeat_interval, _keepalive))
 
 
 async def _json_behind_whitespace(plan: ToChatPlan, call: ChatCall, store: ResponseStore) -> AsyncIterator[bytes]:
@@ -85,14 +121,9 @@ async def _whole(plan: ToChatPlan, call: ChatCall) -> dict[str, Any]:
         return completion_to_response(await call.completion(), plan.chat.state)
     stream = ResponseStream(plan.chat.state)
     stream.start()
-    try:
-        async with aclosing(call.chunks()) as chunks:
-            async for batch in chunks:
-                for chunk in batch:
-                    stream.feed(chunk)
-    except ProxyError as exc:
-        stream.fail(exc.message)
-    stream.finish()
+    async with aclosing(answer_events(call, stream)) as batches:
+        async for _ in batches:
+            pass
     response = stream.response
     assert response is not None
     if response["status"] == "failed":
@@ -105,23 +136,12 @@ async def _event_stream(plan: ToChatPlan, call: ChatCall, store: ResponseStore) 
     stream = ResponseStream(plan.chat.state)
     try:
         yield _frames(stream.start())
-        try:
-            if not call.streamed:  # a server that answers in one piece when asked for a stream
-                yield _frames(stream.feed(completion_chunk(await call.completion())))
-            else:
-                async with aclosing(call.chunks()) as chunks:
-                    async for batch in chunks:
-                        events = [event for chunk in batch for event in stream.feed(chunk)]
-                        if events:
-                            yield _frames(events)
-                        if stream.done:
-                            break
-            events = stream.finish()
-        except ProxyError as exc:  # the connection cut, the idle timeout, an answer too large
-            events = stream.fail(exc.message)
+        async with aclosing(answer_events(call, stream)) as batches:
+            async for events in batches:
+                if events:
+                    yield _frames(events)
         if stream.response is not None and stream.response["status"] == "failed":
             log.warning("stream for %s ended with an error: %s", plan.route.model, stream.response["error"]["message"])
-        yield _frames(events)
         _conclude(plan, stream.response, store)
     finally:
         call.aclose()

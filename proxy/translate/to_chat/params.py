@@ -16,7 +16,7 @@ from ..paths import parse, render, rename_param
 from ..table import Param, ParamTable
 from .error_params import messages_source, reasoning_source, text_source, tool_choice_source, tools_source
 from .request import (ChatOptions, ChatRequest, copy_metadata, copy_number, copy_parallel_tool_calls,
-                      copy_safety_identifier, copy_string, echoed, finished, map_history, map_input,
+                      copy_safety_identifier, copy_string, echoed, finished, map_background, map_history, map_input,
                       map_instructions, map_max_output_tokens, map_reasoning, map_service_tier, map_stream,
                       map_text, map_tool_choice, map_tools, new_draft, refuse_stored)
 
@@ -41,9 +41,9 @@ RESPONSES_PARAMS = ParamTable(
     Param("metadata", "copied", copy_metadata),
     Param("service_tier", "copied", map_service_tier),  # a tier chat does not have is dropped (and reported)
     Param("stream", "answer", map_stream),
+    Param("background", "answer", map_background),  # the chat call runs in the proxy, its answer kept
     # Settings the Response echoes that chat has no counterpart for: checked, echoed, reported dropped.
     Param("store", "dropped", echoed(bool)),
-    Param("background", "dropped", echoed(bool)),
     Param("truncation", "dropped", echoed(str, ("auto", "disabled"))),
     Param("max_tool_calls", "dropped", echoed(int)),
     Param("top_logprobs", "dropped", echoed(int, range(21))),

@@ -700,6 +700,14 @@ def map_stream(draft: Draft, key: str, stream: Any) -> None:
         draft.body["stream_options"] = {"include_usage": True}  # usage comes in a last chunk
 
 
+def map_background(draft: Draft, key: str, background: Any) -> None:
+    """A background response is kept to be retrieved, so it must be stored, as the API requires."""
+    draft.state.echo[key] = typed(background, bool, key)
+    if background and draft.request.get("store") is False:
+        raise InvalidRequest("Background mode requires 'store' to be true: a background response is kept so "
+                             "that it can be retrieved.", "store", "invalid_value")
+
+
 def echoed(kind: type, allowed: tuple[Any, ...] | range | None = None) -> Handler:
     """A setting with no chat counterpart that the Response echoes (its row reports it dropped): checked, and
     echoed."""

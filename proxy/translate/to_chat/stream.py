@@ -315,6 +315,16 @@ class ResponseStream:
         events.append(self._event("response.failed", response=self.response))
         return events
 
+    def cancel(self) -> list[dict[str, Any]]:
+        """End a background answer its client cancelled: what was open is closed as incomplete, and the Response
+        is ``cancelled``. No terminal event follows: the API has none for a cancelled response."""
+        if self.done:
+            return []
+        events = self._close_all("incomplete")
+        self.done = True
+        self.response = self._response("cancelled")
+        return events
+
     # --- chunks -------------------------------------------------------------
 
     def _choice(self, choice: dict[str, Any], events: list[dict[str, Any]]) -> None:
