@@ -37,7 +37,7 @@ from .passthrough import (first_headers, has_body, header, open_forward, raw_pat
 from .plan import plan_to_chat, plan_translated
 from .reattach import Runs
 from .responses_answers import serve_to_chat
-from .stored_responses import ResponseStore, StoredResponse, deleted, input_item_page
+from .stored_responses import StoredResponse, deleted, input_item_page, open_response_store
 from .streaming import until_disconnect
 from .translate import check_nesting, says_chat_only, says_responses_only
 from .upstream import (ERROR_BODY_LIMIT, Upstream, UpstreamResponse, is_web_page_404, read_json, upstream_error,
@@ -60,7 +60,7 @@ class Proxy:
         self.config = config
         self.models = ModelTable(config)
         self.reasoning_store = open_store(config.reasoning)
-        self.stored_responses = ResponseStore(config.to_chat.stored_responses, config.to_chat.stored_ttl)
+        self.stored_responses = open_response_store(config.to_chat)
         # Background runs kept for a client's retry (none kept with a window of 0).
         self.runs = Runs(config.background.reattach_window) if config.background.reattach_window > 0 else None
 
@@ -135,7 +135,7 @@ class Proxy:
         record.model, record.stream = model, payload.get("stream") is True
         route = self.models.responses_route(model)
         previous = payload.get("previous_response_id")
-        stored = self.stored_responses.get(previous) if isinstance(previous, str) else None
+        stored = await self.stored_responses.get(previous) if isinstance(previous, str) else None
         if route.direction == "to_chat" or stored is not None:  # a response of ours is continued as it was made
             return await self.to_chat(request, payload, route, stored)
         record.mode = "passthrough"
@@ -170,14 +170,14 @@ class Proxy:
         """``GET`` / ``DELETE /v1/responses/{id}`` and ``GET .../input_items`` for a response this proxy made
         through chat; any other id passes through to the upstream that made it."""
         parts = path.strip("/").split("/")
-        stored = self.stored_responses.get(unquote(parts[1]))
+        stored = await self.stored_responses.get(unquote(parts[1]))
         if stored is None:
             return await self.forward(request, path)
         logs.current().mode = "translated"
         if len(parts) == 3:
             return json_response(input_item_page(stored, dict(request.query_params)))
         if request.method == "DELETE":
-            self.stored_responses.delete(stored.response["id"])
+            await self.stored_responses.delete(stored.response["id"])
             return json_response(deleted(stored.response["id"]))
         return json_response(stored.response)
 
@@ -441,6 +441,7 @@ def create_app(config: Config) -> FastAPI:
         for line in upstream_lines(config):
             log.info(line)
         tune_garbage_collection()
+        await proxy.stored_responses.open()
         yield
         # Requests the server cancelled after the grace period end their answers with an error first.
         await inflight.settle(SETTLE_SECONDS)
@@ -449,6 +450,7 @@ def create_app(config: Config) -> FastAPI:
         await proxy.models.aclose()
         if proxy.reasoning_store is not None:
             await proxy.reasoning_store.aclose()
+        await proxy.stored_responses.aclose()
 
     async def describe(_: Request) -> Response:
         return json_response({
