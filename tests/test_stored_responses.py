@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
