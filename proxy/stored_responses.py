@@ -76,13 +76,13 @@ class ResponseStore:
     async def get(self, response_id: str) -> StoredResponse | None:
         try:
             found = await self._get(response_id)
-        except Exception as exc:
+            if found is None or found[1] <= self.now():
+                return None
+            stored = orjson.loads(found[0])
+            return StoredResponse(stored["response"], stored["input_items"], stored["history"])
+        except Exception as exc:  # down, or a record that is not ours: as if it were not there
             log.warning("could not read stored response %.100s from %s: %s", response_id, self.where, exc)
             return None
-        if found is None or found[1] <= self.now():
-            return None
-        stored = orjson.loads(found[0])
-        return StoredResponse(stored["response"], stored["input_items"], stored["history"])
 
     async def delete(self, response_id: str) -> bool:
         try:
@@ -96,8 +96,8 @@ class ResponseStore:
         try:
             await self._open()
         except Exception as exc:
-            log.warning("stored responses cannot be kept in %s (%s): responses are served, but not stored",
-                        self.where, exc)
+            log.warning("stored responses cannot be kept in %s (%s): answers are served all the same, but "
+                        "responses are not stored while this lasts", self.where, exc)
         else:
             log.info("stored responses are kept in %s", self.where)
 

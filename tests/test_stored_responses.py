@@ -8,6 +8,7 @@ SQLite file), two proxies sharing one Redis, a store that fails (the answer is s
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -362,3 +363,30 @@ def test_a_streamed_response_is_stored_before_its_last_event_is_sent(chat_fake):
     with running_app(recording) as url:
         assert "response.completed" in post(url, {"input": "Capital of France?", "stream": True}).text
     assert happened == ["stored", "sent"]
+
+
+async def test_a_record_that_is_not_a_stored_response_reads_as_none(tmp_path):
+    store = SqliteResponses(str(tmp_path / "responses.db"), Bounds(10, 1 << 20, 60))
+    await store.put(response(0), INPUT, [])
+    with sqlite3.connect(tmp_path / "responses.db") as db:
+        db.execute("UPDATE responses SET data = 'not json'")
+    assert await store.get("resp_0") is None
+    await store.aclose()
+
+
+async def test_writers_sharing_the_sqlite_file_keep_its_bounds(tmp_path):
+    """Worker processes of one proxy share the file: each has its own connection, writing at the same time."""
+    path = str(tmp_path / "responses.db")
+    stores = [SqliteResponses(path, Bounds(20, 1 << 20, 60)) for _ in range(3)]
+
+    async def write(n: int, store: SqliteResponses) -> None:
+        for k in range(40):
+            await store.put(response(n * 100 + k), INPUT, [])
+
+    await asyncio.gather(*(write(n, store) for n, store in enumerate(stores)))
+    with sqlite3.connect(path) as db:
+        entries, total = db.execute("SELECT count(*), total(size) FROM responses").fetchone()
+        assert (entries, total) == db.execute("SELECT entries, bytes FROM totals").fetchone()
+    assert entries == 20
+    for store in stores:
+        await store.aclose()
