@@ -38,7 +38,7 @@ from .passthrough import (first_headers, has_body, header, open_forward, raw_pat
 from .plan import plan_to_chat, plan_translated
 from .reattach import Runs
 from .responses_answers import serve_run, serve_to_chat
-from .stored_responses import ResponseStore, StoredResponse, deleted, input_item_page
+from .stored_responses import StoredResponse, deleted, input_item_page, open_response_store
 from .streaming import until_disconnect
 from .translate import check_nesting, says_chat_only, says_responses_only
 from .upstream import (ERROR_BODY_LIMIT, Upstream, UpstreamResponse, is_web_page_404, read_json, upstream_error,
@@ -61,7 +61,7 @@ class Proxy:
         self.config = config
         self.models = ModelTable(config)
         self.reasoning_store = open_store(config.reasoning)
-        self.stored_responses = ResponseStore(config.to_chat.stored_responses, config.to_chat.stored_ttl)
+        self.stored_responses = open_response_store(config.to_chat)
         self.chat_runs = ChatRuns(config.to_chat.background_runs, config.to_chat.background_ttl,
                                   config.to_chat.background_event_bytes)
         # Background runs kept for a client's retry (none kept with a window of 0).
@@ -138,7 +138,7 @@ class Proxy:
         record.model, record.stream = model, payload.get("stream") is True
         route = self.models.responses_route(model)
         previous = payload.get("previous_response_id")
-        stored = self.stored_responses.get(previous) if isinstance(previous, str) else None
+        stored = await self.stored_responses.get(previous) if isinstance(previous, str) else None
         running = self.chat_runs.get(previous) if stored is None and isinstance(previous, str) else None
         if running is not None and not running.ended:
             raise InvalidRequest(f"Previous response with id '{previous:.100}' is still running in the background; "
@@ -189,14 +189,14 @@ class Proxy:
                 return serve_run(run, dict(request.query_params), self.config)
             await run.stop("cancel")  # deleting a response that runs ends it
             self.chat_runs.forget(run)
-        stored = self.stored_responses.get(response_id)
+        stored = await self.stored_responses.get(response_id)
         if stored is None:
             return json_response(deleted(response_id)) if run is not None else await self.forward(request, path)
         logs.current().mode = "translated"
         if len(parts) == 3:
             return json_response(input_item_page(stored, dict(request.query_params)))
         if request.method == "DELETE":
-            self.stored_responses.delete(stored.response["id"])
+            await self.stored_responses.delete(stored.response["id"])
             return json_response(deleted(stored.response["id"]))
         if request.query_params.get("stream") == "true":
             raise InvalidRequest(f"Response {response_id} was not created with background=true, or its events are "
@@ -212,7 +212,7 @@ class Proxy:
             logs.current().mode = "translated"
             await run.stop("cancel")
             return json_response(run.response)
-        stored = self.stored_responses.get(response_id)
+        stored = await self.stored_responses.get(response_id)
         if stored is None:
             return await self.forward(request, path)
         if stored.response.get("background") is not True:
@@ -480,6 +480,7 @@ def create_app(config: Config) -> FastAPI:
         for line in upstream_lines(config):
             log.info(line)
         tune_garbage_collection()
+        await proxy.stored_responses.open()
         yield
         # Requests the server cancelled after the grace period end their answers with an error first.
         await inflight.settle(SETTLE_SECONDS)
@@ -489,6 +490,7 @@ def create_app(config: Config) -> FastAPI:
         await proxy.models.aclose()
         if proxy.reasoning_store is not None:
             await proxy.reasoning_store.aclose()
+        await proxy.stored_responses.aclose()
 
     async def describe(_: Request) -> Response:
         return json_response({

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any, Literal
 
@@ -30,7 +30,7 @@ from .translate import ResponseStream, encode_event
 log = logging.getLogger("proxy.chat_runs")
 
 SHUTDOWN_MESSAGE = "The proxy shut down before the response was complete."
-Conclude = Callable[[dict[str, Any]], None]  # given the final Response: account for it, store it
+Conclude = Callable[[dict[str, Any]], Awaitable[None]]  # given the final Response: account for it, store it
 
 
 class ChatRun:
@@ -53,6 +53,7 @@ class ChatRun:
         self._changed = asyncio.Event()
         self._expiry: asyncio.TimerHandle | None = None
         self.ended = False
+        self._ending = False
         metrics.count(metrics.BACKGROUND_JOBS)
         self._keep(stream.start())
         self._task = asyncio.ensure_future(self._run())
@@ -67,14 +68,14 @@ class ChatRun:
             async with aclosing(answer_events(self._call, self._stream)) as batches:
                 async for events in batches:
                     if self._stream.done:
-                        self._end(events)
+                        await self._end(events)
                     else:
                         self._keep(events)
         except asyncio.CancelledError:  # cancelled by the client, or the proxy is shutting down
-            self._end(self._stream.cancel() if self._stopping == "cancel" else self._stream.fail(SHUTDOWN_MESSAGE))
+            await self._end(self._stream.cancel() if self._stopping == "cancel" else self._stream.fail(SHUTDOWN_MESSAGE))
         except Exception:  # a bug of ours: the run ends as failed rather than never
             log.exception("background response %s failed", self.id)
-            self._end(self._stream.fail("The proxy failed while reading the upstream's answer."))
+            await self._end(self._stream.fail("The proxy failed while reading the upstream's answer."))
 
     def _keep(self, events: list[dict[str, Any]]) -> None:
         for event in events:
@@ -93,19 +94,20 @@ class ChatRun:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    def _end(self, events: list[dict[str, Any]]) -> None:
+    async def _end(self, events: list[dict[str, Any]]) -> None:
         """The run is over: the upstream let go, the Response stored before its last events are shown (a client
         that saw them may continue it at once), and the run kept for ``ttl`` seconds more."""
-        if self.ended:
+        if self._ending:
             return
-        self.ended = True
+        self._ending = True
         self._call.aclose()
         metrics.count(metrics.BACKGROUND_JOBS, amount=-1)
         response = self.response
         log.info("background response %s ended: %s", self.id, response.get("status"))
         try:
-            self._conclude(response)
+            await asyncio.shield(self._conclude(response))  # a cancel meanwhile does not lose it
         finally:
+            self.ended = True  # before the last events are kept: a follower that sees them ends with them
             self._keep(events)
             self._expiry = asyncio.get_running_loop().call_later(self._runs.ttl, self._runs.forget, self)
 
@@ -141,7 +143,7 @@ class ChatRun:
             self._task.cancel()
         await asyncio.wait([self._task])
         if not self.ended:  # cancelled before its task began
-            self._end(self._stream.cancel() if why == "cancel" else self._stream.fail(SHUTDOWN_MESSAGE))
+            await self._end(self._stream.cancel() if why == "cancel" else self._stream.fail(SHUTDOWN_MESSAGE))
 
     def forgotten(self) -> None:
         if self._expiry is not None:

@@ -25,9 +25,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Serve OpenAI's Responses-only models to Chat Completions clients.",
         epilog="The upstream is OPENAI_BASE_URL (default https://api.openai.com/v1; a URL with no path, such as "
                "http://host:3000, means http://host:3000/v1), with the key OPENAI_API_KEY (default: none, clients' "
-               "own keys are forwarded); PROXY_API_KEYS are the keys clients must present (default: none). "
+               "own keys are forwarded); PROXY_API_KEYS are the keys clients must present (default: none); "
+               "PROXY_RESPONSE_STORE is where stored responses are kept (sqlite, sqlite://PATH, a redis:// URL, or "
+               "memory; default sqlite, a file in ~/.local/state/responses-proxy). "
                "Precedence, highest first: these flags, the config file, environment variables "
-               "(OPENAI_BASE_URL, OPENAI_API_KEY, PROXY_API_KEYS, PORT), defaults.",
+               "(OPENAI_BASE_URL, OPENAI_API_KEY, PROXY_API_KEYS, PORT, PROXY_RESPONSE_STORE), defaults.",
     )
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default $PORT, else 8000)")

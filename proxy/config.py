@@ -193,15 +193,30 @@ class ToChatConfig(_Section):
                                                         "/v1/responses for it (404, 405, or a 400 saying so).")
     refuse_builtin_tools: bool = Field(default=False, description="A built-in tool (web_search, ...) is a 400 "
                                                                   "instead of being left out.")
-    stored_responses: int = Field(default=1000, ge=0, description="Stored responses kept in process memory, for "
-                                                                  "previous_response_id and GET /v1/responses/{id}.")
-    stored_ttl: float = Field(default=3600.0, gt=0, description="Seconds a stored response is kept.")
+    store: str = Field(default="sqlite", description="Where stored responses are kept, for previous_response_id "
+                       "and GET /v1/responses/{id}: sqlite (a file in the user's state directory), sqlite://PATH, "
+                       "a Redis URL (redis://HOST:PORT/DB, shared by replicas), or memory (this process only).")
+    stored_responses: int = Field(default=10_000, ge=0, description="Stored responses kept at most; when full, the "
+                                                                    "oldest goes (0: none kept).")
+    stored_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0, description="Their JSON, in bytes, at most; "
+                                                                               "when full, the oldest goes.")
+    stored_ttl: float = Field(default=30 * 24 * 3600.0, gt=0, description="Seconds a stored response is kept.")
+
     background_runs: int = Field(default=100, ge=1, description="Background responses kept in process memory: "
                                  "running ones, and ended ones for background_ttl (the oldest ended one goes first).")
     background_ttl: float = Field(default=600.0, gt=0, description="Seconds an ended background response's events "
                                   "are kept, for GET /v1/responses/{id}?stream=true.")
     background_event_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, description="The most recent events "
                                         "of a background response kept for its stream, in bytes.")
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("memory", "sqlite") or (value.startswith("sqlite://") and len(value) > len("sqlite://")) \
+                or value.startswith(("redis://", "rediss://", "unix://")):
+            return value
+        raise ValueError("must be sqlite, sqlite://PATH, a Redis URL (redis://HOST:PORT/DB) or memory")
 
 
 class ReasoningConfig(_Section):
@@ -295,6 +310,7 @@ ENVIRONMENT = (
     ("OPENAI_API_KEY", ("upstream", "api_key")),
     ("PROXY_API_KEYS", ("server", "api_keys")),
     ("PORT", ("server", "port")),
+    ("PROXY_RESPONSE_STORE", ("to_chat", "store")),
 )
 
 

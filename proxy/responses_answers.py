@@ -69,7 +69,7 @@ async def serve_to_chat(plan: ToChatPlan, request: Request, config: Config, stor
         response = await until_disconnect(request.receive, _whole(plan, call))
     finally:
         call.aclose()
-    _conclude(plan, response, store)
+    await _conclude(plan, response, store)
     return json_response(response, headers=extra)
 
 
@@ -106,7 +106,7 @@ async def _json_behind_whitespace(plan: ToChatPlan, call: ChatCall, store: Respo
         return
     finally:
         call.aclose()
-    _conclude(plan, response, store)
+    await _conclude(plan, response, store)
     yield orjson.dumps(response)
 
 
@@ -138,11 +138,13 @@ async def _event_stream(plan: ToChatPlan, call: ChatCall, store: ResponseStore) 
         yield _frames(stream.start())
         async with aclosing(answer_events(call, stream)) as batches:
             async for events in batches:
+                if stream.done and events:  # the answer's last events: stored before the client can ask for it
+                    if stream.response is not None and stream.response["status"] == "failed":
+                        log.warning("stream for %s ended with an error: %s", plan.route.model,
+                                    stream.response["error"]["message"])
+                    await _conclude(plan, stream.response, store)
                 if events:
                     yield _frames(events)
-        if stream.response is not None and stream.response["status"] == "failed":
-            log.warning("stream for %s ended with an error: %s", plan.route.model, stream.response["error"]["message"])
-        _conclude(plan, stream.response, store)
     finally:
         call.aclose()
 
@@ -151,7 +153,7 @@ def _frames(events: list[dict[str, Any]]) -> bytes:
     return b"".join(encode_event(event["type"], event) for event in events)
 
 
-def _conclude(plan: ToChatPlan, response: dict[str, Any] | None, store: ResponseStore) -> None:
+async def _conclude(plan: ToChatPlan, response: dict[str, Any] | None, store: ResponseStore) -> None:
     """Account for the answer in the request log, and store it when asked to."""
     if response is None:
         return
@@ -160,4 +162,4 @@ def _conclude(plan: ToChatPlan, response: dict[str, Any] | None, store: Response
     if response["status"] == "failed":
         record.error = str(response["error"]["code"])
     if plan.store:
-        store.put(response, plan.input_items, plan.history)
+        await store.put(response, plan.input_items, plan.history)

@@ -28,6 +28,10 @@ settings.register_profile("ci", max_examples=200, deadline=None)
 settings.register_profile("long", max_examples=int(os.environ.get("PROXY_FUZZ_EXAMPLES", "20000")), deadline=None)
 settings.load_profile("long" if os.environ.get("PROXY_FUZZ_LONG") else "ci")
 
+# Proxies the tests start as processes keep stored responses in memory, not in a file in the user's home (a test
+# that stores them in a file says where).
+os.environ["PROXY_RESPONSE_STORE"] = "memory"
+
 UPSTREAM_KEY = "sk-upstream-secret-4f8a9c"
 CLIENT_KEY = "client-key"
 
@@ -48,11 +52,12 @@ def proxy_config(upstream_url: str, **sections: Any) -> Config:
     """A proxy configuration pointed at ``upstream_url``; keyword arguments override config sections.
 
     Retry waits and background polls are shortened so tests stay fast; a background run whose client left is
-    cancelled at once (tests of reattaching set a window).
+    cancelled at once (tests of reattaching set a window); stored responses are kept in memory.
     """
     base = {
         "upstream": {"base_url": upstream_url, "api_key": UPSTREAM_KEY, "backoff_initial": 0.01, "backoff_max": 0.05},
         "background": {"poll_initial": 0.02, "poll_max": 0.05, "reattach_window": 0},
+        "to_chat": {"store": "memory"},
         "models": NO_BACKGROUND,
     }
     return load_config(env={}, overrides=_merge(base, sections))

@@ -8,6 +8,8 @@ kept events, and the shutdown. Every event and Response is checked against the s
 
 from __future__ import annotations
 
+import asyncio
+
 import json
 import time
 from collections.abc import Iterator
@@ -315,6 +317,6 @@ def test_runs_still_running_fail_on_shutdown_and_let_the_upstream_go(chat_fake):
         chat_fake.script(words(100, delay=0.1))
         created = sdk(url).responses.create(model=MODEL, input="Write", background=True)
     chat_fake.wait_for_disconnect()
-    stored = apps[0].state.proxy.stored_responses.get(created.id).response
+    stored = asyncio.run(apps[0].state.proxy.stored_responses.get(created.id)).response  # the memory store
     assert (stored["status"], stored["error"]["message"]) == ("failed", SHUTDOWN_MESSAGE)
     check_response(stored)

@@ -18,7 +18,6 @@ from conftest import CLIENT_KEY, proxy_config
 from fake_chat_upstream import Chat, FakeChatUpstream, ToolCall
 from fake_upstream import FakeUpstream, Reply, Stream, running_fake_upstream
 from proxy.models import MODELS_REMEMBERED, NAME_REMEMBERED_CHARS, LearnedModels
-from proxy.stored_responses import ResponseStore
 from servers import running_proxy
 from spec_check import check_error_body, check_response, check_stream_event
 
@@ -276,16 +275,6 @@ def test_store_false_keeps_nothing(chat_fake, chat_only_url):
     assert again.status_code == 404
     assert again.json()["error"]["code"] == "previous_response_not_found"
     assert len(chat_requests(chat_fake)) == 1
-
-
-def test_the_store_is_bounded_in_number_and_age():
-    clock = [0.0]
-    store = ResponseStore(2, 10, now=lambda: clock[0])
-    for n in range(3):
-        store.put({"id": f"resp_{n}", "output": []}, [{"type": "message", "role": "user", "content": "hi"}], [])
-    assert store.get("resp_0") is None and store.get("resp_1") is not None
-    clock[0] = 10
-    assert store.get("resp_2") is None
 
 
 def test_learned_chat_only_models_are_bounded():
