@@ -196,6 +196,10 @@ class ToChatConfig(_Section):
     stored_responses: int = Field(default=1000, ge=0, description="Stored responses kept in process memory, for "
                                                                   "previous_response_id and GET /v1/responses/{id}.")
     stored_ttl: float = Field(default=3600.0, gt=0, description="Seconds a stored response is kept.")
+    reasoning_key: str | None = Field(
+        default=None, repr=False, min_length=16,
+        description="Server key sealing reasoning items' encrypted_content (the same on every replica and across "
+                    "restarts); unset: a random key per process.")
 
 
 class ReasoningConfig(_Section):
@@ -289,6 +293,7 @@ ENVIRONMENT = (
     ("OPENAI_API_KEY", ("upstream", "api_key")),
     ("PROXY_API_KEYS", ("server", "api_keys")),
     ("PORT", ("server", "port")),
+    ("PROXY_REASONING_KEY", ("to_chat", "reasoning_key")),
 )
 
 

@@ -11,7 +11,7 @@ The final response is stored when the request asked for it (``store``, true by d
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -34,8 +34,10 @@ from .translate import (KEEPALIVE, ResponseStream, completion_chunk, completion_
 log = logging.getLogger("proxy.answers")
 
 
-async def serve_to_chat(plan: ToChatPlan, request: Request, config: Config, store: ResponseStore) -> Response:
-    """Run ``plan``'s chat call and write the Responses answer."""
+async def serve_to_chat(plan: ToChatPlan, request: Request, config: Config, store: ResponseStore,
+                        accepted: Callable[[], None] | None = None) -> Response:
+    """Run ``plan``'s chat call and write the Responses answer; ``accepted`` is called once the upstream has
+    accepted the call."""
     headers = plan.route.upstream.headers(request.headers)
 
     async def start() -> ChatCall:
@@ -45,6 +47,8 @@ async def serve_to_chat(plan: ToChatPlan, request: Request, config: Config, stor
             raise name_responses_params(exc, plan.chat) from None
 
     call = await until_disconnect(request.receive, start())
+    if accepted is not None:
+        accepted()
     extra = changes_reported(plan.chat.dropped, plan.chat.adjusted) | call.details
     if plan.chat.state.stream:
         return StreamedResponse(_event_stream(plan, call, store), media_type="text/event-stream",
