@@ -12,7 +12,7 @@
 from .detect import says_chat_only
 from .params import RESPONSES_PARAMS, name_responses_params, responses_request_to_chat, with_fixed_params
 from .request import BUILTIN_TOOLS, ChatOptions, ChatRequest, RequestState, ToolName
-from .reasoning_seal import ReasoningSeal, Unsealed
+from .reasoning_seal import ReasoningSeal
 from .response import completion_chunk, completion_to_response
 from .stream import ResponseStream, new_response_id, responses_usage
 
@@ -25,7 +25,6 @@ __all__ = [
     "RequestState",
     "ResponseStream",
     "ToolName",
-    "Unsealed",
     "completion_chunk",
     "completion_to_response",
     "name_responses_params",

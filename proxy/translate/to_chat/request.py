@@ -362,7 +362,6 @@ class _Messages:
         self.close_turn()  # reasoning comes before the answer it led to: that one is finished
         self.reasoning.append(text)
 
-
     def _unsealed(self, item: dict[str, Any], where: str) -> str | None:
         """The reasoning sealed in the item's ``encrypted_content``: its text, or "" when another model wrote it
         (the upstream takes back its own reasoning only); None when the proxy has no seal there it can open (the
