@@ -7,8 +7,10 @@ import gc
 import logging
 import os
 import re
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
@@ -40,7 +42,7 @@ from .reattach import Runs
 from .responses_answers import serve_run, serve_to_chat
 from .stored_responses import StoredResponse, deleted, input_item_page, open_response_store
 from .streaming import until_disconnect
-from .translate import check_nesting, says_chat_only, says_responses_only
+from .translate import ReasoningSeal, check_nesting, says_chat_only, says_responses_only, with_fixed_params
 from .upstream import (ERROR_BODY_LIMIT, Upstream, UpstreamResponse, is_web_page_404, read_json, upstream_error,
                        url_secrets, without_credentials, wrong_path)
 
@@ -64,6 +66,10 @@ class Proxy:
         self.stored_responses = open_response_store(config.to_chat)
         self.chat_runs = ChatRuns(config.to_chat.background_runs, config.to_chat.background_ttl,
                                   config.to_chat.background_event_bytes)
+        # Seals reasoning items served through chat. A random key unless configured: then a seal made by another
+        # process (another worker, or before a restart) cannot be opened, and the item's own text serves.
+        key = config.to_chat.reasoning_key
+        self.reasoning_seal = ReasoningSeal(key.encode() if key else secrets.token_bytes(32))
         # Background runs kept for a client's retry (none kept with a window of 0).
         self.runs = Runs(config.background.reattach_window) if config.background.reattach_window > 0 else None
 
@@ -84,17 +90,25 @@ class Proxy:
         if real_model != model or fixed:
             chat = {**chat, **fixed, "model": real_model}
             body = orjson.dumps(chat)
-        fallback = self.models.settings(real_model).fallback
+        return await self._with_fallback(model, chat, body, lambda chat, body, can_fall_back:
+                                         self._chat(request, chat, body, can_fall_back))
+
+    async def _with_fallback(self, asked: str, payload: dict[str, Any], body: bytes,
+                             serve: Callable[[dict[str, Any], bytes, bool], Awaitable[Response]]) -> Response:
+        """``serve``'s answer to the request (``payload``, for the real model, and its ``body``); when it fails
+        before the answer begins in a way another model may mend, the answer of the model's configured fallback.
+        ``serve``'s last argument says whether such a failure must be raised rather than relayed."""
+        fallback = self.models.settings(payload["model"]).fallback
         try:
-            return await self._chat(request, chat, body, can_fall_back=bool(fallback))
+            return await serve(payload, body, bool(fallback))
         except ProxyError as exc:
             if not fallback or not exc.warrants_fallback:
                 raise
             log.warning("model %s failed (%s %s); serving the request with fallback model %s",
-                        model, exc.status, exc.message, fallback)
-        record.fallback = fallback
-        chat = {**chat, "model": fallback}
-        response = await self._chat(request, chat, orjson.dumps(chat), can_fall_back=False)
+                        asked, exc.status, exc.message, fallback)
+        logs.current().fallback = fallback
+        payload = {**payload, "model": fallback}
+        response = await serve(payload, orjson.dumps(payload), False)
         response.headers["x-proxy-fallback"] = fallback
         return response
 
@@ -129,13 +143,24 @@ class Proxy:
 
     async def responses(self, request: Request) -> Response:
         """``POST /v1/responses``: passed through, or served through the upstream's chat endpoint for a chat-only
-        model (configured, learned, or found out now: the upstream has no ``/v1/responses`` for it)."""
+        model (configured, learned, or found out now: the upstream has no ``/v1/responses`` for it). An alias or
+        effort variant is resolved, and a configured fallback model serves when the model fails, as for chat."""
         body, payload = await read_json_object(request, self.config.server.max_body_bytes)
         model = payload.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequest("Missing required parameter: 'model'.", "model", "missing_required_parameter")
         record = logs.current()
         record.model, record.stream = model, payload.get("stream") is True
+        real_model, fixed = self.models.resolve(model)
+        if real_model != model or fixed:
+            payload = with_fixed_params(payload, real_model, fixed)
+            body = orjson.dumps(payload)
+        return await self._with_fallback(model, payload, body, lambda payload, body, can_fall_back:
+                                         self._responses(request, payload, body, can_fall_back))
+
+    async def _responses(self, request: Request, payload: dict[str, Any], body: bytes,
+                         can_fall_back: bool) -> Response:
+        model = payload["model"]
         route = self.models.responses_route(model)
         previous = payload.get("previous_response_id")
         stored = await self.stored_responses.get(previous) if isinstance(previous, str) else None
@@ -145,7 +170,7 @@ class Proxy:
                                  "continue it once it has ended.", "previous_response_id", "previous_response_running")
         if route.direction == "to_chat" or stored is not None:  # a response of ours is continued as it was made
             return await self.to_chat(request, payload, route, stored)
-        record.mode = "passthrough"
+        logs.current().mode = "passthrough"
         forwarded = open_forward(route.upstream, request, "/responses", body, self.config.server.max_body_bytes,
                                  settings=route.settings)
         response = await until_disconnect(request.receive, forwarded)
@@ -154,24 +179,25 @@ class Proxy:
         error_payload, raw = await read_json(response)
         if self.models.chat_auto_detect and \
                 says_chat_only(response.status_code, error_payload, raw.decode("utf-8", "replace"), payload):
-            answer = await self.to_chat(request, payload, route, None)
-            if answer.status_code < 400:  # chat served it: now the model is known to need it
-                self.models.chat_only.learn(model)
-            return answer
+            return await self.to_chat(request, payload, route, None, learn=True)
         if is_web_page_404(response):
             raise wrong_path(response, raw)
-        if response.cut:  # too large to relay: its gist
-            raise upstream_error(response, error_payload, raw)
+        error = upstream_error(response, error_payload, raw)
+        if (can_fall_back and error.warrants_fallback) or response.cut:  # too large to relay: its gist
+            raise error
         return relay_read(response, raw)
 
     async def to_chat(self, request: Request, payload: dict[str, Any], route: ModelRoute,
-                      stored: StoredResponse | None) -> Response:
+                      stored: StoredResponse | None, learn: bool = False) -> Response:
         """A Responses request served through chat, one stage after another: plan the call, then run it and
-        write the answer."""
+        write the answer. With ``learn``, the model is remembered as chat-only once the chat endpoint accepts the
+        request: that proves the model is served there, however its answer then ends (a stream that breaks
+        mid-way, or a whole answer that does, says nothing about where the model is served)."""
         logs.current().mode = "translated"
         history = stored.conversation() if stored is not None else None
-        plan = plan_to_chat(route._replace(direction="to_chat"), payload, self.config, history)
-        return await serve_to_chat(plan, request, self.config, self.stored_responses, self.chat_runs)
+        plan = plan_to_chat(route._replace(direction="to_chat"), payload, self.config, history, self.reasoning_seal)
+        accepted = partial(self.models.chat_only.learn, payload["model"]) if learn else None
+        return await serve_to_chat(plan, request, self.config, self.stored_responses, self.chat_runs, accepted)
 
     async def stored_response(self, request: Request, path: str) -> Response:
         """``GET`` / ``DELETE /v1/responses/{id}`` and ``GET .../input_items`` for a response this proxy made

@@ -209,6 +209,11 @@ class ToChatConfig(_Section):
     background_event_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, description="The most recent events "
                                         "of a background response kept for its stream, in bytes.")
 
+    reasoning_key: str | None = Field(
+        default=None, repr=False, min_length=16,
+        description="Server key sealing reasoning items' encrypted_content (the same on every replica and across "
+                    "restarts); unset: a random key per process.")
+
     @field_validator("store")
     @classmethod
     def _store(cls, value: str) -> str:
@@ -311,6 +316,7 @@ ENVIRONMENT = (
     ("PROXY_API_KEYS", ("server", "api_keys")),
     ("PORT", ("server", "port")),
     ("PROXY_RESPONSE_STORE", ("to_chat", "store")),
+    ("PROXY_REASONING_KEY", ("to_chat", "reasoning_key")),
 )
 
 

@@ -10,6 +10,7 @@ this one request is gathered here, once, into a frozen :class:`TranslatedPlan`; 
 
 from __future__ import annotations
 
+import logging
 from typing import Any, NamedTuple
 
 from starlette.requests import Request
@@ -19,8 +20,10 @@ from .errors import InvalidRequest
 from .memory import ReasoningMemory, ReasoningStore
 from .models import ModelRoute
 from .passthrough import first_headers, header
-from .translate import (REASONING_OUTPUTS, ChatOptions, ChatRequest, MappingOptions, Presentation, Translation,
-                        chat_to_responses, responses_request_to_chat, restore_reasoning)
+from .translate import (REASONING_OUTPUTS, ChatOptions, ChatRequest, MappingOptions, Presentation, ReasoningSeal,
+                        Translation, chat_to_responses, responses_request_to_chat, restore_reasoning)
+
+log = logging.getLogger("proxy.plan")
 
 REASONING_OUTPUT_HEADER = "x-proxy-reasoning-output"
 
@@ -129,30 +132,28 @@ class ToChatPlan(NamedTuple):
     history: list[dict[str, Any]]  # the items of the conversation before this request's input
 
 
-def plan_to_chat(route: ModelRoute, body: dict[str, Any], config: Config,
-                 history: list[dict[str, Any]] | None) -> ToChatPlan:
+def plan_to_chat(route: ModelRoute, body: dict[str, Any], config: Config, history: list[dict[str, Any]] | None,
+                 seal: ReasoningSeal) -> ToChatPlan:
     """Plan ``body`` (a parsed Responses request for ``route.model``) as a chat call; ``history`` is the stored
-    conversation ``previous_response_id`` names (None: none is stored)."""
+    conversation ``previous_response_id`` names (None: none is stored); ``seal`` holds the server key that
+    reasoning items' ``encrypted_content`` is sealed with."""
     settings = route.settings
     options = ChatOptions(
         reasoning_history=bool(settings.reasoning_history),
         max_tokens_param=settings.max_tokens_param or "max_completion_tokens",
         refuse_builtin_tools=config.to_chat.refuse_builtin_tools,
         reasoning_source=settings.reasoning_source or "fields",
+        reasoning_seal=seal,
     )
     chat = responses_request_to_chat(body, options, history)
+    if chat.unopened:  # not an error: the turn goes on with the items' own text
+        log.debug("reasoning sealed under another key (another process, or a changed to_chat.reasoning_key) at %s; "
+                  "the items' own text is used", ", ".join(chat.unopened))
     chat_body = chat.body
     background = body.get("background") is True
     # A whole answer from a stream: its headers at once; a background run's events are kept as they come.
     if (config.stream.upstream_stream or background) and not chat.state.stream:
         chat_body = {**chat_body, "stream": True, "stream_options": {"include_usage": True}}
     call = ChatCallPlan(chat_body, settings.first_byte_timeout, settings.idle_timeout)
-    return ToChatPlan(route, chat, call, body.get("store") is not False, background, input_items(body.get("input")),
+    return ToChatPlan(route, chat, call, body.get("store") is not False, background, chat.input_items,
                       list(history or ()))
-
-
-def input_items(value: Any) -> list[dict[str, Any]]:
-    """A request's ``input`` as the items the API lists for it: a string is one user message."""
-    if isinstance(value, str):
-        return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}]}]
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []

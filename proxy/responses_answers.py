@@ -13,7 +13,7 @@ the run's events as they come (the run goes on if the client leaves); :func:`ser
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -37,8 +37,9 @@ log = logging.getLogger("proxy.answers")
 
 
 async def serve_to_chat(plan: ToChatPlan, request: Request, config: Config, store: ResponseStore,
-                        runs: ChatRuns) -> Response:
-    """Run ``plan``'s chat call and write the Responses answer (a background one: start its run)."""
+                        runs: ChatRuns, accepted: Callable[[], None] | None = None) -> Response:
+    """Run ``plan``'s chat call and write the Responses answer (a background one: start its run); ``accepted`` is
+    called once the upstream has accepted the call."""
     headers = plan.route.upstream.headers(request.headers)
 
     async def start() -> ChatCall:
@@ -50,6 +51,8 @@ async def serve_to_chat(plan: ToChatPlan, request: Request, config: Config, stor
     if plan.background:
         runs.make_room()  # before the upstream is asked
     call = await until_disconnect(request.receive, start())
+    if accepted is not None:
+        accepted()
     extra = changes_reported(plan.chat.dropped, plan.chat.adjusted) | call.details
     if plan.background:
         plan = plan._replace(input_items=with_ids(plan.input_items))  # the same ids while it runs and once stored

@@ -17,6 +17,9 @@ The chunk shapes follow the recorded OpenAI chat streams in fixtures/realdata (`
 first delta, usage chunk; `openai-python/f82268f2...bin`: parallel tool call deltas), with the reasoning field
 and usage details these servers add.
 
+With `needs_reasoning_back`, an assistant message with tool calls but no `reasoning_content` is a 400, as
+DeepSeek's thinking mode with tools answers it.
+
 `POST /v1/responses` (and every path under it) answers as a server without the Responses API does:
 `responses_answer = "not_found"` (404, the default), `"method_not_allowed"` (405) or `"not_supported"` (a
 gateway's 400 saying the model does not support the endpoint). Other paths fall through to fake_upstream.
@@ -93,6 +96,8 @@ class FakeChatUpstream(FakeUpstream):
     def reset(self) -> None:
         super().reset()
         self.responses_answer: ResponsesAnswer = "not_found"
+        # DeepSeek's thinking mode with tools: an assistant message with tool calls must carry its reasoning_content.
+        self.needs_reasoning_back = False
 
     def error_body(self, status: int, message: str, kind: str = "invalid_request_error") -> dict:
         """An error body as this flavour writes it."""
@@ -123,6 +128,13 @@ class FakeChatUpstream(FakeUpstream):
         if not isinstance(request, dict) or not isinstance(request.get("messages"), list):
             await ex.json(self.error_body(400, "'messages' must be a list of messages."), 400)
             return
+        if self.needs_reasoning_back:
+            for index, message in enumerate(request["messages"]):
+                if isinstance(message, dict) and message.get("role") == "assistant" and message.get("tool_calls") \
+                        and not message.get("reasoning_content"):
+                    await ex.json(self.error_body(400, f"Missing `reasoning_content` field in the assistant message "
+                                                       f"at message index {index}."), 400)
+                    return
         if chat is None:
             chat = Chat(reasoning="The user wrote something; I will echo it.",
                         content=f"Echo: {_chat_text(request['messages'])[:ECHO_LIMIT]}")

@@ -65,7 +65,7 @@ def test_only_dropped_and_unknown_parameters_are_reported():
 # Valid values of the Responses parameters whose rows drop them (some are checked, and echoed in the Response).
 RESPONSES_DROPPED = {"store": True, "truncation": "auto", "max_tool_calls": 3,
                      "top_logprobs": 2, "prompt_cache_retention": "24h", "stream_options": {"include_obfuscation": False},
-                     "include": ["reasoning.encrypted_content"], "context_management": [{"type": "compaction"}],
+                     "context_management": [{"type": "compaction"}],
                      "prompt_cache_options": {"ttl": "30m"}, "moderation": {"model": "omni-moderation-latest"}}
 
 

@@ -229,9 +229,30 @@ def test_a_missing_model_is_a_400():
         responses_request_to_chat(["not", "an", "object"])
 
 
-def test_an_item_reference_needs_stored_items():
+def test_an_item_reference_names_an_item_of_the_chain_or_of_the_input():
+    history = [{"id": "msg_a", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+               {"id": "msg_b", "type": "message", "role": "assistant", "status": "completed",
+                "content": [{"type": "output_text", "text": "hello", "annotations": []}]}]
+    call = {"id": "fc_1", "type": "function_call", "call_id": "call_1", "name": "f", "arguments": "{}"}
+    result = mapped({"previous_response_id": "resp_1", "input": [
+        {"type": "item_reference", "id": "msg_b"}, call,
+        {"type": "function_call_output", "call_id": "call_1", "output": "ok"},
+        {"type": "item_reference", "id": "fc_1"}]}, history=history)
+    assert [(m["role"], m.get("content"), len(m.get("tool_calls", ()))) for m in result.body["messages"]] == [
+        ("user", "hi", 0), ("assistant", "hello", 0), ("assistant", "hello", 1), ("tool", "ok", 0),
+        ("assistant", None, 1)]
+    # What a stored response lists as its input: the items named, not the references.
+    assert result.input_items == [history[1], call, {"type": "function_call_output", "call_id": "call_1",
+                                                     "output": "ok"}, call]
+
+
+def test_an_unknown_item_reference_is_a_404_as_the_api_answers():
     error = refused({"input": [{"type": "item_reference", "id": "msg_1"}]}, status=404)
-    assert error.param == "input[0].id" and "msg_1" in error.message
+    assert (error.message, error.param, error.code) == ("Item with id 'msg_1' not found.", "input", None)
+    # A reference names an item, never another reference.
+    error = refused({"input": [{"type": "item_reference", "id": "msg_1"},
+                               {"type": "item_reference", "id": "msg_2"}]}, status=404)
+    assert "msg_1" in error.message
 
 
 def test_previous_response_id_needs_the_history_the_caller_found():
@@ -457,7 +478,8 @@ def test_what_codex_sends_on_every_request_is_reported_never_refused():
                      "prompt_cache_key": "conv-1", "reasoning": {"effort": "medium", "summary": "auto"},
                      "client_metadata": {"x-codex-turn": "1"}, "tools": [{"type": "web_search"}]},
                     valid_request=False)
-    assert sorted(result.dropped) == sorted(["store", "include", "reasoning.summary", "client_metadata",
+    # Without a key to seal reasoning with (the proxy always has one), include's value is left out too.
+    assert sorted(result.dropped) == sorted(["store", "include[0]", "reasoning.summary", "client_metadata",
                                              "tools[0].web_search"])
     assert result.state.echo["store"] is False
 

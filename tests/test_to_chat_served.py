@@ -170,8 +170,9 @@ def test_a_streamed_answer_is_the_responses_event_sequence(chat_fake, chat_only_
     assert [item["type"] for item in output] == ["reasoning", "message", "function_call", "custom_tool_call"]
     assert (output[2]["call_id"], json.loads(output[2]["arguments"])) == ("call_1", {"city": "Paris"})
     assert (output[3]["call_id"], output[3]["input"]) == ("call_2", "*** Begin Patch\n*** End Patch\n")
-    assert set(answer.headers["x-proxy-dropped-params"].split(", ")) >= {"tools%5B2%5D.web_search", "include",
-                                                                         "store"}
+    assert set(answer.headers["x-proxy-dropped-params"].split(", ")) >= {"tools%5B2%5D.web_search", "store"}
+    assert "include" not in answer.headers["x-proxy-dropped-params"]  # reasoning.encrypted_content is honoured
+    assert output[0]["encrypted_content"].startswith("rp1.")
     (request,) = chat_requests(chat_fake)
     assert request["stream"] is True and request["stream_options"] == {"include_usage": True}
     assert [tool["function"]["name"] for tool in request["tools"]] == ["get_weather", "apply_patch"]

@@ -20,6 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import proxy_config
+from fake_chat_upstream import Chat, FakeChatUpstream, ToolCall
+from fake_upstream import running_fake_upstream
+from servers import running_proxy
+
 from .conftest import CLIENTS, NODE_TIMEOUT
 from .responses_upstreams import MODEL, Call, Upstream
 
@@ -110,3 +115,31 @@ def test_codex_exec_runs_a_command_and_applies_a_patch(node_bin, catalog, served
     assert "notes.txt" in upstream.tool_results(after_ls)["call_ls"]
     assert "M notes.txt" in upstream.tool_results(after_patch)["call_patch"]
     assert all(request["model"] == MODEL for request in (first, after_ls, after_patch))
+
+
+def test_codex_gives_a_chat_model_its_reasoning_back_through_its_tool_loop(node_bin, catalog, workspace, tmp_path):
+    """DeepSeek's thinking mode with tools needs its reasoning back on every call of a tool loop. Codex keeps
+    nothing on the server (`store: false`) and asks for `reasoning.encrypted_content`: it resends each reasoning
+    item as it got it, with the content the proxy sealed, which the proxy opens into the assistant message's
+    `reasoning_content` (its summary would serve here too; tests/test_to_chat_state.py has the seal serving a
+    client that keeps no summary)."""
+    with running_fake_upstream(FakeChatUpstream()) as fake, \
+            running_proxy(proxy_config(fake.base_url, models={MODEL: {"reasoning_history": True}})) as url:
+        fake.needs_reasoning_back = True
+        fake.script(Chat(reasoning="I list the files first.", tool_calls=[
+                        ToolCall("exec_command", {"cmd": "ls"}, id="call_ls")]),
+                    Chat(reasoning="Now the patch.", tool_calls=[
+                        ToolCall("apply_patch", {"input": PATCH}, id="call_patch")]),
+                    Chat(content=DONE))
+        home = tmp_path / "codex-home"
+        home.mkdir()
+        (home / "config.toml").write_text(CONFIG.format(model=MODEL, catalog=catalog, base_url=url + "/v1",
+                                                        key_variable=KEY_VARIABLE))
+        done = codex(node_bin, home, "exec", "--strict-config", "--ephemeral", "--sandbox", "workspace-write",
+                     "--cd", str(workspace), TASK)
+        requests = [r.json for r in fake.requests_to("/chat/completions")]
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == DONE and (workspace / "notes.txt").read_text() == "hello, world\n"
+    reasoning = [[m.get("reasoning_content") for m in request["messages"] if m.get("tool_calls")]
+                 for request in requests]
+    assert reasoning == [[], ["I list the files first."], ["I list the files first.", "Now the patch."]]

@@ -16,7 +16,7 @@ from ..paths import parse, render, rename_param
 from ..table import Param, ParamTable
 from .error_params import messages_source, reasoning_source, text_source, tool_choice_source, tools_source
 from .request import (ChatOptions, ChatRequest, copy_metadata, copy_number, copy_parallel_tool_calls,
-                      copy_safety_identifier, copy_string, echoed, finished, map_background, map_history, map_input,
+                      copy_safety_identifier, copy_string, echoed, finished, map_background, map_history, map_include, map_input,
                       map_instructions, map_max_output_tokens, map_reasoning, map_service_tier, map_stream,
                       map_text, map_tool_choice, map_tools, new_draft, refuse_stored)
 
@@ -42,6 +42,7 @@ RESPONSES_PARAMS = ParamTable(
     Param("service_tier", "copied", map_service_tier),  # a tier chat does not have is dropped (and reported)
     Param("stream", "answer", map_stream),
     Param("background", "answer", map_background),  # the chat call runs in the proxy, its answer kept
+    Param("include", "answer", map_include),  # reasoning.encrypted_content is sealed by the proxy; others dropped
     # Settings the Response echoes that chat has no counterpart for: checked, echoed, reported dropped.
     Param("store", "dropped", echoed(bool)),
     Param("truncation", "dropped", echoed(str, ("auto", "disabled"))),
@@ -50,7 +51,7 @@ RESPONSES_PARAMS = ParamTable(
     Param("prompt_cache_retention", "dropped", echoed(str, ("in_memory", "24h"))),
     Param("conversation", "refused", refuse_stored),  # a stored conversation
     Param("prompt", "refused", refuse_stored),  # a stored prompt template
-    *(Param(name, "dropped") for name in ("stream_options", "include", "context_management")),
+    *(Param(name, "dropped") for name in ("stream_options", "context_management")),
     # Named alike in chat, but few chat-only upstreams know them: left out rather than refused upstream.
     *(Param(name, "dropped") for name in ("prompt_cache_options", "moderation")),
 )
@@ -82,3 +83,23 @@ def responses_param(param: str, request: ChatRequest) -> tuple[str, bool] | None
         return None
     rendered = render(mapped[0])
     return None if not mapped[0] or rendered == param else (rendered, mapped[1])
+
+
+# Chat parameters an alias may fix (the config writes them in chat terms) whose Responses name differs: their
+# path in a Responses request. Any other is set under its own name.
+_FIXED_PATHS = {"reasoning_effort": ("reasoning", "effort"), "verbosity": ("text", "verbosity"),
+                "max_completion_tokens": ("max_output_tokens",), "max_tokens": ("max_output_tokens",)}
+
+
+def with_fixed_params(request: dict[str, Any], model: str, fixed: dict[str, Any]) -> dict[str, Any]:
+    """A Responses request for ``model``, the real model behind an alias or an effort variant, with the chat
+    parameters it fixes set in Responses terms (over the client's, as for a chat request)."""
+    result = {**request, "model": model}
+    for name, value in fixed.items():
+        path = _FIXED_PATHS.get(name, (name,))
+        if len(path) == 1:
+            result[path[0]] = value
+        else:
+            outer = result.get(path[0])
+            result[path[0]] = {**(outer if isinstance(outer, dict) else {}), path[1]: value}
+    return result

@@ -20,6 +20,7 @@ from ..fields import (MAX_SAFETY_IDENTIFIER, bounded_string, check_choice, metad
 from ..reasoning import REASONING_EFFORTS, REASONING_SUMMARIES
 from ..table import Handler
 from ..to_responses.response import CHAT_SERVICE_TIERS
+from .reasoning_seal import ReasoningSeal
 
 # Tools run by OpenAI's platform: a chat upstream has no counterpart, so they are left out (or refused).
 BUILTIN_TOOLS = frozenset((
@@ -36,6 +37,7 @@ BUILTIN_ITEMS = frozenset((
 ))
 RESPONSE_SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority", "fast", "ultrafast")
 VERBOSITIES = ("low", "medium", "high")
+ENCRYPTED_REASONING = "reasoning.encrypted_content"  # the `include` value that asks for sealed reasoning
 NAMESPACE_SEPARATOR = "__"  # a namespace member's chat function name: <namespace>__<member>
 CUSTOM_INPUT = "input"  # the one string argument a custom tool's function takes
 
@@ -54,6 +56,8 @@ class ChatOptions:
     # Where the upstream puts its reasoning: "fields" (`reasoning_content` or `reasoning`), "think" (those, and
     # a `<think>` block at the start of the content), or "none" (left out).
     reasoning_source: str = "fields"
+    # Seals reasoning items' `encrypted_content` and opens those that come back (the server key's holder).
+    reasoning_seal: ReasoningSeal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,7 @@ class RequestState:
     tools: dict[str, ToolName] = field(default_factory=dict)
     echo: dict[str, Any] = field(default_factory=dict)
     reasoning_source: str = "fields"
+    seal: ReasoningSeal | None = None  # reasoning items carry `encrypted_content` (asked for by `include`)
 
 
 Source = tuple[str, tuple[str, ...]]  # a chat message's Responses path, and those of its tool calls
@@ -93,12 +98,18 @@ class ChatRequest:
     adjusted: list[str] = field(default_factory=list)
     request: dict[str, Any] = field(default_factory=dict)
     sources: list[Source] = field(default_factory=list)
+    # The input as items, each `item_reference` replaced by the item it names (what a stored response lists).
+    input_items: list[dict[str, Any]] = field(default_factory=list)
+    # Reasoning items whose `encrypted_content` was sealed under another key (another process, a changed key):
+    # their own text served instead.
+    unopened: list[str] = field(default_factory=list)
 
 
 class Draft:
     """One request being mapped: the chat body so far, the report, and what the answer will need."""
 
-    __slots__ = ("request", "options", "body", "state", "dropped", "adjusted", "history", "input_mapped", "sources")
+    __slots__ = ("request", "options", "body", "state", "dropped", "adjusted", "history", "input_mapped", "sources",
+                 "input_items", "known", "unopened")
 
     def __init__(self, request: dict[str, Any], options: ChatOptions, history: Sequence[Any] | None) -> None:
         self.request = request
@@ -110,6 +121,9 @@ class Draft:
         self.adjusted: list[str] = []
         self.history = history
         self.input_mapped = False
+        self.input_items: list[dict[str, Any]] = []
+        self.known: dict[str, dict[str, Any]] = {}  # the items an `item_reference` may name, by id
+        self.unopened: list[str] = []
 
 
 def new_draft(request: Any, options: ChatOptions, history: Sequence[Any] | None) -> Draft:
@@ -132,7 +146,8 @@ def finished(draft: Draft, dropped: list[str]) -> ChatRequest:
         raise InvalidRequest("The request has no input: give 'input' (a string or an array of items).", "input")
     _settle_tool_choice(draft)
     body = {"model": draft.state.model, **draft.body}
-    return ChatRequest(body, draft.state, [*draft.dropped, *dropped], draft.adjusted, draft.request, draft.sources)
+    return ChatRequest(body, draft.state, [*draft.dropped, *dropped], draft.adjusted, draft.request, draft.sources,
+                       draft.input_items, draft.unopened)
 
 
 # --- model, instructions, input -----------------------------------------------
@@ -159,18 +174,40 @@ def map_instructions(draft: Draft, key: str, instructions: Any) -> None:
 def map_input(draft: Draft, key: str, value: Any) -> None:
     draft.input_mapped = True
     messages = _Messages(draft)
+    if isinstance(value, list) and any(isinstance(item, dict) and item.get("type") == "item_reference"
+                                       for item in value):
+        draft.known = _known_items([*(draft.history or ()), *value])
     for item in draft.history or ():
         messages.add(item, "previous_response_id")
     if isinstance(value, str):
         messages.flush()
         messages.emit({"role": "user", "content": value}, key)
+        draft.input_items = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}]}]
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            messages.add(item, f"{key}[{index}]")
+            messages.add(item, f"{key}[{index}]")  # each an object once added
+            reference = item.get("type") == "item_reference"
+            draft.input_items.append(_referenced(draft, item, f"{key}[{index}]") if reference else item)
     elif value is not None:
         raise InvalidRequest("Invalid type for 'input': expected a string or an array of input items.", key)
     draft.body["messages"].extend(messages.finish())
     draft.sources.extend(messages.sources)
+
+
+def _known_items(items: list[Any]) -> dict[str, dict[str, Any]]:
+    """The items an ``item_reference`` may name, by id: those of the ``previous_response_id`` chain and the
+    request's own input (a reference names an item, never another reference)."""
+    return {item["id"]: item for item in items
+            if isinstance(item, dict) and isinstance(item.get("id"), str) and item.get("type") != "item_reference"}
+
+
+def _referenced(draft: Draft, reference: dict[str, Any], where: str) -> dict[str, Any]:
+    """The item an ``item_reference`` names; 404 as the API answers when there is none."""
+    item_id = string(reference.get("id"), f"{where}.id")
+    found = draft.known.get(item_id)
+    if found is None:
+        raise ProxyError(404, f"Item with id '{item_id:.200}' not found.", "invalid_request_error", "input")
+    return found
 
 
 def map_history(draft: Draft, key: str, value: Any) -> None:
@@ -241,8 +278,7 @@ class _Messages:
         elif kind in BUILTIN_ITEMS:
             self.draft.dropped.append(where)
         elif kind == "item_reference":
-            raise ProxyError(404, f"Item with id '{item.get('id')}' not found.", "invalid_request_error",
-                             f"{where}.id", "item_not_found")
+            self.add(_referenced(self.draft, item, where), where)
         else:
             raise InvalidRequest(f"Invalid value for '{where}.type': {kind!r:.100}.", f"{where}.type", "invalid_value")
 
@@ -318,11 +354,31 @@ class _Messages:
     def reasoning_item(self, item: dict[str, Any], where: str) -> None:
         if not self.draft.options.reasoning_history:
             return
-        text = "\n\n".join(_reasoning_texts(item, where))
+        text = self._unsealed(item, where)
+        if text is None:
+            text = "\n\n".join(_reasoning_texts(item, where))
         if not text:
             return
         self.close_turn()  # reasoning comes before the answer it led to: that one is finished
         self.reasoning.append(text)
+
+    def _unsealed(self, item: dict[str, Any], where: str) -> str | None:
+        """The reasoning sealed in the item's ``encrypted_content``: its text, or "" when another model wrote it
+        (the upstream takes back its own reasoning only); None when the proxy has no seal there it can open (the
+        item's own text serves). An altered seal is a 400, as the API answers for encrypted content it cannot
+        verify."""
+        sealed, seal = item.get("encrypted_content"), self.draft.options.reasoning_seal
+        if sealed is None or seal is None:
+            return None
+        opened = seal.open(string(sealed, f"{where}.encrypted_content"))
+        if opened.kind == "altered":
+            raise InvalidRequest(f"The encrypted content {sealed[:8]}...{sealed[-4:]} could not be verified.",
+                                 f"{where}.encrypted_content", "invalid_encrypted_content")
+        if opened.kind == "foreign":
+            self.draft.unopened.append(where)
+        if opened.kind != "reasoning":
+            return None
+        return opened.text if opened.model.lower() == self.draft.state.model.lower() else ""
 
 
 _ITEMS: dict[str, Callable[[_Messages, dict[str, Any], str], None]] = {
@@ -654,6 +710,16 @@ def map_reasoning(draft: Draft, name: str, reasoning: Any) -> None:
                 echo[key] = value
             draft.dropped.append(f"reasoning.{key}")
     draft.state.echo["reasoning"] = echo
+
+
+def map_include(draft: Draft, key: str, include: Any) -> None:
+    """``reasoning.encrypted_content`` makes reasoning items carry their sealed reasoning; what else a request
+    may include has no chat counterpart (reported dropped)."""
+    for index, value in enumerate(typed(include, list, key)):
+        if string(value, f"{key}[{index}]") == ENCRYPTED_REASONING and draft.options.reasoning_seal is not None:
+            draft.state.seal = draft.options.reasoning_seal
+        else:
+            draft.dropped.append(f"{key}[{index}]")
 
 
 def map_max_output_tokens(draft: Draft, key: str, value: Any) -> None:

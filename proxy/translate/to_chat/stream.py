@@ -43,14 +43,20 @@ def new_response_id() -> str:
 
 
 class _Reasoning:
-    __slots__ = ("id", "index", "pieces")
+    __slots__ = ("id", "index", "pieces", "sealed")
 
     def __init__(self, item_id: str, index: int) -> None:
         self.id, self.index, self.pieces = item_id, index, []
+        self.sealed: str | None = None  # the encrypted_content, once the item is done (when asked for)
 
     def item(self, done: bool) -> dict[str, Any]:
-        summary = [{"type": "summary_text", "text": "".join(self.pieces)}] if done else []
-        return {"id": self.id, "type": "reasoning", "summary": summary}
+        if not done:
+            return {"id": self.id, "type": "reasoning", "summary": []}
+        item = {"id": self.id, "type": "reasoning"}
+        if self.sealed is not None:
+            item["encrypted_content"] = self.sealed
+        item["summary"] = [{"type": "summary_text", "text": "".join(self.pieces)}]
+        return item
 
 
 class _Part:
@@ -492,6 +498,8 @@ class ResponseStream:
         if item is None:
             return []
         text = "".join(item.pieces)
+        if self.state.seal is not None:
+            item.sealed = self.state.seal.seal(self.state.model, text)
         return [self._event("response.reasoning_summary_text.done", item_id=item.id, output_index=item.index,
                             summary_index=0, text=text),
                 self._event("response.reasoning_summary_part.done", item_id=item.id, output_index=item.index,
