@@ -131,6 +131,16 @@ class LocalStore:
         return len(self._entries)
 
 
+def redis_client(url: str, setting: str) -> Any:
+    """A Redis client for ``url`` (named by ``setting`` when the package is missing): short timeouts, since a
+    store that is slow or down must cost a request little, never fail it."""
+    try:
+        import redis.asyncio
+    except ImportError:  # pragma: no cover - depends on the installation
+        raise RuntimeError(f"{setting} needs the redis package: pip install 'responses-proxy[redis]'") from None
+    return redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
 class RedisStore:
     """In Redis, shared by every replica; entries expire after ``ttl`` seconds."""
 
@@ -143,11 +153,7 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, ttl: float) -> RedisStore:
-        try:
-            import redis.asyncio
-        except ImportError:  # pragma: no cover - depends on the installation
-            raise RuntimeError("reasoning.redis_url needs the redis package: pip install 'responses-proxy[redis]'")
-        return cls(redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2), ttl)
+        return cls(redis_client(url, "reasoning.redis_url"), ttl)
 
     async def fetch(self, keys: list[str]) -> dict[str, list[dict[str, Any]]]:
         if not keys:
@@ -194,11 +200,7 @@ class LearnedStore:
 
     @classmethod
     def from_url(cls, url: str) -> LearnedStore:
-        try:
-            import redis.asyncio
-        except ImportError:  # pragma: no cover - depends on the installation
-            raise RuntimeError("reasoning.redis_url needs the redis package: pip install 'responses-proxy[redis]'")
-        return cls(redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2))
+        return cls(redis_client(url, "reasoning.redis_url"))
 
     def _key(self, upstream: str, model: str) -> str:
         return f"{self.PREFIX}{upstream}:{model}"

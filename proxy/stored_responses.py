@@ -27,6 +27,7 @@ import orjson
 
 from .config import ToChatConfig
 from .errors import ClientError, InvalidRequest
+from .memory import redis_client
 
 log = logging.getLogger("proxy.stored_responses")
 
@@ -286,11 +287,7 @@ class RedisResponses(ResponseStore):
 
     @classmethod
     def from_url(cls, url: str, bounds: Bounds) -> RedisResponses:
-        try:
-            import redis.asyncio
-        except ImportError:  # pragma: no cover - depends on the installation
-            raise RuntimeError("to_chat.store in Redis needs the redis package: pip install 'responses-proxy[redis]'")
-        client = redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        client = redis_client(url, "to_chat.store in Redis")
         return cls(client, bounds, "Redis at " + _without_password(url))
 
     async def _open(self) -> None:
