@@ -16,6 +16,7 @@ import openai
 import pytest
 from hypothesis import settings
 
+from fake_chat_upstream import FakeChatUpstream
 from fake_upstream import FakeUpstream, running_fake_upstream
 from proxy.config import DEFAULT_MODEL_SETTINGS, Config, load_config
 from servers import running_proxy
@@ -73,6 +74,19 @@ def fake_server() -> Iterator[FakeUpstream]:
 def fake(fake_server: FakeUpstream) -> FakeUpstream:
     fake_server.reset()
     return fake_server
+
+
+@pytest.fixture(scope="module")
+def chat_server() -> Iterator[FakeChatUpstream]:
+    """A chat-only upstream (DeepSeek-like by default), one per test module."""
+    with running_fake_upstream(FakeChatUpstream()) as fake:
+        yield fake
+
+
+@pytest.fixture
+def chat_fake(chat_server: FakeChatUpstream) -> FakeChatUpstream:
+    chat_server.reset()
+    return chat_server
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,6 @@ import pytest
 
 from conftest import CLIENT_KEY, proxy_config
 from fake_chat_upstream import Chat, FakeChatUpstream
-from fake_upstream import running_fake_upstream
 from proxy.config import load_config
 from proxy.stored_responses import (Bounds, MemoryResponses, RedisResponses, ResponseStore, SqliteResponses,
                                     default_sqlite_path, open_response_store, with_ids)
@@ -191,18 +190,6 @@ def test_a_store_setting_of_another_form_is_refused(value):
 
 
 # ---------------------------------------------------------------- through the proxy
-
-
-@pytest.fixture(scope="module")
-def chat_server() -> Iterator[FakeChatUpstream]:
-    with running_fake_upstream(FakeChatUpstream()) as fake:
-        yield fake
-
-
-@pytest.fixture
-def chat_fake(chat_server: FakeChatUpstream) -> FakeChatUpstream:
-    chat_server.reset()
-    return chat_server
 
 
 def post(url: str, body: dict[str, Any]) -> httpx.Response:

@@ -20,26 +20,14 @@ import openai
 import pytest
 
 from conftest import CLIENT_KEY, proxy_config, sdk
-from fake_chat_upstream import Chat, FakeChatUpstream
-from fake_upstream import Reply, Stream, running_fake_upstream
+from fake_chat_upstream import Chat
+from fake_upstream import Reply, Stream
 from proxy.chat_runs import SHUTDOWN_MESSAGE
 from servers import running_proxy
 from spec_check import check_error_body, check_response, check_stream_event
 
 MODEL = "deepseek-chat"
 HEADERS = {"authorization": f"Bearer {CLIENT_KEY}"}
-
-
-@pytest.fixture(scope="module")
-def chat_server() -> Iterator[FakeChatUpstream]:
-    with running_fake_upstream(FakeChatUpstream()) as fake:
-        yield fake
-
-
-@pytest.fixture
-def chat_fake(chat_server: FakeChatUpstream) -> FakeChatUpstream:
-    chat_server.reset()
-    return chat_server
 
 
 @pytest.fixture(scope="module")

@@ -30,18 +30,6 @@ TOOLS = [{"type": "function", "name": "get_weather", "parameters": {"type": "obj
 
 
 @pytest.fixture(scope="module")
-def chat_server() -> Iterator[FakeChatUpstream]:
-    with running_fake_upstream(FakeChatUpstream()) as fake:
-        yield fake
-
-
-@pytest.fixture
-def chat_fake(chat_server: FakeChatUpstream) -> FakeChatUpstream:
-    chat_server.reset()
-    return chat_server
-
-
-@pytest.fixture(scope="module")
 def detecting_url(chat_server) -> Iterator[str]:
     """A proxy configured with nothing but the chat-only upstream's URL: it finds out."""
     with running_proxy(proxy_config(chat_server.base_url)) as url:

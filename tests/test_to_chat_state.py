@@ -21,7 +21,7 @@ import pytest
 
 from conftest import CLIENT_KEY, proxy_config
 from fake_chat_upstream import Chat, FakeChatUpstream, ToolCall
-from fake_upstream import Reply, running_fake_upstream
+from fake_upstream import Reply
 from proxy.config import load_config
 from proxy.errors import ProxyError
 from proxy.translate import (ChatOptions, ReasoningSeal, ResponseStream, completion_to_response,
@@ -37,17 +37,10 @@ KEY = "a server key of thirty-two chars"
 CODEX = {"store": False, "include": ["reasoning.encrypted_content"], "tools": TOOLS, "stream": True}
 
 
-@pytest.fixture(scope="module")
-def chat_server() -> Iterator[FakeChatUpstream]:
-    with running_fake_upstream(FakeChatUpstream()) as fake:
-        yield fake
-
-
 @pytest.fixture
-def chat_fake(chat_server: FakeChatUpstream) -> FakeChatUpstream:
-    chat_server.reset()
-    chat_server.needs_reasoning_back = True
-    return chat_server
+def chat_fake(chat_fake: FakeChatUpstream) -> FakeChatUpstream:
+    chat_fake.needs_reasoning_back = True  # as DeepSeek's thinking mode with tools
+    return chat_fake
 
 
 def config(url: str, **sections: Any):
