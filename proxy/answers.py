@@ -132,7 +132,7 @@ async def serve_translated(plan: TranslatedPlan, request: Request, config: Confi
     completion in one piece. A background run a client may come back to is followed through ``runs``."""
     translation, presentation = plan.translation, plan.presentation
     upstream_request, answer = translation.upstream, translation.answer
-    headers = plan.route.upstream.headers(request.headers)
+    headers = plan.route.upstream.headers(request.headers.raw)
     completion_id = new_completion_id()
 
     async def start() -> Exchange:

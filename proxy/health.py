@@ -64,7 +64,7 @@ class Readiness:
     @staticmethod
     async def _models(upstream: Upstream) -> str:
         try:
-            response = await upstream.send("GET", "/models", upstream.headers({}))
+            response = await upstream.send("GET", "/models", upstream.headers(()))
             response.close()
         except ProxyError as exc:
             return f"GET /models failed: {exc.message}"

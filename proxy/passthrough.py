@@ -147,7 +147,7 @@ async def open_forward(upstream: Upstream, request: Request, path: str, body: by
     """
     first_byte_timeout = settings.first_byte_timeout if settings is not None else None
     idle_timeout = settings.idle_timeout if settings is not None else None
-    headers = upstream.headers(request.headers, keep_encoding=True)
+    headers = upstream.headers(request.headers.raw, keep_encoding=True)
     # The answer is relayed still encoded: without this, the HTTP client's own default would be sent.
     headers.setdefault("accept-encoding", "identity")
     if body is None and has_body(request):  # whatever the method: a GET may carry a body too

@@ -40,7 +40,7 @@ async def serve_to_chat(plan: ToChatPlan, request: Request, config: Config, stor
                         runs: ChatRuns, accepted: Callable[[], None] | None = None) -> Response:
     """Run ``plan``'s chat call and write the Responses answer (a background one: start its run); ``accepted`` is
     called once the upstream has accepted the call."""
-    headers = plan.route.upstream.headers(request.headers)
+    headers = plan.route.upstream.headers(request.headers.raw)
 
     async def start() -> ChatCall:
         try:

@@ -19,7 +19,7 @@ import socket
 import ssl
 import time
 import zlib
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from functools import cache, lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -48,9 +48,10 @@ HOP_BY_HOP = frozenset((
 # Client headers that never reach the upstream: credentials are the proxy's to set,
 # and the client's accepted encodings are not the proxy's when it decodes the body.
 _CLIENT_ONLY = frozenset(("authorization", "x-api-key", "api-key", "cookie", "accept-encoding", "expect"))
-_DROPPED = HOP_BY_HOP | _CLIENT_ONLY
-_DROPPED_KEEPING_ENCODING = _DROPPED - {"accept-encoding"}
-_CREDENTIALS = frozenset(("authorization", "x-api-key", "api-key"))
+# As raw ASGI header names: the client's headers are read as the server gave them.
+_DROPPED = frozenset(name.encode("latin-1") for name in HOP_BY_HOP | _CLIENT_ONLY)
+_DROPPED_KEEPING_ENCODING = _DROPPED - {b"accept-encoding"}
+_CREDENTIALS = frozenset((b"authorization", b"x-api-key", b"api-key"))
 ERROR_BODY_LIMIT = 1024 * 1024
 _BILLING = frozenset(("openai-organization", "openai-project"))
 KEEPALIVE_SECONDS = 15.0  # an idle pooled connection is closed after this long
@@ -228,15 +229,15 @@ def _as_json(payload: Any, headers: Mapping[str, str]) -> tuple[bytes, dict[str,
     return orjson.dumps(payload), {**headers, "content-type": "application/json"}
 
 
-def _as_received(value: str) -> str:
-    """A header value the server read as Latin-1, as the UTF-8 text the client sent (aiohttp sends UTF-8).
+def _as_received(value: bytes) -> str:
+    """A header value as the UTF-8 text the client sent (aiohttp sends UTF-8).
 
     Bytes that are not UTF-8 cannot be sent as they came; they go as their Latin-1 reading.
     """
     try:
-        return value.encode("latin-1").decode("utf-8")
+        return value.decode("utf-8")
     except UnicodeError:
-        return value
+        return value.decode("latin-1")
 
 
 def without_credentials(url: str) -> str:
@@ -336,29 +337,29 @@ class Upstream:
         """The URL of ``path`` on this upstream, as it may be shown (see :func:`without_credentials`)."""
         return self._base + path
 
-    def headers(self, client_headers: Mapping[str, str], *, keep_encoding: bool = False) -> dict[str, str]:
-        """Client headers minus hop-by-hop ones, with the upstream's credentials.
+    def headers(self, client_headers: Iterable[tuple[bytes, bytes]], *, keep_encoding: bool = False) -> dict[str, str]:
+        """The client's headers (raw ASGI pairs, names in lower case) minus hop-by-hop ones, with the upstream's
+        credentials.
 
         With an upstream key configured it replaces whatever the client sent;
         without one, the client's own ``Authorization`` is forwarded.
         """
-        named = [(name.lower(), name, value if value.isascii() else _as_received(value))
-                 for name, value in client_headers.items()]
         dropped = _DROPPED_KEEPING_ENCODING if keep_encoding else _DROPPED
         # Headers named in Connection are hop-by-hop too (RFC 9110 section 7.6.1), and Proxy-* ones are for us.
-        for lower, _, value in named:
-            if lower == "connection":
-                dropped = dropped | {name.strip().lower() for name in value.split(",")}
-        headers = {name: value for lower, name, value in named
-                   if lower not in dropped and not lower.startswith("proxy-")}
+        for name, value in client_headers:
+            if name == b"connection":
+                dropped = dropped | {part.strip().lower().encode("latin-1") for part in value.decode("latin-1").split(",")}
+        headers = {name.decode("latin-1"): value.decode("latin-1") if value.isascii() else _as_received(value)
+                   for name, value in client_headers if name not in dropped and not name.startswith(b"proxy-")}
         key = self.keys.pick()
         if key is not None:
             headers[self._key_header] = self.config.credential(key)
             # With the operator's key, the operator chooses what it bills: clients do not pick the org or project.
-            for name in [name for name in headers if name.lower() in _BILLING]:
+            for name in [name for name in headers if name in _BILLING]:
                 del headers[name]
         else:
-            headers.update((name, value) for lower, name, value in named if lower in _CREDENTIALS)
+            headers.update((name.decode("latin-1"), _as_received(value)) for name, value in client_headers
+                           if name in _CREDENTIALS)
         headers.update(self.config.headers)
         return headers
 

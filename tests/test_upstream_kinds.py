@@ -108,7 +108,7 @@ async def test_an_error_never_shows_the_query_parameter():
     upstream = Upstream(config.upstream)
     try:
         with pytest.raises(UpstreamUnreachable) as caught:
-            await upstream.send("GET", "/models", upstream.headers({}))
+            await upstream.send("GET", "/models", upstream.headers(()))
     finally:
         await upstream.aclose()
     assert QUERY_SECRET not in json.dumps(caught.value.body())

@@ -77,14 +77,14 @@ async def test_headers_take_the_next_key_and_rekey_swaps_it():
     config = load_config(env={}, overrides={"upstream": {"api_key": "k1", "api_keys": ["k2"]}}).upstream
     upstream = Upstream(config)
     try:
-        first = upstream.headers({"Authorization": "Bearer client", "x-api-key": "client", "accept": "*/*"})
+        first = upstream.headers([(b"authorization", b"Bearer client"), (b"x-api-key", b"client"), (b"accept", b"*/*")])
         assert first == {"authorization": "Bearer k1", "accept": "*/*"}
         assert upstream.rekey(first) == {"authorization": "Bearer k2", "accept": "*/*"}
     finally:
         await upstream.aclose()
     keyless = Upstream(load_config(env={}).upstream)
     try:
-        assert keyless.headers({"authorization": "Bearer client"})["authorization"] == "Bearer client"
+        assert keyless.headers([(b"authorization", b"Bearer client")])["authorization"] == "Bearer client"
         assert keyless.rekey({"authorization": "Bearer client"}) == {"authorization": "Bearer client"}
     finally:
         await keyless.aclose()
@@ -122,7 +122,7 @@ async def test_retry_after_sets_the_rest(fake):
     try:
         statuses = []
         for _ in range(3):
-            response = await upstream.send("POST", "/responses", upstream.headers({}), json={})
+            response = await upstream.send("POST", "/responses", upstream.headers(()), json={})
             statuses.append(response.status_code)
             response.close()
         assert statuses == [429, 200, 200]
@@ -259,7 +259,7 @@ async def test_a_body_within_the_limit_is_read_whole_a_larger_one_only_as_far_as
         b"content-length: %d\r\n" % size if declared else b"connection: close\r\n") + b"\r\n"
     server, upstream = await answering(head, body)
     try:
-        response = await upstream.send("POST", "/responses", upstream.headers({}), json={})
+        response = await upstream.send("POST", "/responses", upstream.headers(()), json={})
         read = await response.read(limit)
         if size <= limit:
             assert read == body and not response.cut
@@ -274,7 +274,7 @@ async def test_a_body_shorter_than_declared_is_a_broken_answer():
     server, upstream = await answering(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n",
                                        b'{"id": "resp_1", "out')
     try:
-        response = await upstream.send("POST", "/responses", upstream.headers({}), json={})
+        response = await upstream.send("POST", "/responses", upstream.headers(()), json={})
         with pytest.raises(UpstreamBroken):
             await response.read(1024)
     finally:
