@@ -16,7 +16,8 @@ import yaml
 from conftest import CLIENT_KEY, NO_BACKGROUND, sdk
 from fake_azure_upstream import (AZURE_KEY, API_VERSION, FILTER_RESULTS, PROMPT_FILTERED, FakeAzureUpstream,
                                  prompt_filtered_chat)
-from fake_upstream import Reply, Respond, function_call_item, message_item, running_fake_upstream
+from fake_upstream import (Reply, Respond, Stream, build_response, function_call_item, message_item,
+                           running_fake_upstream, stream_events)
 from proxy.config import load_config
 from proxy.configfile import ConfigError
 from servers import running_proxy
@@ -271,3 +272,48 @@ def test_images_and_audio_go_to_their_deployment(azure):
         assert "dated API" in upload.json()["error"]["message"]
     else:
         assert upload.status_code == 200 and upload.json()["text"] == "Transcript of a.mp3"
+
+
+def azure_calls(fake: FakeAzureUpstream, method: str) -> list[str]:
+    """The Azure paths (and queries) of the requests made with ``method``, in order."""
+    return [path for request, path in zip(fake.requests, fake.azure_paths) if request.method == method]
+
+
+def test_a_background_run_azure_will_not_stream_is_polled_on_azures_paths(azure):
+    """Where Azure refuses to stream a background run, it is created without streaming and polled at
+    ``GET /openai/v1/responses/{id}`` (v1) or ``GET /openai/responses/{id}?api-version=`` (dated)."""
+    azure.background_polls = 2
+    azure.script(Reply(400, {"error": {"message": "Streaming is not supported for this model.",
+                                       "type": "invalid_request_error", "param": "stream", "code": None}}))
+    with azure_proxy(azure, azure.dated, models={"o3-pro*": {"background": True}}) as url:
+        answer = sdk(url).chat.completions.create(model="o3-pro", messages=[{"role": "user", "content": "long"}])
+    assert answer.choices[0].message.content == "Echo: long"
+    first, second = (request.json for request in azure.requests if request.method == "POST")
+    assert first["stream"] is True and "stream" not in second and second["background"] is True
+    polls = azure_calls(azure, "GET")
+    assert len(polls) >= 2
+    response_id = azure.requests[-1].path.rsplit("/", 1)[1]
+    assert set(polls) == {called(azure, f"/openai/v1/responses/{response_id}",
+                                 f"/openai/responses/{response_id}?api-version={{version}}")}
+
+
+def test_a_cut_background_stream_azure_will_not_resume_is_polled(azure):
+    """A background stream cut short is resumed at ``?stream=true``; where Azure refuses that, the run is polled."""
+    text = "A long answer, streamed in pieces."
+    events = stream_events(build_response({"background": True, "store": True, "model": "o3-pro"},
+                                          [message_item(text)]), text_chunk=5)
+    azure.background_polls = 1
+    azure.script(Stream(events=events, cut_after=6),
+                 Reply(400, {"error": {"message": "Streaming a stored response is not supported.",
+                                       "type": "invalid_request_error", "param": "stream", "code": None}}))
+    with azure_proxy(azure, azure.dated, models={"o3-pro*": {"background": True}}) as url:
+        answer = sdk(url).chat.completions.create(model="o3-pro", messages=[{"role": "user", "content": "long"}])
+    assert answer.choices[0].message.content == text
+    response_id = events[0]["response"]["id"]
+    resume, *polls = azure_calls(azure, "GET")
+    v1, dated = f"/openai/v1/responses/{response_id}", f"/openai/responses/{response_id}"
+    if azure.dated:
+        assert resume.startswith(dated + f"?api-version={API_VERSION}&stream=true&starting_after=")
+    else:
+        assert resume.startswith(v1 + "?stream=true&starting_after=")
+    assert polls and set(polls) == {called(azure, v1, dated + "?api-version={version}")}
