@@ -35,6 +35,7 @@ from .config import UpstreamConfig
 from .errors import (RETRYABLE_STATUSES, ConnectTimeout, FirstByteTimeout, IdleTimeout, InvalidRequest,
                      InvalidUpstreamAnswer, UpstreamBroken, UpstreamError, UpstreamNotFound, UpstreamStatusError,
                      UpstreamUnreachable)
+from .forms import form_boundary, form_value
 from .keys import REST_STATUSES, KeyRing, retry_after
 from .library_internals import left_behind
 
@@ -266,6 +267,8 @@ def with_authorization(headers: Mapping[str, str], value: str, name: str = "auth
 # models, files...) is under the API root, as on v1.
 _PER_DEPLOYMENT = frozenset(("/chat/completions", "/completions", "/embeddings"))
 _PER_DEPLOYMENT_UNDER = ("/images/", "/audio/")
+# How much of a multipart upload is read for its model field, at most: a form names it ahead of its file.
+FORM_MODEL_LIMIT = 1024 * 1024
 
 
 class AzureLayout:
@@ -289,8 +292,9 @@ class AzureLayout:
             return path
         if not model:
             raise InvalidRequest(f"The upstream is Azure OpenAI's dated API, where {path} is called per deployment: "
-                                 "the request must be JSON with a model (or configure the v1 API: no api_version).",
-                                 "model")
+                                 "the request must name its model, in a JSON body or in a multipart form's model "
+                                 f"field ahead of its file (within its first {FORM_MODEL_LIMIT:,} bytes); or "
+                                 "configure the v1 API (no api_version).", "model")
         return f"/deployments/{quote(model, safe='')}{path}"
 
     def mapped(self, payload: Any) -> Any:
@@ -408,7 +412,13 @@ class Upstream:
         to Azure's layout, and the body's model to its deployment.
         """
         if self.azure is not None:
-            path, json, content = self._on_azure(path, json, content)
+            form_model = None
+            if content is not None and not isinstance(content, bytes) and self.azure.deployment_path(path):
+                boundary = form_boundary(next((value for name, value in headers.items()
+                                               if name.lower() == "content-type"), ""))
+                if boundary is not None:
+                    form_model, content = await _form_field_ahead(content, boundary, "model", FORM_MODEL_LIMIT)
+            path, json, content = self._on_azure(path, json, content, form_model)
         if json is not None:
             content, headers = _as_json(json, headers)
         if self._basic is not None:
@@ -438,9 +448,11 @@ class Upstream:
         return UpstreamResponse(response, decode, idle_timeout or self.config.idle_timeout,
                                 f"{method} {self.url(path)}")
 
-    def _on_azure(self, path: str, json: Any, content: bytes | AsyncIterator[bytes] | None) -> tuple[str, Any, Any]:
+    def _on_azure(self, path: str, json: Any, content: bytes | AsyncIterator[bytes] | None,
+                  form_model: str | None = None) -> tuple[str, Any, Any]:
         """The path, JSON and body of a request as Azure's layout calls them. A JSON body given as bytes (by
-        pass-through) is read for its model only when the deployment matters, and rewritten only when it changes."""
+        pass-through) is read for its model only when the deployment matters, and rewritten only when it changes;
+        a multipart upload's model (``form_model``) names the deployment of its path, its body is sent unchanged."""
         assert self.azure is not None
         given = json
         if given is None and isinstance(content, bytes) and (self.azure.deployments or
@@ -451,6 +463,8 @@ class Upstream:
                 given = None
         mapped = self.azure.mapped(given)
         model = mapped.get("model") if isinstance(mapped, dict) else None
+        if model is None and form_model:
+            model = self.azure.deployments.get(form_model, form_model)
         path = self.azure.locate(path, model if isinstance(model, str) else None)
         if json is not None:
             return path, mapped, content
@@ -533,6 +547,31 @@ async def _watched(chunks: AsyncIterator[bytes], failures: list[BaseException]) 
     except Exception as exc:
         failures.append(exc)
         raise
+
+
+async def _form_field_ahead(chunks: AsyncIterator[bytes], boundary: str, name: str,
+                            limit: int) -> tuple[str | None, AsyncIterator[bytes]]:
+    """The text field ``name`` of a multipart body being streamed, read from the body's start (up to the field,
+    at most about ``limit`` bytes), and the whole body to send on: the bytes read, then the rest as it comes."""
+    rest = aiter(chunks)
+    start = bytearray()
+    while True:
+        value, whole = form_value(bytes(start), boundary, name)
+        if value is not None or whole or len(start) > limit:
+            break
+        try:
+            start += await anext(rest)
+        except StopAsyncIteration:
+            break
+    return value, _after(bytes(start), rest)
+
+
+async def _after(start: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``start``, then what ``rest`` still yields."""
+    if start:
+        yield start
+    async for chunk in rest:
+        yield chunk
 
 
 async def read_json(response: UpstreamResponse, limit: int = ERROR_BODY_LIMIT,

@@ -900,6 +900,8 @@ class FakeUpstream:
             await self._embeddings(ex, r)
         elif (method, path) == ("POST", "/v1/audio/transcriptions"):
             await self._transcription(ex, r)
+        elif (method, path) == ("POST", "/v1/files"):
+            await self._file_upload(ex, r)
         elif (method, path) == ("POST", "/v1/audio/speech"):
             await ex.chunks([SPEECH_BYTES[i:i + SPEECH_CHUNK] for i in range(0, len(SPEECH_BYTES), SPEECH_CHUNK)],
                             "audio/mpeg")
@@ -1103,6 +1105,20 @@ class FakeUpstream:
                            code="missing_required_parameter")
             return
         await ex.json({"text": f"Transcript of {upload['filename']}", "file": upload, "fields": fields})
+
+
+    async def _file_upload(self, ex: _Exchange, r: Recorded) -> None:
+        """A file object, as the API answers an upload (with what the fake received of it, to check)."""
+        fields, files = _parse_multipart(r.body, r.headers.get("content-type", ""))
+        upload = next((f for f in files if f["field"] == "file"), None)
+        if upload is None or "purpose" not in fields:
+            missing = "file" if upload is None else "purpose"
+            await ex.error(400, f"Missing required parameter: '{missing}'.", param=missing,
+                           code="missing_required_parameter")
+            return
+        await ex.json({"id": "file-" + secrets.token_hex(11), "object": "file", "bytes": upload["size"], "created_at": int(time.time()),
+                       "filename": upload["filename"], "purpose": fields["purpose"], "status": "processed",
+                       "sha256": upload["sha256"]})
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from fake_upstream import (Reply, Respond, Stream, build_response, function_call
                            running_fake_upstream, stream_events)
 from proxy.config import load_config
 from proxy.configfile import ConfigError
+from proxy.upstream import FORM_MODEL_LIMIT
 from servers import running_proxy
 
 TUNING = {"upstream": {"backoff_initial": 0.01, "backoff_max": 0.05},
@@ -260,19 +262,73 @@ def test_images_and_audio_go_to_their_deployment(azure):
             client.images.generate(model="gpt-image-1", prompt="a lighthouse")
         speech = httpx.post(f"{url}/v1/audio/speech", json={"model": "gpt-4o", "input": "hi", "voice": "alloy"},
                             timeout=30)
-        upload = httpx.post(f"{url}/v1/audio/transcriptions", data={"model": "whisper"},
-                            files={"file": ("a.mp3", b"ID3...")}, timeout=30)
-    assert azure.azure_paths[:2] == [
+        transcript = client.audio.transcriptions.create(model="whisper", file=("a.mp3", b"ID3..."))
+    assert azure.azure_paths == [
         called(azure, "/openai/v1/images/generations",
                "/openai/deployments/gpt-image-1/images/generations?api-version={version}"),
-        called(azure, "/openai/v1/audio/speech", "/openai/deployments/gpt-4o/audio/speech?api-version={version}")]
+        called(azure, "/openai/v1/audio/speech", "/openai/deployments/gpt-4o/audio/speech?api-version={version}"),
+        called(azure, "/openai/v1/audio/transcriptions",
+               "/openai/deployments/whisper/audio/transcriptions?api-version={version}")]
     assert speech.status_code == 200 and len(speech.content) > 100_000
-    if azure.dated:  # a multipart upload names its model where the proxy does not read it: a clear 400
-        assert upload.status_code == 400 and upload.json()["error"]["param"] == "model"
-        assert "dated API" in upload.json()["error"]["message"]
-    else:
-        assert upload.status_code == 200 and upload.json()["text"] == "Transcript of a.mp3"
+    assert transcript.text == "Transcript of a.mp3"
 
+
+BOUNDARY = "form-boundary-7d1c"
+
+
+def multipart(*parts: tuple[str, bytes, str | None]) -> bytes:
+    """A multipart/form-data body with its parts in the order given: (field, value, filename or None)."""
+    body = b""
+    for name, value, filename in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        kind = "\r\ncontent-type: application/octet-stream" if filename else ""
+        body += f"--{BOUNDARY}\r\ncontent-disposition: {disposition}{kind}\r\n\r\n".encode() + value + b"\r\n"
+    return body + f"--{BOUNDARY}--\r\n".encode()
+
+
+def upload(url: str, path: str, body: bytes) -> httpx.Response:
+    return httpx.post(f"{url}{path}", content=body, timeout=30,
+                      headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}"})
+
+
+def test_a_multipart_upload_goes_to_the_deployment_its_model_field_names(azure_server):
+    """On the dated API the deployment is read from the form's model field; the body reaches Azure byte for byte,
+    the model field behind the file too, as long as it is within the start the proxy reads."""
+    azure_server.reset()
+    azure_server.dated = True
+    audio = bytes(range(256)) * 4096  # 1 MiB of file, after the model field: streamed on
+    ahead = multipart(("model", b"transcriber", None), ("file", audio, "talk.mp3"), ("language", b"en", None))
+    behind = multipart(("file", b"ID3 short", "short.mp3"), ("model", b"whisper", None))
+    with azure_proxy(azure_server, True, upstream={"deployments": {"transcriber": "whisper"}}) as url:
+        first = upload(url, "/v1/audio/transcriptions", ahead)
+        second = upload(url, "/v1/audio/transcriptions", behind)
+    assert first.status_code == 200 and second.status_code == 200
+    assert first.json()["file"]["sha256"] == hashlib.sha256(audio).hexdigest()
+    assert first.json()["fields"] == {"model": "transcriber", "language": "en"}
+    assert azure_server.azure_paths == [
+        f"/openai/deployments/whisper/audio/transcriptions?api-version={API_VERSION}"] * 2
+    assert [request.body for request in azure_server.requests] == [ahead, behind]
+
+
+def test_a_multipart_upload_without_a_model_ahead_of_a_large_file_gets_a_clear_400(azure_server):
+    azure_server.reset()
+    azure_server.dated = True
+    late = multipart(("file", b"x" * 2 * FORM_MODEL_LIMIT, "long.mp3"), ("model", b"whisper", None))
+    with azure_proxy(azure_server, True) as url:
+        answers = [upload(url, "/v1/audio/transcriptions", body)
+                   for body in (late, multipart(("file", b"ID3", "a.mp3")))]
+    for answer in answers:
+        assert answer.status_code == 400
+        error = answer.json()["error"]
+        assert error["param"] == "model" and "model field ahead of its file" in error["message"]
+    assert azure_server.requests == []
+
+
+def test_files_upload_to_the_resources_files(azure):
+    with azure_proxy(azure, azure.dated) as url:
+        uploaded = sdk(url).files.create(file=("data.jsonl", b'{"a": 1}\n'), purpose="batch")
+    assert uploaded.filename == "data.jsonl" and uploaded.purpose == "batch" and uploaded.bytes == 9
+    assert azure.azure_paths == [called(azure, "/openai/v1/files", "/openai/files?api-version={version}")]
 
 def azure_calls(fake: FakeAzureUpstream, method: str) -> list[str]:
     """The Azure paths (and queries) of the requests made with ``method``, in order."""
