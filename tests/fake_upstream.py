@@ -942,8 +942,8 @@ class FakeUpstream:
             return
         request = r.json
         respond = respond or (self.answer(request) if self.answer else None) or Respond(output=_default_output(request))
-        response = build_response(request, respond.output, respond.status, respond.usage,
-                                  respond.incomplete_details, respond.error, respond.model)
+        response = self.annotated(request, build_response(request, respond.output, respond.status, respond.usage,
+                                                          respond.incomplete_details, respond.error, respond.model))
         background = response["background"]
         stored = _Stored(final=response, done=not background)
         if response["store"] or background:
@@ -957,6 +957,10 @@ class FakeUpstream:
             await ex.json(self._view(stored) | {"status": "queued"})
         else:
             await ex.json(response)
+
+    def annotated(self, request: dict, response: dict) -> dict:
+        """A created Response as this API gives it (a subclass adds what its API adds)."""
+        return response
 
     def _remember_stream(self, events: list[dict]) -> None:
         """Keep a scripted background stream so GET ?stream=true can resume it."""

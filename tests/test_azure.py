@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,9 @@ import pytest
 import yaml
 
 from conftest import CLIENT_KEY, NO_BACKGROUND, sdk
-from fake_azure_upstream import (AZURE_KEY, API_VERSION, FILTER_RESULTS, PROMPT_FILTERED, FakeAzureUpstream,
+from chunks import fold
+from fake_azure_upstream import (AZURE_KEY, API_VERSION, FILTER_RESULTS, FILTERED_OUTPUT, FILTERED_OUTPUT_RESULTS,
+                                 FILTERED_PROMPT, OUTPUT_RESULTS, PROMPT_FILTERED, PROMPT_RESULTS, FakeAzureUpstream,
                                  prompt_filtered_chat)
 from fake_upstream import (Reply, Respond, Stream, build_response, function_call_item, message_item,
                            running_fake_upstream, stream_events)
@@ -175,13 +178,17 @@ def test_a_bearer_token_reaches_the_v1_api(azure_server):
     assert "api-key" not in azure_server.requests[0].headers
 
 
-def test_a_filtered_prompt_reaches_a_translated_chat_client_in_azures_chat_shape(azure):
-    """Azure's Responses API reports the prompt's filter results in ``content_filters``; its chat endpoint, in
-    ``innererror.content_filter_result``: a chat client gets the chat endpoint's shape."""
+@pytest.mark.parametrize("details", [
+    {"content_filters": [{"blocked": True, "source_type": "prompt", "content_filter_raw": [],
+                          "content_filter_results": FILTER_RESULTS}]},
+    {"inner_error": {"code": "ResponsibleAIPolicyViolation", "content_filter_results": FILTER_RESULTS}}],
+    ids=["content_filters", "inner_error"])
+def test_a_filtered_prompt_reaches_a_translated_chat_client_in_azures_chat_shape(azure, details):
+    """A filtered prompt's results in the Responses API's ``content_filters``, or in the v1 REST reference's
+    ``inner_error``: a chat client gets them as Azure's chat endpoint gives them, in ``innererror``."""
     azure.script(Reply(400, {"error": {
         "message": PROMPT_FILTERED, "type": "invalid_request_error", "param": "prompt", "code": "content_filter",
-        "content_filters": [{"blocked": True, "source_type": "prompt", "content_filter_raw": [],
-                             "content_filter_results": FILTER_RESULTS}]}}))
+        **details}}))
     with azure_proxy(azure, azure.dated) as url:
         answer = httpx.post(f"{url}/v1/chat/completions", json={"model": "o3-pro", "messages": [
             {"role": "user", "content": "something filtered"}]}, timeout=30)
@@ -191,12 +198,76 @@ def test_a_filtered_prompt_reaches_a_translated_chat_client_in_azures_chat_shape
     assert error["innererror"] == prompt_filtered_chat()["error"]["innererror"]
 
 
+@pytest.mark.parametrize("model", ["o3-pro", "gpt-4o"], ids=["translated", "chat model"])
+def test_a_prompt_azure_filters_gets_its_400_whichever_api_serves_it(azure, model):
+    with azure_proxy(azure, azure.dated) as url:
+        answer = httpx.post(f"{url}/v1/chat/completions", json={"model": model, "messages": [
+            {"role": "user", "content": f"please {FILTERED_PROMPT}"}]}, timeout=30)
+    assert answer.status_code == 400
+    assert azure.azure_paths[0].startswith(called(azure, "/openai/v1/", "/openai/"))
+    error = answer.json()["error"]
+    expected = prompt_filtered_chat()["error"]
+    assert {key: error[key] for key in ("message", "param", "code", "status", "innererror")} == \
+        {key: expected[key] for key in ("message", "param", "code", "status", "innererror")}
+
+
 def test_a_filtered_prompt_of_a_chat_model_is_relayed_as_azure_sent_it(azure):
     azure.script(Reply(400, prompt_filtered_chat()))
     with azure_proxy(azure, azure.dated) as url:
         answer = httpx.post(f"{url}/v1/chat/completions", json={"model": "gpt-4o", "messages": [
             {"role": "user", "content": "something filtered"}]}, timeout=30)
     assert answer.status_code == 400 and answer.json() == prompt_filtered_chat()
+
+
+def chat(url: str, text: str, stream: bool = False) -> httpx.Response:
+    return httpx.post(f"{url}/v1/chat/completions", timeout=30, json={
+        "model": "o3-pro", "stream": stream, "messages": [{"role": "user", "content": text}]})
+
+
+def chunks_of(answer: httpx.Response) -> list[dict[str, Any]]:
+    payloads = [line[6:] for line in answer.text.split("\n") if line.startswith("data: ")]
+    assert payloads[-1] == "[DONE]"
+    return [json.loads(payload) for payload in payloads[:-1]]
+
+
+def test_a_translated_answer_carries_azures_filter_results_as_its_chat_endpoint_does(azure):
+    """The Response's ``content_filters`` become ``prompt_filter_results`` on the completion and
+    ``content_filter_results`` on its choice (AzureCreateChatCompletionResponse in the v1 REST reference)."""
+    with azure_proxy(azure, azure.dated) as url:
+        answer = chat(url, "hi").json()
+    assert answer["prompt_filter_results"] == [{"prompt_index": 0, "content_filter_results": PROMPT_RESULTS}]
+    choice = answer["choices"][0]
+    assert choice["content_filter_results"] == OUTPUT_RESULTS
+    assert choice["finish_reason"] == "stop" and choice["message"]["content"] == "Echo: hi"
+
+
+def test_a_translated_stream_carries_azures_filter_results_as_its_chat_endpoint_does(azure):
+    """The prompt's results in a chunk without choices ahead of the answer (as Azure's chat stream sends them),
+    the output's on the choice's last chunk."""
+    with azure_proxy(azure, azure.dated) as url:
+        chunks = chunks_of(chat(url, "stream me", stream=True))
+    prompt = next(index for index, chunk in enumerate(chunks) if "prompt_filter_results" in chunk)
+    first_text = next(index for index, chunk in enumerate(chunks)
+                      if chunk["choices"] and chunk["choices"][0]["delta"].get("content"))
+    assert prompt < first_text and chunks[prompt]["choices"] == []
+    assert chunks[prompt]["prompt_filter_results"] == [{"prompt_index": 0, "content_filter_results": PROMPT_RESULTS}]
+    last = chunks[-1]["choices"][0]
+    assert last["finish_reason"] == "stop" and last["content_filter_results"] == OUTPUT_RESULTS
+    assert fold(chunks)["message"]["content"] == "Echo: stream me"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["non-streaming", "streaming"])
+def test_an_answer_azures_filter_cut_finishes_with_content_filter(azure, stream):
+    with azure_proxy(azure, azure.dated) as url:
+        answer = chat(url, f"say this {FILTERED_OUTPUT} and more", stream=stream)
+    if stream:
+        chunks = chunks_of(answer)
+        choice = {**chunks[-1]["choices"][0], "message": fold(chunks)["message"]}
+    else:
+        choice = answer.json()["choices"][0]
+    assert choice["finish_reason"] == "content_filter"
+    assert choice["content_filter_results"] == FILTERED_OUTPUT_RESULTS
+    assert choice["message"]["content"] == "Echo: say this "
 
 
 def test_a_filtered_answer_finishes_with_content_filter(azure):
