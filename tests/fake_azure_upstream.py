@@ -15,7 +15,10 @@ What it enforces, as Microsoft's REST reference describes Azure OpenAI:
   ``content_filter_offsets``), a prompt with ``FILTERED_PROMPT`` in it gets the 400 ``content_filter`` with
   ``innererror.content_filter_result`` (Microsoft's content filtering guide), from chat completions and Responses
   alike, and a prompt with ``FILTERED_OUTPUT`` in it gets an answer cut where that mark would be echoed:
-  ``status: incomplete``, ``incomplete_details.reason: content_filter``, its completion entry ``blocked``.
+  ``status: incomplete``, ``incomplete_details.reason: content_filter``, its completion entry ``blocked``;
+  chat completions carry the filter's results as Azure's chat endpoint gives them (``prompt_filter_results`` on
+  the completion, or in a first chunk without choices when streamed, and each choice's
+  ``content_filter_results``).
 
 Behind the layout the answers are the fake OpenAI API's (``FakeUpstream``): a request is recorded with its Azure
 path in ``azure_paths`` and answered as ``/v1/...``, so scripts and recorded requests work as with the fake OpenAI.
@@ -23,6 +26,7 @@ path in ``azure_paths`` and answered as ``/v1/...``, so scripts and recorded req
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -87,6 +91,39 @@ def filtered_output(request: dict[str, Any]) -> Respond | None:
                    incomplete_details={"reason": "content_filter"})
 
 
+class _ChatWithFilterResults(_Exchange):
+    """An exchange whose chat completion answers carry Azure's content filter results for prompt and output."""
+
+    async def json(self, payload: Any, status: int = 200) -> None:
+        if status == 200 and isinstance(payload, dict) and payload.get("object") == "chat.completion":
+            payload = {**payload, "choices": [{**choice, "content_filter_results": OUTPUT_RESULTS}
+                                              for choice in payload["choices"]],
+                       "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": PROMPT_RESULTS}]}
+        await super().json(payload, status)
+
+    async def chunks(self, chunks: list[bytes], content_type: str, **options: Any) -> bool:
+        if content_type.startswith("text/event-stream"):
+            first = {"choices": [], "created": 0, "id": "", "model": "", "object": "",
+                     "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": PROMPT_RESULTS}]}
+            chunks = [_sse(first), *map(_with_output_results, chunks)]
+        return await super().chunks(chunks, content_type, **options)
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+
+def _with_output_results(frame: bytes) -> bytes:
+    """A chat chunk with the output's filter results on each choice that carries text or its end."""
+    if not frame.startswith(b"data: {"):
+        return frame
+    payload = json.loads(frame[6:])
+    for choice in payload["choices"]:
+        if choice["delta"].get("content") or choice.get("finish_reason"):
+            choice["content_filter_results"] = OUTPUT_RESULTS
+    return _sse(payload)
+
+
 class FakeAzureUpstream(FakeUpstream):
     """``dated``: the dated API (else v1). ``base_url`` is the resource's endpoint, as Azure's portal shows it."""
 
@@ -138,6 +175,8 @@ class FakeAzureUpstream(FakeUpstream):
             await ex.json(azure_error("OperationNotSupported", OPERATION_NOT_SUPPORTED.format(model=model)), 400)
             return
         r.path = path
+        if path == "/v1/chat/completions":
+            ex = _ChatWithFilterResults(ex.fake, ex.receive, ex.send)
         await super()._route(ex, r)
 
     def _openai_path(self, r: Recorded) -> str | bool | None:

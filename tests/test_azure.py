@@ -256,6 +256,35 @@ def test_a_translated_stream_carries_azures_filter_results_as_its_chat_endpoint_
     assert fold(chunks)["message"]["content"] == "Echo: stream me"
 
 
+def filter_fields(answer: httpx.Response, stream: bool) -> dict[str, Any]:
+    """Where an answer carries Azure's filter results: the prompt's (and, streamed, in a chunk without choices),
+    the output's on the choice (streamed, on the chunk that ends it)."""
+    if not stream:
+        completion = answer.json()
+        return {"prompt": completion["prompt_filter_results"],
+                "output": completion["choices"][0]["content_filter_results"]}
+    chunks = chunks_of(answer)
+    (prompt,) = [chunk for chunk in chunks if "prompt_filter_results" in chunk]
+    last = next(chunk["choices"][0] for chunk in reversed(chunks) if chunk["choices"])
+    assert prompt["choices"] == [] and last["finish_reason"] == "stop"
+    return {"prompt": prompt["prompt_filter_results"], "output": last["content_filter_results"]}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["non-streaming", "streaming"])
+def test_translated_and_chat_answers_carry_azures_filter_results_alike(azure, stream):
+    """A chat model's answer is Azure's chat endpoint's, relayed; a Responses-only model's, translated: a chat
+    client finds the filter's results in the same places in both."""
+    with azure_proxy(azure, azure.dated) as url:
+        answers = [httpx.post(f"{url}/v1/chat/completions", timeout=30, json={
+            "model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+            for model in ("gpt-4o", "o3-pro")]
+    assert [path.split("?")[0].rsplit("/", 2)[-2:] for path in azure.azure_paths] == \
+        [["chat", "completions"], ["v1" if not azure.dated else "openai", "responses"]]
+    relayed, translated = (filter_fields(answer, stream) for answer in answers)
+    assert relayed == translated == {"prompt": [{"prompt_index": 0, "content_filter_results": PROMPT_RESULTS}],
+                                     "output": OUTPUT_RESULTS}
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["non-streaming", "streaming"])
 def test_an_answer_azures_filter_cut_finishes_with_content_filter(azure, stream):
     with azure_proxy(azure, azure.dated) as url:
