@@ -35,7 +35,7 @@ from .config import UpstreamConfig
 from .errors import (RETRYABLE_STATUSES, ConnectTimeout, FirstByteTimeout, IdleTimeout, InvalidRequest,
                      InvalidUpstreamAnswer, UpstreamBroken, UpstreamError, UpstreamNotFound, UpstreamStatusError,
                      UpstreamUnreachable)
-from .forms import form_boundary, form_value
+from .forms import form_boundary, form_value, with_form_value
 from .keys import REST_STATUSES, KeyRing, retry_after
 from .library_internals import left_behind
 
@@ -271,6 +271,11 @@ _PER_DEPLOYMENT_UNDER = ("/images/", "/audio/")
 FORM_MODEL_LIMIT = 1024 * 1024
 
 
+def _model_call(path: str) -> bool:
+    """Whether ``path`` is a call of a model (a deployment, on Azure)."""
+    return path in _PER_DEPLOYMENT or path.startswith(_PER_DEPLOYMENT_UNDER)
+
+
 class AzureLayout:
     """Azure OpenAI's URLs: ``model`` is a deployment's name (``deployments`` maps the names clients use); the dated
     API (``api_version`` set) also names the deployment in the path of model calls, and the version in every query.
@@ -284,7 +289,12 @@ class AzureLayout:
 
     def deployment_path(self, path: str) -> bool:
         """Whether ``path`` is called under ``/deployments/{deployment}`` (dated API only)."""
-        return bool(self.version_query) and (path in _PER_DEPLOYMENT or path.startswith(_PER_DEPLOYMENT_UNDER))
+        return bool(self.version_query) and _model_call(path)
+
+    def reads_form(self, path: str) -> bool:
+        """Whether an upload to ``path`` is read for its model: to find the deployment of the path (dated API), or
+        to name the deployment in the form (``deployments``)."""
+        return _model_call(path) and bool(self.version_query or self.deployments)
 
     def locate(self, path: str, model: str | None) -> str:
         """``path`` as this layout calls it for ``model`` (the deployment, already mapped)."""
@@ -413,11 +423,8 @@ class Upstream:
         """
         if self.azure is not None:
             form_model = None
-            if content is not None and not isinstance(content, bytes) and self.azure.deployment_path(path):
-                boundary = form_boundary(next((value for name, value in headers.items()
-                                               if name.lower() == "content-type"), ""))
-                if boundary is not None:
-                    form_model, content = await _form_field_ahead(content, boundary, "model", FORM_MODEL_LIMIT)
+            if content is not None and not isinstance(content, bytes) and self.azure.reads_form(path):
+                form_model, content, headers = await self._azure_form(content, headers)
             path, json, content = self._on_azure(path, json, content, form_model)
         if json is not None:
             content, headers = _as_json(json, headers)
@@ -448,6 +455,25 @@ class Upstream:
         return UpstreamResponse(response, decode, idle_timeout or self.config.idle_timeout,
                                 f"{method} {self.url(path)}")
 
+    async def _azure_form(self, content: AsyncIterator[bytes], headers: Mapping[str, str]
+                          ) -> tuple[str | None, AsyncIterator[bytes], Mapping[str, str]]:
+        """A multipart upload's model, read from the start of its body, and the body and headers to send: the form
+        names the model's deployment (``deployments``) where the client named the model, its length told anew."""
+        assert self.azure is not None
+        named = {name.lower(): name for name in headers}
+        boundary = form_boundary(headers.get(named.get("content-type", ""), ""))
+        if boundary is None:
+            return None, content, headers
+        model, start, rest = await _start_of_form(content, boundary, "model", FORM_MODEL_LIMIT)
+        deployment = self.azure.deployments.get(model) if model is not None else None
+        if deployment is not None and deployment != model:
+            renamed = with_form_value(start, boundary, "model", deployment)
+            length = named.get("content-length")
+            if length is not None and headers[length].isdigit():
+                headers = {**headers, length: str(int(headers[length]) + len(renamed) - len(start))}
+            start = renamed
+        return model, _after(start, rest), headers
+
     def _on_azure(self, path: str, json: Any, content: bytes | AsyncIterator[bytes] | None,
                   form_model: str | None = None) -> tuple[str, Any, Any]:
         """The path, JSON and body of a request as Azure's layout calls them. A JSON body given as bytes (by
@@ -463,7 +489,7 @@ class Upstream:
                 given = None
         mapped = self.azure.mapped(given)
         model = mapped.get("model") if isinstance(mapped, dict) else None
-        if model is None and form_model:
+        if model is None and form_model:  # named in a multipart form
             model = self.azure.deployments.get(form_model, form_model)
         path = self.azure.locate(path, model if isinstance(model, str) else None)
         if json is not None:
@@ -549,21 +575,20 @@ async def _watched(chunks: AsyncIterator[bytes], failures: list[BaseException]) 
         raise
 
 
-async def _form_field_ahead(chunks: AsyncIterator[bytes], boundary: str, name: str,
-                            limit: int) -> tuple[str | None, AsyncIterator[bytes]]:
-    """The text field ``name`` of a multipart body being streamed, read from the body's start (up to the field,
-    at most about ``limit`` bytes), and the whole body to send on: the bytes read, then the rest as it comes."""
+async def _start_of_form(chunks: AsyncIterator[bytes], boundary: str, name: str,
+                         limit: int) -> tuple[str | None, bytes, AsyncIterator[bytes]]:
+    """The text field ``name`` of a multipart body being streamed, if its start holds it: the start is read up to
+    the field (or the body's end, or about ``limit`` bytes); and that start, and the rest of the body as it comes."""
     rest = aiter(chunks)
     start = bytearray()
     while True:
         value, whole = form_value(bytes(start), boundary, name)
         if value is not None or whole or len(start) > limit:
-            break
+            return value, bytes(start), rest
         try:
             start += await anext(rest)
         except StopAsyncIteration:
-            break
-    return value, _after(bytes(start), rest)
+            return None, bytes(start), rest
 
 
 async def _after(start: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -30,7 +30,8 @@ import json
 import re
 from typing import Any
 
-from fake_upstream import FakeUpstream, Recorded, Respond, _Exchange, _chat_text, _last_user_text, message_item
+from fake_upstream import (FakeUpstream, Recorded, Respond, _chat_text, _Exchange, _last_user_text, _parse_multipart,
+                           message_item)
 
 AZURE_KEY = "azure-key-5d1e77b0c3"
 API_VERSION = "2025-04-01-preview"
@@ -186,8 +187,9 @@ class FakeAzureUpstream(FakeUpstream):
         if not self.dated:
             if not r.path.startswith("/openai/v1/") or version not in (None, "preview", "latest"):
                 return None
-            return self._deployed(r, r.json.get("model") if isinstance(r.json, dict) else None,
-                                  "/v1" + r.path.removeprefix("/openai/v1"))
+            model = r.json.get("model") if isinstance(r.json, dict) else \
+                _parse_multipart(r.body, r.headers.get("content-type", ""))[0].get("model")  # an upload's form
+            return self._deployed(r, model, "/v1" + r.path.removeprefix("/openai/v1"))
         if version is None or not DATED_VERSION.fullmatch(version) or not r.path.startswith("/openai/") \
                 or r.path.startswith("/openai/v1/"):
             return None

@@ -391,23 +391,23 @@ def upload(url: str, path: str, body: bytes) -> httpx.Response:
                       headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}"})
 
 
-def test_a_multipart_upload_goes_to_the_deployment_its_model_field_names(azure_server):
-    """On the dated API the deployment is read from the form's model field; the body reaches Azure byte for byte,
-    the model field behind the file too, as long as it is within the start the proxy reads."""
-    azure_server.reset()
-    azure_server.dated = True
-    audio = bytes(range(256)) * 4096  # 1 MiB of file, after the model field: streamed on
+def test_a_multipart_upload_goes_to_the_deployment_its_model_field_names(azure):
+    """The deployment is read from the form's model field (mapped through ``deployments``): on the dated API it is
+    named in the path, on both in the form. The body reaches Azure otherwise byte for byte, the model field behind
+    the file too, as long as it is within the start the proxy reads; the rest is streamed on."""
+    audio = bytes(range(256)) * 4096  # 1 MiB of file, after the model field
     ahead = multipart(("model", b"transcriber", None), ("file", audio, "talk.mp3"), ("language", b"en", None))
     behind = multipart(("file", b"ID3 short", "short.mp3"), ("model", b"whisper", None))
-    with azure_proxy(azure_server, True, upstream={"deployments": {"transcriber": "whisper"}}) as url:
+    with azure_proxy(azure, azure.dated, upstream={"deployments": {"transcriber": "whisper"}}) as url:
         first = upload(url, "/v1/audio/transcriptions", ahead)
         second = upload(url, "/v1/audio/transcriptions", behind)
     assert first.status_code == 200 and second.status_code == 200
     assert first.json()["file"]["sha256"] == hashlib.sha256(audio).hexdigest()
-    assert first.json()["fields"] == {"model": "transcriber", "language": "en"}
-    assert azure_server.azure_paths == [
-        f"/openai/deployments/whisper/audio/transcriptions?api-version={API_VERSION}"] * 2
-    assert [request.body for request in azure_server.requests] == [ahead, behind]
+    assert first.json()["fields"] == {"model": "whisper", "language": "en"}
+    assert azure.azure_paths == [called(azure, "/openai/v1/audio/transcriptions",
+                                        "/openai/deployments/whisper/audio/transcriptions?api-version={version}")] * 2
+    assert azure.deployments_called == ["whisper", "whisper"]
+    assert [request.body for request in azure.requests] == [ahead.replace(b"transcriber", b"whisper"), behind]
 
 
 def test_a_multipart_upload_without_a_model_ahead_of_a_large_file_gets_a_clear_400(azure_server):
