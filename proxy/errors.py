@@ -242,13 +242,22 @@ class UpstreamStatusError(UpstreamError):
 
 def azure_filter_details(payload: Any) -> dict[str, Any]:
     """Azure's details of a filtered prompt in its chat shape: ``innererror`` as its chat endpoint sends it, or made
-    from the Responses API's ``content_filters`` (the prompt's entry)."""
+    from the v1 API's ``inner_error`` (its REST reference's name) or the Responses API's ``content_filters`` (the
+    prompt's entry)."""
     inner = payload.get("error") if isinstance(payload, dict) else None
     if not isinstance(inner, dict):
         return {}
     details: dict[str, Any] = {"status": inner["status"]} if isinstance(inner.get("status"), int) else {}
     if isinstance(inner.get("innererror"), dict):
         return details | {"innererror": inner["innererror"]}
+    named = inner.get("inner_error")
+    if isinstance(named, dict):
+        innererror = {"code": named.get("code") or "ResponsibleAIPolicyViolation", **{
+            key: value for key, value in named.items() if key not in ("code", *_FILTER_RESULT_NAMES)}}
+        results = next((named[key] for key in _FILTER_RESULT_NAMES if isinstance(named.get(key), dict)), None)
+        if results is not None:
+            innererror["content_filter_result"] = results
+        return details | {"innererror": innererror}
     filters = inner.get("content_filters")
     prompt = next((entry for entry in filters if isinstance(entry, dict) and entry.get("source_type") == "prompt"),
                   None) if isinstance(filters, list) else None
@@ -256,6 +265,9 @@ def azure_filter_details(payload: Any) -> dict[str, Any]:
         details["innererror"] = {"code": "ResponsibleAIPolicyViolation",
                                  "content_filter_result": prompt["content_filter_results"]}
     return details
+
+
+_FILTER_RESULT_NAMES = ("content_filter_result", "content_filter_results")  # as Azure's bodies and its reference
 
 
 class UpstreamRefusedParam(UpstreamStatusError):

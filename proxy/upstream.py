@@ -35,6 +35,7 @@ from .config import UpstreamConfig
 from .errors import (RETRYABLE_STATUSES, ConnectTimeout, FirstByteTimeout, IdleTimeout, InvalidRequest,
                      InvalidUpstreamAnswer, UpstreamBroken, UpstreamError, UpstreamNotFound, UpstreamStatusError,
                      UpstreamUnreachable)
+from .forms import form_boundary, form_value, with_form_value
 from .keys import REST_STATUSES, KeyRing, retry_after
 from .library_internals import left_behind
 
@@ -267,6 +268,13 @@ def with_authorization(headers: Mapping[str, str], value: str, name: str = "auth
 # models, files...) is under the API root, as on v1.
 _PER_DEPLOYMENT = frozenset(("/chat/completions", "/completions", "/embeddings"))
 _PER_DEPLOYMENT_UNDER = ("/images/", "/audio/")
+# How much of a multipart upload is read for its model field, at most: a form names it ahead of its file.
+FORM_MODEL_LIMIT = 1024 * 1024
+
+
+def _model_call(path: str) -> bool:
+    """Whether ``path`` is a call of a model (a deployment, on Azure)."""
+    return path in _PER_DEPLOYMENT or path.startswith(_PER_DEPLOYMENT_UNDER)
 
 
 class AzureLayout:
@@ -282,7 +290,12 @@ class AzureLayout:
 
     def deployment_path(self, path: str) -> bool:
         """Whether ``path`` is called under ``/deployments/{deployment}`` (dated API only)."""
-        return bool(self.version_query) and (path in _PER_DEPLOYMENT or path.startswith(_PER_DEPLOYMENT_UNDER))
+        return bool(self.version_query) and _model_call(path)
+
+    def reads_form(self, path: str) -> bool:
+        """Whether an upload to ``path`` is read for its model: to find the deployment of the path (dated API), or
+        to name the deployment in the form (``deployments``)."""
+        return _model_call(path) and bool(self.version_query or self.deployments)
 
     def locate(self, path: str, model: str | None) -> str:
         """``path`` as this layout calls it for ``model`` (the deployment, already mapped)."""
@@ -290,8 +303,9 @@ class AzureLayout:
             return path
         if not model:
             raise InvalidRequest(f"The upstream is Azure OpenAI's dated API, where {path} is called per deployment: "
-                                 "the request must be JSON with a model (or configure the v1 API: no api_version).",
-                                 "model")
+                                 "the request must name its model, in a JSON body or in a multipart form's model "
+                                 f"field ahead of its file (within its first {FORM_MODEL_LIMIT:,} bytes); or "
+                                 "configure the v1 API (no api_version).", "model")
         return f"/deployments/{quote(model, safe='')}{path}"
 
     def mapped(self, payload: Any) -> Any:
@@ -409,7 +423,10 @@ class Upstream:
         to Azure's layout, and the body's model to its deployment.
         """
         if self.azure is not None:
-            path, json, content = self._on_azure(path, json, content)
+            form_model = None
+            if content is not None and not isinstance(content, bytes) and self.azure.reads_form(path):
+                form_model, content, headers = await self._azure_form(content, headers)
+            path, json, content = self._on_azure(path, json, content, form_model)
         if json is not None:
             content, headers = _as_json(json, headers)
         if self._basic is not None:
@@ -439,9 +456,30 @@ class Upstream:
         return UpstreamResponse(response, decode, idle_timeout or self.config.idle_timeout,
                                 f"{method} {self.url(path)}")
 
-    def _on_azure(self, path: str, json: Any, content: bytes | AsyncIterator[bytes] | None) -> tuple[str, Any, Any]:
+    async def _azure_form(self, content: AsyncIterator[bytes], headers: Mapping[str, str]
+                          ) -> tuple[str | None, AsyncIterator[bytes], Mapping[str, str]]:
+        """A multipart upload's model, read from the start of its body, and the body and headers to send: the form
+        names the model's deployment (``deployments``) where the client named the model, its length told anew."""
+        assert self.azure is not None
+        named = {name.lower(): name for name in headers}
+        boundary = form_boundary(headers.get(named.get("content-type", ""), ""))
+        if boundary is None:
+            return None, content, headers
+        model, start, rest = await _start_of_form(content, boundary, "model", FORM_MODEL_LIMIT)
+        deployment = self.azure.deployments.get(model) if model is not None else None
+        if deployment is not None and deployment != model:
+            renamed = with_form_value(start, boundary, "model", deployment)
+            length = named.get("content-length")
+            if length is not None and headers[length].isdigit():
+                headers = {**headers, length: str(int(headers[length]) + len(renamed) - len(start))}
+            start = renamed
+        return model, _after(start, rest), headers
+
+    def _on_azure(self, path: str, json: Any, content: bytes | AsyncIterator[bytes] | None,
+                  form_model: str | None = None) -> tuple[str, Any, Any]:
         """The path, JSON and body of a request as Azure's layout calls them. A JSON body given as bytes (by
-        pass-through) is read for its model only when the deployment matters, and rewritten only when it changes."""
+        pass-through) is read for its model only when the deployment matters, and rewritten only when it changes;
+        a multipart upload's model (``form_model``) names the deployment of its path, its body is sent unchanged."""
         assert self.azure is not None
         given = json
         if given is None and isinstance(content, bytes) and (self.azure.deployments or
@@ -452,6 +490,8 @@ class Upstream:
                 given = None
         mapped = self.azure.mapped(given)
         model = mapped.get("model") if isinstance(mapped, dict) else None
+        if model is None and form_model:  # named in a multipart form
+            model = self.azure.deployments.get(form_model, form_model)
         path = self.azure.locate(path, model if isinstance(model, str) else None)
         if json is not None:
             return path, mapped, content
@@ -534,6 +574,30 @@ async def _watched(chunks: AsyncIterator[bytes], failures: list[BaseException]) 
     except Exception as exc:
         failures.append(exc)
         raise
+
+
+async def _start_of_form(chunks: AsyncIterator[bytes], boundary: str, name: str,
+                         limit: int) -> tuple[str | None, bytes, AsyncIterator[bytes]]:
+    """The text field ``name`` of a multipart body being streamed, if its start holds it: the start is read up to
+    the field (or the body's end, or about ``limit`` bytes); and that start, and the rest of the body as it comes."""
+    rest = aiter(chunks)
+    start = bytearray()
+    while True:
+        value, whole = form_value(bytes(start), boundary, name)
+        if value is not None or whole or len(start) > limit:
+            return value, bytes(start), rest
+        try:
+            start += await anext(rest)
+        except StopAsyncIteration:
+            return None, bytes(start), rest
+
+
+async def _after(start: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``start``, then what ``rest`` still yields."""
+    if start:
+        yield start
+    async for chunk in rest:
+        yield chunk
 
 
 async def read_json(response: UpstreamResponse, limit: int = ERROR_BODY_LIMIT,

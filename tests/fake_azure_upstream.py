@@ -9,7 +9,16 @@ What it enforces, as Microsoft's REST reference describes Azure OpenAI:
   ``api-key``;
 - Azure's error bodies: 401 ``{"error": {"code": "401", "message": "Access denied due to invalid subscription
   key..."}}``, 404 ``{"error": {"code": "404", "message": "Resource not found"}}``, ``DeploymentNotFound``,
-  and a 400 ``OperationNotSupported`` for a Responses-only model called through chat completions.
+  and a 400 ``OperationNotSupported`` for a Responses-only model called through chat completions;
+- Azure's content filter: every Response carries ``content_filters`` (required in the v1 REST reference,
+  ``AzureContentFilterForResponsesAPI``: ``blocked``, ``source_type``, ``content_filter_results``,
+  ``content_filter_offsets``), a prompt with ``FILTERED_PROMPT`` in it gets the 400 ``content_filter`` with
+  ``innererror.content_filter_result`` (Microsoft's content filtering guide), from chat completions and Responses
+  alike, and a prompt with ``FILTERED_OUTPUT`` in it gets an answer cut where that mark would be echoed:
+  ``status: incomplete``, ``incomplete_details.reason: content_filter``, its completion entry ``blocked``;
+  chat completions carry the filter's results as Azure's chat endpoint gives them (``prompt_filter_results`` on
+  the completion, or in a first chunk without choices when streamed, and each choice's
+  ``content_filter_results``).
 
 Behind the layout the answers are the fake OpenAI API's (``FakeUpstream``): a request is recorded with its Azure
 path in ``azure_paths`` and answered as ``/v1/...``, so scripts and recorded requests work as with the fake OpenAI.
@@ -17,10 +26,12 @@ path in ``azure_paths`` and answered as ``/v1/...``, so scripts and recorded req
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
-from fake_upstream import FakeUpstream, Recorded, _Exchange
+from fake_upstream import (FakeUpstream, Recorded, Respond, _chat_text, _Exchange, _last_user_text, _parse_multipart,
+                           message_item)
 
 AZURE_KEY = "azure-key-5d1e77b0c3"
 API_VERSION = "2025-04-01-preview"
@@ -41,6 +52,15 @@ PROMPT_FILTERED = ("The response was filtered due to the prompt triggering Azure
                    "read our documentation: https://go.microsoft.com/fwlink/?linkid=2198766")
 FILTER_RESULTS = {"hate": {"filtered": False, "severity": "safe"}, "self_harm": {"filtered": False, "severity": "safe"},
                   "sexual": {"filtered": False, "severity": "safe"}, "violence": {"filtered": True, "severity": "high"}}
+SAFE = {"filtered": False, "severity": "safe"}
+PROMPT_RESULTS = {"hate": SAFE, "jailbreak": {"filtered": False, "detected": False}, "self_harm": SAFE,
+                  "sexual": SAFE, "violence": SAFE}
+OUTPUT_RESULTS = {"hate": SAFE, "protected_material_code": {"filtered": False, "detected": False},
+                  "protected_material_text": {"filtered": False, "detected": False}, "self_harm": SAFE,
+                  "sexual": SAFE, "violence": SAFE}
+FILTERED_OUTPUT_RESULTS = {**OUTPUT_RESULTS, "violence": {"filtered": True, "severity": "medium"}}
+FILTERED_PROMPT = "#blocked-by-the-prompt-filter"  # a prompt with this in it is blocked
+FILTERED_OUTPUT = "#cut-by-the-output-filter"  # an answer would echo it: cut there
 # The operations the dated API calls per deployment.
 _PER_DEPLOYMENT = re.compile(r"/openai/deployments/([^/]+)(/chat/completions|/completions|/embeddings"
                              r"|/images/\w+|/audio/\w+)")
@@ -57,12 +77,71 @@ def prompt_filtered_chat() -> dict[str, Any]:
                                                     "content_filter_result": FILTER_RESULTS}}}
 
 
+def content_filter(source: str, results: dict[str, Any], length: int, blocked: bool = False) -> dict[str, Any]:
+    """One entry of a Response's ``content_filters``."""
+    return {"blocked": blocked, "source_type": source, "content_filter_raw": [], "content_filter_results": results,
+            "content_filter_offsets": {"start_offset": 0, "end_offset": length, "check_offset": 0}}
+
+
+def filtered_output(request: dict[str, Any]) -> Respond | None:
+    """The answer to a prompt whose echo the output filter cuts: the text before the mark, and incomplete."""
+    text = _last_user_text(request.get("input"))
+    if FILTERED_OUTPUT not in text:
+        return None
+    return Respond(output=[message_item("Echo: " + text.split(FILTERED_OUTPUT)[0])], status="incomplete",
+                   incomplete_details={"reason": "content_filter"})
+
+
+class _ChatWithFilterResults(_Exchange):
+    """An exchange whose chat completion answers carry Azure's content filter results for prompt and output."""
+
+    async def json(self, payload: Any, status: int = 200) -> None:
+        if status == 200 and isinstance(payload, dict) and payload.get("object") == "chat.completion":
+            payload = {**payload, "choices": [{**choice, "content_filter_results": OUTPUT_RESULTS}
+                                              for choice in payload["choices"]],
+                       "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": PROMPT_RESULTS}]}
+        await super().json(payload, status)
+
+    async def chunks(self, chunks: list[bytes], content_type: str, **options: Any) -> bool:
+        if content_type.startswith("text/event-stream"):
+            first = {"choices": [], "created": 0, "id": "", "model": "", "object": "",
+                     "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": PROMPT_RESULTS}]}
+            chunks = [_sse(first), *map(_with_output_results, chunks)]
+        return await super().chunks(chunks, content_type, **options)
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+
+def _with_output_results(frame: bytes) -> bytes:
+    """A chat chunk with the output's filter results on each choice that carries text or its end."""
+    if not frame.startswith(b"data: {"):
+        return frame
+    payload = json.loads(frame[6:])
+    for choice in payload["choices"]:
+        if choice["delta"].get("content") or choice.get("finish_reason"):
+            choice["content_filter_results"] = OUTPUT_RESULTS
+    return _sse(payload)
+
+
 class FakeAzureUpstream(FakeUpstream):
     """``dated``: the dated API (else v1). ``base_url`` is the resource's endpoint, as Azure's portal shows it."""
 
     def __init__(self) -> None:
         self.dated = False
         super().__init__()
+        self.answer = filtered_output
+
+    def annotated(self, request: dict, response: dict) -> dict:
+        """Azure's content filter results: the prompt's, and the output's (blocked where the filter cut it)."""
+        cut = (response.get("incomplete_details") or {}).get("reason") == "content_filter"
+        output = "".join(part.get("text", "") for item in response["output"] if item.get("type") == "message"
+                         for part in item["content"])
+        return {**response, "content_filters": [
+            content_filter("prompt", PROMPT_RESULTS, len(_last_user_text(request.get("input")))),
+            content_filter("completion", FILTERED_OUTPUT_RESULTS if cut else OUTPUT_RESULTS, len(output),
+                           blocked=cut)]}
 
     def reset(self) -> None:
         super().reset()
@@ -88,10 +167,17 @@ class FakeAzureUpstream(FakeUpstream):
             await ex.json(azure_error("DeploymentNotFound", DEPLOYMENT_NOT_FOUND), 404)
             return
         model = r.json.get("model") if isinstance(r.json, dict) else None
+        if r.method == "POST" and path.endswith(("/chat/completions", "/responses")) and isinstance(r.json, dict) \
+                and FILTERED_PROMPT in (_chat_text(r.json.get("messages") or []) if path.endswith("/completions")
+                                        else _last_user_text(r.json.get("input"))):
+            await ex.json(prompt_filtered_chat(), 400)
+            return
         if path.endswith("/chat/completions") and model in self.responses_only:
             await ex.json(azure_error("OperationNotSupported", OPERATION_NOT_SUPPORTED.format(model=model)), 400)
             return
         r.path = path
+        if path == "/v1/chat/completions":
+            ex = _ChatWithFilterResults(ex.fake, ex.receive, ex.send)
         await super()._route(ex, r)
 
     def _openai_path(self, r: Recorded) -> str | bool | None:
@@ -101,8 +187,9 @@ class FakeAzureUpstream(FakeUpstream):
         if not self.dated:
             if not r.path.startswith("/openai/v1/") or version not in (None, "preview", "latest"):
                 return None
-            return self._deployed(r, r.json.get("model") if isinstance(r.json, dict) else None,
-                                  "/v1" + r.path.removeprefix("/openai/v1"))
+            model = r.json.get("model") if isinstance(r.json, dict) else \
+                _parse_multipart(r.body, r.headers.get("content-type", ""))[0].get("model")  # an upload's form
+            return self._deployed(r, model, "/v1" + r.path.removeprefix("/openai/v1"))
         if version is None or not DATED_VERSION.fullmatch(version) or not r.path.startswith("/openai/") \
                 or r.path.startswith("/openai/v1/"):
             return None

@@ -900,6 +900,8 @@ class FakeUpstream:
             await self._embeddings(ex, r)
         elif (method, path) == ("POST", "/v1/audio/transcriptions"):
             await self._transcription(ex, r)
+        elif (method, path) == ("POST", "/v1/files"):
+            await self._file_upload(ex, r)
         elif (method, path) == ("POST", "/v1/audio/speech"):
             await ex.chunks([SPEECH_BYTES[i:i + SPEECH_CHUNK] for i in range(0, len(SPEECH_BYTES), SPEECH_CHUNK)],
                             "audio/mpeg")
@@ -940,8 +942,8 @@ class FakeUpstream:
             return
         request = r.json
         respond = respond or (self.answer(request) if self.answer else None) or Respond(output=_default_output(request))
-        response = build_response(request, respond.output, respond.status, respond.usage,
-                                  respond.incomplete_details, respond.error, respond.model)
+        response = self.annotated(request, build_response(request, respond.output, respond.status, respond.usage,
+                                                          respond.incomplete_details, respond.error, respond.model))
         background = response["background"]
         stored = _Stored(final=response, done=not background)
         if response["store"] or background:
@@ -955,6 +957,10 @@ class FakeUpstream:
             await ex.json(self._view(stored) | {"status": "queued"})
         else:
             await ex.json(response)
+
+    def annotated(self, request: dict, response: dict) -> dict:
+        """A created Response as this API gives it (a subclass adds what its API adds)."""
+        return response
 
     def _remember_stream(self, events: list[dict]) -> None:
         """Keep a scripted background stream so GET ?stream=true can resume it."""
@@ -1103,6 +1109,20 @@ class FakeUpstream:
                            code="missing_required_parameter")
             return
         await ex.json({"text": f"Transcript of {upload['filename']}", "file": upload, "fields": fields})
+
+
+    async def _file_upload(self, ex: _Exchange, r: Recorded) -> None:
+        """A file object, as the API answers an upload (with what the fake received of it, to check)."""
+        fields, files = _parse_multipart(r.body, r.headers.get("content-type", ""))
+        upload = next((f for f in files if f["field"] == "file"), None)
+        if upload is None or "purpose" not in fields:
+            missing = "file" if upload is None else "purpose"
+            await ex.error(400, f"Missing required parameter: '{missing}'.", param=missing,
+                           code="missing_required_parameter")
+            return
+        await ex.json({"id": "file-" + secrets.token_hex(11), "object": "file", "bytes": upload["size"], "created_at": int(time.time()),
+                       "filename": upload["filename"], "purpose": fields["purpose"], "status": "processed",
+                       "sha256": upload["sha256"]})
 
 
 @contextlib.contextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,11 +16,15 @@ import pytest
 import yaml
 
 from conftest import CLIENT_KEY, NO_BACKGROUND, sdk
-from fake_azure_upstream import (AZURE_KEY, API_VERSION, FILTER_RESULTS, PROMPT_FILTERED, FakeAzureUpstream,
+from chunks import fold
+from fake_azure_upstream import (AZURE_KEY, API_VERSION, FILTER_RESULTS, FILTERED_OUTPUT, FILTERED_OUTPUT_RESULTS,
+                                 FILTERED_PROMPT, OUTPUT_RESULTS, PROMPT_FILTERED, PROMPT_RESULTS, FakeAzureUpstream,
                                  prompt_filtered_chat)
-from fake_upstream import Reply, Respond, function_call_item, message_item, running_fake_upstream
+from fake_upstream import (Reply, Respond, Stream, build_response, function_call_item, message_item,
+                           running_fake_upstream, stream_events)
 from proxy.config import load_config
 from proxy.configfile import ConfigError
+from proxy.upstream import FORM_MODEL_LIMIT
 from servers import running_proxy
 
 TUNING = {"upstream": {"backoff_initial": 0.01, "backoff_max": 0.05},
@@ -172,13 +178,17 @@ def test_a_bearer_token_reaches_the_v1_api(azure_server):
     assert "api-key" not in azure_server.requests[0].headers
 
 
-def test_a_filtered_prompt_reaches_a_translated_chat_client_in_azures_chat_shape(azure):
-    """Azure's Responses API reports the prompt's filter results in ``content_filters``; its chat endpoint, in
-    ``innererror.content_filter_result``: a chat client gets the chat endpoint's shape."""
+@pytest.mark.parametrize("details", [
+    {"content_filters": [{"blocked": True, "source_type": "prompt", "content_filter_raw": [],
+                          "content_filter_results": FILTER_RESULTS}]},
+    {"inner_error": {"code": "ResponsibleAIPolicyViolation", "content_filter_results": FILTER_RESULTS}}],
+    ids=["content_filters", "inner_error"])
+def test_a_filtered_prompt_reaches_a_translated_chat_client_in_azures_chat_shape(azure, details):
+    """A filtered prompt's results in the Responses API's ``content_filters``, or in the v1 REST reference's
+    ``inner_error``: a chat client gets them as Azure's chat endpoint gives them, in ``innererror``."""
     azure.script(Reply(400, {"error": {
         "message": PROMPT_FILTERED, "type": "invalid_request_error", "param": "prompt", "code": "content_filter",
-        "content_filters": [{"blocked": True, "source_type": "prompt", "content_filter_raw": [],
-                             "content_filter_results": FILTER_RESULTS}]}}))
+        **details}}))
     with azure_proxy(azure, azure.dated) as url:
         answer = httpx.post(f"{url}/v1/chat/completions", json={"model": "o3-pro", "messages": [
             {"role": "user", "content": "something filtered"}]}, timeout=30)
@@ -188,12 +198,105 @@ def test_a_filtered_prompt_reaches_a_translated_chat_client_in_azures_chat_shape
     assert error["innererror"] == prompt_filtered_chat()["error"]["innererror"]
 
 
+@pytest.mark.parametrize("model", ["o3-pro", "gpt-4o"], ids=["translated", "chat model"])
+def test_a_prompt_azure_filters_gets_its_400_whichever_api_serves_it(azure, model):
+    with azure_proxy(azure, azure.dated) as url:
+        answer = httpx.post(f"{url}/v1/chat/completions", json={"model": model, "messages": [
+            {"role": "user", "content": f"please {FILTERED_PROMPT}"}]}, timeout=30)
+    assert answer.status_code == 400
+    assert azure.azure_paths[0].startswith(called(azure, "/openai/v1/", "/openai/"))
+    error = answer.json()["error"]
+    expected = prompt_filtered_chat()["error"]
+    assert {key: error[key] for key in ("message", "param", "code", "status", "innererror")} == \
+        {key: expected[key] for key in ("message", "param", "code", "status", "innererror")}
+
+
 def test_a_filtered_prompt_of_a_chat_model_is_relayed_as_azure_sent_it(azure):
     azure.script(Reply(400, prompt_filtered_chat()))
     with azure_proxy(azure, azure.dated) as url:
         answer = httpx.post(f"{url}/v1/chat/completions", json={"model": "gpt-4o", "messages": [
             {"role": "user", "content": "something filtered"}]}, timeout=30)
     assert answer.status_code == 400 and answer.json() == prompt_filtered_chat()
+
+
+def chat(url: str, text: str, stream: bool = False) -> httpx.Response:
+    return httpx.post(f"{url}/v1/chat/completions", timeout=30, json={
+        "model": "o3-pro", "stream": stream, "messages": [{"role": "user", "content": text}]})
+
+
+def chunks_of(answer: httpx.Response) -> list[dict[str, Any]]:
+    payloads = [line[6:] for line in answer.text.split("\n") if line.startswith("data: ")]
+    assert payloads[-1] == "[DONE]"
+    return [json.loads(payload) for payload in payloads[:-1]]
+
+
+def test_a_translated_answer_carries_azures_filter_results_as_its_chat_endpoint_does(azure):
+    """The Response's ``content_filters`` become ``prompt_filter_results`` on the completion and
+    ``content_filter_results`` on its choice (AzureCreateChatCompletionResponse in the v1 REST reference)."""
+    with azure_proxy(azure, azure.dated) as url:
+        answer = chat(url, "hi").json()
+    assert answer["prompt_filter_results"] == [{"prompt_index": 0, "content_filter_results": PROMPT_RESULTS}]
+    choice = answer["choices"][0]
+    assert choice["content_filter_results"] == OUTPUT_RESULTS
+    assert choice["finish_reason"] == "stop" and choice["message"]["content"] == "Echo: hi"
+
+
+def test_a_translated_stream_carries_azures_filter_results_as_its_chat_endpoint_does(azure):
+    """The prompt's results in a chunk without choices ahead of the answer (as Azure's chat stream sends them),
+    the output's on the choice's last chunk."""
+    with azure_proxy(azure, azure.dated) as url:
+        chunks = chunks_of(chat(url, "stream me", stream=True))
+    prompt = next(index for index, chunk in enumerate(chunks) if "prompt_filter_results" in chunk)
+    first_text = next(index for index, chunk in enumerate(chunks)
+                      if chunk["choices"] and chunk["choices"][0]["delta"].get("content"))
+    assert prompt < first_text and chunks[prompt]["choices"] == []
+    assert chunks[prompt]["prompt_filter_results"] == [{"prompt_index": 0, "content_filter_results": PROMPT_RESULTS}]
+    last = chunks[-1]["choices"][0]
+    assert last["finish_reason"] == "stop" and last["content_filter_results"] == OUTPUT_RESULTS
+    assert fold(chunks)["message"]["content"] == "Echo: stream me"
+
+
+def filter_fields(answer: httpx.Response, stream: bool) -> dict[str, Any]:
+    """Where an answer carries Azure's filter results: the prompt's (and, streamed, in a chunk without choices),
+    the output's on the choice (streamed, on the chunk that ends it)."""
+    if not stream:
+        completion = answer.json()
+        return {"prompt": completion["prompt_filter_results"],
+                "output": completion["choices"][0]["content_filter_results"]}
+    chunks = chunks_of(answer)
+    (prompt,) = [chunk for chunk in chunks if "prompt_filter_results" in chunk]
+    last = next(chunk["choices"][0] for chunk in reversed(chunks) if chunk["choices"])
+    assert prompt["choices"] == [] and last["finish_reason"] == "stop"
+    return {"prompt": prompt["prompt_filter_results"], "output": last["content_filter_results"]}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["non-streaming", "streaming"])
+def test_translated_and_chat_answers_carry_azures_filter_results_alike(azure, stream):
+    """A chat model's answer is Azure's chat endpoint's, relayed; a Responses-only model's, translated: a chat
+    client finds the filter's results in the same places in both."""
+    with azure_proxy(azure, azure.dated) as url:
+        answers = [httpx.post(f"{url}/v1/chat/completions", timeout=30, json={
+            "model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+            for model in ("gpt-4o", "o3-pro")]
+    assert [path.split("?")[0].rsplit("/", 2)[-2:] for path in azure.azure_paths] == \
+        [["chat", "completions"], ["v1" if not azure.dated else "openai", "responses"]]
+    relayed, translated = (filter_fields(answer, stream) for answer in answers)
+    assert relayed == translated == {"prompt": [{"prompt_index": 0, "content_filter_results": PROMPT_RESULTS}],
+                                     "output": OUTPUT_RESULTS}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["non-streaming", "streaming"])
+def test_an_answer_azures_filter_cut_finishes_with_content_filter(azure, stream):
+    with azure_proxy(azure, azure.dated) as url:
+        answer = chat(url, f"say this {FILTERED_OUTPUT} and more", stream=stream)
+    if stream:
+        chunks = chunks_of(answer)
+        choice = {**chunks[-1]["choices"][0], "message": fold(chunks)["message"]}
+    else:
+        choice = answer.json()["choices"][0]
+    assert choice["finish_reason"] == "content_filter"
+    assert choice["content_filter_results"] == FILTERED_OUTPUT_RESULTS
+    assert choice["message"]["content"] == "Echo: say this "
 
 
 def test_a_filtered_answer_finishes_with_content_filter(azure):
@@ -259,15 +362,114 @@ def test_images_and_audio_go_to_their_deployment(azure):
             client.images.generate(model="gpt-image-1", prompt="a lighthouse")
         speech = httpx.post(f"{url}/v1/audio/speech", json={"model": "gpt-4o", "input": "hi", "voice": "alloy"},
                             timeout=30)
-        upload = httpx.post(f"{url}/v1/audio/transcriptions", data={"model": "whisper"},
-                            files={"file": ("a.mp3", b"ID3...")}, timeout=30)
-    assert azure.azure_paths[:2] == [
+        transcript = client.audio.transcriptions.create(model="whisper", file=("a.mp3", b"ID3..."))
+    assert azure.azure_paths == [
         called(azure, "/openai/v1/images/generations",
                "/openai/deployments/gpt-image-1/images/generations?api-version={version}"),
-        called(azure, "/openai/v1/audio/speech", "/openai/deployments/gpt-4o/audio/speech?api-version={version}")]
+        called(azure, "/openai/v1/audio/speech", "/openai/deployments/gpt-4o/audio/speech?api-version={version}"),
+        called(azure, "/openai/v1/audio/transcriptions",
+               "/openai/deployments/whisper/audio/transcriptions?api-version={version}")]
     assert speech.status_code == 200 and len(speech.content) > 100_000
-    if azure.dated:  # a multipart upload names its model where the proxy does not read it: a clear 400
-        assert upload.status_code == 400 and upload.json()["error"]["param"] == "model"
-        assert "dated API" in upload.json()["error"]["message"]
+    assert transcript.text == "Transcript of a.mp3"
+
+
+BOUNDARY = "form-boundary-7d1c"
+
+
+def multipart(*parts: tuple[str, bytes, str | None]) -> bytes:
+    """A multipart/form-data body with its parts in the order given: (field, value, filename or None)."""
+    body = b""
+    for name, value, filename in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        kind = "\r\ncontent-type: application/octet-stream" if filename else ""
+        body += f"--{BOUNDARY}\r\ncontent-disposition: {disposition}{kind}\r\n\r\n".encode() + value + b"\r\n"
+    return body + f"--{BOUNDARY}--\r\n".encode()
+
+
+def upload(url: str, path: str, body: bytes) -> httpx.Response:
+    return httpx.post(f"{url}{path}", content=body, timeout=30,
+                      headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}"})
+
+
+def test_a_multipart_upload_goes_to_the_deployment_its_model_field_names(azure):
+    """The deployment is read from the form's model field (mapped through ``deployments``): on the dated API it is
+    named in the path, on both in the form. The body reaches Azure otherwise byte for byte, the model field behind
+    the file too, as long as it is within the start the proxy reads; the rest is streamed on."""
+    audio = bytes(range(256)) * 4096  # 1 MiB of file, after the model field
+    ahead = multipart(("model", b"transcriber", None), ("file", audio, "talk.mp3"), ("language", b"en", None))
+    behind = multipart(("file", b"ID3 short", "short.mp3"), ("model", b"whisper", None))
+    with azure_proxy(azure, azure.dated, upstream={"deployments": {"transcriber": "whisper"}}) as url:
+        first = upload(url, "/v1/audio/transcriptions", ahead)
+        second = upload(url, "/v1/audio/transcriptions", behind)
+    assert first.status_code == 200 and second.status_code == 200
+    assert first.json()["file"]["sha256"] == hashlib.sha256(audio).hexdigest()
+    assert first.json()["fields"] == {"model": "whisper", "language": "en"}
+    assert azure.azure_paths == [called(azure, "/openai/v1/audio/transcriptions",
+                                        "/openai/deployments/whisper/audio/transcriptions?api-version={version}")] * 2
+    assert azure.deployments_called == ["whisper", "whisper"]
+    assert [request.body for request in azure.requests] == [ahead.replace(b"transcriber", b"whisper"), behind]
+
+
+def test_a_multipart_upload_without_a_model_ahead_of_a_large_file_gets_a_clear_400(azure_server):
+    azure_server.reset()
+    azure_server.dated = True
+    late = multipart(("file", b"x" * 2 * FORM_MODEL_LIMIT, "long.mp3"), ("model", b"whisper", None))
+    with azure_proxy(azure_server, True) as url:
+        answers = [upload(url, "/v1/audio/transcriptions", body)
+                   for body in (late, multipart(("file", b"ID3", "a.mp3")))]
+    for answer in answers:
+        assert answer.status_code == 400
+        error = answer.json()["error"]
+        assert error["param"] == "model" and "model field ahead of its file" in error["message"]
+    assert azure_server.requests == []
+
+
+def test_files_upload_to_the_resources_files(azure):
+    with azure_proxy(azure, azure.dated) as url:
+        uploaded = sdk(url).files.create(file=("data.jsonl", b'{"a": 1}\n'), purpose="batch")
+    assert uploaded.filename == "data.jsonl" and uploaded.purpose == "batch" and uploaded.bytes == 9
+    assert azure.azure_paths == [called(azure, "/openai/v1/files", "/openai/files?api-version={version}")]
+
+def azure_calls(fake: FakeAzureUpstream, method: str) -> list[str]:
+    """The Azure paths (and queries) of the requests made with ``method``, in order."""
+    return [path for request, path in zip(fake.requests, fake.azure_paths) if request.method == method]
+
+
+def test_a_background_run_azure_will_not_stream_is_polled_on_azures_paths(azure):
+    """Where Azure refuses to stream a background run, it is created without streaming and polled at
+    ``GET /openai/v1/responses/{id}`` (v1) or ``GET /openai/responses/{id}?api-version=`` (dated)."""
+    azure.background_polls = 2
+    azure.script(Reply(400, {"error": {"message": "Streaming is not supported for this model.",
+                                       "type": "invalid_request_error", "param": "stream", "code": None}}))
+    with azure_proxy(azure, azure.dated, models={"o3-pro*": {"background": True}}) as url:
+        answer = sdk(url).chat.completions.create(model="o3-pro", messages=[{"role": "user", "content": "long"}])
+    assert answer.choices[0].message.content == "Echo: long"
+    first, second = (request.json for request in azure.requests if request.method == "POST")
+    assert first["stream"] is True and "stream" not in second and second["background"] is True
+    polls = azure_calls(azure, "GET")
+    assert len(polls) >= 2
+    response_id = azure.requests[-1].path.rsplit("/", 1)[1]
+    assert set(polls) == {called(azure, f"/openai/v1/responses/{response_id}",
+                                 f"/openai/responses/{response_id}?api-version={{version}}")}
+
+
+def test_a_cut_background_stream_azure_will_not_resume_is_polled(azure):
+    """A background stream cut short is resumed at ``?stream=true``; where Azure refuses that, the run is polled."""
+    text = "A long answer, streamed in pieces."
+    events = stream_events(build_response({"background": True, "store": True, "model": "o3-pro"},
+                                          [message_item(text)]), text_chunk=5)
+    azure.background_polls = 1
+    azure.script(Stream(events=events, cut_after=6),
+                 Reply(400, {"error": {"message": "Streaming a stored response is not supported.",
+                                       "type": "invalid_request_error", "param": "stream", "code": None}}))
+    with azure_proxy(azure, azure.dated, models={"o3-pro*": {"background": True}}) as url:
+        answer = sdk(url).chat.completions.create(model="o3-pro", messages=[{"role": "user", "content": "long"}])
+    assert answer.choices[0].message.content == text
+    response_id = events[0]["response"]["id"]
+    resume, *polls = azure_calls(azure, "GET")
+    v1, dated = f"/openai/v1/responses/{response_id}", f"/openai/responses/{response_id}"
+    if azure.dated:
+        assert resume.startswith(dated + f"?api-version={API_VERSION}&stream=true&starting_after=")
     else:
-        assert upload.status_code == 200 and upload.json()["text"] == "Transcript of a.mp3"
+        assert resume.startswith(v1 + "?stream=true&starting_after=")
+    assert polls and set(polls) == {called(azure, v1, dated + "?api-version={version}")}

@@ -171,3 +171,38 @@ def test_moderation_results_take_chat_shape():
 @pytest.mark.parametrize("moderation", [None, {"input": FLAGGED}, "flagged", {"input": FLAGGED, "output": []}])
 def test_no_moderation_or_an_unusable_one_adds_nothing(moderation):
     assert "moderation" not in chat(response([text_item("ok")], moderation=moderation))
+
+
+# Azure OpenAI's content filter (its v1 REST reference: a Response's `content_filters`, entries of
+# AzureContentFilterForResponsesAPI; its chat answers: `prompt_filter_results`, a choice's `content_filter_results`).
+SAFE = {"filtered": False, "severity": "safe"}
+HIGH = {"filtered": True, "severity": "high"}
+
+
+def azure_filter(source, results, blocked=False):
+    return {"blocked": blocked, "source_type": source, "content_filter_raw": [], "content_filter_results": results,
+            "content_filter_offsets": {"start_offset": 0, "end_offset": 10, "check_offset": 0}}
+
+
+def test_azures_filter_results_in_the_chat_shape_spans_of_one_side_merged():
+    filters = [azure_filter("prompt", {"hate": SAFE, "jailbreak": {"filtered": False, "detected": True}}),
+               azure_filter("prompt", {"hate": SAFE, "jailbreak": {"filtered": False, "detected": False}}),
+               azure_filter("completion", {"violence": HIGH, "hate": SAFE}),
+               azure_filter("completion", {"violence": SAFE, "hate": {"filtered": False, "severity": "low"}})]
+    completion = responses_to_chat(response([text_item("ok")], content_filters=filters))
+    check_chat_completion(completion)
+    assert completion["prompt_filter_results"] == [{"prompt_index": 0, "content_filter_results": {
+        "hate": SAFE, "jailbreak": {"filtered": False, "detected": True}}}]  # what one span found stays found
+    assert completion["choices"][0]["content_filter_results"] == {
+        "violence": HIGH, "hate": {"filtered": False, "severity": "low"}}
+
+
+def test_a_blocked_completion_finishes_with_content_filter_even_over_tool_calls():
+    filters = [azure_filter("prompt", {"hate": SAFE}), azure_filter("completion", {"violence": HIGH}, blocked=True)]
+    completion = responses_to_chat(response([call_item("f", "{}", "call_1")], content_filters=filters))
+    assert completion["choices"][0]["finish_reason"] == "content_filter"
+
+
+def test_an_answer_without_content_filters_has_no_filter_fields():
+    completion = responses_to_chat(response([text_item("ok")]))
+    assert "prompt_filter_results" not in completion and "content_filter_results" not in completion["choices"][0]

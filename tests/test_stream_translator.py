@@ -250,3 +250,29 @@ def test_numeric_error_codes_become_strings():
     _, frames = run([{"type": "error", "code": 429, "message": "Slow down."}])
     check_frames(frames)
     assert frames[-1]["error"]["code"] == "429"
+
+
+def test_azures_prompt_filter_results_known_only_at_the_end_come_before_the_last_chunk():
+    """Where only the final Response carries ``content_filters``, the prompt's results still come in a chunk of
+    their own, before the choice's last chunk, which carries the output's; a second choice sends no prompt results."""
+    results = {"hate": {"filtered": False, "severity": "safe"}}
+    final = {"id": "resp_1", "status": "completed", "model": "o3-pro", "output": [
+        {"type": "message", "id": "msg_1", "content": [{"type": "output_text", "text": "hi"}]}], "content_filters": [
+        {"blocked": False, "source_type": "prompt", "content_filter_results": results},
+        {"blocked": False, "source_type": "completion", "content_filter_results": results}]}
+    translator = StreamTranslator("o3-pro")
+    frames = translator.start()
+    frames += translator.feed({"type": "response.created", "response": {**final, "status": "in_progress",
+                                                                          "output": [], "content_filters": []}})
+    assert not any("prompt_filter_results" in frame for frame in frames)
+    frames += translator.feed({"type": "response.completed", "response": final})
+    for frame in frames:
+        check_chat_chunk(frame)
+    prompt = [index for index, frame in enumerate(frames) if "prompt_filter_results" in frame]
+    assert len(prompt) == 1 and frames[prompt[0]]["choices"] == [] and prompt[0] < len(frames) - 1
+    assert frames[-1]["choices"][0]["finish_reason"] == "stop"
+    assert frames[-1]["choices"][0]["content_filter_results"] == results
+    second = StreamTranslator("o3-pro", choice_index=1)
+    second.start()
+    assert not any("prompt_filter_results" in frame for frame in second.feed({"type": "response.completed",
+                                                                              "response": final}))

@@ -288,6 +288,17 @@ APPLY_PATCH = {"type": "custom", "name": "apply_patch", "description": "Edit fil
                "format": {"type": "grammar", "syntax": "lark", "definition": "start: begin_patch hunk+ end_patch"}}
 
 
+def test_tools_with_null_fields_are_echoed_without_them():
+    """The Response's tool fields are never null; a namespace's description is a string."""
+    agents = {"type": "namespace", "name": "agents", "description": None,
+              "tools": [{"type": "custom", "name": "send"}]}
+    result = mapped({"input": "x", "tools": [{**APPLY_PATCH, "description": None, "format": None}, agents]},
+                    valid_request=False)
+    assert result.state.echo["tools"] == [{"type": "custom", "name": "apply_patch"}, {**agents, "description": ""}]
+    check_response(completion_to_response({"choices": [{"message": {"content": "x"}, "finish_reason": "stop"}]},
+                                          result.state))
+
+
 def test_a_custom_tool_becomes_a_function_taking_one_string_with_its_grammar_told():
     result = mapped({"input": "x", "tools": [APPLY_PATCH, {"type": "custom", "name": "note"}]})
     patch, note = (tool["function"] for tool in result.body["tools"])

@@ -305,7 +305,9 @@ def test_a_request_routed_by_its_model_or_with_an_upload_is_not_tried_elsewhere(
             client = sdk(url)
             with pytest.raises(openai.NotFoundError):
                 client.responses.create(model="o3-pro", input="Hi")
-            upload = httpx.post(url + "/v1/files", files={"file": ("a.jsonl", b"{}")}, data={"purpose": "batch"})
+            # an upload to an endpoint the first upstream does not serve: its 404 is final, the body is gone
+            upload = httpx.post(url + "/v1/images/edits", files={"image": ("a.png", b"PNG")},
+                                data={"prompt": "a hat"})
         assert aggregator.requests == []
     assert upload.status_code == 404
-    assert [(r.method, r.path) for r in fake.requests] == [("POST", "/v1/responses"), ("POST", "/v1/files")]
+    assert [(r.method, r.path) for r in fake.requests] == [("POST", "/v1/responses"), ("POST", "/v1/images/edits")]

@@ -515,7 +515,7 @@ def map_tools(draft: Draft, key: str, tools: Any) -> None:
                 if member_kind not in ("function", "custom"):
                     raise InvalidRequest(f"'{spot}' must be a function or custom tool.", f"{spot}.type")
                 chat_tools.append(_member(draft, member, spot, member_kind, namespace, prefix))
-            echoed.append(tool)
+            echoed.append({**_without_nulls(tool), "description": prefix})  # a string, in the Response
         elif kind in ("function", "custom"):
             chat_tools.append(_member(draft, tool, where, kind, None, ""))
             echoed.append(_echoed_tool(tool, kind))
@@ -582,11 +582,17 @@ def _custom_format(value: Any, where: str) -> str:
 
 
 def _echoed_tool(tool: dict[str, Any], kind: str) -> dict[str, Any]:
-    """A tool as the Response lists it: function tools with every field the API fills in."""
+    """A tool as the Response lists it: function tools with every field the API fills in; a custom tool as sent,
+    but for null fields."""
     if kind == "custom":
-        return tool
+        return _without_nulls(tool)
     return {"type": "function", "name": tool["name"], "description": tool.get("description"),
             "parameters": tool.get("parameters"), "strict": True if tool.get("strict") is None else tool["strict"]}
+
+
+def _without_nulls(tool: dict[str, Any]) -> dict[str, Any]:
+    """A tool as sent, but for null fields: the Response lists them absent (its fields are never null)."""
+    return {key: value for key, value in tool.items() if value is not None}
 
 
 def map_tool_choice(draft: Draft, key: str, choice: Any) -> None:

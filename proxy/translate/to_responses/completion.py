@@ -16,7 +16,7 @@ EMPTY_THINK_BLOCK = THINK_OPEN + THINK_CLOSE
 
 
 class _Choice:
-    __slots__ = ("content", "reasoning", "refusal", "annotations", "calls", "logprobs", "finish_reason")
+    __slots__ = ("content", "reasoning", "refusal", "annotations", "calls", "logprobs", "finish_reason", "filters")
 
     def __init__(self) -> None:
         self.content: list[str] = []
@@ -26,6 +26,7 @@ class _Choice:
         self.calls: dict[int, dict[str, Any]] = {}
         self.logprobs: list[dict[str, Any]] | None = None
         self.finish_reason: str | None = None
+        self.filters: dict[str, Any] | None = None  # Azure's content filter results for the output
 
     def add(self, choice: dict[str, Any]) -> None:
         delta = choice.get("delta") or {}
@@ -42,6 +43,8 @@ class _Choice:
             self.logprobs = (self.logprobs or []) + list(choice["logprobs"].get("content") or ())
         if choice.get("finish_reason"):
             self.finish_reason = choice["finish_reason"]
+        if choice.get("content_filter_results") is not None:
+            self.filters = choice["content_filter_results"]
 
     def _add_call(self, call: dict[str, Any]) -> None:
         slot = self.calls.get(call["index"])
@@ -77,9 +80,12 @@ class CompletionBuilder:
 
     def __init__(self) -> None:
         self._choices: dict[int, _Choice] = {}
+        self._prompt_filters: list[dict[str, Any]] | None = None
 
     def add(self, frames: list[dict[str, Any]]) -> None:
         for frame in frames:
+            if "prompt_filter_results" in frame:
+                self._prompt_filters = frame["prompt_filter_results"]
             for choice in frame.get("choices") or ():
                 self._choices.setdefault(choice.get("index", 0), _Choice()).add(choice)
 
@@ -92,13 +98,10 @@ class CompletionBuilder:
             "object": "chat.completion",
             "created": final.get("created_at") if isinstance(final.get("created_at"), int) else first.created,
             "model": as_str(final.get("model")) or first.model,
-            "choices": [
-                {"index": index, "message": choice.message(),
-                 "logprobs": {"content": choice.logprobs, "refusal": None} if choice.logprobs is not None else None,
-                 "finish_reason": choice.finish_reason or "stop"}
-                for index, choice in sorted(self._choices.items())
-            ],
+            "choices": [_choice(index, choice) for index, choice in sorted(self._choices.items())],
         }
+        if self._prompt_filters is not None:
+            completion["prompt_filter_results"] = self._prompt_filters
         if as_str(final.get("service_tier")) in CHAT_SERVICE_TIERS:
             completion["service_tier"] = final["service_tier"]
         usage = summed_usage(responses)
@@ -108,6 +111,15 @@ class CompletionBuilder:
         if moderation is not None:
             completion["moderation"] = moderation
         return completion
+
+
+def _choice(index: int, choice: _Choice) -> dict[str, Any]:
+    built = {"index": index, "message": choice.message(),
+             "logprobs": {"content": choice.logprobs, "refusal": None} if choice.logprobs is not None else None,
+             "finish_reason": choice.finish_reason or "stop"}
+    if choice.filters is not None:
+        built["content_filter_results"] = choice.filters
+    return built
 
 
 def responses_to_chat(response: dict[str, Any], presentation: Presentation | None = None,

@@ -1,8 +1,7 @@
 """Mapping helpers for Responses results -> chat shapes. Pure: no I/O, no framework.
 
-Finish reason, usage, moderation, annotations, tool calls, logprobs and failures are
-decided here once, for the stream translator that produces both streamed and
-non-streamed answers.
+Finish reason, usage, moderation, Azure's content filter results, annotations, tool calls, logprobs and
+failures are decided here once, for the stream translator that produces both streamed and non-streamed answers.
 """
 
 from __future__ import annotations
@@ -24,13 +23,57 @@ def new_completion_id() -> str:
 
 
 def finish_reason(response: dict[str, Any], has_tool_calls: bool) -> str:
-    """``length`` and ``content_filter`` win over ``tool_calls``: a cut-off call must not be executed."""
+    """``length`` and ``content_filter`` win over ``tool_calls``: a cut-off call must not be executed. Azure's
+    filter may also say so by a blocked completion in ``content_filters``."""
     if response.get("status") == "incomplete":
         reason = as_dict(response.get("incomplete_details")).get("reason")
         if reason == "content_filter":
             return "content_filter"
         return "length"
+    if any(entry.get("blocked") is True for entry in _filters(response, "completion")):
+        return "content_filter"
     return "tool_calls" if has_tool_calls else "stop"
+
+
+# Azure OpenAI's Responses API reports its content filter in the Response's ``content_filters``: entries of
+# ``{blocked, source_type: "prompt" | "completion", content_filter_results, content_filter_offsets}``, several per
+# side when the text was checked in spans. Its chat endpoint reports the prompt's in ``prompt_filter_results``
+# (``[{prompt_index, content_filter_results}]``) and the output's in each choice's ``content_filter_results``.
+
+
+def prompt_filter_results(response: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The prompt's filter results as Azure's chat endpoint gives them (a chat request is one prompt, index 0)."""
+    results = _merged(_filters(response, "prompt"))
+    return [{"prompt_index": 0, "content_filter_results": results}] if results is not None else None
+
+
+def completion_filter_results(response: dict[str, Any]) -> dict[str, Any] | None:
+    """The output's filter results, as a chat choice's ``content_filter_results``."""
+    return _merged(_filters(response, "completion"))
+
+
+def _filters(response: dict[str, Any], source: str) -> list[dict[str, Any]]:
+    return [entry for entry in as_list(response.get("content_filters"))
+            if isinstance(entry, dict) and entry.get("source_type") == source]
+
+
+def _merged(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The results of the spans of one side, in one: per category the last span's, unless an earlier span's was
+    filtered or detected (what one span found stays found)."""
+    merged: dict[str, Any] | None = None
+    for entry in entries:
+        results = entry.get("content_filter_results")
+        if not isinstance(results, dict):
+            continue
+        merged = merged if merged is not None else {}
+        for category, result in results.items():
+            if not _flagged(merged.get(category)):
+                merged[category] = result
+    return merged
+
+
+def _flagged(result: Any) -> bool:
+    return isinstance(result, dict) and (result.get("filtered") is True or result.get("detected") is True)
 
 
 def chat_usage(usage: Any) -> dict[str, Any] | None:

@@ -28,9 +28,11 @@ from .response import (
     chat_moderation,
     chat_tool_call,
     chat_usage,
+    completion_filter_results,
     failure,
     finish_reason,
     new_completion_id,
+    prompt_filter_results,
     reasoning_texts,
     upstream_failure,
 )
@@ -123,6 +125,7 @@ class StreamTranslator:
         self._sources: dict[str, str] = {}  # cited url -> title
         self._pending_logprobs: list[dict[str, Any]] = []
         self._answered = False  # anything but reasoning has been sent
+        self._prompt_filtered = False  # Azure's prompt filter results have been sent
         # The request answered: an upstream's failure names its parameters, the client's are named instead.
         self._translation = translation
 
@@ -229,9 +232,19 @@ class StreamTranslator:
 
     def _begun(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         response = event.get("response")
-        if isinstance(response, dict):
-            self._resolved(response)
-        return []
+        if not isinstance(response, dict):
+            return []
+        self._resolved(response)
+        return self._prompt_filters(response)
+
+    def _prompt_filters(self, response: dict[str, Any]) -> list[dict[str, Any]]:
+        """Azure's filter results for the prompt, once, as soon as a Response carries them: in a chunk without
+        choices, as Azure's chat endpoint sends them; with n > 1, the first choice's (as non-streamed)."""
+        results = prompt_filter_results(response) if not self._prompt_filtered and self.choice_index == 0 else None
+        if results is None:
+            return []
+        self._prompt_filtered = True
+        return [choiceless_chunk(self.id, self.created, self.model, prompt_filter_results=results)]
 
     def _resolved(self, response: dict[str, Any]) -> None:
         """The model as the upstream names it (the snapshot an alias resolved to), as the non-streamed answer does."""
@@ -247,7 +260,7 @@ class StreamTranslator:
         self._resolved(response)
         if event.get("type") == "response.failed" or response.get("status") in ("failed", "cancelled"):
             return self.fail(self._named(failure(response)))
-        frames: list[dict[str, Any]] = []
+        frames = self._prompt_filters(response)
         for index, item in enumerate(as_list(response.get("output"))):
             if isinstance(item, dict):
                 frames.extend(self._reconcile(item, index))
@@ -258,7 +271,11 @@ class StreamTranslator:
                 f"{number}. [{title or url}]({url})" for number, (url, title) in enumerate(self._sources.items(), 1))))
         if self.done:
             return frames
-        frames.extend(self._end(finish_reason(response, bool(self._calls))))
+        end = self._end(finish_reason(response, bool(self._calls)))
+        filtered = completion_filter_results(response)
+        if filtered is not None:  # on the last chunk of the choice, as Azure's chat endpoint ends a filtered one
+            end[-1]["choices"][0]["content_filter_results"] = filtered
+        frames.extend(end)
         if self.include_usage:
             frames.append(usage_chunk(self.id, self.created, self.model, [response]))
         moderation = chat_moderation(response.get("moderation")) if self.choice_index == 0 else None
