@@ -35,7 +35,7 @@ from .models import ModelRoute, ModelTable
 from .passthrough import (first_headers, has_body, header, open_forward, raw_path, read_body, relay_read,
                           relay_streaming, upstream_path)
 from .plan import plan_to_chat, plan_translated
-from .reattach import Runs
+from .reattach import open_runs
 from .responses_answers import serve_to_chat
 from .stored_responses import ResponseStore, StoredResponse, deleted, input_item_page
 from .streaming import until_disconnect
@@ -62,7 +62,8 @@ class Proxy:
         self.reasoning_store = open_store(config.reasoning)
         self.stored_responses = ResponseStore(config.to_chat.stored_responses, config.to_chat.stored_ttl)
         # Background runs kept for a client's retry (none kept with a window of 0).
-        self.runs = Runs(config.background.reattach_window) if config.background.reattach_window > 0 else None
+        self.runs = open_runs(config.background.reattach_window, config.background.max_kept_runs,
+                              config.reasoning.redis_url)
 
     async def chat(self, request: Request) -> Response:
         encoding = header(first_headers(request), "content-encoding").strip().lower()
