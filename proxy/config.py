@@ -208,7 +208,8 @@ class ReasoningConfig(_Section):
     keep_encrypted: bool = Field(default=True, description="Carry encrypted reasoning across turns.")
     memory_entries: int = Field(default=2000, ge=0, description="Answers kept in process memory.")
     memory_ttl: float = Field(default=3600.0, gt=0)
-    redis_url: str | None = Field(default=None, description="Keep reasoning in Redis, shared by replicas.")
+    redis_url: str | None = Field(default=None, description="Keep reasoning in Redis, shared by replicas (with "
+                                  "background runs kept for a retry and what models refused).")
 
 
 class WebSearchConfig(_Section):

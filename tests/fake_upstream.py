@@ -590,6 +590,8 @@ class _Stored:
     polls: int = 0
     done: bool = False
     cancelled: bool = False
+    started: float | None = None  # when a scripted stream began: a resumed stream replays it at its own pace
+    delay: float = 0.0
 
 
 def _last_user_text(items: Any) -> str:
@@ -914,7 +916,7 @@ class FakeUpstream:
         elif isinstance(behaviour, Stream):
             events = _numbered(behaviour.events)
             if r.path == "/v1/responses" and isinstance(r.json, dict) and r.json.get("background"):
-                self._remember_stream(events)
+                self._remember_stream(events, behaviour.delay)
             await ex.chunks([sse_bytes(e) for e in events] + list(behaviour.raw or []), behaviour.content_type,
                             delay=behaviour.delay, heartbeat_pause=behaviour.heartbeat_pause,
                             cut_after=behaviour.cut_after, headers=behaviour.headers)
@@ -956,12 +958,14 @@ class FakeUpstream:
         else:
             await ex.json(response)
 
-    def _remember_stream(self, events: list[dict]) -> None:
-        """Keep a scripted background stream so GET ?stream=true can resume it."""
+    def _remember_stream(self, events: list[dict], delay: float) -> None:
+        """Keep a scripted background stream so GET ?stream=true can resume it: what the run has produced at
+        once, the rest as the run produces it (``delay`` apart), as the API replays a background run."""
         snapshots = [e["response"] for e in events if isinstance(e.get("response"), dict) and "id" in e["response"]]
         if snapshots:
             self._stored[snapshots[0]["id"]] = _Stored(final=snapshots[-1], events=events,
-                                                      done=snapshots[-1].get("status") in _TERMINAL_EVENT)
+                                                      done=snapshots[-1].get("status") in _TERMINAL_EVENT,
+                                                      started=time.monotonic(), delay=delay)
 
     def _view(self, stored: _Stored) -> dict:
         final = stored.final
@@ -990,6 +994,12 @@ class FakeUpstream:
             await ex.error(404, f"Response with id '{response_id}' not found.")
         elif streaming:
             events = stored.events or stream_events(stored.final)
+            if stored.started is not None and stored.delay:
+                produced = int((time.monotonic() - stored.started) / stored.delay) + 1
+                await ex.chunks([b"".join(sse_bytes(e) for e in events[:produced] if e["sequence_number"] > after)]
+                                + [sse_bytes(e) for e in events[produced:] if e["sequence_number"] > after],
+                                "text/event-stream; charset=utf-8", delay=stored.delay)
+                return
             await self._send_events(ex, [e for e in events if e["sequence_number"] > after], obfuscation)
         else:
             stored.polls += 1
