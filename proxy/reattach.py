@@ -440,6 +440,8 @@ class Runs:
         """The run as it stands once its clients left, or after :data:`ATTACH_GRACE` if they are still there."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ATTACH_GRACE
+        if self._followed(local, shared):
+            log.debug("a request waits up to %g s for the clients of the run it repeats to leave", ATTACH_GRACE)
         while self._followed(local, shared) and loop.time() < deadline:
             await asyncio.sleep(GRACE_POLL)
             if self.shared is not None:
