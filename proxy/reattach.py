@@ -38,7 +38,7 @@ from . import logs, metrics
 from .memory import caller_identity
 from .passthrough import header
 from .responses_calls import UpstreamCall
-from .translate import TERMINAL_EVENTS
+from .translate import TERMINAL_EVENTS, Adaptation
 
 log = logging.getLogger("proxy.reattach")
 
@@ -76,6 +76,7 @@ class Shared:
     response_id: str
     delivered: bool  # a client read it to its end
     followed: int  # processes with a client following it now
+    adapted: list[Adaptation]  # what was changed for the model to take the request (reported to every client)
 
 
 class SharedRuns:
@@ -121,19 +122,24 @@ class SharedRuns:
                 return None
             response_id = found.decode()
             async with self.client.pipeline(transaction=False) as pipe:
-                pipe.hget(self._state(response_id), "delivered")
+                pipe.hmget(self._state(response_id), ["delivered", "adapted"])
                 pipe.zcount(self._following(response_id), time.time(), "+inf")
                 pipe.exists(self._cancelled(response_id))
-                delivered, followed, cancelled = await pipe.execute()
+                (delivered, adapted), followed, cancelled = await pipe.execute()
+            changes = [Adaptation(param, was, now, tuple(supported))
+                       for param, was, now, supported in orjson.loads(adapted or b"[]")]
         except Exception as exc:  # a store that is down costs the sharing, never the answer
             log.warning("could not look up background runs in Redis: %s", exc)
             return None
-        return None if cancelled else Shared(response_id, delivered == b"1", followed)
+        return None if cancelled else Shared(response_id, delivered == b"1", followed, changes)
 
-    async def publish(self, key: str, response_id: str) -> None:
+    async def publish(self, key: str, response_id: str, adapted: list[Adaptation]) -> None:
         """A request's key maps to this run now (a new run for the same request replaces an older one)."""
-        await self._write(f"share background response {response_id}",
-                          lambda pipe: pipe.set(self._request(key), response_id, ex=self.ttl))
+        def write(pipe: Any) -> None:
+            pipe.set(self._request(key), response_id, ex=self.ttl)
+            pipe.hset(self._state(response_id), "adapted", orjson.dumps([list(change) for change in adapted]))
+            pipe.expire(self._state(response_id), self.ttl)
+        await self._write(f"share background response {response_id}", write)
 
     async def follow(self, key: str, response_id: str, member: str) -> None:
         """This process has a client following the run: a lease, renewed while it lasts."""
@@ -246,7 +252,7 @@ class Run:
         if response_id is None:
             return
         if self.owner and self.kept:
-            await shared.publish(self.key, response_id)
+            await shared.publish(self.key, response_id, self.call.adapted)
         while True:
             self._attached.clear()
             async with self._writing:
@@ -429,6 +435,7 @@ class Runs:
         call = await resume(shared.response_id)
         if call is None:
             return await self._start(key, keyed, start)
+        call.adapted = shared.adapted
         kept = self._room()
         run = Run(self, key, keyed, call, owner=False, kept=kept)
         if kept:

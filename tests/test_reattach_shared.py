@@ -19,12 +19,15 @@ import redis
 from fakeredis import TcpFakeServer
 
 from conftest import UPSTREAM_KEY, proxy_config
-from fake_upstream import Stream, build_response, message_item, stream_events
+from fake_upstream import Reply, Stream, build_response, error_body, message_item, stream_events
 from proxy.reattach import SharedRuns
 from servers import free_port, proxy_process, running_proxy
 
 TEXT = "A long proof, sent in many small pieces so that the run takes a while."
 WINDOW = 0.5
+# OpenAI's answer to gpt-5-pro with reasoning.effort "medium" (as in test_adapt).
+EFFORT_REFUSED = error_body("Unsupported value: 'reasoning.effort' does not support 'medium' with this model. "
+                            "Supported values are: 'high'.", param="reasoning.effort", code="unsupported_value")
 
 
 def slow_run(delay=0.02, text=TEXT):
@@ -111,6 +114,22 @@ async def test_a_retry_that_lands_on_another_process_follows_the_run(pair, fake)
     assert len(creates(fake)) == 1
     assert [r.query for r in fake.requests_to(f"/responses/{response_id}", "GET")] == [{"stream": "true"}]
     assert counter(second, "proxy_runs_reattached_total") == before + 1
+
+
+async def test_a_retry_on_another_process_reports_what_was_changed_for_the_model(pair, fake):
+    first, second = pair
+    stream, response_id = slow_run()
+    fake.script(Reply(400, json=EFFORT_REFUSED), stream)
+    body = {**request("Adapted on one worker."), "reasoning_effort": "medium"}
+    async with httpx.AsyncClient(timeout=0.3) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post(first + "/v1/chat/completions", json=body)
+    async with httpx.AsyncClient(timeout=30) as http:
+        retry = await http.post(second + "/v1/chat/completions", json=body)
+    assert retry.headers["x-proxy-reattached"] == response_id
+    assert retry.headers["x-proxy-adjusted-params"] == "reasoning_effort=medium->high"
+    assert retry.json()["choices"][0]["message"]["content"] == TEXT
+    assert len(creates(fake)) == 2  # the refused request and the run
 
 
 async def test_an_answer_delivered_by_one_process_is_not_given_again_by_the_other(pair, fake):
