@@ -93,6 +93,7 @@ class SharedRuns:
         self.client = client
         self.window = window
         self.ttl = int(window + LEASE_SECONDS) + 1
+        self._down = False  # the last call failed: later failures are not warned of again until it answers
 
     @classmethod
     def from_url(cls, url: str, window: float) -> SharedRuns:
@@ -129,8 +130,9 @@ class SharedRuns:
             changes = [Adaptation(param, was, now, tuple(supported))
                        for param, was, now, supported in orjson.loads(adapted or b"[]")]
         except Exception as exc:  # a store that is down costs the sharing, never the answer
-            log.warning("could not look up background runs in Redis: %s", exc)
+            self._failed("look up background runs", exc)
             return None
+        self._answered()
         return None if cancelled else Shared(response_id, delivered == b"1", followed, changes)
 
     async def publish(self, key: str, response_id: str, adapted: list[Adaptation]) -> None:
@@ -174,7 +176,20 @@ class SharedRuns:
                 write(pipe)
                 await pipe.execute()
         except Exception as exc:
-            log.warning("could not %s in Redis: %s", what, exc)
+            self._failed(what, exc)
+            return
+        self._answered()
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        """Warned of once while Redis is down (each followed run renews its lease every few seconds)."""
+        log.log(logging.DEBUG if self._down else logging.WARNING,
+                "could not %s in Redis (each process keeps its own background runs meanwhile): %s", what, exc)
+        self._down = True
+
+    def _answered(self) -> None:
+        if self._down:
+            self._down = False
+            log.info("Redis answers again: background runs are shared again")
 
     async def may_cancel(self, response_id: str, window: float) -> bool:
         """Whether the process letting go of a run cancels it: no client follows it anywhere, none left it less
@@ -188,11 +203,12 @@ class SharedRuns:
             # Timers fire a little late or early: a leave this close to the window's end is this process's own.
             if followed or (left is not None and time.time() - float(left) < window - min(1.0, window / 10)):
                 return False
-            return bool(await self.client.set(self._cancelled(response_id), "1", nx=True, ex=self.ttl))
+            claimed = await self.client.set(self._cancelled(response_id), "1", nx=True, ex=self.ttl)
         except Exception as exc:
-            log.warning("could not check in Redis whether background response %s is followed elsewhere: %s",
-                        response_id, exc)
+            self._failed(f"check whether background response {response_id} is followed elsewhere", exc)
             return True
+        self._answered()
+        return bool(claimed)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -347,8 +363,8 @@ class Run:
             if running and shared is not None and response_id is not None:
                 running = await shared.may_cancel(response_id, self.registry.window if why == "expired" else 0)
                 if not running:
-                    log.info("background response %s left to the process whose client followed it last",
-                             response_id)
+                    log.info("background response %s not cancelled here: a client of another process follows it "
+                             "or left it later (that process cancels it)", response_id)
             self.call.cancels = running
             await self.call.aclose()
         if running and why == "expired":
@@ -459,7 +475,8 @@ class Runs:
     def _followed(local: Run | None, shared: Shared | None) -> bool:
         return (local is not None and local.followers > 0) or (shared is not None and shared.followed > 0)
 
-    async def _start(self, key: str, keyed: bool, start: Callable[[], Awaitable[UpstreamCall]]) -> Follower | UpstreamCall:
+    async def _start(self, key: str, keyed: bool,
+                     start: Callable[[], Awaitable[UpstreamCall]]) -> Follower | UpstreamCall:
         starting: asyncio.Future[Run] = asyncio.get_running_loop().create_future()
         self._runs[key] = starting
         try:

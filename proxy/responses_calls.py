@@ -339,8 +339,8 @@ async def resume_call(route: ModelRoute, headers: Mapping[str, str], plan: CallP
     polled. None where the upstream no longer has the response (or will not give it)."""
     try:
         response, retries = await route.upstream.send_retrying(
-            "GET", f"/responses/{response_id}", headers, params="stream=true", first_byte_timeout=plan.first_byte_timeout,
-            idle_timeout=plan.idle_timeout)
+            "GET", f"/responses/{response_id}", headers, params="stream=true",
+            first_byte_timeout=plan.first_byte_timeout, idle_timeout=plan.idle_timeout)
     except UpstreamError as exc:
         log.warning("could not follow background response %s: %s", response_id, exc.message)
         return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import threading
@@ -187,12 +188,13 @@ async def test_a_run_left_in_both_processes_is_cancelled_once_by_the_last_to_lea
     assert len(creates(fake)) == 1
 
 
-async def test_redis_that_is_down_costs_the_sharing_not_the_request(fake):
+async def test_redis_that_is_down_costs_the_sharing_not_the_request(fake, caplog):
     """With nothing listening at the Redis URL, each process keeps its own runs: the retry still follows."""
     stream, response_id = slow_run()
     fake.script(stream)
     config = proxy_config(fake.base_url, models={"o3-pro*": {"background": True}},
-                          background={"reattach_window": 30}, reasoning={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+                          background={"reattach_window": 30},
+                          reasoning={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
     body = request("Redis is down.")
     with running_proxy(config) as url:
         async with httpx.AsyncClient(timeout=0.3) as http:
@@ -204,6 +206,8 @@ async def test_redis_that_is_down_costs_the_sharing_not_the_request(fake):
     assert retry.json()["choices"][0]["message"]["content"] == TEXT
     assert retry.headers["x-proxy-reattached"] == response_id
     assert len(creates(fake)) == 1
+    warned = [r for r in caplog.records if r.name == "proxy.reattach" and r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "each process keeps its own background runs" in warned[0].getMessage()
 
 
 def test_the_registry_is_shared_where_redis_is_configured():
