@@ -13,6 +13,7 @@ import os
 import subprocess
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -25,7 +26,7 @@ from proxy.reattach import SharedRuns
 from servers import free_port, proxy_process, running_proxy
 
 TEXT = "A long proof, sent in many small pieces so that the run takes a while."
-WINDOW = 0.5
+WINDOW = 1.0
 # OpenAI's answer to gpt-5-pro with reasoning.effort "medium" (as in test_adapt).
 EFFORT_REFUSED = error_body("Unsupported value: 'reasoning.effort' does not support 'medium' with this model. "
                             "Supported values are: 'high'.", param="reasoning.effort", code="unsupported_value")
@@ -63,8 +64,12 @@ def two_processes(tmp_path_factory, fake_server, redis_url) -> Iterator[tuple[st
     env = {name: value for name, value in os.environ.items() if not name.startswith(("PROXY_", "OPENAI_"))}
     processes = []
     try:
-        for _ in range(2):
-            processes.append(proxy_process(["--config", str(config)], env, stderr=subprocess.DEVNULL))
+        with ThreadPoolExecutor(2) as starting:  # both start at once
+            started = [starting.submit(proxy_process, ["--config", str(config)], env, subprocess.DEVNULL)
+                       for _ in range(2)]
+        processes = [future.result() for future in started if future.exception() is None]
+        for future in started:
+            future.result()  # one that did not start fails the tests (the other is stopped below)
         yield processes[0][1], processes[1][1]
     finally:
         for process, _ in processes:
@@ -179,7 +184,7 @@ async def test_a_run_left_in_both_processes_is_cancelled_once_by_the_last_to_lea
             async for line in retry.aiter_lines():
                 if line.startswith("data: {"):
                     content += json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
-                if len(content) >= 160:  # 1.6 s into the run: past the first process's window
+                if len(content) >= 200:  # 2 s into the run: past the first process's window (1.3 s)
                     break
     await until(lambda: fake.cancelled)
     assert fake.cancelled == [response_id]
