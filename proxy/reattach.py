@@ -235,6 +235,7 @@ class Run:
         self.done = False
         self.delivered = False  # a client read it to its end
         self.followers = 0
+        self.stopped = False
         self.member = secrets.token_hex(8)  # this process's lease on it, in Redis
         self._changed = asyncio.Event()
         self._attached = asyncio.Event()
@@ -332,6 +333,8 @@ class Run:
     def _left(self) -> None:
         """Nobody follows the run any more: forgotten now once delivered (unless keyed), else kept for the window;
         a run not kept stops now."""
+        if self.stopped:
+            return
         if not self.kept:
             self.registry.expire(self, "unkept")
         elif self.delivered and not self.keyed and self.done:
@@ -351,6 +354,7 @@ class Run:
     async def stop(self, why: Stop = "expired") -> None:
         """Let go of the run (its window passed, it makes room for another, it was not kept, the proxy shuts
         down), cancelling it upstream if it is still running and no client anywhere else may still want it."""
+        self.stopped = True
         if self._expiry is not None:
             self._expiry.cancel()
         running = not self.done
@@ -361,7 +365,8 @@ class Run:
             await asyncio.gather(self._reader, *filter(None, [self._sharing]), return_exceptions=True)
             shared, response_id = self.registry.shared, self.call.response_id
             if running and shared is not None and response_id is not None:
-                running = await shared.may_cancel(response_id, self.registry.window if why == "expired" else 0)
+                async with self._writing:  # after this process's own leave
+                    running = await shared.may_cancel(response_id, self.registry.window if why == "expired" else 0)
                 if not running:
                     log.info("background response %s not cancelled here: a client of another process follows it "
                              "or left it later (that process cancels it)", response_id)
