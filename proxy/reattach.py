@@ -50,6 +50,9 @@ MAX_KEY_CHARS = 256
 # (milliseconds, more under load). Two clients really asking the same thing at the same time wait this long.
 ATTACH_GRACE = 2.0
 GRACE_POLL = 0.05  # seconds between looks at the run meanwhile
+# How long a process that starts the run of an Idempotency-Key holds the key before the run's id is known (its
+# first event, normally within a second), so that the same key at another process waits for that run.
+START_CLAIM_SECONDS = 60.0
 # A process's hold on a run one of its clients follows, renewed every third of it: a process that dies lets go
 # of its runs after this long.
 LEASE_SECONDS = 10.0
@@ -116,11 +119,12 @@ class SharedRuns:
         return f"{self.PREFIX}-cancelled:{response_id}"
 
     async def lookup(self, key: str) -> Shared | None:
-        """The run a request's key maps to, unless it was cancelled; None also where Redis is down."""
+        """The run a request's key maps to, unless it was cancelled (one being started: its id is empty); None also
+        where Redis is down."""
         try:
             found = await self.client.get(self._request(key))
-            if found is None:
-                return None
+            if not found:
+                return None if found is None else Shared("", False, 0, [])
             response_id = found.decode()
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.hmget(self._state(response_id), ["delivered", "adapted"])
@@ -133,7 +137,30 @@ class SharedRuns:
             self._failed("look up background runs", exc)
             return None
         self._answered()
-        return None if cancelled else Shared(response_id, delivered == b"1", followed, changes)
+        if cancelled:
+            await self.release(key, found)  # the key is free for a new run
+            return None
+        return Shared(response_id, delivered == b"1", followed, changes)
+
+    async def claim(self, key: str) -> bool:
+        """Whether this process is to start the run of an Idempotency-Key no process has started (then the key
+        maps to an empty id until the run's is published); yes also where Redis is down."""
+        try:
+            claimed = await self.client.set(self._request(key), "", nx=True, ex=int(START_CLAIM_SECONDS))
+        except Exception as exc:
+            self._failed("claim an Idempotency-Key", exc)
+            return True
+        self._answered()
+        return bool(claimed)
+
+    async def release(self, key: str, mapped: bytes = b"") -> None:
+        """The key maps to nothing any more, where it still maps to ``mapped`` (a claim: a run that was not
+        started, or will not be shared)."""
+        try:
+            if await self.client.get(self._request(key)) == mapped:
+                await self.client.delete(self._request(key))
+        except Exception as exc:
+            self._failed("release an Idempotency-Key", exc)
 
     async def publish(self, key: str, response_id: str, adapted: list[Adaptation]) -> None:
         """A request's key maps to this run now (a new run for the same request replaces an older one)."""
@@ -436,6 +463,8 @@ class Runs:
             found = None  # (its start failed: this request starts one)
         local = found if isinstance(found, Run) else None
         shared = await self.shared.lookup(key) if self.shared is not None else None
+        if keyed and local is None and self.shared is not None:
+            shared = await self._started_elsewhere(key, shared)
         if not keyed:
             local, shared = await self._after_grace(key, local, shared)
         if local is not None and self._runs.get(key) is not local:
@@ -462,6 +491,21 @@ class Runs:
         if kept:
             self._runs[key] = run
         return await self._reattached(run)
+
+    async def _started_elsewhere(self, key: str, shared: Shared | None) -> Shared | None:
+        """For an Idempotency-Key: the run of the process that started it (waited for while it is starting), or
+        None where this process is to start it (it claimed the key)."""
+        assert self.shared is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + START_CLAIM_SECONDS
+        while loop.time() < deadline:
+            if shared is None and await self.shared.claim(key):
+                return None
+            if shared is not None and shared.response_id:
+                return shared
+            await asyncio.sleep(GRACE_POLL)
+            shared = await self.shared.lookup(key)
+        return None
 
     async def _after_grace(self, key: str, local: Run | None,
                            shared: Shared | None) -> tuple[Run | None, Shared | None]:
@@ -490,13 +534,17 @@ class Runs:
             if self._runs.get(key) is starting:
                 del self._runs[key]
             starting.cancel()  # a request waiting for it starts its own
+            self._unclaim(key, keyed)
             raise
         if not call.plan.background:
             if self._runs.get(key) is starting:
                 del self._runs[key]
             starting.cancel()
+            self._unclaim(key, keyed)
             return call
         kept = self._room()
+        if not kept:
+            self._unclaim(key, keyed)
         run = Run(self, key, keyed, call, kept=kept)
         if self._runs.get(key) is starting:
             if kept:
@@ -505,6 +553,11 @@ class Runs:
                 del self._runs[key]
         starting.set_result(run)
         return run.attach()
+
+    def _unclaim(self, key: str, keyed: bool) -> None:
+        """The run of an Idempotency-Key this process claimed will not be shared: other processes start their own."""
+        if keyed and self.shared is not None:
+            self.later(self.shared.release(key))
 
     def _room(self) -> bool:
         """Whether one more run may be kept: at most ``max_kept``, the oldest run nobody follows makes room."""

@@ -166,6 +166,36 @@ async def test_an_idempotency_key_gets_the_same_answer_from_either_process(pair,
     assert len(creates(fake)) == 2
 
 
+async def test_the_same_idempotency_key_at_both_processes_at_once_is_one_run(pair, fake):
+    """The second request comes while the first process is still starting the run (its id not yet known)."""
+    first, second = pair
+    stream, response_id = slow_run(delay=0.005)
+    stream.first_pause = 0.5  # the upstream is slow to begin
+    fake.script(stream)
+    body, keyed = request("Keyed at once."), {"idempotency-key": "conv-9-turn-1"}
+    async with httpx.AsyncClient(timeout=30) as http:
+        answered = asyncio.ensure_future(http.post(first + "/v1/chat/completions", json=body, headers=keyed))
+        await until(lambda: creates(fake))  # the first process is starting the run
+        again = await http.post(second + "/v1/chat/completions", json={**body, "stream": True}, headers=keyed)
+        answered = await answered
+    assert answered.json()["choices"][0]["message"]["content"] == TEXT
+    assert again.headers["x-proxy-reattached"] == response_id
+    assert "Echo" not in again.text and again.text.rstrip().endswith("data: [DONE]")
+    assert len(creates(fake)) == 1
+
+
+async def test_an_idempotency_key_whose_run_could_not_start_is_free_for_the_next_request(pair, fake):
+    first, second = pair
+    fake.script(Reply(400, json=error_body("Invalid 'input': the content is too long.", param="input")))
+    body, keyed = request("Keyed, failed first."), {"idempotency-key": "conv-4-turn-8"}
+    async with httpx.AsyncClient(timeout=5) as http:
+        failed = await http.post(first + "/v1/chat/completions", json=body, headers=keyed)
+        answered = await http.post(second + "/v1/chat/completions", json=body, headers=keyed)
+    assert failed.status_code == 400
+    assert answered.status_code == 200 and "x-proxy-reattached" not in answered.headers
+    assert answered.json()["choices"][0]["message"]["content"] == "Echo: Keyed, failed first."
+
+
 async def test_a_run_left_in_both_processes_is_cancelled_once_by_the_last_to_leave(pair, fake):
     """The first process's window ends while the other process's client still follows the run: it does not
     cancel it. The other process cancels it once its own window passed."""
