@@ -537,9 +537,10 @@ class Stream:
     `delay` seconds pass between events; `heartbeat_pause` adds a silence
     after the first two events (where reasoning models go quiet while they
     think); `first_pause` is a silence after the headers, before the first
-    event (an upstream slow to begin); `cut_after=N` closes the connection after N frames with no final
-    chunk, so the client sees a broken body rather than a clean end; `raw`
-    byte strings are written as-is after the events (see `sse_bytes`).
+    event (an upstream slow to begin); `cut_after=N` closes the connection
+    after N frames with no final chunk, so the client sees a broken body
+    rather than a clean end; `raw` byte strings are written as-is after the
+    events (see `sse_bytes`).
     `content_type` and `headers` make it another kind of streamed body (a
     `content-length` header frames it by length instead of in chunks).
     """
@@ -998,7 +999,7 @@ class FakeUpstream:
         elif streaming:
             events = stored.events or stream_events(stored.final)
             if stored.started is not None and stored.delay:
-                produced = int((time.monotonic() - stored.started) / stored.delay) + 1
+                produced = max(0, int((time.monotonic() - stored.started) / stored.delay) + 1)
                 await ex.chunks([b"".join(sse_bytes(e) for e in events[:produced] if e["sequence_number"] > after)]
                                 + [sse_bytes(e) for e in events[produced:] if e["sequence_number"] > after],
                                 "text/event-stream; charset=utf-8", delay=stored.delay)
