@@ -15,8 +15,9 @@ kept per process: the oldest nobody follows makes room.
 With Redis (``reasoning.redis_url``) every worker and replica knows every run (:class:`SharedRuns`): a retry
 that lands on another process follows the run from the upstream itself (``GET /responses/{id}?stream=true``
 replays a background run's events from the first, then goes on live). Redis holds which run a request maps to,
-which processes follow it and whether it was delivered, never its events. Without Redis, or while it is down,
-each process has its own registry.
+which processes follow it and whether it was delivered, never its events; the process starting the run of an
+``Idempotency-Key`` claims the key until the run's id is known. Without Redis, or while it is down, each process
+has its own registry.
 """
 
 from __future__ import annotations
