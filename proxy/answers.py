@@ -29,7 +29,7 @@ from .pacing import Heartbeat
 from .passthrough import first_headers
 from .plan import TranslatedPlan
 from .reattach import REATTACHED_HEADER, Follower, Runs, run_key
-from .responses_calls import UpstreamCall, start_call, start_calls
+from .responses_calls import UpstreamCall, resume_call, start_call, start_calls
 from .streaming import StreamedResponse, until_disconnect
 from .translate import (DONE, KEEPALIVE, Adaptation, CompletionBuilder, StreamTranslator, Translation,
                         chat_param, encode_frames, name_chat_params, new_completion_id, usage_chunk)
@@ -140,7 +140,8 @@ async def serve_translated(plan: TranslatedPlan, request: Request, config: Confi
             if runs is not None and plan.call.background and answer.n == 1 and not answer.stop:
                 key, keyed = run_key(first_headers(request), plan.route.upstream.config.name, plan.call.body)
                 calls: list[Any] = [await runs.follow(
-                    key, keyed, lambda: start_call(plan.route, headers, plan.call, config.background))]
+                    key, keyed, lambda: start_call(plan.route, headers, plan.call, config.background),
+                    lambda response_id: resume_call(plan.route, headers, plan.call, response_id, config.background))]
             else:
                 calls = await start_calls(plan.route, headers, plan.call, answer.n, config.background)
         except ProxyError as exc:  # the upstream's refusal names Responses parameters; the client sent chat ones

@@ -38,7 +38,7 @@ from .models import ModelRoute, ModelTable
 from .passthrough import (first_headers, has_body, header, open_forward, raw_path, read_body, relay_read,
                           relay_streaming, upstream_path)
 from .plan import plan_to_chat, plan_translated
-from .reattach import Runs
+from .reattach import open_runs
 from .responses_answers import serve_run, serve_to_chat
 from .stored_responses import StoredResponse, deleted, input_item_page, open_response_store
 from .streaming import until_disconnect
@@ -71,7 +71,8 @@ class Proxy:
         key = config.to_chat.reasoning_key
         self.reasoning_seal = ReasoningSeal(key.encode() if key else secrets.token_bytes(32))
         # Background runs kept for a client's retry (none kept with a window of 0).
-        self.runs = Runs(config.background.reattach_window) if config.background.reattach_window > 0 else None
+        self.runs = open_runs(config.background.reattach_window, config.background.max_kept_runs,
+                              config.reasoning.redis_url)
 
     async def chat(self, request: Request) -> Response:
         encoding = header(first_headers(request), "content-encoding").strip().lower()

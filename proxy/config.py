@@ -168,6 +168,8 @@ class BackgroundConfig(_Section):
     max_resumes: int = Field(default=5, ge=0, description="Reconnections to a cut background stream.")
     reattach_window: float = Field(default=120.0, ge=0, description="Seconds a background run is kept after its "
                                    "client left, for a retry to follow it (0: cancelled at once).")
+    max_kept_runs: int = Field(default=1000, ge=1, description="Background runs each process keeps for a retry; "
+                               "when full, the oldest no client follows is let go of early.")
 
 
 ReasoningOutput = Literal[REASONING_OUTPUTS]  # type: ignore[valid-type]
@@ -232,7 +234,8 @@ class ReasoningConfig(_Section):
     keep_encrypted: bool = Field(default=True, description="Carry encrypted reasoning across turns.")
     memory_entries: int = Field(default=2000, ge=0, description="Answers kept in process memory.")
     memory_ttl: float = Field(default=3600.0, gt=0)
-    redis_url: str | None = Field(default=None, description="Keep reasoning in Redis, shared by replicas.")
+    redis_url: str | None = Field(default=None, description="Keep reasoning in Redis, shared by replicas (with "
+                                  "background runs kept for a retry and what models refused).")
 
 
 class WebSearchConfig(_Section):

@@ -65,6 +65,8 @@ RUNS_REATTACHED = Counter("proxy_runs_reattached", "Requests that followed a bac
                           "(a retry within background.reattach_window, or the same Idempotency-Key).")
 RUNS_CANCELLED_AFTER_WINDOW = Counter("proxy_runs_cancelled_after_window", "Background runs cancelled because no "
                                       "client came back within background.reattach_window.")
+RUNS_EVICTED = Counter("proxy_runs_evicted", "Background runs kept for a retry that were let go of early (cancelled "
+                       "unless a client elsewhere followed them) to make room: background.max_kept_runs.")
 BACKGROUND_JOBS = Gauge("proxy_background_jobs", "Background responses being polled or streamed.",
                         multiprocess_mode="livesum")
 

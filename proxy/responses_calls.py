@@ -91,6 +91,7 @@ class UpstreamCall:
         self.adapted: list[Adaptation] = []  # what was changed for the model to take the request
         self.response_id: str | None = None
         self.finished = False
+        self.cancels = True  # whether closing it unfinished cancels the background job (see aclose)
         self._http: UpstreamResponse | None = None
         self._body: AsyncGenerator[bytes, None] | None = None
         self._answer: dict[str, Any] | None = None
@@ -237,9 +238,10 @@ class UpstreamCall:
             log.warning("could not cancel background response %s: %s", self.response_id, exc)
 
     async def aclose(self) -> None:
-        """Release the upstream connection and cancel an unfinished background job. Safe to call twice."""
+        """Release the upstream connection and cancel an unfinished background job (unless :attr:`cancels` was
+        turned off: a run another process or client still follows). Safe to call twice."""
         self._close_http()
-        if self.plan.background and not self.finished and self.response_id is not None:
+        if self.cancels and self.plan.background and not self.finished and self.response_id is not None:
             with anyio.CancelScope(shield=True):  # the job must be stopped even when the request is being cancelled
                 await self.cancel()
         self.finished = True
@@ -327,6 +329,37 @@ async def start_call(route: ModelRoute, headers: Mapping[str, str], plan: CallPl
     else:
         call._answer = await json_answer(response)
         call.response_id = call._answer.get("id") if isinstance(call._answer.get("id"), str) else None
+    return call
+
+
+async def resume_call(route: ModelRoute, headers: Mapping[str, str], plan: CallPlan, response_id: str,
+                      background: BackgroundConfig) -> UpstreamCall | None:
+    """Follow a background response started elsewhere (another worker or replica) from its first event:
+    ``GET /responses/{id}?stream=true`` replays a background run's events, then goes on live; a JSON answer is
+    polled. None where the upstream no longer has the response (or will not give it)."""
+    try:
+        response, retries = await route.upstream.send_retrying(
+            "GET", f"/responses/{response_id}", headers, params="stream=true",
+            first_byte_timeout=plan.first_byte_timeout, idle_timeout=plan.idle_timeout)
+    except UpstreamError as exc:
+        log.warning("could not follow background response %s: %s", response_id, exc.message)
+        return None
+    if response.status_code >= 400:
+        response.close()
+        return None
+    call = UpstreamCall(route.upstream, headers, plan._replace(background=True), background, retries,
+                        upstream_details(response))
+    call.response_id = response_id
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        call._http = response
+        return call
+    try:
+        call._answer = await json_answer(response)
+    except UpstreamError as exc:
+        log.warning("could not follow background response %s: %s", response_id, exc.message)
+        call.cancels = False  # not this request's to cancel: it was never followed
+        await call.aclose()
+        return None
     return call
 
 

@@ -536,9 +536,11 @@ class Stream:
 
     `delay` seconds pass between events; `heartbeat_pause` adds a silence
     after the first two events (where reasoning models go quiet while they
-    think); `cut_after=N` closes the connection after N frames with no final
-    chunk, so the client sees a broken body rather than a clean end; `raw`
-    byte strings are written as-is after the events (see `sse_bytes`).
+    think); `first_pause` is a silence after the headers, before the first
+    event (an upstream slow to begin); `cut_after=N` closes the connection
+    after N frames with no final chunk, so the client sees a broken body
+    rather than a clean end; `raw` byte strings are written as-is after the
+    events (see `sse_bytes`).
     `content_type` and `headers` make it another kind of streamed body (a
     `content-length` header frames it by length instead of in chunks).
     """
@@ -547,6 +549,7 @@ class Stream:
     cut_after: int | None = None
     raw: list[bytes] | None = None
     heartbeat_pause: float = 0.0
+    first_pause: float = 0.0
     content_type: str = "text/event-stream; charset=utf-8"
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -590,6 +593,8 @@ class _Stored:
     polls: int = 0
     done: bool = False
     cancelled: bool = False
+    started: float | None = None  # when a scripted stream began: a resumed stream replays it at its own pace
+    delay: float = 0.0
 
 
 def _last_user_text(items: Any) -> str:
@@ -725,7 +730,7 @@ class _Exchange:
         await self.json(error_body(message, **details), status)
 
     async def chunks(self, chunks: list[bytes], content_type: str, *, delay: float = 0.0,
-                     heartbeat_pause: float = 0.0, cut_after: int | None = None,
+                     heartbeat_pause: float = 0.0, first_pause: float = 0.0, cut_after: int | None = None,
                      headers: dict[str, str] | None = None) -> bool:
         """Write `chunks` as one streamed body; True if every chunk went out and the body ended."""
         await self.start(200, content_type, headers)
@@ -733,7 +738,7 @@ class _Exchange:
         try:
             limit = len(chunks) if cut_after is None else min(cut_after, len(chunks))
             for n, chunk in enumerate(chunks[:limit]):
-                pause = (delay if n else 0.0) + (heartbeat_pause if n == 2 else 0.0)
+                pause = (delay if n else first_pause) + (heartbeat_pause if n == 2 else 0.0)
                 if await self.must_stop(pause):
                     return False
                 await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -916,10 +921,11 @@ class FakeUpstream:
         elif isinstance(behaviour, Stream):
             events = _numbered(behaviour.events)
             if r.path == "/v1/responses" and isinstance(r.json, dict) and r.json.get("background"):
-                self._remember_stream(events)
+                self._remember_stream(events, behaviour.delay, behaviour.first_pause)
             await ex.chunks([sse_bytes(e) for e in events] + list(behaviour.raw or []), behaviour.content_type,
                             delay=behaviour.delay, heartbeat_pause=behaviour.heartbeat_pause,
-                            cut_after=behaviour.cut_after, headers=behaviour.headers)
+                            first_pause=behaviour.first_pause, cut_after=behaviour.cut_after,
+                            headers=behaviour.headers)
         elif isinstance(behaviour, Hang):
             await ex.hang(behaviour.seconds)
         else:
@@ -962,12 +968,14 @@ class FakeUpstream:
         """A created Response as this API gives it (a subclass adds what its API adds)."""
         return response
 
-    def _remember_stream(self, events: list[dict]) -> None:
-        """Keep a scripted background stream so GET ?stream=true can resume it."""
+    def _remember_stream(self, events: list[dict], delay: float, first_pause: float) -> None:
+        """Keep a scripted background stream so GET ?stream=true can resume it: what the run has produced at
+        once, the rest as the run produces it (``delay`` apart), as the API replays a background run."""
         snapshots = [e["response"] for e in events if isinstance(e.get("response"), dict) and "id" in e["response"]]
         if snapshots:
             self._stored[snapshots[0]["id"]] = _Stored(final=snapshots[-1], events=events,
-                                                      done=snapshots[-1].get("status") in _TERMINAL_EVENT)
+                                                      done=snapshots[-1].get("status") in _TERMINAL_EVENT,
+                                                      started=time.monotonic() + first_pause, delay=delay)
 
     def _view(self, stored: _Stored) -> dict:
         final = stored.final
@@ -996,6 +1004,12 @@ class FakeUpstream:
             await ex.error(404, f"Response with id '{response_id}' not found.")
         elif streaming:
             events = stored.events or stream_events(stored.final)
+            if stored.started is not None and stored.delay:
+                produced = max(0, int((time.monotonic() - stored.started) / stored.delay) + 1)
+                await ex.chunks([b"".join(sse_bytes(e) for e in events[:produced] if e["sequence_number"] > after)]
+                                + [sse_bytes(e) for e in events[produced:] if e["sequence_number"] > after],
+                                "text/event-stream; charset=utf-8", delay=stored.delay)
+                return
             await self._send_events(ex, [e for e in events if e["sequence_number"] > after], obfuscation)
         else:
             stored.polls += 1
