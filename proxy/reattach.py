@@ -36,7 +36,7 @@ import anyio
 import orjson
 
 from . import logs, metrics
-from .memory import caller_identity
+from .memory import caller_identity, redis_client
 from .passthrough import header
 from .responses_calls import UpstreamCall
 from .translate import TERMINAL_EVENTS, Adaptation
@@ -101,11 +101,7 @@ class SharedRuns:
 
     @classmethod
     def from_url(cls, url: str, window: float) -> SharedRuns:
-        try:
-            import redis.asyncio
-        except ImportError:  # pragma: no cover - depends on the installation
-            raise RuntimeError("reasoning.redis_url needs the redis package: pip install 'responses-proxy[redis]'")
-        return cls(redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2), window)
+        return cls(redis_client(url, "reasoning.redis_url"), window)
 
     def _request(self, key: str) -> str:
         return f"{self.PREFIX}:{key}"
