@@ -1,8 +1,10 @@
 # syntax=docker/dockerfile:1
 # Build: docker build -t responses-proxy .
-# Run:   docker run -p 8000:8000 -e OPENAI_API_KEY=sk-... -e PROXY_API_KEYS=team-key responses-proxy
+# Run:   docker run -p 8000:8000 -e OPENAI_API_KEY=sk-... -e PROXY_API_KEYS=team-key -v responses:/data responses-proxy
 # Config: mount a file at /config/config.yaml (the default PROXY_CONFIG); without one, the example config
 # shipped there reads OPENAI_BASE_URL, OPENAI_API_KEY, PROXY_API_KEYS and PORT from the environment.
+# Stored responses (POST /v1/responses served through chat): an SQLite file on /data (PROXY_RESPONSE_STORE); a
+# volume mounted there keeps them across containers.
 
 FROM python:3.12-slim AS build
 WORKDIR /src
@@ -15,13 +17,16 @@ COPY proxy ./proxy
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps . && /opt/venv/bin/pip check
 
 FROM python:3.12-slim
-RUN useradd --create-home --uid 10001 proxy
+# The user, and /data owned by it: a new named volume mounted there takes that owner, so the user can write it.
+RUN useradd --create-home --uid 10001 proxy && mkdir /data && chown proxy:proxy /data
 COPY --from=build /opt/venv /opt/venv
 COPY config.example.yaml /config/config.yaml
 ENV PATH="/opt/venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
     PORT=8000 \
-    PROXY_CONFIG=/config/config.yaml
+    PROXY_CONFIG=/config/config.yaml \
+    PROXY_RESPONSE_STORE=sqlite:///data/responses.db
+VOLUME /data
 USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \

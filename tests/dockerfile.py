@@ -4,7 +4,7 @@ Docker cannot run here or in CI, so the image is checked by doing what its
 build does in a scratch directory that stands for the image's root: the
 build stage's COPY and RUN steps (``python -m venv``, ``pip install .``), the
 final stage's COPY and ENV, then its ENTRYPOINT and HEALTHCHECK. Paths in the
-image (``/opt/venv``, ``/config``) are mapped into the scratch root.
+image (``/opt/venv``, ``/config``, ``/data``) are mapped into the scratch root.
 
 Run as a script (``python tests/dockerfile.py ROOT``) it builds into ROOT, so
 the slow install can run beside the other tests.
@@ -147,7 +147,7 @@ class Emulation:
 
     def path(self, image_path: str) -> str:
         """An absolute path in the image -> the same path under the scratch root."""
-        return re.sub(r"(?<![\w.])/(opt|config|src)\b", lambda m: f"{self.root}/{m.group(1)}", image_path)
+        return re.sub(r"(?<![\w.])/(opt|config|src|data)\b", lambda m: f"{self.root}/{m.group(1)}", image_path)
 
     def expand(self, text: str) -> str:
         return re.sub(r"\$(\w+)|\$\{(\w+)\}", lambda m: self.env.get(m.group(1) or m.group(2), ""), text)
@@ -182,7 +182,7 @@ class Emulation:
         command = self.path(instruction.arguments).replace("--no-cache-dir", "")
         command = re.sub(r"^python\b", shlex.quote(sys.executable), command)
         if command.startswith("useradd"):
-            return  # the image's user: checked by the parser tests, not created here
+            return  # the image's user and the /data it owns: checked by the parser tests, not created here
         subprocess.run(["bash", "-c", command], cwd=self.workdir, env={**os.environ, **self.env}, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 

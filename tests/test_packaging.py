@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -38,6 +39,12 @@ def test_dockerfile_builds_in_one_stage_and_runs_in_another_as_a_non_root_user()
     env = " ".join(i.arguments for i in final.all("ENV"))
     assert "PROXY_CONFIG=/config/config.yaml" in env and "PORT=8000" in env
     assert any(i.arguments.split()[-1] == "/config/config.yaml" for i in final.all("COPY"))
+    # Stored responses go to /data, owned by the image's user: a new named volume mounted there takes that owner.
+    assert "PROXY_RESPONSE_STORE=sqlite:///data/responses.db" in env
+    assert [i.arguments for i in final.all("VOLUME")] == ["/data"]
+    (setup,) = [i.arguments for i in final.all("RUN") if "/data" in i.arguments]
+    name = re.search(rf"useradd .*--uid {user.arguments} (\w+)", setup).group(1)
+    assert "mkdir /data" in setup and f"chown {name}:{name} /data" in setup
 
 
 def test_the_build_context_holds_what_the_image_copies_and_nothing_else(tmp_path):
@@ -104,6 +111,7 @@ def test_the_images_steps_install_a_server_that_answers_its_healthcheck(image_ro
                 assert server.poll() is None and time.monotonic() < deadline, server.stderr.read().decode()
                 time.sleep(0.1)
         assert health.json() == {"status": "ok"}
+        assert (image_root / "data" / "responses.db").is_file(), "stored responses go to the SQLite file on /data"
         (healthcheck,) = parse()[-1].all("HEALTHCHECK")
         python = shutil.which("python", path=env["PATH"])
         assert subprocess.run([python, *healthcheck.exec_form[1:]], env=env, timeout=10).returncode == 0
@@ -152,6 +160,8 @@ def test_compose_points_open_webui_at_the_proxy():
     assert int(proxy["stop_grace_period"].rstrip("s")) > load_config(env={}).server.shutdown_grace_seconds
     text = (PROJECT / "docker-compose.yml").read_text()
     assert "# proxy-aggregator:" in text and "OPENAI_BASE_URL: https://" in text
+    # Stored responses (the image's SQLite file on /data) outlive the container, in a named volume.
+    assert "responses:/data" in proxy["volumes"] and "responses" in compose["volumes"]
 
 
 def test_kubernetes_manifest(tmp_path):
@@ -168,13 +178,21 @@ def test_kubernetes_manifest(tmp_path):
     env = {item["name"]: item["value"] for item in container["env"]}
     assert Path(env["PROXY_CONFIG"]).parent == Path(mounts["config"])
 
-    # The ConfigMap's config is valid with the Secret's values, and the grace periods fit together.
+    # The ConfigMap's config is valid with the image's environment, the Secret's values and the Deployment's own,
+    # and the grace periods fit together.
     secret = documents["Secret"]["stringData"]
     config_file = tmp_path / "config.yaml"
     config_file.write_text(documents["ConfigMap"]["data"][Path(env["PROXY_CONFIG"]).name])
-    config = load_config(config_file, env=secret)
+    image_env = dict(pair.partition("=")[::2] for step in parse()[-1].all("ENV")
+                     for pair in shlex.split(step.arguments))
+    config = load_config(config_file, env={**image_env, **secret, **env})
     assert config.server.api_keys == secret["PROXY_API_KEYS"].split(",")
     assert config.upstream.api_key == secret["OPENAI_API_KEY"]
+    # The root filesystem is read-only, so not the image's SQLite file on /data; the replicas share the key that
+    # seals reasoning.
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert config.to_chat.store == "memory" or config.to_chat.store.startswith("redis")
+    assert config.to_chat.reasoning_key == secret["PROXY_REASONING_KEY"]
     assert pod["terminationGracePeriodSeconds"] > config.server.shutdown_grace_seconds + 5
     service = documents["Service"]["spec"]
     assert service["selector"] == documents["Deployment"]["spec"]["selector"]["matchLabels"]
