@@ -7,6 +7,7 @@ variables, built-in defaults. The file may reference the environment as
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -18,6 +19,8 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
 from .configfile import ConfigError, Origin, Origins, describe, describe_validation, read_yaml
 from .configfile import expand_env as expand_env  # re-exported: part of this module's interface
 from .translate import REASONING_EFFORTS, REASONING_OUTPUTS
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 DEFAULT_TRANSLATED_MODELS = [
     "o1-pro*",
@@ -221,7 +224,7 @@ class ToChatConfig(_Section):
     def _store(cls, value: str) -> str:
         value = value.strip()
         if value in ("memory", "sqlite") or (value.startswith("sqlite://") and len(value) > len("sqlite://")) \
-                or value.startswith(("redis://", "rediss://", "unix://")):
+                or value.startswith(REDIS_SCHEMES):
             return value
         raise ValueError("must be sqlite, sqlite://PATH, a Redis URL (redis://HOST:PORT/DB) or memory")
 
@@ -480,4 +483,10 @@ def load_config(
                 "invalid configuration: server.api_keys is set, so clients' own keys are not forwarded, but "
                 f"upstream {', '.join(keyless)} has no key: set upstream.api_key (or OPENAI_API_KEY), "
                 "or remove server.api_keys")
+    redis_settings = [name for name, used in (("reasoning.redis_url", bool(config.reasoning.redis_url)),
+                                              ("to_chat.store", config.to_chat.store.startswith(REDIS_SCHEMES)))
+                      if used]
+    if redis_settings and importlib.util.find_spec("redis") is None:
+        raise ConfigError(f"invalid configuration: {', '.join(redis_settings)}: Redis needs the redis package, which "
+                          "is not installed: pip install 'responses-proxy[redis]'")
     return config

@@ -1,5 +1,6 @@
 """Configuration loading: defaults, environment, YAML with ${VAR} expansion, clear errors."""
 
+import importlib.util
 import re
 
 import pytest
@@ -86,3 +87,12 @@ def test_the_command_lines_help_shows_every_default(capsys):
         if option not in ("-h", "--version"):
             assert "(default" in entry, entry
     assert "OPENAI_BASE_URL (default https://api.openai.com/v1" in " ".join(shown.split())
+
+
+def test_a_redis_setting_without_the_redis_package_is_a_config_error(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "redis" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"reasoning\.redis_url, to_chat\.store: Redis needs the redis package"):
+        load_config(env={}, overrides={"reasoning": {"redis_url": "redis://r:6379/0"},
+                                       "to_chat": {"store": "redis://r:6379/1"}})
+    load_config(env={}, overrides={"to_chat": {"store": "memory"}})  # nothing names Redis: fine
