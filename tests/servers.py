@@ -95,3 +95,27 @@ def proxy_process(args: list[str], env: dict[str, str], stderr: int | None = sub
             time.sleep(0.05)
     process.kill()
     raise RuntimeError("the proxy did not start" + (f": {process.stderr.read().decode()}" if process.stderr else ""))
+
+
+@contextmanager
+def running_redis() -> Iterator[str]:
+    """A Redis server on loopback (fakeredis over TCP), as several proxy processes or replicas share one: its URL."""
+    import fakeredis
+
+    server = fakeredis.TcpFakeServer(("127.0.0.1", 0), server_type="redis")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"redis://127.0.0.1:{server.server_address[1]}/0"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def until(condition: Callable[[], Any], seconds: float = 10.0) -> None:
+    """Wait (in the event loop) until ``condition()`` holds; fail after ``seconds``."""
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met")

@@ -13,7 +13,7 @@ import pytest
 from chunks import fold
 from conftest import proxy_config
 from fake_upstream import Reply, Stream, build_response, error_body, message_item, stream_events
-from servers import running_proxy
+from servers import running_proxy, until
 
 MESSAGES = [{"role": "user", "content": "Prove it."}]
 TEXT = "A long proof, sent in many small pieces so that the run takes a while."
@@ -33,14 +33,6 @@ def config(fake, window=30.0):
 
 def creates(fake):
     return fake.requests_to("/responses")
-
-
-async def until(condition, seconds=10.0):
-    for _ in range(int(seconds / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met")
 
 
 class Proxy:

@@ -11,19 +11,17 @@ import json
 import logging
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 import redis
-from fakeredis import TcpFakeServer
 
 from conftest import UPSTREAM_KEY, proxy_config
 from fake_upstream import Reply, Stream, build_response, error_body, message_item, stream_events
 from proxy.reattach import SharedRuns
-from servers import free_port, proxy_process, running_proxy
+from servers import free_port, proxy_process, running_proxy, running_redis, until
 
 TEXT = "A long proof, sent in many small pieces so that the run takes a while."
 WINDOW = 1.0
@@ -44,14 +42,8 @@ def request(text):
 
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
-    server = TcpFakeServer(("127.0.0.1", 0), server_type="redis")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"redis://127.0.0.1:{server.server_address[1]}/0"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with running_redis() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -93,14 +85,6 @@ def counter(url, name):
         if line.startswith(name + " "):
             return float(line.split()[1])
     return 0.0
-
-
-async def until(condition, seconds=10.0):
-    for _ in range(int(seconds / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met")
 
 
 async def test_a_retry_that_lands_on_another_process_follows_the_run(pair, fake):

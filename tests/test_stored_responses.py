@@ -12,7 +12,6 @@ import asyncio
 import os
 import signal
 import sqlite3
-import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -27,7 +26,7 @@ from proxy.config import load_config
 from proxy.stored_responses import (Bounds, MemoryResponses, RedisResponses, ResponseStore, SqliteResponses,
                                     default_sqlite_path, open_response_store, with_ids)
 from proxy.app import create_app
-from servers import free_port, proxy_process, running_app, running_proxy
+from servers import free_port, proxy_process, running_app, running_proxy, running_redis
 
 MODEL = "deepseek-chat"
 HEADERS = {"authorization": f"Bearer {CLIENT_KEY}"}
@@ -249,16 +248,8 @@ def test_a_conversation_survives_a_restart_of_the_proxy(chat_fake, tmp_path):
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """A Redis server on loopback (fakeredis over TCP), as several proxy replicas would share one."""
-    port = free_port()
-    server = fakeredis.TcpFakeServer(("127.0.0.1", port), server_type="redis")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with running_redis() as url:
+        yield url
 
 
 def test_two_proxies_share_stored_responses_through_redis(chat_fake, redis_url):

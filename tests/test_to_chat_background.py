@@ -24,7 +24,8 @@ from fake_chat_upstream import Chat
 from fake_upstream import Reply, Stream
 from proxy.chat_runs import SHUTDOWN_MESSAGE
 from servers import running_proxy
-from spec_check import check_error_body, check_response, check_stream_event
+from spec_check import check_error_body, check_response
+from wire import responses_events
 
 MODEL = "deepseek-chat"
 HEADERS = {"authorization": f"Bearer {CLIENT_KEY}"}
@@ -53,24 +54,6 @@ def words(count: int, delay: float = 0.0, pause: float = 0.0) -> Stream:
 
 def text_of(count: int) -> str:
     return "".join(f"w{n} " for n in range(count))
-
-
-def sse_events(text: str) -> list[dict[str, Any]]:
-    """The events of an SSE body, each checked: its `event:` name is its type, its data fits the spec; numbered
-    without gaps."""
-    events = []
-    for frame in text.split("\n\n"):
-        lines = [line for line in frame.split("\n") if line and not line.startswith(":")]
-        if not lines:
-            continue
-        assert lines[0].startswith("event: ") and lines[1].startswith("data: "), frame
-        event = json.loads(lines[1][len("data: "):])
-        assert event["type"] == lines[0][len("event: "):]
-        check_stream_event(event)
-        events.append(event)
-    numbers = [event["sequence_number"] for event in events]
-    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))) if numbers else True
-    return events
 
 
 def poll(client: openai.OpenAI, response_id: str) -> Any:
@@ -173,10 +156,10 @@ def test_a_background_stream_is_resumed_after_a_sequence_number(chat_fake, url):
     assert "".join(deltas) == text_of(30) == resumed[-1].response.output_text
 
     # The whole stream again, from its start, as the spec writes it; and from after its end: nothing.
-    events = sse_events(raw(url, response_id, "?stream=true").text)
+    events = responses_events(raw(url, response_id, "?stream=true").text)
     assert events[0]["sequence_number"] == 0 and events[-1]["type"] == "response.completed"
     assert text_deltas(events) == text_of(30)
-    assert sse_events(raw(url, response_id, f"?stream=true&starting_after={events[-1]['sequence_number']}").text) \
+    assert responses_events(raw(url, response_id, f"?stream=true&starting_after={events[-1]['sequence_number']}").text) \
         == []
 
 
@@ -200,7 +183,7 @@ def test_a_followed_stream_gets_keep_alive_comments_while_the_upstream_is_silent
     created = sdk(url).responses.create(model=MODEL, input="Write", background=True)
     followed = raw(url, created.id, "?stream=true&starting_after=0")
     assert ": keep-alive" in followed.text
-    events = sse_events(followed.text)
+    events = responses_events(followed.text)
     assert events[0]["sequence_number"] == 1 and events[-1]["type"] == "response.completed"
 
 
@@ -236,7 +219,7 @@ def test_a_running_response_is_cancelled_and_its_upstream_let_go(chat_fake, url)
     assert client.responses.cancel(created.id).model_dump() == cancelled.model_dump()  # idempotent
 
     # Its stream ends with what was open closed, and no terminal event: the API has none for a cancelled response.
-    events = sse_events(raw(url, created.id, "?stream=true").text)
+    events = responses_events(raw(url, created.id, "?stream=true").text)
     assert events[-1]["type"] == "response.output_item.done" and events[-1]["item"]["status"] == "incomplete"
     assert not {"response.completed", "response.failed"} & {event["type"] for event in events}
 
@@ -290,7 +273,7 @@ def test_runs_are_bounded_in_number_and_their_events_in_bytes(chat_fake):
         whole = raw(url, long.id, "?stream=true")
         assert whole.status_code == 400 and whole.json()["error"]["param"] == "starting_after"
         last = completed.model_dump()
-        tail = sse_events(raw(url, long.id, "?stream=true&starting_after=400").text)
+        tail = responses_events(raw(url, long.id, "?stream=true&starting_after=400").text)
         assert tail[0]["sequence_number"] == 401 and tail[-1]["response"]["id"] == last["id"]
         # The run forgotten for another, the response is still stored.
         chat_fake.script(words(1))

@@ -19,7 +19,8 @@ from fake_chat_upstream import Chat, FakeChatUpstream, ToolCall
 from fake_upstream import FakeUpstream, Reply, Stream, running_fake_upstream
 from proxy.models import MODELS_REMEMBERED, NAME_REMEMBERED_CHARS, LearnedModels
 from servers import running_proxy
-from spec_check import check_error_body, check_response, check_stream_event
+from spec_check import check_error_body, check_response
+from wire import responses_events
 
 MODEL = "deepseek-reasoner"
 TOOLS = [{"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {
@@ -49,19 +50,10 @@ def post(url: str, body: dict[str, Any], **headers: str) -> httpx.Response:
 
 
 def events_of(response: httpx.Response) -> list[dict[str, Any]]:
-    """The SSE events of a streamed answer, each checked: its `event:` name is its type, its data fits the spec."""
+    """The SSE events of a streamed answer, each checked (:func:`wire.responses_events`), numbered from 0."""
     assert response.headers["content-type"].startswith("text/event-stream")
-    events = []
-    for frame in response.text.split("\n\n"):
-        lines = [line for line in frame.split("\n") if line and not line.startswith(":")]
-        if not lines:
-            continue
-        assert lines[0].startswith("event: ") and lines[1].startswith("data: "), frame
-        event = json.loads(lines[1][len("data: "):])
-        assert event["type"] == lines[0][len("event: "):]
-        check_stream_event(event)
-        events.append(event)
-    assert [event["sequence_number"] for event in events] == list(range(len(events)))
+    events = responses_events(response.text)
+    assert not events or events[0]["sequence_number"] == 0
     return events
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from spec_check import check_chat_chunk, check_chat_completion, check_error_body
+from spec_check import check_chat_chunk, check_chat_completion, check_error_body, check_stream_event
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
 
@@ -70,6 +70,24 @@ def sse_payloads(text: str) -> list[str]:
 
 # One client for all: building an httpx client (its TLS context) costs more than a loopback request.
 http = httpx.Client(timeout=30)
+
+
+def responses_events(text: str) -> list[dict[str, Any]]:
+    """The Responses events of an SSE body, each checked: its ``event:`` name is its type, its data fits the spec;
+    numbered without gaps (a resumed stream starts after 0)."""
+    events = []
+    for frame in text.split("\n\n"):
+        lines = [line for line in frame.split("\n") if line and not line.startswith(":")]
+        if not lines:
+            continue
+        assert lines[0].startswith("event: ") and lines[1].startswith("data: "), frame
+        event = json.loads(lines[1][len("data: "):])
+        assert event["type"] == lines[0][len("event: "):]
+        check_stream_event(event)
+        events.append(event)
+    numbers = [event["sequence_number"] for event in events]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))) if numbers else True
+    return events
 
 
 def post_chat(url: str, body: Any, *, stream: bool | None = None, timeout: float = 30, **kwargs: Any) -> httpx.Response:
