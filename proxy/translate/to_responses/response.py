@@ -43,13 +43,15 @@ def finish_reason(response: dict[str, Any], has_tool_calls: bool) -> str:
 
 def prompt_filter_results(response: dict[str, Any]) -> list[dict[str, Any]] | None:
     """The prompt's filter results as Azure's chat endpoint gives them (a chat request is one prompt, index 0)."""
+    if "content_filters" not in response:  # OpenAI's Responses have none
+        return None
     results = _merged(_filters(response, "prompt"))
     return [{"prompt_index": 0, "content_filter_results": results}] if results is not None else None
 
 
 def completion_filter_results(response: dict[str, Any]) -> dict[str, Any] | None:
     """The output's filter results, as a chat choice's ``content_filter_results``."""
-    return _merged(_filters(response, "completion"))
+    return _merged(_filters(response, "completion")) if "content_filters" in response else None
 
 
 def _filters(response: dict[str, Any], source: str) -> list[dict[str, Any]]:
