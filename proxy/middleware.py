@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import logs, metrics
 from .errors import error_body, error_response
 from .origins import Origins
+from .streaming import client_left
 from .translate import closing_frame
 
 # Probes and scrapes are not requests worth a line at INFO, nor a series.
@@ -121,17 +122,11 @@ class ObserveMiddleware:
                     answer.complete = True
             await send(message)
 
-        async def observed_receive() -> Message:
-            message = await receive()
-            if message["type"] == "http.disconnect" and answer.started and not answer.complete:
-                record.client_disconnected = True
-            return message
-
         try:
             if refused is None:
-                await self.app(scope, observed_receive, observed_send)
+                await self.app(scope, receive, observed_send)
             else:
-                await error_response(refused)(scope, observed_receive, observed_send)
+                await error_response(refused)(scope, receive, observed_send)
         except asyncio.CancelledError:
             # Only the server cancels a request: it is stopping and the grace period is over.
             record.error = "server_shutting_down"
@@ -146,6 +141,8 @@ class ObserveMiddleware:
                 record.status = 500
             raise
         finally:
+            if answer.started and not answer.complete and client_left():  # as the request's watcher saw
+                record.client_disconnected = True
             logs.end(token)
             self.inflight.tasks.discard(task)  # type: ignore[arg-type]
             self._finish(record, answer)

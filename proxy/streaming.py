@@ -60,6 +60,12 @@ async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
         watch.guarded = None
 
 
+def client_left() -> bool:
+    """Whether this request's client has gone, as its watcher saw (a request that never waited has none)."""
+    watch = _watches.get()
+    return watch is not None and watch.gone
+
+
 class _Watch:
     """A request's watcher: reads the client's messages until ``http.disconnect`` and then cancels the task it
     guards, if any. A server reports ``http.disconnect`` once the answer has been sent too: then nothing is guarded
