@@ -188,11 +188,18 @@ def test_kubernetes_manifest(tmp_path):
     config = load_config(config_file, env={**image_env, **secret, **env})
     assert config.server.api_keys == secret["PROXY_API_KEYS"].split(",")
     assert config.upstream.api_key == secret["OPENAI_API_KEY"]
-    # The root filesystem is read-only, so not the image's SQLite file on /data; the replicas share the key that
-    # seals reasoning.
+    # The root filesystem is read-only, so not the image's SQLite file on /data.
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert config.to_chat.store == "memory" or config.to_chat.store.startswith("redis")
-    assert config.to_chat.reasoning_key == secret["PROXY_REASONING_KEY"]
+    # No key that seals reasoning ships in the manifest (a published key would let anyone forge seals): without
+    # one, each process makes a random key; the comment shows how to add one, and an added key (or an empty
+    # value) loads.
+    assert "PROXY_REASONING_KEY" not in secret and config.to_chat.reasoning_key is None
+    assert "openssl rand -hex 32" in (PROJECT / "deploy" / "kubernetes.yaml").read_text()
+    key = "0123456789abcdef" * 4
+    for value, expected in ((key, key), ("", None)):
+        added = load_config(config_file, env={**image_env, **secret, **env, "PROXY_REASONING_KEY": value})
+        assert added.to_chat.reasoning_key == expected
     assert pod["terminationGracePeriodSeconds"] > config.server.shutdown_grace_seconds + 5
     service = documents["Service"]["spec"]
     assert service["selector"] == documents["Deployment"]["spec"]["selector"]["matchLabels"]
