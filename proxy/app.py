@@ -32,7 +32,7 @@ from .config import Config, load_config
 from .errors import (ClientError, InvalidRequest, NoUpstreamForModel, ProxyError, UpstreamNotFound, error_response,
                      json_response)
 from .health import Readiness
-from .memory import open_store
+from .memory import caller_key, open_store
 from .middleware import InFlight, ObserveMiddleware
 from .models import ModelRoute, ModelTable
 from .passthrough import (first_headers, has_body, header, open_forward, raw_path, read_body, relay_read,
@@ -164,8 +164,9 @@ class Proxy:
         model = payload["model"]
         route = self.models.responses_route(model)
         previous = payload.get("previous_response_id")
-        stored = await self.stored_responses.get(previous) if isinstance(previous, str) else None
-        running = self.chat_runs.get(previous) if stored is None and isinstance(previous, str) else None
+        owner = caller_key(first_headers(request))
+        stored = await self.stored_responses.get(previous, owner) if isinstance(previous, str) else None
+        running = self.chat_runs.get(previous, owner) if stored is None and isinstance(previous, str) else None
         if running is not None and not running.ended:
             raise InvalidRequest(f"Previous response with id '{previous:.100}' is still running in the background; "
                                  "continue it once it has ended.", "previous_response_id", "previous_response_running")
@@ -196,7 +197,8 @@ class Proxy:
         mid-way, or a whole answer that does, says nothing about where the model is served)."""
         logs.current().mode = "translated"
         history = stored.conversation() if stored is not None else None
-        plan = plan_to_chat(route._replace(direction="to_chat"), payload, self.config, history, self.reasoning_seal)
+        plan = plan_to_chat(route._replace(direction="to_chat"), payload, self.config, history, self.reasoning_seal,
+                            caller_key(first_headers(request)))
         accepted = partial(self.models.chat_only.learn, payload["model"]) if learn else None
         return await serve_to_chat(plan, request, self.config, self.stored_responses, self.chat_runs, accepted)
 
@@ -205,8 +207,8 @@ class Proxy:
         through chat (a background one while it runs, too); any other id passes through to the upstream that made
         it."""
         parts = path.strip("/").split("/")
-        response_id = unquote(parts[1])
-        run = self.chat_runs.get(response_id)
+        response_id, owner = unquote(parts[1]), caller_key(first_headers(request))
+        run = self.chat_runs.get(response_id, owner)
         if run is not None:
             logs.current().mode = "translated"
             if len(parts) == 3:
@@ -216,7 +218,7 @@ class Proxy:
                 return serve_run(run, dict(request.query_params), self.config)
             await run.stop("cancel")  # deleting a response that runs ends it
             self.chat_runs.forget(run)
-        stored = await self.stored_responses.get(response_id)
+        stored = await self.stored_responses.get(response_id, owner)
         if stored is None:
             return json_response(deleted(response_id)) if run is not None else await self.forward(request, path)
         logs.current().mode = "translated"
@@ -233,13 +235,13 @@ class Proxy:
     async def cancel_response(self, request: Request, path: str) -> Response:
         """``POST /v1/responses/{id}/cancel``: a background response this proxy runs through chat is cancelled
         (one that has ended is answered as it ended); another id passes through to the upstream that made it."""
-        response_id = unquote(path.strip("/").split("/")[1])
-        run = self.chat_runs.get(response_id)
+        response_id, owner = unquote(path.strip("/").split("/")[1]), caller_key(first_headers(request))
+        run = self.chat_runs.get(response_id, owner)
         if run is not None:
             logs.current().mode = "translated"
             await run.stop("cancel")
             return json_response(run.response)
-        stored = await self.stored_responses.get(response_id)
+        stored = await self.stored_responses.get(response_id, owner)
         if stored is None:
             return await self.forward(request, path)
         if stored.response.get("background") is not True:

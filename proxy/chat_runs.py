@@ -38,9 +38,10 @@ class ChatRun:
     most recent of its events, encoded, for those who follow it."""
 
     def __init__(self, runs: ChatRuns, stream: ResponseStream, call: ChatCall, input_items: list[dict[str, Any]],
-                 conclude: Conclude) -> None:
+                 owner: str, conclude: Conclude) -> None:
         self.id = stream.id
         self.input_items = input_items  # the request's input, as items with ids (GET .../input_items)
+        self.owner = owner  # whose it is (memory.caller_key): found by that caller alone
         self._runs = runs
         self._stream = stream
         self._call = call
@@ -159,8 +160,10 @@ class ChatRuns:
         self.event_bytes = event_bytes
         self._runs: dict[str, ChatRun] = {}
 
-    def get(self, response_id: str) -> ChatRun | None:
-        return self._runs.get(response_id)
+    def get(self, response_id: str, owner: str) -> ChatRun | None:
+        """The run with this id, if it is ``owner``'s (another caller's is as unknown to it as on the API)."""
+        run = self._runs.get(response_id)
+        return run if run is not None and run.owner == owner else None
 
     def make_room(self) -> None:
         """Room for one more run: the oldest ended ones are forgotten; with every run still running, a 429."""
@@ -173,7 +176,7 @@ class ChatRuns:
             raise ProxyError(429, f"This proxy is running {self.limit} background responses, as many as it keeps; "
                              "try again when one has ended.", "requests", code="rate_limit_exceeded")
 
-    def start(self, stream: ResponseStream, call: ChatCall, input_items: list[dict[str, Any]],
+    def start(self, stream: ResponseStream, call: ChatCall, input_items: list[dict[str, Any]], owner: str,
               conclude: Conclude) -> ChatRun:
         """Run ``call`` in the background (the upstream is let go if there is no room after all)."""
         try:
@@ -181,7 +184,7 @@ class ChatRuns:
         except ProxyError:
             call.aclose()
             raise
-        run = self._runs[stream.id] = ChatRun(self, stream, call, input_items, conclude)
+        run = self._runs[stream.id] = ChatRun(self, stream, call, input_items, owner, conclude)
         return run
 
     def forget(self, run: ChatRun) -> None:

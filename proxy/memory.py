@@ -52,6 +52,12 @@ def caller_identity(headers: Mapping[str, str]) -> str:
     return "\n".join(header(headers, name) for name in SCOPE_HEADERS)
 
 
+def caller_key(headers: Mapping[str, str]) -> str:
+    """A digest of the caller's credentials (:func:`caller_identity`): what the proxy keeps for a caller is found
+    by that caller alone, as the API finds an organisation's objects for its keys alone."""
+    return hashlib.sha256(caller_identity(headers).encode()).hexdigest()[:32]
+
+
 def memory_scope(headers: Mapping[str, str], upstream: str, model: str) -> str:
     """Who kept the reasoning, and for which model: the caller's credentials, the upstream and the model.
 

@@ -130,10 +130,11 @@ class ToChatPlan(NamedTuple):
     background: bool  # the chat call runs in the proxy, not in the client's request
     input_items: list[dict[str, Any]]  # this request's input, as items
     history: list[dict[str, Any]]  # the items of the conversation before this request's input
+    owner: str  # whose the response is (memory.caller_key): stored and run for that caller alone
 
 
 def plan_to_chat(route: ModelRoute, body: dict[str, Any], config: Config, history: list[dict[str, Any]] | None,
-                 seal: ReasoningSeal) -> ToChatPlan:
+                 seal: ReasoningSeal, owner: str) -> ToChatPlan:
     """Plan ``body`` (a parsed Responses request for ``route.model``) as a chat call; ``history`` is the stored
     conversation ``previous_response_id`` names (None: none is stored); ``seal`` holds the server key that
     reasoning items' ``encrypted_content`` is sealed with."""
@@ -156,4 +157,4 @@ def plan_to_chat(route: ModelRoute, body: dict[str, Any], config: Config, histor
         chat_body = {**chat_body, "stream": True, "stream_options": {"include_usage": True}}
     call = ChatCallPlan(chat_body, settings.first_byte_timeout, settings.idle_timeout)
     return ToChatPlan(route, chat, call, body.get("store") is not False, background, chat.input_items,
-                      list(history or ()))
+                      list(history or ()), owner)

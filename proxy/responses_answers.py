@@ -56,7 +56,7 @@ async def serve_to_chat(plan: ToChatPlan, request: Request, config: Config, stor
     extra = changes_reported(plan.chat.dropped, plan.chat.adjusted) | call.details
     if plan.background:
         plan = plan._replace(input_items=with_ids(plan.input_items))  # the same ids while it runs and once stored
-        run = runs.start(ResponseStream(plan.chat.state), call, plan.input_items,
+        run = runs.start(ResponseStream(plan.chat.state), call, plan.input_items, plan.owner,
                          lambda response: _conclude(plan, response, store))
         if plan.chat.state.stream:
             return _followed(run, -1, config, extra)
@@ -165,4 +165,4 @@ async def _conclude(plan: ToChatPlan, response: dict[str, Any] | None, store: Re
     if response["status"] == "failed":
         record.error = str(response["error"]["code"])
     if plan.store:
-        await store.put(response, plan.input_items, plan.history)
+        await store.put(response, plan.input_items, plan.history, plan.owner)

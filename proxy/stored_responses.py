@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
+import secrets
 import sqlite3
 import time
 from collections import OrderedDict
@@ -38,6 +38,7 @@ class StoredResponse(NamedTuple):
     response: dict[str, Any]  # the Response object, as the client got it
     input_items: list[dict[str, Any]]  # the request's input, as items with ids
     history: list[dict[str, Any]]  # the conversation's items before that input (previous responses)
+    owner: str = ""  # whose it is (memory.caller_key): found by that caller alone
 
     def conversation(self) -> list[dict[str, Any]]:
         """The items a response continuing this one starts from: the history, this input, this output."""
@@ -61,10 +62,11 @@ class ResponseStore:
         self.now = now
 
     async def put(self, response: dict[str, Any], input_items: list[dict[str, Any]],
-                  history: list[dict[str, Any]]) -> None:
+                  history: list[dict[str, Any]], owner: str = "") -> None:
         if self.bounds.entries == 0:
             return
-        data = orjson.dumps({"response": response, "input_items": with_ids(input_items), "history": history})
+        data = orjson.dumps({"response": response, "input_items": with_ids(input_items), "history": history,
+                             "owner": owner})
         if len(data) > self.bounds.max_bytes:
             log.warning("response %s not stored: its %d bytes exceed to_chat.stored_max_bytes", response["id"],
                         len(data))
@@ -74,13 +76,16 @@ class ResponseStore:
         except Exception as exc:  # the answer is served all the same; only the response is not kept
             log.warning("could not store response %s in %s: %s", response["id"], self.where, exc)
 
-    async def get(self, response_id: str) -> StoredResponse | None:
+    async def get(self, response_id: str, owner: str = "") -> StoredResponse | None:
+        """The response with this id, if it is ``owner``'s (another caller's is as unknown to it as on the API)."""
         try:
             found = await self._get(response_id)
             if found is None or found[1] <= self.now():
                 return None
             stored = orjson.loads(found[0])
-            return StoredResponse(stored["response"], stored["input_items"], stored["history"])
+            if stored.get("owner", "") != owner:
+                return None
+            return StoredResponse(stored["response"], stored["input_items"], stored["history"], owner)
         except Exception as exc:  # down, or a record that is not ours: as if it were not there
             log.warning("could not read stored response %.100s from %s: %s", response_id, self.where, exc)
             return None
@@ -383,7 +388,7 @@ def open_response_store(config: ToChatConfig) -> ResponseStore:
 
 def with_ids(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Input items as the API lists them: each with an id (a message the client sent without one gets one)."""
-    return [item if isinstance(item.get("id"), str) else {"id": "msg_" + random.randbytes(24).hex(), **item}
+    return [item if isinstance(item.get("id"), str) else {"id": "msg_" + secrets.token_hex(24), **item}
             for item in items]
 
 

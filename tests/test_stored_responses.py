@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +24,7 @@ import pytest
 from conftest import CLIENT_KEY, proxy_config
 from fake_chat_upstream import Chat, FakeChatUpstream
 from proxy.config import load_config
+from proxy.translate import new_response_id
 from proxy.stored_responses import (Bounds, MemoryResponses, RedisResponses, ResponseStore, SqliteResponses,
                                     default_sqlite_path, open_response_store, with_ids)
 from proxy.app import create_app
@@ -91,7 +93,8 @@ async def test_the_store_is_bounded_in_number_the_oldest_going_first(make_store)
 
 
 async def test_the_store_is_bounded_in_bytes_the_oldest_going_first(make_store):
-    size = len(orjson.dumps({"response": response(0, "x" * 1000), "input_items": with_ids(INPUT), "history": []}))
+    size = len(orjson.dumps({"response": response(0, "x" * 1000), "input_items": with_ids(INPUT), "history": [],
+                             "owner": ""}))
     store = make_store(max_bytes=3 * size)  # three fit
     for n in range(4):
         await store.put(response(n, "x" * 1000), INPUT, [])
@@ -368,3 +371,31 @@ async def test_writers_sharing_the_sqlite_file_keep_its_bounds(tmp_path):
     assert entries == 20
     for store in stores:
         await store.aclose()
+
+
+def test_a_stored_response_is_found_by_the_caller_that_made_it_alone(chat_fake):
+    """Another caller (other credentials) knows nothing of it, as the API knows nothing of another organisation's
+    responses: reading, listing, continuing, deleting and cancelling it are all as for an unknown id."""
+    other = {"authorization": "Bearer another-callers-key"}
+    with running_proxy(proxy_config(chat_fake.base_url, upstream={"chat_only": True})) as url:
+        chat_fake.script(Chat(content="Paris."))
+        made = post(url, {"input": "Capital of France?"}).json()
+        stolen = httpx.get(f"{url}/v1/responses/{made['id']}", headers=other)
+        assert stolen.status_code == 404  # passed through: the chat-only upstream has no such response
+        assert httpx.get(f"{url}/v1/responses/{made['id']}/input_items", headers=other).status_code == 404
+        continued = httpx.post(url + "/v1/responses", headers=other, json={
+            "model": MODEL, "input": "And Italy?", "previous_response_id": made["id"]})
+        assert (continued.status_code, continued.json()) == (404, not_found(made["id"]))
+        assert httpx.delete(f"{url}/v1/responses/{made['id']}", headers=other).status_code == 404
+        assert httpx.post(f"{url}/v1/responses/{made['id']}/cancel", headers=other).status_code == 404
+        mine = get(url, made["id"])
+        assert (mine.status_code, mine.json()) == (200, made)
+
+
+def test_response_ids_do_not_come_from_the_random_module():
+    """Ids are the only thing between a caller and a response of its own: unguessable, not from a seedable
+    generator."""
+    random.seed(7)
+    first = new_response_id()
+    random.seed(7)
+    assert new_response_id() != first and len(first) == len("resp_") + 48

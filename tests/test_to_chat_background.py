@@ -23,6 +23,7 @@ from conftest import CLIENT_KEY, proxy_config, sdk
 from fake_chat_upstream import Chat
 from fake_upstream import Reply, Stream
 from proxy.chat_runs import SHUTDOWN_MESSAGE
+from proxy.memory import caller_key
 from servers import running_proxy
 from spec_check import check_error_body, check_response
 from wire import responses_events
@@ -98,6 +99,19 @@ def test_a_background_response_is_polled_until_it_has_completed_and_then_continu
                                                             ("user", "Again")]
     items = httpx.get(f"{url}/v1/responses/{created.id}/input_items", headers=HEADERS).json()
     assert [item["content"][0]["text"] for item in items["data"]] == ["Write"]
+
+
+def test_a_running_response_is_another_callers_to_know_nothing_of(chat_fake, url):
+    chat_fake.script(words(100, delay=0.1))
+    client = sdk(url)
+    created = client.responses.create(model=MODEL, input="Write", background=True)
+    other = {"authorization": "Bearer another-callers-key"}
+    for method, path in (("GET", ""), ("GET", "?stream=true"), ("GET", "/input_items"), ("POST", "/cancel"),
+                         ("DELETE", "")):
+        answer = httpx.request(method, f"{url}/v1/responses/{created.id}{path}", headers=other, timeout=10)
+        assert answer.status_code == 404, (method, path)  # passed through: the upstream has no such response
+    assert client.responses.retrieve(created.id).status == "in_progress"
+    client.responses.cancel(created.id)
 
 
 def test_a_running_response_lists_its_input_and_cannot_be_continued_yet(chat_fake, url):
@@ -288,6 +302,7 @@ def test_runs_still_running_fail_on_shutdown_and_let_the_upstream_go(chat_fake):
         chat_fake.script(words(100, delay=0.1))
         created = sdk(url).responses.create(model=MODEL, input="Write", background=True)
     chat_fake.wait_for_disconnect()
-    stored = asyncio.run(apps[0].state.proxy.stored_responses.get(created.id)).response  # the memory store
+    owner = caller_key({"authorization": f"Bearer {CLIENT_KEY}"})  # the SDK's credentials
+    stored = asyncio.run(apps[0].state.proxy.stored_responses.get(created.id, owner)).response  # the memory store
     assert (stored["status"], stored["error"]["message"]) == ("failed", SHUTDOWN_MESSAGE)
     check_response(stored)

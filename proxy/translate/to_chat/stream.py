@@ -15,7 +15,7 @@ follows it opens a new item. The non-streamed answer is one chunk fed through th
 from __future__ import annotations
 
 import json
-import random
+import secrets
 import re
 import time
 from collections.abc import Callable
@@ -38,8 +38,8 @@ _OMITTED_WHEN_NULL = ("user",)
 
 
 def new_response_id() -> str:
-    """Unique, not secret: the process's own random generator, without a system call per answer."""
-    return "resp_" + random.randbytes(24).hex()
+    """Unique and unguessable: a stored response is found by its id (and its caller's credentials)."""
+    return "resp_" + secrets.token_hex(24)
 
 
 class _Reasoning:
