@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procs import (COUNT_INSTRUCTIONS, HOST, free_port, instructions_counted, python, require_valgrind,  # noqa: E402
                    start, stop, wait_port)
-from run import BENCH, UPSTREAM_KEY, http_json, load  # noqa: E402
+from run import BENCH, http_json, load, proxy_config  # noqa: E402
 
 # name: (target in run.py, stream, events per stream, ms between events: 0 sends a stream in one write)
 CASES = {
@@ -34,6 +34,13 @@ CASES = {
     # Events one at a time, as a model streams them: every event is an upstream read and a client write.
     "raw-apart40": ("raw-responses", True, 40, 20),
     "translate-apart40": ("proxy-translate", True, 40, 20),
+    # Responses clients, a chat-only upstream: the same answers (the chat stream of 200 events' answer has 190
+    # chunks; per event is per Responses event the client gets, 200 as in raw-stream200).
+    "raw-responses-json": ("raw-responses-reasoner", False, 0, 0),
+    "to-chat-json": ("proxy-to-chat", False, 0, 0),
+    "responses-passthrough-json": ("proxy-responses-passthrough", False, 0, 0),
+    "to-chat-stream200": ("proxy-to-chat", True, 200, 0),
+    "to-chat-apart40": ("proxy-to-chat", True, 40, 20),
 }
 
 
@@ -79,8 +86,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
         workdir = Path(tmp)
         upstream_port = free_port()
-        (workdir / "proxy.yaml").write_text(f"upstream:\n  base_url: http://{HOST}:{upstream_port}/v1\n"
-                                            f"  api_key: {UPSTREAM_KEY}\n")
+        (workdir / "proxy.yaml").write_text(proxy_config(f"http://{HOST}:{upstream_port}"))
         fake = start(python(str(BENCH / "fake_upstream.py"), "--port", str(upstream_port)),
                      log=workdir / "fake.log")
         try:
