@@ -4,11 +4,12 @@
     python bench/run.py --report bench/results/NAME.json   # tables of a saved run
 
 Starts the fake upstream, the raw pass-through, the proxy and (when it can be
-installed) LiteLLM's proxy, each in its own process, for both directions (chat
-clients and a Responses upstream; Responses clients and a chat-only upstream), then runs bench/load.py
+installed) LiteLLM's proxy, each in its own process, then runs bench/load.py
 in yet another process for each scenario, concurrency level and target, the
-targets interleaved so that machine noise hits them alike. Writes the raw
-numbers to bench/results/NAME.json and prints markdown tables.
+targets interleaved so that machine noise hits them alike. The targets cover
+both directions: chat clients and a Responses upstream, Responses clients and
+a chat-only upstream. Writes the raw numbers to bench/results/NAME.json and
+prints markdown tables.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ RESULTS = BENCH / "results"
 LITELLM_VENV = ROOT / ".bench-venv-litellm"
 LITELLM_KEY = "sk-bench-4f3c2a1b9e8d7c6b5a49382716051f2e"
 UPSTREAM_KEY = "sk-bench-upstream"
-
 
 
 def chat_body(model: str, stream: bool) -> dict:
@@ -122,10 +122,10 @@ COMPARISONS = [
 
 
 def expectation(target: str, stream: bool) -> str:
-    responses = TARGETS[target][1].endswith("/responses")
+    answers_responses = TARGETS[target][1].endswith("/responses")
     if stream:
-        return "response.completed" if responses else "[DONE]"
-    return '"completed"' if responses else '"choices"'
+        return "response.completed" if answers_responses else "[DONE]"
+    return '"completed"' if answers_responses else '"choices"'
 
 
 def http_json(port: int, path: str, payload: dict | None = None) -> dict:
