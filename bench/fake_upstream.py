@@ -6,7 +6,9 @@ under test, not this server, is what a benchmark measures.
 
 POST .../responses          a Response JSON (reasoning item with summary + message),
                             or with ``"stream": true`` a Responses SSE stream of N events
-POST .../chat/completions   a chat.completion JSON, or a chunk stream of N events + [DONE]
+POST .../chat/completions   a chat.completion JSON, or a chunk stream of N events + [DONE]; for a model named
+                            ``deepseek-*`` (a chat-only reasoning model) the same answer as the Responses one:
+                            ``reasoning_content`` then ``content``, and a usage chunk at the end
 GET  .../responses/{id}     a background run: ``in_progress`` until its think time has passed, then the Response
 POST .../responses/{id}/cancel  the cancelled Response
 POST /bench/config          JSON {"events", "think_ms", "silent_ms", "gap_ms", "refuse_background_stream"}: change
@@ -53,6 +55,10 @@ RESPONSE_ID = "resp_68c42d0fb418819dbfa579f69406b49508fbf9b1584184ff"
 REASONING_ID = "rs_68c42d1d0878819d8266007cd3d1402c08fbf9b1584184ff"
 MESSAGE_ID = "msg_68c42d26866c819da8d5c606621c911608fbf9b1584184ff"
 CHAT_ID = "chatcmpl-D8Z5oo6uDh67AD85p73ksdT1KxhE0"
+# Chat requests for models named so get the reasoning model's answer (reasoning_chat_chunks): the chat-only
+# upstream of the proxy's other direction, Responses clients served through chat.
+CHAT_ONLY_PREFIX = "deepseek"
+CHAT_ONLY_MODEL = "deepseek-reasoner"
 
 
 class Settings:
@@ -167,6 +173,41 @@ def chat_chunks(events: int, model: str = "gpt-4o-2024-08-06") -> list[dict]:
             *(chunk({"content": word}) for word in words), chunk({}, "stop")]
 
 
+def reasoning_chat_chunks(events: int, model: str = CHAT_ONLY_MODEL) -> list[dict]:
+    """The answer of ``responses_events(events)`` as a chat-only reasoning model streams it (DeepSeek's fields):
+    the same words as ``reasoning_content`` then ``content`` deltas, the finish, then the usage chunk. Translated
+    into Responses events it is ``events`` events long again."""
+    def chunk(delta: dict | None, finish: str | None = None, usage: dict | None = None) -> dict:
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+        return {"id": CHAT_ID, "object": "chat.completion.chunk", "created": CREATED, "model": model,
+                "system_fingerprint": "fp_8802369eaa_prod0820_fp8_kvcache", "choices": choices, "usage": usage}
+
+    deltas = max(events, MIN_EVENTS) - FRAME_EVENTS
+    thinking, answer = _words(deltas // 2), _words(deltas - deltas // 2)
+    return [chunk({"role": "assistant", "content": None, "reasoning_content": ""}),
+            *(chunk({"reasoning_content": word}) for word in thinking),
+            *(chunk({"content": word}) for word in answer),
+            chunk({}, "stop"), chunk(None, usage=_chat_usage(deltas, deltas // 2))]
+
+
+def _chat_usage(completion_tokens: int, reasoning_tokens: int) -> dict:
+    return {"prompt_tokens": 13, "completion_tokens": completion_tokens, "total_tokens": 13 + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": reasoning_tokens}}
+
+
+def reasoning_chat_completion(model: str = CHAT_ONLY_MODEL) -> dict:
+    """The non-streamed Responses answer (60 words of reasoning, 80 of text) as a chat-only reasoning model
+    answers it."""
+    return {
+        "id": CHAT_ID, "object": "chat.completion", "created": CREATED, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(_words(80)),
+                                             "reasoning_content": "".join(_words(60))},
+                     "logprobs": None, "finish_reason": "stop"}],
+        "usage": _chat_usage(140, 70), "system_fingerprint": "fp_8802369eaa_prod0820_fp8_kvcache",
+    }
+
+
 def chat_completion(model: str = "gpt-4o-2024-08-06") -> dict:
     return {
         "id": CHAT_ID, "object": "chat.completion", "created": CREATED, "model": model,
@@ -195,12 +236,13 @@ STREAM_END = b"0\r\n\r\n"
 
 @functools.lru_cache(maxsize=64)
 def answer(kind: str, stream: bool, events: int) -> tuple[bytes, bytes]:
-    """(head, rest) of a whole HTTP answer; a silent stream pauses between the two."""
+    """(head, rest) of a whole HTTP answer; a silent stream pauses between the two. ``kind``: responses, chat,
+    or reasoning-chat."""
     if not stream:
         if kind == "responses":
             return _json_answer(response_object("o3-pro-2025-06-10", "".join(_words(60)), "".join(_words(80)),
                                                 usage=_usage(140))), b""
-        return _json_answer(chat_completion()), b""
+        return _json_answer(reasoning_chat_completion() if kind == "reasoning-chat" else chat_completion()), b""
     head, parts = stream_parts(kind, events)
     return head, b"".join(parts)
 
@@ -215,7 +257,8 @@ def stream_parts(kind: str, events: int) -> tuple[bytes, tuple[bytes, ...]]:
         frames = [_chunk(b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n")
                   for event in responses_events(events)]
         return STREAM_HEAD + b"".join(frames[:2]), (*frames[2:-1], frames[-1] + STREAM_END)
-    frames = [_chunk(b"data: " + orjson.dumps(chunk) + b"\n\n") for chunk in chat_chunks(events)]
+    chunks = reasoning_chat_chunks(events) if kind == "reasoning-chat" else chat_chunks(events)
+    frames = [_chunk(b"data: " + orjson.dumps(chunk) + b"\n\n") for chunk in chunks]
     return STREAM_HEAD + frames[0], (*frames[1:], _chunk(b"data: [DONE]\n\n") + STREAM_END)
 
 
@@ -281,6 +324,7 @@ class UpstreamProtocol(asyncio.Protocol):
             try:
                 request = orjson.loads(body)
                 stream, background = request.get("stream") is True, request.get("background") is True
+                model = request.get("model")
             except (orjson.JSONDecodeError, AttributeError):
                 return self._send(BAD_REQUEST, b"", 0, keep_alive)
             if background and stream and Settings.refuse_background_stream:
@@ -296,6 +340,8 @@ class UpstreamProtocol(asyncio.Protocol):
             gap = float(headers.get(b"x-bench-gap-ms", Settings.gap_ms)) / 1000 if stream else 0.0
             kind = "responses" if path.endswith(b"/responses") else "chat"
             setattr(Stats, kind, getattr(Stats, kind) + 1)
+            if kind == "chat" and isinstance(model, str) and model.startswith(CHAT_ONLY_PREFIX):
+                kind = "reasoning-chat"
             if gap > 0:
                 self._send_apart(*stream_parts(kind, events), gap, keep_alive)
                 return

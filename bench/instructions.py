@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procs import (COUNT_INSTRUCTIONS, HOST, free_port, instructions_counted, python, require_valgrind,  # noqa: E402
                    start, stop, wait_port)
-from run import BENCH, UPSTREAM_KEY, http_json, load  # noqa: E402
+from run import BENCH, http_json, load, proxy_config  # noqa: E402
 
 # name: (target in run.py, stream, events per stream, ms between events: 0 sends a stream in one write)
 CASES = {
@@ -34,10 +34,18 @@ CASES = {
     # Events one at a time, as a model streams them: every event is an upstream read and a client write.
     "raw-apart40": ("raw-responses", True, 40, 20),
     "translate-apart40": ("proxy-translate", True, 40, 20),
+    # Responses clients, a chat-only upstream: the same answers (the chat stream of 200 events' answer has 190
+    # chunks; per event is per Responses event the client gets, 200 as in raw-stream200).
+    "raw-responses-json": ("raw-responses-reasoner", False, 0, 0),
+    "to-chat-json": ("proxy-to-chat", False, 0, 0),
+    "responses-passthrough-json": ("proxy-responses-passthrough", False, 0, 0),
+    "to-chat-stream200": ("proxy-to-chat", True, 200, 0),
+    "to-chat-apart40": ("proxy-to-chat", True, 40, 20),
 }
 # Proxy settings of a case beyond the upstream. o3-pro runs in background mode by default, and a background run
 # is followed by its event stream for non-streaming clients too: the JSON case measures a translated JSON answer.
-CASE_SETTINGS = {"translate-json": 'models:\n  "o3-pro*":\n    background: false\n'}
+# More entries of the proxy's ``models`` section (run.proxy_config ends with it).
+CASE_SETTINGS = {"translate-json": '  "o3-pro*":\n    background: false\n'}
 
 
 def counted(case: str, requests: int, concurrency: int, upstream_port: int, workdir: Path,
@@ -48,7 +56,7 @@ def counted(case: str, requests: int, concurrency: int, upstream_port: int, work
     report = workdir / f"valgrind-{case}-{requests}.txt"
     upstream = f"http://{HOST}:{upstream_port}"
     config = workdir / f"proxy-{case}.yaml"
-    config.write_text(f"upstream:\n  base_url: {upstream}/v1\n  api_key: {UPSTREAM_KEY}\n" + CASE_SETTINGS.get(case, ""))
+    config.write_text(proxy_config(upstream) + CASE_SETTINGS.get(case, ""))
     server = (python(str(BENCH / "raw_passthrough.py"), "--port", str(port), "--upstream", upstream)
               if target.startswith("raw") else
               python("-m", "proxy", "--host", HOST, "--port", str(port), "--config", str(config), *extra))

@@ -6,8 +6,10 @@
 Starts the fake upstream, the raw pass-through, the proxy and (when it can be
 installed) LiteLLM's proxy, each in its own process, then runs bench/load.py
 in yet another process for each scenario, concurrency level and target, the
-targets interleaved so that machine noise hits them alike. Writes the raw
-numbers to bench/results/NAME.json and prints markdown tables.
+targets interleaved so that machine noise hits them alike. The targets cover
+both directions: chat clients and a Responses upstream, Responses clients and
+a chat-only upstream. Writes the raw numbers to bench/results/NAME.json and
+prints markdown tables.
 """
 
 from __future__ import annotations
@@ -20,30 +22,74 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procs import BENCH, HOST, ROOT, cpu_seconds, cpu_ticks, free_port, python, start, stop, tree, wait_port  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
-from proxy.translate import chat_to_responses  # noqa: E402
+from fake_upstream import CHAT_ONLY_MODEL  # noqa: E402
+from proxy.translate import chat_to_responses, responses_request_to_chat  # noqa: E402
 
 RESULTS = BENCH / "results"
 LITELLM_VENV = ROOT / ".bench-venv-litellm"
 LITELLM_KEY = "sk-bench-4f3c2a1b9e8d7c6b5a49382716051f2e"
 UPSTREAM_KEY = "sk-bench-upstream"
 
-# name: (server, path, model or None for a Responses body, upstream endpoint it must reach)
+
+def chat_body(model: str, stream: bool) -> dict:
+    return {"model": model, "stream": stream, "messages": [
+        {"role": "system", "content": "You are a helpful assistant. Answer briefly."},
+        {"role": "user", "content": "How do I cross the street safely?"},
+    ]}
+
+
+def responses_body(model: str, stream: bool) -> dict:
+    """The same request as ``chat_body``, as a Responses client sends it."""
+    return {"model": model, "stream": stream, "instructions": "You are a helpful assistant. Answer briefly.",
+            "input": "How do I cross the street safely?"}
+
+
+# A target's request body, by whether it streams.
+def chat(model: str) -> Callable[[bool], dict]:
+    return lambda stream: chat_body(model, stream)
+
+
+def responses(model: str) -> Callable[[bool], dict]:
+    return lambda stream: responses_body(model, stream)
+
+
+def sent_upstream_for_chat(model: str) -> Callable[[bool], dict]:
+    """Exactly what the proxy sends to a Responses upstream for a chat request to ``model``."""
+    return lambda stream: chat_to_responses(chat_body(model, stream)).upstream.body
+
+
+def sent_upstream_for_responses(model: str) -> Callable[[bool], dict]:
+    """Exactly what the proxy sends to a chat upstream for a Responses request to ``model``."""
+    return lambda stream: responses_request_to_chat(responses_body(model, stream)).body
+
+
+# name: (server, path, request body, upstream endpoint it must reach)
 TARGETS = {
-    "direct-responses": ("fake", "/v1/responses", None, "responses"),
-    "direct-chat": ("fake", "/v1/chat/completions", "gpt-4o", "chat"),
-    "raw-responses": ("raw", "/v1/responses", None, "responses"),
-    "raw-chat": ("raw", "/v1/chat/completions", "gpt-4o", "chat"),
-    "raw-httpx-responses": ("rawhttpx", "/v1/responses", None, "responses"),
-    "proxy-translate": ("proxy", "/v1/chat/completions", "o3-pro", "responses"),
-    "proxy-passthrough": ("proxy", "/v1/chat/completions", "gpt-4o", "chat"),
-    "litellm-translate": ("litellm", "/v1/chat/completions", "o3-pro", "responses"),
-    "litellm-chat": ("litellm", "/v1/chat/completions", "gpt-4o", "chat"),
+    # chat clients; o3-pro is served through a Responses upstream
+    "direct-responses": ("fake", "/v1/responses", sent_upstream_for_chat("o3-pro"), "responses"),
+    "direct-chat": ("fake", "/v1/chat/completions", chat("gpt-4o"), "chat"),
+    "raw-responses": ("raw", "/v1/responses", sent_upstream_for_chat("o3-pro"), "responses"),
+    "raw-chat": ("raw", "/v1/chat/completions", chat("gpt-4o"), "chat"),
+    "raw-httpx-responses": ("rawhttpx", "/v1/responses", sent_upstream_for_chat("o3-pro"), "responses"),
+    "proxy-translate": ("proxy", "/v1/chat/completions", chat("o3-pro"), "responses"),
+    "proxy-passthrough": ("proxy", "/v1/chat/completions", chat("gpt-4o"), "chat"),
+    "litellm-translate": ("litellm", "/v1/chat/completions", chat("o3-pro"), "responses"),
+    "litellm-chat": ("litellm", "/v1/chat/completions", chat("gpt-4o"), "chat"),
+    # Responses clients; deepseek-reasoner is served through a chat-only upstream, which gives the same answer
+    # (reasoning, then text) that the Responses upstream gives
+    "direct-chat-reasoner": ("fake", "/v1/chat/completions", sent_upstream_for_responses(CHAT_ONLY_MODEL), "chat"),
+    "direct-responses-reasoner": ("fake", "/v1/responses", responses(CHAT_ONLY_MODEL), "responses"),
+    "raw-responses-reasoner": ("raw", "/v1/responses", responses(CHAT_ONLY_MODEL), "responses"),
+    "proxy-to-chat": ("proxy", "/v1/responses", responses(CHAT_ONLY_MODEL), "chat"),
+    "proxy-responses-passthrough": ("proxy", "/v1/responses", responses("gpt-4.1"), "responses"),
+    "litellm-to-chat": ("litellm", "/v1/responses", responses(CHAT_ONLY_MODEL), "chat"),
 }
 CONCURRENCY = (1, 16, 64, 256)
 # name: (stream, events, requests per run (full, quick), concurrency levels, open-loop rate, ms between events)
@@ -66,28 +112,20 @@ COMPARISONS = [
     ("LiteLLM translated vs direct", "litellm-translate", "direct-responses"),
     ("translated vs LiteLLM translated", "proxy-translate", "litellm-translate"),
     ("pass-through vs LiteLLM chat", "proxy-passthrough", "litellm-chat"),
+    ("to-chat translated vs direct chat", "proxy-to-chat", "direct-chat-reasoner"),
+    ("to-chat translated vs raw Responses pass-through", "proxy-to-chat", "raw-responses-reasoner"),
+    ("Responses pass-through vs direct", "proxy-responses-passthrough", "direct-responses-reasoner"),
+    ("raw Responses pass-through vs direct", "raw-responses-reasoner", "direct-responses-reasoner"),
+    ("LiteLLM to-chat vs direct chat", "litellm-to-chat", "direct-chat-reasoner"),
+    ("to-chat translated vs LiteLLM to-chat", "proxy-to-chat", "litellm-to-chat"),
 ]
 
 
-def chat_body(model: str, stream: bool) -> dict:
-    return {"model": model, "stream": stream, "messages": [
-        {"role": "system", "content": "You are a helpful assistant. Answer briefly."},
-        {"role": "user", "content": "How do I cross the street safely?"},
-    ]}
-
-
-def request_body(model: str | None, stream: bool) -> bytes:
-    """The chat request, or for a Responses target exactly what the proxy sends upstream for it."""
-    if model is None:
-        return json.dumps(chat_to_responses(chat_body("o3-pro", stream)).upstream.body).encode()
-    return json.dumps(chat_body(model, stream)).encode()
-
-
 def expectation(target: str, stream: bool) -> str:
-    responses = TARGETS[target][2] is None
+    answers_responses = TARGETS[target][1].endswith("/responses")
     if stream:
-        return "response.completed" if responses else "[DONE]"
-    return '"completed"' if responses else '"choices"'
+        return "response.completed" if answers_responses else "[DONE]"
+    return '"completed"' if answers_responses else '"choices"'
 
 
 def http_json(port: int, path: str, payload: dict | None = None) -> dict:
@@ -126,8 +164,7 @@ def start_servers(args: argparse.Namespace, workdir: Path, logs: Path) -> dict[s
         "proxy": python("-m", "proxy", "--host", HOST, "--port", str(ports["proxy"]),
                         "--config", str(workdir / "proxy.yaml")),
     }
-    (workdir / "proxy.yaml").write_text(
-        f"upstream:\n  base_url: {upstream}/v1\n  api_key: {UPSTREAM_KEY}\n")
+    (workdir / "proxy.yaml").write_text(proxy_config(upstream))
     env: dict[str, str] = {}
     wanted = {TARGETS[name][0] for name in args.targets}
     if "litellm" in wanted:
@@ -147,8 +184,15 @@ def start_servers(args: argparse.Namespace, workdir: Path, logs: Path) -> dict[s
     return servers
 
 
+def proxy_config(upstream: str) -> str:
+    return (f"upstream:\n  base_url: {upstream}/v1\n  api_key: {UPSTREAM_KEY}\n"
+            f"models:\n  {CHAT_ONLY_MODEL}:\n    chat_only: true\n")
+
+
 def litellm_config(upstream: str) -> str:
-    """o3-pro is Responses-only in LiteLLM's model map, so its chat requests go to /v1/responses."""
+    """o3-pro is Responses-only in LiteLLM's model map, so its chat requests go to /v1/responses; LiteLLM has no
+    Responses API for DeepSeek, so its /v1/responses requests for deepseek-reasoner go through its bridge to
+    /v1/chat/completions."""
     return f"""model_list:
   - model_name: o3-pro
     litellm_params:
@@ -158,6 +202,11 @@ def litellm_config(upstream: str) -> str:
   - model_name: gpt-4o
     litellm_params:
       model: openai/gpt-4o
+      api_base: {upstream}/v1
+      api_key: {UPSTREAM_KEY}
+  - model_name: {CHAT_ONLY_MODEL}
+    litellm_params:
+      model: deepseek/{CHAT_ONLY_MODEL}
       api_base: {upstream}/v1
       api_key: {UPSTREAM_KEY}
 litellm_settings:
@@ -170,10 +219,10 @@ general_settings:
 
 def load(port: int, target: str, stream: bool, concurrency: int, requests: int, rate: float, max_seconds: float,
          workdir: Path) -> dict:
-    server, path, model, _ = TARGETS[target]
+    server, path, body, _ = TARGETS[target]
     body_file = workdir / f"{target}-{'stream' if stream else 'json'}.json"
     if not body_file.exists():
-        body_file.write_bytes(request_body(model, stream))
+        body_file.write_bytes(json.dumps(body(stream)).encode())
     command = python(str(BENCH / "load.py"), f"http://{HOST}:{port}{path}", "--body-file", str(body_file),
                      "-c", str(concurrency), "-n", str(requests), "--expect", expectation(target, stream),
                      "--api-key", LITELLM_KEY if server == "litellm" else "sk-bench", "--deadline", "600",
