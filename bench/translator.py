@@ -8,9 +8,9 @@ synthetic 200- and 2,000-event answers, one core:
 - ``to-responses`` (chat clients, a Responses upstream): Responses events in, chat chunks out
   (``StreamTranslator``, ``encode_frames``); the synthetic answers are ``fake_upstream.responses_events``.
 - ``to-chat`` (Responses clients, a chat upstream): chat chunks in, Responses events out (``ResponseStream``,
-  each event written as ``event:`` and ``data:``, as proxy/responses_answers.py writes them); the synthetic
-  answers are the same answers as a chat-only reasoning model streams them (``fake_upstream.reasoning_chat_chunks``:
-  190 chunks for the 200 Responses events, 1,990 for 2,000).
+  ``encode_events``: each event written as ``event:`` and ``data:``, as proxy/responses_answers.py writes them);
+  the synthetic answers are the same answers as a chat-only reasoning model streams them
+  (``fake_upstream.reasoning_chat_chunks``: 190 chunks for the 200 Responses events, 1,990 for 2,000).
 
 Stages, per upstream event (a Responses event, or a chat chunk):
 
@@ -51,7 +51,7 @@ from fake_upstream import CHAT_ONLY_MODEL, reasoning_chat_chunks, responses_even
 from proxy.app import tune_garbage_collection  # noqa: E402
 from proxy.responses_calls import parse_events  # noqa: E402
 from proxy.translate import (DONE, ResponseStream, SSEDecoder, StreamTranslator, encode_data, encode_event,  # noqa: E402
-                             encode_frames, responses_request_to_chat)
+                             encode_events, encode_frames, responses_request_to_chat)
 
 
 class Direction(NamedTuple):
@@ -69,10 +69,6 @@ def _response_stream() -> ResponseStream:
     return ResponseStream(CHAT_STATE)
 
 
-def _encode_events(events: list[dict]) -> bytes:
-    return b"".join(encode_event(event["type"], event) for event in events)
-
-
 CHAT_STATE = responses_request_to_chat({"model": CHAT_ONLY_MODEL, "input": "How do I cross the street safely?",
                                         "stream": True}).state
 DIRECTIONS = {
@@ -80,7 +76,7 @@ DIRECTIONS = {
                                                        created=1),
                               encode_frames, lambda event: encode_event(event.get("type", "message"), event), b"",
                               "responses", responses_events),
-    "to-chat": Direction(_response_stream, _encode_events, encode_data, DONE, "chat", reasoning_chat_chunks),
+    "to-chat": Direction(_response_stream, encode_events, encode_data, DONE, "chat", reasoning_chat_chunks),
 }
 
 

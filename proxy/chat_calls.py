@@ -82,7 +82,9 @@ async def answer_events(call: ChatCall, stream: ResponseStream) -> AsyncGenerato
         else:
             async with aclosing(call.chunks()) as chunks:
                 async for batch in chunks:
-                    events = [event for chunk in batch for event in stream.feed(chunk)]
+                    # Most reads bring one chunk: its events as they come, without a copy.
+                    events = (stream.feed(batch[0]) if len(batch) == 1
+                              else [event for chunk in batch for event in stream.feed(chunk)])
                     if events:
                         yield events
                     if stream.done:

@@ -25,7 +25,7 @@ from . import metrics
 from .chat_calls import ChatCall, answer_events
 from .errors import ClientError, ProxyError
 from .streaming import AnswerCut
-from .translate import ResponseStream, encode_event
+from .translate import ResponseStream, event_frames
 
 log = logging.getLogger("proxy.chat_runs")
 
@@ -79,10 +79,10 @@ class ChatRun:
             await self._end(self._stream.fail("The proxy failed while reading the upstream's answer."))
 
     def _keep(self, events: list[dict[str, Any]]) -> None:
+        frames = event_frames(events)
+        self._frames += frames
+        self._size += sum(map(len, frames))
         for event in events:
-            frame = encode_event(event["type"], event)
-            self._frames.append(frame)
-            self._size += len(frame)
             if "response" in event:
                 self._snapshot = event["response"]
         limit, dropped = self._runs.event_bytes, 0

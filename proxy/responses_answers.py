@@ -31,7 +31,7 @@ from .pacing import Heartbeat
 from .plan import ToChatPlan
 from .stored_responses import ResponseStore, with_ids
 from .streaming import StreamedResponse, until_disconnect
-from .translate import KEEPALIVE, ResponseStream, completion_to_response, encode_event, name_responses_params
+from .translate import KEEPALIVE, ResponseStream, completion_to_response, encode_events, name_responses_params
 
 log = logging.getLogger("proxy.answers")
 
@@ -138,7 +138,7 @@ async def _whole(plan: ToChatPlan, call: ChatCall) -> dict[str, Any]:
 async def _event_stream(plan: ToChatPlan, call: ChatCall, store: ResponseStore) -> AsyncIterator[bytes]:
     stream = ResponseStream(plan.chat.state)
     try:
-        yield _frames(stream.start())
+        yield encode_events(stream.start())
         async with aclosing(answer_events(call, stream)) as batches:
             async for events in batches:
                 if stream.done and events:  # the answer's last events: stored before the client can ask for it
@@ -147,13 +147,9 @@ async def _event_stream(plan: ToChatPlan, call: ChatCall, store: ResponseStore) 
                                     stream.response["error"]["message"])
                     await _conclude(plan, stream.response, store)
                 if events:
-                    yield _frames(events)
+                    yield encode_events(events)
     finally:
         call.aclose()
-
-
-def _frames(events: list[dict[str, Any]]) -> bytes:
-    return b"".join(encode_event(event["type"], event) for event in events)
 
 
 async def _conclude(plan: ToChatPlan, response: dict[str, Any] | None, store: ResponseStore) -> None:

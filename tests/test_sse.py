@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.translate import DONE, KEEPALIVE, EventHolder, EventTooLarge, SSEDecoder, encode_data, encode_event, encode_frames
+from proxy.translate import (DONE, KEEPALIVE, EventHolder, EventTooLarge, SSEDecoder, encode_data, encode_event,
+                             encode_events, encode_frames, event_frames)
 
 pytestmark = pytest.mark.core  # the pure translation core: `pytest -m core` runs these alone
 
@@ -140,3 +141,14 @@ def test_the_event_holder_lets_an_event_too_large_to_hold_go_out_as_it_comes():
     holder = EventHolder(limit=10)
     assert holder.feed(b"data: 12345") == b"data: 12345"  # 11 bytes held would pass the limit
     assert holder.feed(b"67\n\n") == b"67\n\n"
+
+
+@pytest.mark.parametrize("events", [[], [{"type": "response.created", "sequence_number": 0}],
+                                    [{"type": "response.output_text.delta", "delta": "a\n\nb"}, {"type": "é x"},
+                                     {"type": "response.output_text.delta", "delta": ""}]])
+def test_named_frames_in_one_piece_or_apart_are_the_frames_one_by_one(events):
+    one_by_one = [encode_event(event["type"], event) for event in events]
+    assert encode_events(events) == b"".join(one_by_one)
+    assert event_frames(events) == one_by_one
+    assert decode([encode_events(events)]) == [(event["type"], frame.partition(b"\ndata: ")[2][:-2])
+                                                for event, frame in zip(events, one_by_one)]

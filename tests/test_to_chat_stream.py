@@ -528,6 +528,21 @@ def test_the_folded_stream_equals_the_non_streamed_answer(stream):
                                                  now=lambda: NOW)
 
 
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(stream=chat_streams())
+def test_a_delta_of_one_piece_gives_the_events_of_the_general_path(stream):
+    """A delta holding only ``content`` or only ``reasoning_content`` takes a shorter path than other chunks; the
+    same stream with the role beside each delta (which the events do not show) takes the general one: the events
+    are the same."""
+    chunks, source = stream
+    padded = copy.deepcopy(chunks)
+    for piece in padded:
+        for choice in piece["choices"]:
+            choice["delta"].setdefault("role", "assistant")
+    state = state_for(options=ChatOptions(reasoning_source=source))
+    assert run(chunks, state)[1] == run(padded, state)[1]
+
+
 mangled_chunks = st.lists(st.one_of(
     json_values,
     mutated(st.builds(lambda delta: chunk(delta), st.fixed_dictionaries({}, optional={

@@ -9,7 +9,7 @@ fields, parameter paths, the parameter table's shape) sits beside them.
 
 from . import to_chat, to_responses
 from .sse import (DONE, KEEPALIVE, EventHolder, EventTooLarge, ServerSentEvent, SSEDecoder, closing_frame,
-                  encode_data, encode_event, encode_frames)
+                  encode_data, encode_event, encode_events, encode_frames, event_frames)
 from .reasoning import REASONING_EFFORTS, REASONING_SUMMARIES
 from .table import Fate, Param, ParamTable
 from .to_chat import *  # noqa: F403 (Responses clients, chat upstream: the names in its __all__)
@@ -18,7 +18,7 @@ from .to_responses import *  # noqa: F403 (chat clients, Responses upstream: the
 __all__ = [
     # SSE, for both directions
     "DONE", "KEEPALIVE", "EventHolder", "EventTooLarge", "ServerSentEvent", "SSEDecoder", "closing_frame",
-    "encode_data", "encode_event", "encode_frames",
+    "encode_data", "encode_event", "encode_events", "encode_frames", "event_frames",
     # both directions, and the configuration
     "REASONING_EFFORTS", "REASONING_SUMMARIES",
     # the shape of a direction's parameter table

@@ -8,7 +8,7 @@ matter in practice: ``\\n``, ``\\r\\n`` or ``\\r`` line ends, multi-line
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -187,3 +187,34 @@ def closing_frame(sent: bytes, payload: Any) -> bytes:
 def encode_event(event: str, payload: Any) -> bytes:
     """A named frame, as the Responses API sends them (``event:`` then ``data:``)."""
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+class _Heads(dict[str, bytes]):
+    """An event type's frame head, ``event: <type>`` and the ``data:`` that follows, made once per type.
+    Types are the Responses API's few dozen; past a bound, a new one is made each time rather than kept."""
+
+    def __missing__(self, kind: str) -> bytes:
+        head = b"event: " + kind.encode() + b"\ndata: "
+        if len(self) < 256:
+            self[kind] = head
+        return head
+
+
+_HEADS = _Heads()
+
+
+def encode_events(events: Sequence[dict[str, Any]]) -> bytes:
+    """:func:`encode_event` of each event under its ``type``, in one piece: the heads made once per type, a
+    single event (most batches: one chunk's delta) in one concatenation, more joined once."""
+    if len(events) == 1:
+        event = events[0]
+        return _HEADS[event["type"]] + orjson.dumps(event) + b"\n\n"
+    parts: list[bytes] = []
+    for event in events:
+        parts += _HEADS[event["type"]], orjson.dumps(event), b"\n\n"
+    return b"".join(parts)
+
+
+def event_frames(events: Iterable[dict[str, Any]]) -> list[bytes]:
+    """:func:`encode_event` of each event under its ``type``, each frame apart (for a log kept by event)."""
+    return [_HEADS[event["type"]] + orjson.dumps(event) + b"\n\n" for event in events]

@@ -32,6 +32,7 @@ RESPONSE_ERROR_CODES = frozenset((
     "invalid_image_mode", "image_file_too_large", "unsupported_image_media_type", "empty_image_file",
     "failed_to_download_image", "image_file_not_found",
 ))
+_REASONING_KEYS = ("reasoning_content", "reasoning")  # where chat upstreams stream reasoning (DeepSeek, OpenRouter)
 _INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
 # Settings echoed only when they have a value: the API's schema types them as strings, never null.
 _OMITTED_WHEN_NULL = ("user",)
@@ -288,8 +289,12 @@ class ResponseStream:
             self._service_tier = chunk["service_tier"]
         if isinstance(chunk.get("usage"), dict):
             self._usage = chunk["usage"]
-        events: list[dict[str, Any]] = []
         choices = chunk.get("choices")
+        if type(choices) is list and len(choices) == 1:
+            events = self._next_piece(choices[0])
+            if events is not None:
+                return events
+        events = []
         for choice in choices if isinstance(choices, list) else ():
             if isinstance(choice, dict) and choice.get("index", 0) == 0 and self._finish_reason is None:
                 self._choice(choice, events)
@@ -333,12 +338,36 @@ class ResponseStream:
 
     # --- chunks -------------------------------------------------------------
 
+    def _next_piece(self, choice: Any) -> list[dict[str, Any]] | None:
+        """The events of the common choice, one more piece of the text or reasoning already streaming (a delta
+        holding only ``content``, or only ``reasoning_content``), without :meth:`_choice`'s look at every field
+        a delta may hold; None for any other choice, which :meth:`_choice` takes as it comes."""
+        if type(choice) is not dict or choice.get("finish_reason") is not None or self._finish_reason is not None:
+            return None
+        delta = choice.get("delta")
+        if type(delta) is not dict or len(delta) != 1 or choice.get("index", 0) != 0:
+            return None
+        ((key, text),) = delta.items()
+        if type(text) is not str or not text:
+            return None
+        if key == "content":
+            message = self._message
+            if (self._think is not None or message is None or not message.open
+                    or message.parts[-1].kind != "output_text"):
+                return None
+            message.parts[-1].pieces.append(text)
+            return [self._text_delta(message, text)]
+        if key in _REASONING_KEYS and self._reasoning is not None and self.state.reasoning_source != "none":
+            self._reasoning.pieces.append(text)
+            return [self._reasoning_delta(self._reasoning, text)]
+        return None
+
     def _choice(self, choice: dict[str, Any], events: list[dict[str, Any]]) -> None:
         delta = choice.get("delta")
         if not isinstance(delta, dict):
             delta = {}
         if self.state.reasoning_source != "none":
-            for key in ("reasoning_content", "reasoning"):
+            for key in _REASONING_KEYS:
                 if isinstance(delta.get(key), str) and delta[key]:
                     self._reasoning_text(delta[key], events)
         content = delta.get("content")
@@ -383,13 +412,26 @@ class ResponseStream:
                                       output_index=item.index, summary_index=0,
                                       part={"type": "summary_text", "text": ""}))
         item.pieces.append(text)
-        events.append(self._event("response.reasoning_summary_text.delta", item_id=item.id, output_index=item.index,
-                                  summary_index=0, delta=text))
+        events.append(self._reasoning_delta(item, text))
 
     def _text(self, text: str, events: list[dict[str, Any]]) -> None:
-        part = self._part("output_text", events)
-        part.pieces.append(text)
-        events.append(self._part_event("response.output_text.delta", delta=text, logprobs=[]))
+        self._part("output_text", events).pieces.append(text)
+        events.append(self._text_delta(self._message, text))
+
+    # The two events of nearly every chunk, built as literals: cheaper than :meth:`_event`'s keywords and merge.
+
+    def _reasoning_delta(self, item: _Reasoning, text: str) -> dict[str, Any]:
+        sequence = self._sequence
+        self._sequence = sequence + 1
+        return {"type": "response.reasoning_summary_text.delta", "sequence_number": sequence, "item_id": item.id,
+                "output_index": item.index, "summary_index": 0, "delta": text}
+
+    def _text_delta(self, message: _Message, text: str) -> dict[str, Any]:
+        sequence = self._sequence
+        self._sequence = sequence + 1
+        return {"type": "response.output_text.delta", "sequence_number": sequence, "item_id": message.id,
+                "output_index": message.index, "content_index": len(message.parts) - 1, "delta": text,
+                "logprobs": []}
 
     def _part(self, kind: str, events: list[dict[str, Any]]) -> _Part:
         """The open content part of this kind, opening the message and the part as needed."""
