@@ -152,3 +152,9 @@ def test_named_frames_in_one_piece_or_apart_are_the_frames_one_by_one(events):
     assert event_frames(events) == one_by_one
     assert decode([encode_events(events)]) == [(event["type"], frame.partition(b"\ndata: ")[2][:-2])
                                                 for event, frame in zip(events, one_by_one)]
+
+
+def test_named_frames_of_many_event_types_are_still_the_frames_one_by_one():
+    events = [{"type": f"x.{number}"} for number in range(300)]  # past the number of types whose heads are kept
+    assert encode_events(events) == b"".join(encode_event(event["type"], event) for event in events)
+    assert event_frames(events[-2:]) == [encode_event(event["type"], event) for event in events[-2:]]
