@@ -139,6 +139,10 @@ def plan_to_chat(route: ModelRoute, body: dict[str, Any], config: Config, histor
     conversation ``previous_response_id`` names (None: none is stored); ``seal`` holds the server key that
     reasoning items' ``encrypted_content`` is sealed with."""
     settings = route.settings
+    reasoning = body.get("reasoning")
+    if settings.reasoning_effort and (reasoning is None or isinstance(reasoning, dict) and
+                                      reasoning.get("effort") is None):  # the model's default, as for chat clients
+        body = {**body, "reasoning": {**(reasoning or {}), "effort": settings.reasoning_effort}}
     options = ChatOptions(
         reasoning_history=bool(settings.reasoning_history),
         max_tokens_param=settings.max_tokens_param or "max_completion_tokens",

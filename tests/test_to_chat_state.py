@@ -274,6 +274,18 @@ def test_an_alias_is_resolved_for_a_chat_only_model(chat_fake):
     assert answer.json()["model"] == MODEL and answer.json()["reasoning"] == {"effort": "high", "summary": "auto"}
 
 
+def test_a_models_default_effort_is_sent_when_the_client_names_none(chat_fake):
+    chat_fake.needs_reasoning_back = False
+    chat_fake.script(Chat(content="ok"), Chat(content="ok"))
+    models = {"deepseek-*": {"reasoning_history": True, "reasoning_effort": "high"}}
+    with running_proxy(config(chat_fake.base_url, models=models)) as url:
+        defaulted = post(url, {"model": MODEL, "input": "Go", "reasoning": {"summary": "auto"}})
+        chosen = post(url, {"model": MODEL, "input": "Go", "reasoning": {"effort": "low"}})
+    assert [request["reasoning_effort"] for request in chat_requests(chat_fake)] == ["high", "low"]
+    assert defaulted.json()["reasoning"] == {"effort": "high", "summary": "auto"}
+    assert chosen.json()["reasoning"]["effort"] == "low"
+
+
 def test_an_alias_and_an_effort_variant_are_resolved_when_passed_through(fake, make_proxy):
     aliases = {"quick": {"model": "gpt-4.1", "params": {"temperature": 0.2, "max_tokens": 50}}}
     with make_proxy(aliases=aliases) as url:
