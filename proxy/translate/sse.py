@@ -184,11 +184,6 @@ def closing_frame(sent: bytes, payload: Any) -> bytes:
     return (b"" if not sent or sent.endswith(b"\n\n") else b"\n\n") + encode_data(payload)
 
 
-def encode_event(event: str, payload: Any) -> bytes:
-    """A named frame, as the Responses API sends them (``event:`` then ``data:``)."""
-    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
-
-
 class _Heads(dict[str, bytes]):
     """An event type's frame head, ``event: <type>`` and the ``data:`` that follows, made once per type.
     Types are the Responses API's few dozen; past a bound, a new one is made each time rather than kept."""
@@ -203,18 +198,20 @@ class _Heads(dict[str, bytes]):
 _HEADS = _Heads()
 
 
+def encode_event(event: str, payload: Any) -> bytes:
+    """A named frame, as the Responses API sends them (``event:`` then ``data:``)."""
+    return _HEADS[event] + orjson.dumps(payload) + b"\n\n"
+
+
 def encode_events(events: Sequence[dict[str, Any]]) -> bytes:
-    """:func:`encode_event` of each event under its ``type``, in one piece: the heads made once per type, a
-    single event (most batches: one chunk's delta) in one concatenation, more joined once."""
+    """:func:`encode_event` of each event under its ``type``, in one piece (a single event, most batches: one
+    chunk's delta, without a join)."""
     if len(events) == 1:
         event = events[0]
-        return _HEADS[event["type"]] + orjson.dumps(event) + b"\n\n"
-    parts: list[bytes] = []
-    for event in events:
-        parts += _HEADS[event["type"]], orjson.dumps(event), b"\n\n"
-    return b"".join(parts)
+        return encode_event(event["type"], event)
+    return b"".join([encode_event(event["type"], event) for event in events])
 
 
 def event_frames(events: Iterable[dict[str, Any]]) -> list[bytes]:
     """:func:`encode_event` of each event under its ``type``, each frame apart (for a log kept by event)."""
-    return [_HEADS[event["type"]] + orjson.dumps(event) + b"\n\n" for event in events]
+    return [encode_event(event["type"], event) for event in events]
