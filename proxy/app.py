@@ -164,14 +164,16 @@ class Proxy:
         model = payload["model"]
         route = self.models.responses_route(model)
         previous = payload.get("previous_response_id")
-        owner = caller_key(first_headers(request))
+        # Whose responses this request may see and makes: worked out where a response of ours is involved.
+        owner = caller_key(first_headers(request)) if isinstance(previous, str) or route.direction == "to_chat" \
+            else None
         stored = await self.stored_responses.get(previous, owner) if isinstance(previous, str) else None
         running = self.chat_runs.get(previous, owner) if stored is None and isinstance(previous, str) else None
         if running is not None and not running.ended:
             raise InvalidRequest(f"Previous response with id '{previous:.100}' is still running in the background; "
                                  "continue it once it has ended.", "previous_response_id", "previous_response_running")
         if route.direction == "to_chat" or stored is not None:  # a response of ours is continued as it was made
-            return await self.to_chat(request, payload, route, stored)
+            return await self.to_chat(request, payload, route, stored, owner)
         logs.current().mode = "passthrough"
         forwarded = open_forward(route.upstream, request, "/responses", body, self.config.server.max_body_bytes,
                                  settings=route.settings)
@@ -181,7 +183,7 @@ class Proxy:
         error_payload, raw = await read_json(response)
         if self.models.chat_auto_detect and \
                 says_chat_only(response.status_code, error_payload, raw.decode("utf-8", "replace"), payload):
-            return await self.to_chat(request, payload, route, None, learn=True)
+            return await self.to_chat(request, payload, route, None, owner, learn=True)
         if is_web_page_404(response):
             raise wrong_path(response, raw)
         error = upstream_error(response, error_payload, raw)
@@ -190,15 +192,18 @@ class Proxy:
         return relay_read(response, raw)
 
     async def to_chat(self, request: Request, payload: dict[str, Any], route: ModelRoute,
-                      stored: StoredResponse | None, learn: bool = False) -> Response:
+                      stored: StoredResponse | None, owner: str | None, learn: bool = False) -> Response:
         """A Responses request served through chat, one stage after another: plan the call, then run it and
-        write the answer. With ``learn``, the model is remembered as chat-only once the chat endpoint accepts the
-        request: that proves the model is served there, however its answer then ends (a stream that breaks
-        mid-way, or a whole answer that does, says nothing about where the model is served)."""
+        write the answer, for ``owner`` (:func:`~proxy.memory.caller_key`; None: not worked out yet). With
+        ``learn``, the model is remembered as chat-only once the chat endpoint accepts the request: that proves the
+        model is served there, however its answer then ends (a stream that breaks mid-way, or a whole answer that
+        does, says nothing about where the model is served)."""
         logs.current().mode = "translated"
         history = stored.conversation() if stored is not None else None
+        if owner is None:
+            owner = caller_key(first_headers(request))
         plan = plan_to_chat(route._replace(direction="to_chat"), payload, self.config, history, self.reasoning_seal,
-                            caller_key(first_headers(request)))
+                            owner)
         accepted = partial(self.models.chat_only.learn, payload["model"]) if learn else None
         return await serve_to_chat(plan, request, self.config, self.stored_responses, self.chat_runs, accepted)
 
