@@ -30,8 +30,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procs import BENCH, HOST, free_port, python, start, stop, wait_port  # noqa: E402
+from run import proxy_config  # noqa: E402
 
-UPSTREAM_KEY = "sk-bench-upstream"
 MESSAGES = [{"role": "system", "content": "You are a careful prover."}, {"role": "user", "content": "Prove it."}]
 
 
@@ -82,8 +82,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-completion-") as tmp:
         workdir = Path(tmp)
         fake_port, proxy_port = free_port(), free_port()
-        (workdir / "proxy.yaml").write_text(f"upstream:\n  base_url: http://{HOST}:{fake_port}/v1\n"
-                                            f"  api_key: {UPSTREAM_KEY}\n")
+        (workdir / "proxy.yaml").write_text(proxy_config(f"http://{HOST}:{fake_port}"))
         fake = start(python(str(BENCH / "fake_upstream.py"), "--port", str(fake_port)), log=workdir / "fake.log")
         proxy = start(python("-m", "proxy", "--host", HOST, "--port", str(proxy_port), "--log-level", "warning",
                              "--config", str(workdir / "proxy.yaml")), log=workdir / "proxy.log")

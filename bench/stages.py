@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procs import BENCH, HOST, cpu_ticks, free_port, python, start, stop, wait_port  # noqa: E402
-from run import SCENARIOS, UPSTREAM_KEY, load  # noqa: E402
+from run import SCENARIOS, load, proxy_config  # noqa: E402
 
 # (mark that ends the stage, what happened since the previous mark)
 STAGES = (
@@ -139,8 +139,7 @@ def measure(closed: list[int]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-stages-") as tmp:
         workdir = Path(tmp)
         fake_port, proxy_port = free_port(), free_port()
-        (workdir / "proxy.yaml").write_text(f"upstream:\n  base_url: http://{HOST}:{fake_port}/v1\n"
-                                            f"  api_key: {UPSTREAM_KEY}\n")
+        (workdir / "proxy.yaml").write_text(proxy_config(f"http://{HOST}:{fake_port}"))
         fake = start(python(str(BENCH / "fake_upstream.py"), "--port", str(fake_port)), log=workdir / "fake.log")
         try:
             wait_port(fake_port, fake)
